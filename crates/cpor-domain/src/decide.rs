@@ -1,0 +1,777 @@
+//! Decisions: state + command + injected time → events, or a refusal.
+//!
+//! `decide` never mutates state and never reads a clock; everything it needs
+//! that is not in the state comes in the [`Context`]. The events it returns
+//! are written atomically, in order, by the caller, and then folded with
+//! [`State::evolve`]. When a command touches several aggregates (arbitration),
+//! the decision spells out every consequence as its own event.
+
+use uuid::Uuid;
+
+use crate::calendar::Calendar;
+use crate::command::{Command, CommandEnvelope, SubmitClaim, SubscriptionRecord};
+use crate::error::{ErrorCode, Rejection};
+use crate::event::*;
+use crate::state::{Claim, State};
+use crate::types::{
+    reason, Actor, ActorKind, Channel, ClaimKey, ClaimStatus, DeadlineKind, SolutionArea,
+    SubscriptionState, Timestamp,
+};
+
+/// A rejected claim may be disputed within this many days of its rejection.
+pub const DISPUTE_WINDOW_DAYS: i64 = 30;
+
+/// Inputs a decision needs besides state: the time (injected) and the
+/// business calendar (configuration).
+#[derive(Debug, Clone)]
+pub struct Context<'a> {
+    pub now: Timestamp,
+    pub calendar: &'a Calendar,
+}
+
+/// What an accepted command produces.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Decision {
+    pub events: Vec<Event>,
+    /// The claim the reply names (`claim_id`), for claim commands.
+    pub claim_id: Option<Uuid>,
+    /// Non-blocking findings for the reply, e.g. `MPN_NOT_ENROLLED`.
+    pub warnings: Vec<String>,
+}
+
+/// The system comment each contender gets when it enters arbitration.
+pub const ARBITRATION_NOTICE: &str = "Another partner claims the same customer and product. \
+This claim is now in arbitration: reviewers will compare the proofs of execution, \
+may ask for more, and the review may take longer than five business days.";
+
+/// Stateless permission check, done before idempotency (contract precedence:
+/// `FORBIDDEN` comes before `IDEMPOTENCY_CONFLICT`).
+pub fn authorize(envelope: &CommandEnvelope) -> Result<(), Rejection> {
+    let actor = &envelope.actor;
+    let partner_ok = actor.partner_with_allowed_role().is_some();
+    let allowed = match &envelope.command {
+        Command::UpsertTenant { .. }
+        | Command::UpsertSubscription(_)
+        | Command::UpsertPartner { .. }
+        | Command::DeadlineElapsed { .. } => actor.kind() == ActorKind::System,
+        Command::Submit(_)
+        | Command::SubmitPoe { .. }
+        | Command::Withdraw { .. }
+        | Command::Dispute { .. }
+        | Command::Disassociate { .. } => partner_ok,
+        Command::Comment { .. } => partner_ok || actor.kind() == ActorKind::Reviewer,
+        Command::StartReview { .. }
+        | Command::RequestPoe { .. }
+        | Command::Approve { .. }
+        | Command::Reject { .. } => actor.kind() == ActorKind::Reviewer,
+        Command::CustomerDecline { .. } => actor.kind() == ActorKind::Customer,
+    };
+    if allowed {
+        Ok(())
+    } else if actor.kind() == ActorKind::Partner && !partner_ok {
+        Err(Rejection::with_message(
+            ErrorCode::Forbidden,
+            "Your user needs the Global admin, Billing admin or Incentives admin role to work on claims.",
+        ))
+    } else {
+        Err(Rejection::with_message(
+            ErrorCode::Forbidden,
+            format!("A {:?} actor may not send this command.", actor.kind()).to_lowercase(),
+        ))
+    }
+}
+
+/// Decides one command. Assumes [`authorize`] passed.
+pub fn decide(state: &State, envelope: &CommandEnvelope, ctx: &Context<'_>) -> Result<Decision, Rejection> {
+    let actor = &envelope.actor;
+    let event = |data: EventData| Event { actor: actor.clone(), data };
+    match &envelope.command {
+        Command::UpsertTenant { tenant_id, domains } => Ok(Decision {
+            events: vec![event(EventData::TenantUpserted(TenantUpserted {
+                tenant_id: *tenant_id,
+                domains: domains.clone(),
+            }))],
+            ..Decision::default()
+        }),
+        Command::UpsertPartner { partner_id, mpns } => Ok(Decision {
+            events: vec![event(EventData::PartnerUpserted(PartnerUpserted {
+                partner_id: partner_id.clone(),
+                mpns: mpns.clone(),
+            }))],
+            ..Decision::default()
+        }),
+        Command::UpsertSubscription(record) => Ok(Decision {
+            events: upsert_subscription(state, actor, record),
+            ..Decision::default()
+        }),
+        Command::Submit(submit) => submit_claim(state, envelope, submit, ctx),
+        command => {
+            let claim_id = command
+                .existing_claim_id()
+                .expect("every other command is about an existing claim");
+            let claim = visible_claim(state, actor, claim_id)?;
+            if let Some(expected) = envelope.expected_version {
+                if expected != claim.version {
+                    return Err(Rejection {
+                        current_version: Some(claim.version),
+                        ..Rejection::with_message(
+                            ErrorCode::VersionConflict,
+                            format!(
+                                "The claim is at version {}, not {expected}; read it again and retry.",
+                                claim.version
+                            ),
+                        )
+                    });
+                }
+            }
+            let events = decide_on_claim(state, envelope, claim, ctx)?;
+            Ok(Decision {
+                events,
+                claim_id: Some(claim_id),
+                warnings: Vec::new(),
+            })
+        }
+    }
+}
+
+/// The claim if it exists and the actor may see it; `CLAIM_NOT_FOUND`
+/// otherwise, so that other partners' claims are indistinguishable from
+/// claims that do not exist.
+pub fn visible_claim<'s>(state: &'s State, actor: &Actor, claim_id: Uuid) -> Result<&'s Claim, Rejection> {
+    let claim = state.claims.get(&claim_id).filter(|c| may_see(actor, c));
+    claim.ok_or_else(|| Rejection::new(ErrorCode::ClaimNotFound))
+}
+
+/// Partners see their own claims, customers their tenant's, reviewers and
+/// systems every claim.
+pub fn may_see(actor: &Actor, claim: &Claim) -> bool {
+    match actor {
+        Actor::Partner { partner_id, .. } => *partner_id == claim.partner_id,
+        Actor::Customer { tenant_id, .. } => *tenant_id == claim.tenant_id,
+        Actor::Reviewer { .. } | Actor::System { .. } => true,
+    }
+}
+
+fn invalid_transition(claim: &Claim, action: &str) -> Rejection {
+    Rejection::with_message(
+        ErrorCode::InvalidTransition,
+        format!("A claim that is {} cannot be {action}.", claim.status.as_str().replace('_', " ")),
+    )
+}
+
+fn decide_on_claim(
+    state: &State,
+    envelope: &CommandEnvelope,
+    claim: &Claim,
+    ctx: &Context<'_>,
+) -> Result<Vec<Event>, Rejection> {
+    let actor = &envelope.actor;
+    let claim_id = claim.claim_id;
+    let event = |data: EventData| Event { actor: actor.clone(), data };
+    let service = |data: EventData| Event { actor: Actor::service(), data };
+    let is_reviewer = actor.kind() == ActorKind::Reviewer;
+    let mut events = Vec::new();
+    // A reviewer's first action on a submitted claim starts the review; the
+    // contract wants `review_started` written before the action's own event.
+    let review_started = |events: &mut Vec<Event>| {
+        if claim.status == ClaimStatus::Submitted {
+            events.push(event(EventData::ReviewStarted(ClaimRef { claim_id })));
+        }
+    };
+    match &envelope.command {
+        Command::Comment { text, .. } => {
+            if is_reviewer {
+                review_started(&mut events);
+            }
+            events.push(event(EventData::CommentAdded(CommentAdded {
+                claim_id,
+                text: text.clone(),
+                system: false,
+            })));
+        }
+        Command::StartReview { .. } => {
+            if !claim.status.is_open() {
+                return Err(invalid_transition(claim, "put under review"));
+            }
+            // Always written: on a claim already under review it still marks
+            // the reviewer's action that meets a running review deadline.
+            events.push(event(EventData::ReviewStarted(ClaimRef { claim_id })));
+        }
+        Command::RequestPoe { text, .. } => {
+            let incumbent_of_open_case = claim.status == ClaimStatus::Approved
+                && claim
+                    .arbitration_case_id
+                    .and_then(|id| state.cases.get(&id))
+                    .is_some_and(|case| {
+                        case.status == crate::types::CaseStatus::Open && case.incumbent_claim_id == Some(claim_id)
+                    });
+            let allowed = matches!(claim.status, ClaimStatus::Submitted | ClaimStatus::UnderReview)
+                || incumbent_of_open_case;
+            if !allowed {
+                return Err(invalid_transition(claim, "asked for proof of execution"));
+            }
+            review_started(&mut events);
+            events.push(event(EventData::PoeRequested(PoeRequested {
+                claim_id,
+                text: text.clone(),
+                partner_response_due_at: ctx.calendar.deadline_after(ctx.now),
+            })));
+        }
+        Command::SubmitPoe {
+            proof_of_execution,
+            text,
+            ..
+        } => {
+            if !(claim.status.is_open() || claim.status == ClaimStatus::Approved) {
+                return Err(invalid_transition(claim, "given more proof of execution"));
+            }
+            let review_due_at = (claim.status == ClaimStatus::PartnerActionRequired)
+                .then(|| ctx.calendar.deadline_after(ctx.now));
+            events.push(event(EventData::PoeSubmitted(PoeSubmitted {
+                claim_id,
+                proof_of_execution: proof_of_execution.clone(),
+                text: text.clone(),
+                review_due_at,
+            })));
+        }
+        Command::Approve { text, .. } => {
+            if !matches!(claim.status, ClaimStatus::Submitted | ClaimStatus::UnderReview) {
+                return Err(invalid_transition(claim, "approved"));
+            }
+            review_started(&mut events);
+            events.push(event(EventData::Approved(Approved {
+                claim_id,
+                text: text.clone(),
+            })));
+            events.extend(approval_consequences(state, claim));
+        }
+        Command::Reject { reason, text, .. } => {
+            if !claim.status.is_open() {
+                return Err(invalid_transition(claim, "rejected"));
+            }
+            review_started(&mut events);
+            events.push(event(EventData::Rejected(Rejected {
+                claim_id,
+                reason: reason.clone(),
+                text: text.clone(),
+            })));
+            events.extend(cases_closing(state, &[claim_id]));
+        }
+        Command::Withdraw { reason, .. } => {
+            if !claim.status.is_open() {
+                return Err(invalid_transition(claim, "withdrawn"));
+            }
+            events.push(event(EventData::Withdrawn(Withdrawn {
+                claim_id,
+                reason: reason.clone(),
+            })));
+            events.extend(cases_closing(state, &[claim_id]));
+        }
+        Command::Dispute {
+            text,
+            proof_of_execution,
+            ..
+        } => {
+            if claim.status != ClaimStatus::Rejected {
+                return Err(invalid_transition(claim, "disputed"));
+            }
+            let rejected_at = claim.rejected_at.or(claim.decided_at).unwrap_or(claim.updated_at);
+            if ctx.now - rejected_at > chrono::Duration::days(DISPUTE_WINDOW_DAYS) {
+                return Err(Rejection::new(ErrorCode::DisputeWindowClosed));
+            }
+            if partner_holds_key(state, &claim.partner_id, &claim.key(), Some(claim_id)) {
+                return Err(Rejection::new(ErrorCode::SubscriptionAlreadyClaimed));
+            }
+            events.push(event(EventData::Disputed(Disputed {
+                claim_id,
+                text: text.clone(),
+                proof_of_execution: proof_of_execution.clone(),
+                review_due_at: ctx.calendar.deadline_after(ctx.now),
+            })));
+            events.extend(competition(state, claim, envelope.command_id));
+        }
+        Command::Disassociate { reason, .. } => {
+            if claim.status != ClaimStatus::Approved {
+                return Err(invalid_transition(claim, "disassociated"));
+            }
+            events.push(event(EventData::AssociationEnded(AssociationEnded {
+                claim_id,
+                reason: reason::DISASSOCIATED.to_string(),
+                text: Some(reason.clone()),
+            })));
+            events.extend(cases_closing(state, &[claim_id]));
+        }
+        Command::CustomerDecline { reason, .. } => {
+            let data = if claim.status.is_open() {
+                EventData::Rejected(Rejected {
+                    claim_id,
+                    reason: reason::CUSTOMER_DECLINED.to_string(),
+                    text: reason.clone(),
+                })
+            } else if claim.status == ClaimStatus::Approved {
+                EventData::AssociationEnded(AssociationEnded {
+                    claim_id,
+                    reason: reason::CUSTOMER_DECLINED.to_string(),
+                    text: reason.clone(),
+                })
+            } else {
+                return Err(invalid_transition(claim, "declined"));
+            };
+            events.push(event(data));
+            events.extend(cases_closing(state, &[claim_id]));
+        }
+        Command::DeadlineElapsed { kind, due_at, .. } => {
+            // A deadline command that no longer matches the claim (met,
+            // replaced, or already fired) decides nothing: firing is
+            // idempotent by construction.
+            if ctx.now < *due_at {
+                return Ok(events);
+            }
+            match kind {
+                DeadlineKind::Review => {
+                    if claim.status.is_open() && claim.review_due_at == Some(*due_at) && !claim.overdue {
+                        events.push(event(EventData::ReviewDeadlineMissed(ReviewDeadlineMissed {
+                            claim_id,
+                            review_due_at: *due_at,
+                        })));
+                    }
+                }
+                DeadlineKind::PartnerResponse => {
+                    if claim.partner_response_due_at == Some(*due_at) {
+                        events.push(event(EventData::PartnerResponseMissed(PartnerResponseMissed {
+                            claim_id,
+                            partner_response_due_at: *due_at,
+                        })));
+                        if claim.status == ClaimStatus::PartnerActionRequired {
+                            events.push(service(EventData::Rejected(Rejected {
+                                claim_id,
+                                reason: reason::NO_PARTNER_RESPONSE.to_string(),
+                                text: None,
+                            })));
+                            events.extend(cases_closing(state, &[claim_id]));
+                        }
+                    }
+                }
+            }
+        }
+        Command::UpsertTenant { .. }
+        | Command::UpsertSubscription(_)
+        | Command::UpsertPartner { .. }
+        | Command::Submit(_) => unreachable!("not a command about an existing claim"),
+    }
+    Ok(events)
+}
+
+/// Does this partner already hold the key with an open or approved claim
+/// (other than `except`)?
+fn partner_holds_key(state: &State, partner_id: &str, key: &ClaimKey, except: Option<Uuid>) -> bool {
+    let Some(entry) = state.keys.get(key) else {
+        return false;
+    };
+    entry.claim_ids.iter().any(|id| {
+        Some(*id) != except
+            && state
+                .claims
+                .get(id)
+                .is_some_and(|c| c.partner_id == partner_id && c.is_contender())
+    })
+}
+
+fn submit_claim(
+    state: &State,
+    envelope: &CommandEnvelope,
+    submit: &SubmitClaim,
+    ctx: &Context<'_>,
+) -> Result<Decision, Rejection> {
+    let partner_id = envelope
+        .actor
+        .partner_with_allowed_role()
+        .expect("authorize lets only partners with a role submit")
+        .to_string();
+    if state.claims.contains_key(&submit.claim_id) {
+        return Err(Rejection::new(ErrorCode::ClaimExists));
+    }
+    let mut reasons = Vec::new();
+    match state.tenants.get(&submit.tenant_id) {
+        None => reasons.push(ErrorCode::TenantUnknown),
+        Some(tenant) => {
+            if !tenant.domains.iter().any(|d| d.eq_ignore_ascii_case(submit.domain.trim())) {
+                reasons.push(ErrorCode::DomainTenantMismatch);
+            }
+        }
+    }
+    if !submit.solution_area.allows(submit.activity) {
+        reasons.push(ErrorCode::ActivityNotAllowed);
+    }
+    let mut mpn_enrolled = None;
+    match state.partners.get(&partner_id) {
+        None => reasons.push(ErrorCode::PartnerUnknown),
+        Some(partner) => match partner.mpns.iter().find(|m| m.mpn_id == submit.mpn_id) {
+            None => reasons.push(ErrorCode::MpnNotOwned),
+            Some(mpn) => mpn_enrolled = Some(mpn.incentive_enrolled),
+        },
+    }
+    let subscription_ids = match subscription_checks(state, submit) {
+        Ok(ids) => ids,
+        Err(found) => {
+            reasons.extend(found);
+            Vec::new()
+        }
+    };
+    let key = ClaimKey {
+        tenant_id: submit.tenant_id,
+        product: submit.product.clone(),
+        activity: submit.activity,
+    };
+    if partner_holds_key(state, &partner_id, &key, None) {
+        reasons.push(ErrorCode::SubscriptionAlreadyClaimed);
+    }
+    if !reasons.is_empty() {
+        return Err(Rejection::from_reasons(reasons));
+    }
+
+    let enrolled = mpn_enrolled.unwrap_or(false);
+    let mut warnings = Vec::new();
+    if !enrolled {
+        warnings.push("MPN_NOT_ENROLLED".to_string());
+    }
+    let submitted = EventData::ClaimSubmitted(ClaimSubmitted {
+        claim_id: submit.claim_id,
+        partner_id: partner_id.clone(),
+        mpn_id: submit.mpn_id.clone(),
+        tenant_id: submit.tenant_id,
+        domain: submit.domain.clone(),
+        solution_area: submit.solution_area,
+        activity: submit.activity,
+        product: submit.product.clone(),
+        subscription_ids,
+        // Revenue association is for revenue recognition only, never incentives.
+        incentive_eligible: enrolled && submit.activity != crate::types::Activity::RevenueAssociation,
+        proof_of_execution: submit.proof_of_execution.clone(),
+        note: submit.note.clone(),
+        review_due_at: ctx.calendar.deadline_after(ctx.now),
+    });
+    let mut events = vec![Event {
+        actor: envelope.actor.clone(),
+        data: submitted,
+    }];
+    // The competition check looks at the claim as it will be once written.
+    let new_claim = Claim {
+        claim_id: submit.claim_id,
+        seq: state.claim_count + 1,
+        partner_id,
+        mpn_id: submit.mpn_id.clone(),
+        tenant_id: submit.tenant_id,
+        domain: submit.domain.clone(),
+        solution_area: submit.solution_area,
+        activity: submit.activity,
+        product: submit.product.clone(),
+        subscription_ids: Vec::new(),
+        status: ClaimStatus::Submitted,
+        reason: None,
+        incentive_eligible: false,
+        disputed: false,
+        overdue: false,
+        arbitration_case_id: None,
+        submitted_at: ctx.now,
+        review_due_at: None,
+        partner_response_due_at: None,
+        decided_at: None,
+        rejected_at: None,
+        version: 1,
+        updated_at: ctx.now,
+    };
+    events.extend(competition(state, &new_claim, envelope.command_id));
+    Ok(Decision {
+        events,
+        claim_id: Some(submit.claim_id),
+        warnings,
+    })
+}
+
+/// The subscription rules of a submit: the covered subscription ids, or every
+/// reason none can be covered.
+fn subscription_checks(state: &State, submit: &SubmitClaim) -> Result<Vec<Uuid>, Vec<ErrorCode>> {
+    let of_product_on_tenant = || {
+        state
+            .subscriptions
+            .values()
+            .map(|s| &s.record)
+            .filter(|s| s.tenant_id == submit.tenant_id && s.product == submit.product)
+            .collect::<Vec<_>>()
+    };
+    match submit.solution_area {
+        SolutionArea::Microsoft365 => {
+            if submit.subscription_id.is_some() {
+                return Err(vec![ErrorCode::InvalidCommand]);
+            }
+            let subs = of_product_on_tenant();
+            if subs.is_empty() {
+                return Err(vec![ErrorCode::ProductNotOnTenant]);
+            }
+            if subs.iter().any(|s| s.state.is_live()) {
+                return Ok(Vec::new());
+            }
+            let mut reasons = Vec::new();
+            if subs.iter().any(|s| s.state == SubscriptionState::PendingProvisioning) {
+                reasons.push(ErrorCode::SubscriptionNotProvisioned);
+            }
+            if subs
+                .iter()
+                .any(|s| matches!(s.state, SubscriptionState::Expired | SubscriptionState::Disabled))
+            {
+                reasons.push(ErrorCode::SubscriptionNotActive);
+            }
+            Err(reasons)
+        }
+        SolutionArea::BusinessApplications => match &submit.subscription_id {
+            Some(text) => {
+                let Ok(id) = Uuid::parse_str(text.trim()) else {
+                    return Err(vec![ErrorCode::NotASubscriptionId]);
+                };
+                let Some(entry) = state.subscriptions.get(&id) else {
+                    return Err(vec![ErrorCode::SubscriptionUnknown]);
+                };
+                let reasons = dynamics_subscription_reasons(&entry.record, submit);
+                if reasons.is_empty() {
+                    Ok(vec![id])
+                } else {
+                    Err(reasons)
+                }
+            }
+            None => {
+                let subs = of_product_on_tenant();
+                if subs.is_empty() {
+                    return Err(vec![ErrorCode::ProductNotOnTenant]);
+                }
+                let mut covered = Vec::new();
+                let mut reasons = Vec::new();
+                for sub in subs {
+                    let found = dynamics_subscription_reasons(sub, submit);
+                    if found.is_empty() {
+                        covered.push(sub.subscription_id);
+                    }
+                    reasons.extend(found);
+                }
+                if covered.is_empty() {
+                    Err(reasons)
+                } else {
+                    covered.sort();
+                    Ok(covered)
+                }
+            }
+        },
+    }
+}
+
+/// Why one subscription cannot back a Business Applications claim.
+fn dynamics_subscription_reasons(sub: &SubscriptionRecord, submit: &SubmitClaim) -> Vec<ErrorCode> {
+    if sub.tenant_id != submit.tenant_id || sub.product != submit.product {
+        return vec![ErrorCode::ProductNotOnTenant];
+    }
+    let mut reasons = Vec::new();
+    if !sub.is_dynamics {
+        reasons.push(ErrorCode::SubscriptionNotDynamics);
+    }
+    if sub.channel == Channel::Csp {
+        reasons.push(ErrorCode::SubscriptionIsCsp);
+    }
+    match sub.state {
+        SubscriptionState::PendingProvisioning => reasons.push(ErrorCode::SubscriptionNotProvisioned),
+        SubscriptionState::Expired | SubscriptionState::Disabled => {
+            reasons.push(ErrorCode::SubscriptionNotActive)
+        }
+        SubscriptionState::Active | SubscriptionState::InGrace => {}
+    }
+    reasons
+}
+
+/// A claim entering the competition (a submit or a dispute): opens a case
+/// over every contender of its key, or joins the open one, and tells each
+/// claim that enters in a system comment.
+fn competition(state: &State, claim: &Claim, command_id: Uuid) -> Vec<Event> {
+    let service = |data: EventData| Event { actor: Actor::service(), data };
+    let key = claim.key();
+    let entry = state.keys.get(&key);
+    let others: Vec<&Claim> = entry
+        .map(|e| e.claim_ids.as_slice())
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|id| state.claims.get(id))
+        .filter(|c| c.claim_id != claim.claim_id && c.partner_id != claim.partner_id && c.is_contender())
+        .collect();
+    if others.is_empty() {
+        return Vec::new();
+    }
+    let notice = |claim_id: Uuid| {
+        service(EventData::CommentAdded(CommentAdded {
+            claim_id,
+            text: ARBITRATION_NOTICE.to_string(),
+            system: true,
+        }))
+    };
+    if let Some(case_id) = entry.and_then(|e| e.open_case) {
+        return vec![
+            service(EventData::ArbitrationClaimJoined(ArbitrationClaimJoined {
+                case_id,
+                claim_id: claim.claim_id,
+            })),
+            notice(claim.claim_id),
+        ];
+    }
+    // A fresh case id derived from the command that opens it: deterministic
+    // (a replay of the same decision gives the same id) and unique (one
+    // command opens at most one case).
+    let case_id = Uuid::new_v5(&command_id, claim.claim_id.as_bytes());
+    let mut claim_ids: Vec<Uuid> = others.iter().map(|c| c.claim_id).collect();
+    claim_ids.push(claim.claim_id);
+    let incumbent_claim_id = others
+        .iter()
+        .find(|c| c.status == ClaimStatus::Approved)
+        .map(|c| c.claim_id);
+    let mut events = vec![service(EventData::ArbitrationOpened(ArbitrationOpened {
+        case_id,
+        tenant_id: key.tenant_id,
+        product: key.product.clone(),
+        activity: key.activity,
+        claim_ids: claim_ids.clone(),
+        incumbent_claim_id,
+    }))];
+    events.extend(claim_ids.into_iter().map(notice));
+    events
+}
+
+/// Approving one contender decides the competition: every other open claim
+/// on the key loses, the incumbent is superseded, the case is resolved.
+fn approval_consequences(state: &State, winner: &Claim) -> Vec<Event> {
+    let service = |data: EventData| Event { actor: Actor::service(), data };
+    let mut events = Vec::new();
+    let Some(entry) = state.keys.get(&winner.key()) else {
+        return events;
+    };
+    // Every other contender on the key, in the case or not: there is one
+    // partner of record per key, so no other approved claim may survive.
+    for id in &entry.claim_ids {
+        let Some(other) = state.claims.get(id) else { continue };
+        if other.claim_id == winner.claim_id || !other.is_contender() {
+            continue;
+        }
+        let in_case = entry.open_case.is_some() && other.arbitration_case_id == entry.open_case;
+        if other.status == ClaimStatus::Approved {
+            events.push(service(EventData::AssociationEnded(AssociationEnded {
+                claim_id: other.claim_id,
+                reason: reason::SUPERSEDED.to_string(),
+                text: None,
+            })));
+        } else if in_case {
+            events.push(service(EventData::Rejected(Rejected {
+                claim_id: other.claim_id,
+                reason: reason::LOST_ARBITRATION.to_string(),
+                text: None,
+            })));
+        }
+    }
+    if let Some(case_id) = entry.open_case {
+        events.push(service(EventData::ArbitrationResolved(ArbitrationResolved {
+            case_id,
+            winner_claim_id: winner.claim_id,
+        })));
+    }
+    events
+}
+
+/// When claims leave their cases (rejected, withdrawn, ended) and fewer
+/// than two contenders remain in a case, it closes without a winner.
+fn cases_closing(state: &State, leaving: &[Uuid]) -> Vec<Event> {
+    let mut case_ids: Vec<Uuid> = leaving
+        .iter()
+        .filter_map(|id| state.claims.get(id))
+        .filter_map(|c| c.arbitration_case_id)
+        .collect();
+    case_ids.dedup();
+    let mut events = Vec::new();
+    for case_id in case_ids {
+        let Some(case) = state.cases.get(&case_id) else { continue };
+        if case.status != crate::types::CaseStatus::Open {
+            continue;
+        }
+        let remaining = state
+            .contenders(case)
+            .into_iter()
+            .filter(|id| !leaving.contains(id))
+            .count();
+        let already = events.iter().any(|e: &Event| {
+            matches!(&e.data, EventData::ArbitrationClosed(c) if c.case_id == case_id)
+        });
+        if remaining < 2 && !already {
+            events.push(Event {
+                actor: Actor::service(),
+                data: EventData::ArbitrationClosed(ArbitrationClosed { case_id }),
+            });
+        }
+    }
+    events
+}
+
+/// A subscription upsert, and the ends of approved associations it causes:
+/// an approved claim ends when none of its subscriptions (for Microsoft 365:
+/// none of the tenant's subscriptions of its product) is active or in grace.
+fn upsert_subscription(state: &State, actor: &Actor, record: &SubscriptionRecord) -> Vec<Event> {
+    let mut events = vec![Event {
+        actor: actor.clone(),
+        data: EventData::SubscriptionUpserted(record.clone()),
+    }];
+    if record.state.is_live() {
+        return events;
+    }
+    let live = |id: &Uuid| -> bool {
+        if *id == record.subscription_id {
+            return record.state.is_live();
+        }
+        state.subscriptions.get(id).is_some_and(|s| s.record.state.is_live())
+    };
+    let mut ending = Vec::new();
+    for activity in crate::types::Activity::ALL {
+        let key = ClaimKey {
+            tenant_id: record.tenant_id,
+            product: record.product.clone(),
+            activity,
+        };
+        let Some(entry) = state.keys.get(&key) else { continue };
+        for claim in entry.claim_ids.iter().filter_map(|id| state.claims.get(id)) {
+            if claim.status != ClaimStatus::Approved {
+                continue;
+            }
+            let still_backed = match claim.solution_area {
+                SolutionArea::BusinessApplications => {
+                    if !claim.subscription_ids.contains(&record.subscription_id) {
+                        continue;
+                    }
+                    claim.subscription_ids.iter().any(live)
+                }
+                SolutionArea::Microsoft365 => state
+                    .subscriptions
+                    .values()
+                    .map(|s| &s.record)
+                    .filter(|s| s.tenant_id == claim.tenant_id && s.product == claim.product)
+                    .map(|s| s.subscription_id)
+                    .any(|id| live(&id)),
+            };
+            if !still_backed {
+                ending.push(claim.claim_id);
+            }
+        }
+    }
+    for claim_id in &ending {
+        events.push(Event {
+            actor: Actor::service(),
+            data: EventData::AssociationEnded(AssociationEnded {
+                claim_id: *claim_id,
+                reason: reason::SUBSCRIPTION_ENDED.to_string(),
+                text: None,
+            }),
+        });
+    }
+    events.extend(cases_closing(state, &ending));
+    events
+}

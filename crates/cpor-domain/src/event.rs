@@ -1,0 +1,326 @@
+//! Events: facts the service has recorded. Past tense, never refused.
+//!
+//! Each event belongs to one aggregate (a claim, an arbitration case or a
+//! reference record) and carries everything [`crate::State::evolve`] needs, so
+//! folding events never consults a clock, a calendar or reference data: the
+//! deadlines a decision computed are written into the event.
+//!
+//! Events are versioned. The log stores each event with its schema version;
+//! [`EventData::decode`] upcasts older versions before deserializing, so the
+//! log never has to be rewritten when an event gains a field.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::command::SubscriptionRecord;
+use crate::types::{Activity, Actor, Mpn, PoeDocument, SolutionArea, Timestamp};
+
+/// An event as decided: who caused it and what happened.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Event {
+    pub actor: Actor,
+    pub data: EventData,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum AggregateKind {
+    Claim,
+    Arbitration,
+    Tenant,
+    Subscription,
+    Partner,
+}
+
+impl AggregateKind {
+    pub const ALL: [AggregateKind; 5] = [
+        AggregateKind::Claim,
+        AggregateKind::Arbitration,
+        AggregateKind::Tenant,
+        AggregateKind::Subscription,
+        AggregateKind::Partner,
+    ];
+
+    /// The name used in subjects and CloudEvents types.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AggregateKind::Claim => "claim",
+            AggregateKind::Arbitration => "arbitration",
+            AggregateKind::Tenant => "tenant",
+            AggregateKind::Subscription => "subscription",
+            AggregateKind::Partner => "partner",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<AggregateKind> {
+        AggregateKind::ALL.into_iter().find(|k| k.as_str() == name)
+    }
+}
+
+/// Identifies one aggregate instance: kind and id as written in subjects.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct AggregateId {
+    pub kind: AggregateKind,
+    pub id: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TenantUpserted {
+    pub tenant_id: Uuid,
+    pub domains: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PartnerUpserted {
+    pub partner_id: String,
+    pub mpns: Vec<Mpn>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClaimSubmitted {
+    pub claim_id: Uuid,
+    pub partner_id: String,
+    pub mpn_id: String,
+    pub tenant_id: Uuid,
+    pub domain: String,
+    pub solution_area: SolutionArea,
+    pub activity: Activity,
+    pub product: String,
+    pub subscription_ids: Vec<Uuid>,
+    pub incentive_eligible: bool,
+    pub proof_of_execution: Vec<PoeDocument>,
+    /// Added in schema version 2; version 1 records upcast to `null`.
+    pub note: Option<String>,
+    pub review_due_at: Timestamp,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClaimRef {
+    pub claim_id: Uuid,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CommentAdded {
+    pub claim_id: Uuid,
+    pub text: String,
+    /// Written by the service (arbitration notices), not by a person.
+    pub system: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PoeRequested {
+    pub claim_id: Uuid,
+    pub text: String,
+    pub partner_response_due_at: Timestamp,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PoeSubmitted {
+    pub claim_id: Uuid,
+    pub proof_of_execution: Vec<PoeDocument>,
+    pub text: Option<String>,
+    /// Set when the answer returns the claim to `under_review` and so starts
+    /// a new review deadline.
+    pub review_due_at: Option<Timestamp>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Approved {
+    pub claim_id: Uuid,
+    pub text: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Rejected {
+    pub claim_id: Uuid,
+    pub reason: String,
+    pub text: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Withdrawn {
+    pub claim_id: Uuid,
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Disputed {
+    pub claim_id: Uuid,
+    pub text: String,
+    pub proof_of_execution: Vec<PoeDocument>,
+    pub review_due_at: Timestamp,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AssociationEnded {
+    pub claim_id: Uuid,
+    pub reason: String,
+    pub text: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReviewDeadlineMissed {
+    pub claim_id: Uuid,
+    pub review_due_at: Timestamp,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PartnerResponseMissed {
+    pub claim_id: Uuid,
+    pub partner_response_due_at: Timestamp,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ArbitrationOpened {
+    pub case_id: Uuid,
+    pub tenant_id: Uuid,
+    pub product: String,
+    pub activity: Activity,
+    /// The contenders the case starts with, in the order they entered it.
+    pub claim_ids: Vec<Uuid>,
+    pub incumbent_claim_id: Option<Uuid>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ArbitrationClaimJoined {
+    pub case_id: Uuid,
+    pub claim_id: Uuid,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ArbitrationResolved {
+    pub case_id: Uuid,
+    pub winner_claim_id: Uuid,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ArbitrationClosed {
+    pub case_id: Uuid,
+}
+
+/// Generates the closed list of events with their names, aggregates and
+/// current schema versions, so the three can never drift apart.
+macro_rules! events {
+    ($( $variant:ident($payload:ty) => $kind:ident, $name:literal, version $version:literal, |$p:ident| $id:expr; )*) => {
+        #[derive(Debug, Clone, PartialEq)]
+        pub enum EventData {
+            $( $variant($payload), )*
+        }
+
+        impl EventData {
+            /// The event's name within its aggregate, e.g. `submitted`.
+            pub fn name(&self) -> &'static str {
+                match self { $( EventData::$variant(_) => $name, )* }
+            }
+
+            pub fn aggregate_kind(&self) -> AggregateKind {
+                match self { $( EventData::$variant(_) => AggregateKind::$kind, )* }
+            }
+
+            pub fn aggregate(&self) -> AggregateId {
+                match self {
+                    $( EventData::$variant($p) => AggregateId { kind: AggregateKind::$kind, id: $id }, )*
+                }
+            }
+
+            /// The schema version this build writes.
+            pub fn schema_version(&self) -> u32 {
+                match self { $( EventData::$variant(_) => $version, )* }
+            }
+
+            /// The event's fields as a JSON object (without `actor`).
+            pub fn to_value(&self) -> Value {
+                let value = match self {
+                    $( EventData::$variant(p) => serde_json::to_value(p), )*
+                };
+                value.expect("event payloads are plain data and always serialize")
+            }
+
+            /// Decodes a stored payload of any known schema version.
+            pub fn decode(kind: AggregateKind, name: &str, version: u32, value: Value) -> Result<EventData, DecodeError> {
+                let value = upcast(kind, name, version, value)?;
+                $(
+                    if kind == AggregateKind::$kind && name == $name {
+                        return serde_json::from_value::<$payload>(value)
+                            .map(EventData::$variant)
+                            .map_err(|e| DecodeError::Payload { name: format!("{}.{}", kind.as_str(), name), reason: e.to_string() });
+                    }
+                )*
+                Err(DecodeError::UnknownType(format!("{}.{}", kind.as_str(), name)))
+            }
+
+            /// Current schema version of a named event, if it exists.
+            pub fn current_version(kind: AggregateKind, name: &str) -> Option<u32> {
+                $( if kind == AggregateKind::$kind && name == $name { return Some($version); } )*
+                None
+            }
+        }
+    };
+}
+
+events! {
+    TenantUpserted(TenantUpserted) => Tenant, "upserted", version 1, |p| p.tenant_id.to_string();
+    SubscriptionUpserted(SubscriptionRecord) => Subscription, "upserted", version 1, |p| p.subscription_id.to_string();
+    PartnerUpserted(PartnerUpserted) => Partner, "upserted", version 1, |p| p.partner_id.clone();
+    ClaimSubmitted(ClaimSubmitted) => Claim, "submitted", version 2, |p| p.claim_id.to_string();
+    ReviewStarted(ClaimRef) => Claim, "review_started", version 1, |p| p.claim_id.to_string();
+    CommentAdded(CommentAdded) => Claim, "comment_added", version 1, |p| p.claim_id.to_string();
+    PoeRequested(PoeRequested) => Claim, "poe_requested", version 1, |p| p.claim_id.to_string();
+    PoeSubmitted(PoeSubmitted) => Claim, "poe_submitted", version 1, |p| p.claim_id.to_string();
+    Approved(Approved) => Claim, "approved", version 1, |p| p.claim_id.to_string();
+    Rejected(Rejected) => Claim, "rejected", version 1, |p| p.claim_id.to_string();
+    Withdrawn(Withdrawn) => Claim, "withdrawn", version 1, |p| p.claim_id.to_string();
+    Disputed(Disputed) => Claim, "disputed", version 1, |p| p.claim_id.to_string();
+    AssociationEnded(AssociationEnded) => Claim, "association_ended", version 1, |p| p.claim_id.to_string();
+    ReviewDeadlineMissed(ReviewDeadlineMissed) => Claim, "review_deadline_missed", version 1, |p| p.claim_id.to_string();
+    PartnerResponseMissed(PartnerResponseMissed) => Claim, "partner_response_missed", version 1, |p| p.claim_id.to_string();
+    ArbitrationOpened(ArbitrationOpened) => Arbitration, "opened", version 1, |p| p.case_id.to_string();
+    ArbitrationClaimJoined(ArbitrationClaimJoined) => Arbitration, "claim_joined", version 1, |p| p.case_id.to_string();
+    ArbitrationResolved(ArbitrationResolved) => Arbitration, "resolved", version 1, |p| p.case_id.to_string();
+    ArbitrationClosed(ArbitrationClosed) => Arbitration, "closed", version 1, |p| p.case_id.to_string();
+}
+
+impl EventData {
+    /// The claim an event is about, for claim events.
+    pub fn claim_id(&self) -> Option<Uuid> {
+        if self.aggregate_kind() != AggregateKind::Claim {
+            return None;
+        }
+        self.aggregate().id.parse().ok()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    #[error("unknown event type {0}")]
+    UnknownType(String),
+    #[error("event {name} has schema version {version}, newer than this build knows ({known})")]
+    FutureVersion { name: String, version: u32, known: u32 },
+    #[error("event {name} payload does not decode: {reason}")]
+    Payload { name: String, reason: String },
+}
+
+/// Upcasters: bring an old payload to the current schema, one version at a
+/// time. Each step is a pure function of the JSON, so old records are read
+/// as they were written and never rewritten.
+fn upcast(kind: AggregateKind, name: &str, version: u32, mut value: Value) -> Result<Value, DecodeError> {
+    let full_name = format!("{}.{}", kind.as_str(), name);
+    let current = EventData::current_version(kind, name).ok_or_else(|| DecodeError::UnknownType(full_name.clone()))?;
+    if version > current {
+        return Err(DecodeError::FutureVersion { name: full_name, version, known: current });
+    }
+    let mut at = version;
+    while at < current {
+        match (kind, name, at) {
+            // claim.submitted v1 → v2: the optional `note` was added.
+            (AggregateKind::Claim, "submitted", 1) => {
+                if let Value::Object(map) = &mut value {
+                    map.entry("note").or_insert(Value::Null);
+                }
+            }
+            _ => {}
+        }
+        at += 1;
+    }
+    Ok(value)
+}

@@ -1,0 +1,225 @@
+//! Plain data types shared by commands, events and state.
+//!
+//! Enumerations take exactly the values the wire contract lists; their serde
+//! names are the contract's spelling, so a value outside the list fails to
+//! decode and the wire layer answers `INVALID_COMMAND`.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// Instants are UTC; the calendar converts to local days where it matters.
+pub type Timestamp = DateTime<Utc>;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SolutionArea {
+    BusinessApplications,
+    Microsoft365,
+}
+
+impl SolutionArea {
+    /// Contract §1: Business Applications allows all three activities,
+    /// Microsoft 365 only usage.
+    pub fn allows(self, activity: Activity) -> bool {
+        match self {
+            SolutionArea::BusinessApplications => true,
+            SolutionArea::Microsoft365 => activity == Activity::Usage,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Activity {
+    Presales,
+    Usage,
+    RevenueAssociation,
+}
+
+impl Activity {
+    pub const ALL: [Activity; 3] = [
+        Activity::Presales,
+        Activity::Usage,
+        Activity::RevenueAssociation,
+    ];
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Channel {
+    VolumeLicensing,
+    WebDirect,
+    Csp,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SubscriptionState {
+    PendingProvisioning,
+    Active,
+    InGrace,
+    Expired,
+    Disabled,
+}
+
+impl SubscriptionState {
+    /// "Active or in grace": the only states a claim may rest on.
+    pub fn is_live(self) -> bool {
+        matches!(self, SubscriptionState::Active | SubscriptionState::InGrace)
+    }
+}
+
+/// Who sends a command. The wire form is `{"type": "...", ...}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Actor {
+    Partner {
+        partner_id: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        user: Option<String>,
+        #[serde(default)]
+        roles: Vec<String>,
+    },
+    Reviewer {
+        id: String,
+    },
+    Customer {
+        tenant_id: Uuid,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        user: Option<String>,
+    },
+    System {
+        id: String,
+    },
+}
+
+/// Partner roles that may act on claims (contract §3); any other role string
+/// is accepted on the wire and grants nothing.
+pub const PARTNER_ROLES_ALLOWED: [&str; 3] = ["global_admin", "billing_admin", "incentives_admin"];
+
+impl Actor {
+    /// The actor the service itself writes rule-driven events with
+    /// (deadlines, arbitration outcomes, subscription ends).
+    pub fn service() -> Actor {
+        Actor::System {
+            id: "cpor".to_string(),
+        }
+    }
+
+    pub fn kind(&self) -> ActorKind {
+        match self {
+            Actor::Partner { .. } => ActorKind::Partner,
+            Actor::Reviewer { .. } => ActorKind::Reviewer,
+            Actor::Customer { .. } => ActorKind::Customer,
+            Actor::System { .. } => ActorKind::System,
+        }
+    }
+
+    /// A partner actor holding at least one role that grants claim work.
+    pub fn partner_with_allowed_role(&self) -> Option<&str> {
+        match self {
+            Actor::Partner {
+                partner_id, roles, ..
+            } if roles
+                .iter()
+                .any(|role| PARTNER_ROLES_ALLOWED.contains(&role.as_str())) =>
+            {
+                Some(partner_id)
+            }
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ActorKind {
+    Partner,
+    Reviewer,
+    Customer,
+    System,
+}
+
+/// One proof-of-execution document: a reference, never the file itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PoeDocument {
+    pub name: String,
+    pub uri: String,
+    pub sha256: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Mpn {
+    pub mpn_id: String,
+    pub incentive_enrolled: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClaimStatus {
+    Submitted,
+    UnderReview,
+    PartnerActionRequired,
+    Approved,
+    Rejected,
+    Withdrawn,
+    Ended,
+}
+
+impl ClaimStatus {
+    /// Contract §1: "Open statuses: submitted, under_review, partner_action_required".
+    pub fn is_open(self) -> bool {
+        matches!(
+            self,
+            ClaimStatus::Submitted | ClaimStatus::UnderReview | ClaimStatus::PartnerActionRequired
+        )
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ClaimStatus::Submitted => "submitted",
+            ClaimStatus::UnderReview => "under_review",
+            ClaimStatus::PartnerActionRequired => "partner_action_required",
+            ClaimStatus::Approved => "approved",
+            ClaimStatus::Rejected => "rejected",
+            ClaimStatus::Withdrawn => "withdrawn",
+            ClaimStatus::Ended => "ended",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CaseStatus {
+    Open,
+    Closed,
+}
+
+/// The two clocks a claim can be on (contract §1, "Two deadlines").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeadlineKind {
+    Review,
+    PartnerResponse,
+}
+
+/// The arbitration key: one partner of record per customer, product and activity.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct ClaimKey {
+    pub tenant_id: Uuid,
+    pub product: String,
+    pub activity: Activity,
+}
+
+/// Reason codes the service itself writes.
+pub mod reason {
+    pub const LOST_ARBITRATION: &str = "LOST_ARBITRATION";
+    pub const SUPERSEDED: &str = "SUPERSEDED";
+    pub const DISASSOCIATED: &str = "DISASSOCIATED";
+    pub const CUSTOMER_DECLINED: &str = "CUSTOMER_DECLINED";
+    pub const SUBSCRIPTION_ENDED: &str = "SUBSCRIPTION_ENDED";
+    pub const NO_PARTNER_RESPONSE: &str = "NO_PARTNER_RESPONSE";
+}

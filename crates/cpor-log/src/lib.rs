@@ -1,0 +1,371 @@
+//! The durable event log of the CPOR claim service, on sled 0.34.
+//!
+//! One sled tree holds the events (CloudEvents with their hash chain), the
+//! per-aggregate stream index, the idempotency records of accepted commands,
+//! and every projection the queries read. A command's events, its record and
+//! the projection updates go into one `sled::Batch`, applied atomically; the
+//! caller then awaits [`LogReader::flush`] before acknowledging anything.
+//!
+//! Architecture invariant: this is the only crate that names sled.
+//!
+//! Layout:
+//! - `keys`: the key space (one kind byte per table, big-endian integers).
+//! - `envelope`: the CloudEvent form, sealing into the hash chain, decoding.
+//! - `canonical`: RFC 8785 canonical JSON and the contract's `hash`.
+//! - `projection`: the read models written beside the events.
+//! - this file: opening, appending, reading, start-up checks.
+
+pub mod canonical;
+pub mod envelope;
+mod keys;
+mod projection;
+mod query;
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use uuid::Uuid;
+
+use cpor_domain::event::{AggregateId, Event};
+use cpor_domain::state::State;
+use cpor_domain::types::Timestamp;
+
+pub use envelope::{DecodedEvent, EventMeta};
+pub use projection::{rebuild_projections, RebuildReport, REBUILD_BATCH_EVENTS, REBUILD_DIFFERENCES_LISTED};
+pub use query::{
+    ClaimFilter, ClaimPage, CASES_LIST_MAX, COMMENTS_MAX, LIST_LIMIT_DEFAULT, LIST_LIMIT_MAX, LIST_SCAN_MAX,
+};
+
+use keys::KeyKind;
+
+/// How many of the newest events start-up re-hashes to check the tail of
+/// the chain (sled's hazards: an unclean stop may damage the newest writes).
+pub const TAIL_CHECK_EVENTS: u64 = 1_000;
+
+#[derive(Debug, thiserror::Error)]
+pub enum LogError {
+    /// Another process has this data dir open (sled holds an exclusive lock).
+    #[error("the data dir {0} is in use by another process (a running `cpor serve`?); stop it or read its JetStream stream instead")]
+    Locked(String),
+    #[error("storage error: {0}")]
+    Storage(String),
+    #[error("the log is damaged: {0}")]
+    Corrupt(String),
+    #[error("cannot encode event: {0}")]
+    Encode(String),
+}
+
+impl From<sled::Error> for LogError {
+    fn from(e: sled::Error) -> LogError {
+        LogError::Storage(e.to_string())
+    }
+}
+
+/// The tip of the chain: the last position written and its hash.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Head {
+    pub position: u64,
+    pub hash: String,
+}
+
+/// What an accepted command leaves for a repeat of it: the body's
+/// fingerprint (to tell a retry from a reuse) and the first reply.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CommandRecord {
+    pub fingerprint: String,
+    pub reply: Value,
+}
+
+/// Read access to the log and projections. Cheap to clone; reads never wait
+/// on the writer (sled readers are lock-free).
+#[derive(Clone)]
+pub struct LogReader {
+    db: sled::Db,
+    tree: sled::Tree,
+}
+
+/// The single writer. Owns the head of the chain.
+pub struct Log {
+    reader: LogReader,
+    head: Head,
+}
+
+fn meta_u64(tree: &sled::Tree, name: &str) -> Result<Option<u64>, LogError> {
+    Ok(tree
+        .get(keys::meta(name))?
+        .and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok())
+        .map(u64::from_be_bytes))
+}
+
+impl Log {
+    /// Opens (or creates) the data dir, checks the tail of the chain, and
+    /// folds the whole log into the decision state.
+    pub fn open(dir: &Path) -> Result<(Log, State), LogError> {
+        let reader = LogReader::open(dir)?;
+        let head = reader.check_tail()?;
+        let state = reader.fold_state(None)?;
+        Ok((Log { reader, head }, state))
+    }
+
+    pub fn reader(&self) -> &LogReader {
+        &self.reader
+    }
+
+    pub fn head(&self) -> &Head {
+        &self.head
+    }
+
+    /// Starts a batch of commands to write atomically.
+    pub fn begin(&self) -> Appender {
+        Appender {
+            batch: sled::Batch::default(),
+            head: self.head.clone(),
+            projection: projection::ProjectionWriter::default(),
+        }
+    }
+
+    /// Writes the batch (not yet durable: await [`LogReader::flush`]).
+    /// On error nothing of the batch is applied, but `state` has been
+    /// evolved by the batch: the caller must reload it from the log.
+    pub fn commit(&mut self, mut appender: Appender, state: &State) -> Result<Head, LogError> {
+        appender.projection.finish(&mut appender.batch, state);
+        appender.batch.insert(keys::meta("head_position"), &appender.head.position.to_be_bytes());
+        appender.batch.insert(keys::meta("head_hash"), appender.head.hash.as_bytes());
+        self.reader.tree.apply_batch(appender.batch)?;
+        self.head = appender.head;
+        Ok(self.head.clone())
+    }
+}
+
+/// Accumulates the events and records of one group commit.
+pub struct Appender {
+    batch: sled::Batch,
+    head: Head,
+    projection: projection::ProjectionWriter,
+}
+
+impl Appender {
+    /// Folds one event into `state` and adds it to the batch: position,
+    /// stream version, hash chain, stream index, projections.
+    pub fn append(
+        &mut self,
+        state: &mut State,
+        event: &Event,
+        time: Timestamp,
+        causation_id: Uuid,
+        correlation_id: Option<&str>,
+        index_in_command: u32,
+    ) -> Result<u64, LogError> {
+        let aggregate: AggregateId = event.data.aggregate();
+        self.projection.before(state, event);
+        let stream_version = state
+            .evolve(event, time)
+            .map_err(|e| LogError::Corrupt(format!("decided event does not apply: {e}")))?;
+        let position = self.head.position + 1;
+        let meta = EventMeta {
+            // Deterministic: the n-th event of a command always has the same id.
+            event_id: Uuid::new_v5(&causation_id, &index_in_command.to_be_bytes()),
+            time,
+            position,
+            stream_version,
+            causation_id,
+            correlation_id: correlation_id.map(str::to_string),
+        };
+        let cloud_event = envelope::to_cloud_event(event, &meta);
+        let (bytes, hash) = envelope::seal(cloud_event, &self.head.hash)?;
+        self.batch.insert(keys::event(position), bytes);
+        self.batch.insert(
+            keys::stream(aggregate.kind, &aggregate.id, stream_version),
+            &position.to_be_bytes(),
+        );
+        self.projection.after(&mut self.batch, event, position, time);
+        self.head = Head { position, hash };
+        Ok(position)
+    }
+
+    pub fn record_command(&mut self, command_id: &Uuid, record: &CommandRecord) {
+        let bytes = serde_json::to_vec(record).expect("command records serialize");
+        self.batch.insert(keys::command(command_id), bytes);
+    }
+
+    /// Stores a small operational value in the same atomic batch.
+    pub fn set_meta_u64(&mut self, name: &str, value: u64) {
+        self.batch.insert(keys::meta(name), &value.to_be_bytes());
+    }
+
+    pub fn head(&self) -> &Head {
+        &self.head
+    }
+}
+
+impl LogReader {
+    pub fn open(dir: &Path) -> Result<LogReader, LogError> {
+        std::fs::create_dir_all(dir).map_err(|e| LogError::Storage(format!("cannot create {}: {e}", dir.display())))?;
+        let db = sled::Config::new().path(dir).open().map_err(|e| match &e {
+            sled::Error::Io(io) if io.to_string().contains("lock") || io.kind() == std::io::ErrorKind::WouldBlock => {
+                LogError::Locked(dir.display().to_string())
+            }
+            _ => LogError::from(e),
+        })?;
+        let tree = db.open_tree("cpor")?;
+        Ok(LogReader { db, tree })
+    }
+
+    /// Makes every write so far durable. Nothing is acknowledged or
+    /// published before this returns.
+    pub async fn flush(&self) -> Result<(), LogError> {
+        self.db.flush_async().await?;
+        Ok(())
+    }
+
+    pub fn flush_blocking(&self) -> Result<(), LogError> {
+        self.db.flush()?;
+        Ok(())
+    }
+
+    /// The last event written, per the data itself (not the meta record).
+    pub fn last_position(&self) -> Result<u64, LogError> {
+        let mut range = self.tree.range(keys::prefix(KeyKind::Event).to_vec()..keys::prefix_end(&keys::prefix(KeyKind::Event)));
+        match range.next_back() {
+            None => Ok(0),
+            Some(entry) => {
+                let (key, _) = entry?;
+                keys::position_of_event_key(&key).ok_or_else(|| LogError::Corrupt("bad event key".into()))
+            }
+        }
+    }
+
+    /// Start-up check of the newest part of the log: the head record agrees
+    /// with the last event, and the last [`TAIL_CHECK_EVENTS`] events chain.
+    pub fn check_tail(&self) -> Result<Head, LogError> {
+        let last = self.last_position()?;
+        let recorded = meta_u64(&self.tree, "head_position")?.unwrap_or(0);
+        if recorded != last {
+            return Err(LogError::Corrupt(format!(
+                "head record says position {recorded} but the last event is at {last}"
+            )));
+        }
+        if last == 0 {
+            return Ok(Head::default());
+        }
+        let from = last.saturating_sub(TAIL_CHECK_EVENTS).max(1);
+        let mut previous_hash = if from == 1 {
+            String::new()
+        } else {
+            self.decoded_at(from - 1)?.hash
+        };
+        for entry in self.events_from(from) {
+            let (position, bytes) = entry?;
+            let value: Value = serde_json::from_slice(&bytes)
+                .map_err(|e| LogError::Corrupt(format!("position {position} is not JSON: {e}")))?;
+            let stored = value.get("hash").and_then(Value::as_str).unwrap_or_default().to_string();
+            let expected = canonical::event_hash(&previous_hash, &value).map_err(|e| LogError::Corrupt(e.to_string()))?;
+            if stored != expected {
+                return Err(LogError::Corrupt(format!("hash mismatch at position {position}")));
+            }
+            previous_hash = stored;
+        }
+        let recorded_hash = self
+            .tree
+            .get(keys::meta("head_hash"))?
+            .map(|v| String::from_utf8_lossy(&v).to_string())
+            .unwrap_or_default();
+        if recorded_hash != previous_hash {
+            return Err(LogError::Corrupt("head hash record differs from the last event's hash".into()));
+        }
+        Ok(Head {
+            position: last,
+            hash: previous_hash,
+        })
+    }
+
+    fn decoded_at(&self, position: u64) -> Result<DecodedEvent, LogError> {
+        let bytes = self
+            .event_bytes(position)?
+            .ok_or_else(|| LogError::Corrupt(format!("position {position} is missing")))?;
+        envelope::decode(&bytes)
+    }
+
+    pub fn event_bytes(&self, position: u64) -> Result<Option<sled::IVec>, LogError> {
+        Ok(self.tree.get(keys::event(position))?)
+    }
+
+    /// Streams stored events from `position` on, in log order, as
+    /// (position, canonical CloudEvent bytes). Memory use does not depend on
+    /// the log's size.
+    pub fn events_from(&self, position: u64) -> impl Iterator<Item = Result<(u64, Vec<u8>), LogError>> + '_ {
+        let start = keys::event(position.max(1));
+        let end = keys::prefix_end(&keys::prefix(KeyKind::Event));
+        self.tree.range(start..end).map(|entry| {
+            let (key, value) = entry?;
+            let position = keys::position_of_event_key(&key).ok_or_else(|| LogError::Corrupt("bad event key".into()))?;
+            Ok((position, value.to_vec()))
+        })
+    }
+
+    /// Folds the log into a fresh state, up to `as_of` (event time) if given.
+    /// Checks that positions are gapless as it goes.
+    pub fn fold_state(&self, as_of: Option<Timestamp>) -> Result<State, LogError> {
+        let mut state = State::new();
+        let mut expected = 1;
+        for entry in self.events_from(1) {
+            let (position, bytes) = entry?;
+            if position != expected {
+                return Err(LogError::Corrupt(format!("gap: expected position {expected}, found {position}")));
+            }
+            expected += 1;
+            let decoded = envelope::decode(&bytes)?;
+            if as_of.is_some_and(|t| decoded.time > t) {
+                break;
+            }
+            state
+                .evolve(&decoded.event, decoded.time)
+                .map_err(|e| LogError::Corrupt(format!("position {position}: {e}")))?;
+        }
+        Ok(state)
+    }
+
+    /// The idempotency record of an accepted command.
+    pub fn command_record(&self, command_id: &Uuid) -> Result<Option<CommandRecord>, LogError> {
+        match self.tree.get(keys::command(command_id))? {
+            None => Ok(None),
+            Some(bytes) => serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|e| LogError::Corrupt(format!("command record {command_id}: {e}"))),
+        }
+    }
+
+    /// Positions of one aggregate's events, in version order.
+    pub fn stream_positions(&self, aggregate: &AggregateId) -> Result<Vec<u64>, LogError> {
+        let prefix = keys::stream_prefix(aggregate.kind, &aggregate.id);
+        self.tree
+            .scan_prefix(prefix)
+            .map(|entry| {
+                let (_, value) = entry?;
+                <[u8; 8]>::try_from(value.as_ref())
+                    .map(u64::from_be_bytes)
+                    .map_err(|_| LogError::Corrupt("bad stream entry".into()))
+            })
+            .collect()
+    }
+
+    pub fn get_meta_u64(&self, name: &str) -> Result<Option<u64>, LogError> {
+        meta_u64(&self.tree, name)
+    }
+
+    /// Operational values outside the batch path (the relay's progress).
+    pub fn put_meta_u64(&self, name: &str, value: u64) -> Result<(), LogError> {
+        self.tree.insert(keys::meta(name), &value.to_be_bytes())?;
+        Ok(())
+    }
+
+    pub fn get_meta_bytes(&self, name: &str) -> Result<Option<Vec<u8>>, LogError> {
+        Ok(self.tree.get(keys::meta(name))?.map(|v| v.to_vec()))
+    }
+
+    pub fn put_meta_bytes(&self, name: &str, value: &[u8]) -> Result<(), LogError> {
+        self.tree.insert(keys::meta(name), value)?;
+        Ok(())
+    }
+}
