@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
-"""Independent check of a `cpor export` (CloudEvents JSON Lines), stdlib only.
+"""Independent check of a `cpor export` (CloudEvents, one JSON per line), stdlib only.
 
-Usage: python3 verify.py [FILE | -]   (stdin when no FILE or "-")
-Checks positions are gapless and every `hash` is SHA-256(previous hash ||
-RFC 8785 canonical JSON of the event without `hash`). Exit 0 when all hold,
-else 1 naming the first bad position.
+Usage: python3 verify.py [FILE | -]      (stdin when no FILE, or "-")
+Checks that positions are gapless and that every `hash` is the lowercase hex
+SHA-256 of (previous hash, "" at position 1) + the RFC 8785 canonical JSON of
+the event without `hash`. Exit 0 if all hold, else 1 naming the first bad position.
+An export that starts after position 1 takes its first hash on trust.
 """
 import hashlib, json, sys
 
@@ -14,7 +15,7 @@ def number(x):  # ECMAScript Number.prototype.toString of the double x stands fo
     if x == 0: return "0"
     mantissa, _, exp = repr(abs(x)).partition("e")  # repr: shortest round-trip digits
     whole, _, frac = mantissa.partition(".")
-    digits = (whole + frac).lstrip("0")  # value = 0.DIGITS * 10**n
+    digits = (whole + frac).lstrip("0")  # abs(x) = 0.DIGITS * 10**n
     n = len(whole) + int(exp or 0) - (len(whole + frac) - len(digits))
     digits, sign = digits.rstrip("0"), "-" if x < 0 else ""
     k = len(digits)
@@ -31,23 +32,26 @@ def jcs(v):  # RFC 8785: UTF-16 member order, JSON.stringify strings, ES numbers
     keys = sorted(v, key=lambda key: key.encode("utf-16-be"))
     return "{" + ",".join(jcs(key) + ":" + jcs(v[key]) for key in keys) + "}"
 
-def fail(message): print("verify: FAILED at " + message, file=sys.stderr); sys.exit(1)
+def fail(where, what): print("verify: FAILED at %s: %s" % (where, what), file=sys.stderr); sys.exit(1)
 
-def reject_constant(name): raise ValueError(name + " is not JSON")
+def no_constant(name): raise ValueError(name + " is not JSON")
 
-source = open(sys.argv[1], "rb") if len(sys.argv) > 1 and sys.argv[1] != "-" else sys.stdin.buffer
-previous, expected, count = None, None, 0
+source = open(sys.argv[1], "rb") if sys.argv[1:] not in ([], ["-"]) else sys.stdin.buffer
+previous, expected, first, count = "", None, None, 0
 for line_no, line in enumerate(source, 1):
     if not line.strip(): continue
-    try: event = json.loads(line.decode("utf-8"), parse_constant=reject_constant)
-    except ValueError as error: fail("line %d (after position %s): not a JSON event: %s" % (line_no, expected and expected - 1, error))
+    where = "position %d (line %d)" % (expected, line_no) if expected else "line %d" % line_no
+    try: event = json.loads(line.decode("utf-8"), parse_constant=no_constant)
+    except ValueError as error: fail(where, "not JSON: %s" % error)
     position = event.get("position") if isinstance(event, dict) else None
-    if type(position) is not int or position < 1: fail("line %d: no integer `position`" % line_no)
-    if expected is not None and position != expected: fail("position %d: expected next, found position %d (gap or reorder)" % (expected, position))
-    try: computed = hashlib.sha256(((previous or "") + jcs({k: v for k, v in event.items() if k != "hash"})).encode("utf-8")).hexdigest()
-    except (ValueError, OverflowError) as error: fail("position %d: not canonicalizable: %s" % (position, error))
-    if previous is None and position > 1: computed = event.get("hash")  # export from mid-log: anchor trusted
-    if event.get("hash") != computed: fail("position %d: hash %r, computed %s" % (position, event.get("hash"), computed))
+    if type(position) is not int or position < 1: fail(where, "no positive integer `position`")
+    if expected is not None and position != expected: fail(where, "found position %d instead (gap or reorder)" % position)
+    first = first or position
+    try: computed = hashlib.sha256((previous + jcs({k: v for k, v in event.items() if k != "hash"})).encode("utf-8")).hexdigest()
+    except (ValueError, OverflowError) as error: fail("position %d" % position, "no RFC 8785 form: %s" % error)
+    if count == 0 and position > 1 and isinstance(event.get("hash"), str): computed = event["hash"]  # nothing to chain from
+    if event.get("hash") != computed: fail("position %d" % position, "hash is %r, computed %s" % (event.get("hash"), computed))
     previous, expected, count = computed, position + 1, count + 1
-if count == 0: fail("start: no events to verify")
-print("verify: ok, %d events, positions %d..%d, last hash %s" % (count, expected - count, expected - 1, previous))
+if count == 0: fail("start", "no events")
+print("verify: ok, %d events, positions %d..%d, last hash %s%s" % (count, first, expected - 1, previous,
+      " (first hash taken on trust)" if first > 1 else ""))

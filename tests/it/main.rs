@@ -1,1 +1,6 @@
+//! The end-to-end test binary: the real `cpor` executable over a real
+//! nats-server. Each module is one group of tests; `support` holds the shared
+//! helpers.
+
 mod conformance;
+mod support;

@@ -112,6 +112,13 @@ impl Log {
         &self.reader
     }
 
+    /// Re-reads head and state from the store, after a failed write left
+    /// the in-memory state ahead of it.
+    pub fn reload(&mut self) -> Result<State, LogError> {
+        self.head = self.reader.check_tail()?;
+        self.reader.fold_state(None)
+    }
+
     pub fn head(&self) -> &Head {
         &self.head
     }

@@ -1,0 +1,538 @@
+//! The engine: the one place where decisions meet storage and time.
+//!
+//! A single writer task owns the decision [`State`] and the [`Log`]. Requests
+//! reach it through a bounded queue; it takes as many as are waiting (up to
+//! [`WRITER_BATCH_MAX`]), decides each against the state as left by the ones
+//! before, writes all their events in one atomic batch, awaits one flush, and
+//! only then answers every request of the batch. This is group commit: one
+//! flush pays for many commands, and nothing is acknowledged before it is on
+//! disk.
+//!
+//! Time enters here and nowhere else. The writer reads its [`Clock`] once per
+//! batch and hands the instant to `decide`. Deadlines are watched in the
+//! state's ordered set of due times; when the clock passes one, the writer
+//! decides a `DeadlineElapsed` command like any other, so what a deadline did
+//! is in the log, and a replay needs no clock.
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, oneshot, watch};
+use uuid::Uuid;
+
+use cpor_domain::calendar::Calendar;
+use cpor_domain::command::{Command, CommandEnvelope};
+use cpor_domain::decide::{authorize, decide, Context};
+use cpor_domain::error::{ErrorCode, Rejection};
+use cpor_domain::event::AggregateId;
+use cpor_domain::state::State;
+use cpor_domain::types::{Actor, DeadlineKind, Timestamp};
+use cpor_log::{CommandRecord, Log, LogError, LogReader};
+
+/// Requests waiting for the writer. When full, callers wait: backpressure
+/// instead of unbounded memory.
+pub const WRITER_QUEUE_MAX: usize = 4_096;
+/// Commands decided and written per group commit (one flush).
+pub const WRITER_BATCH_MAX: usize = 512;
+/// Deadlines fired per group commit; more wait for the next batch.
+pub const DEADLINES_PER_BATCH_MAX: usize = 256;
+
+const META_MANUAL_CLOCK_MS: &str = "manual_clock_ms";
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Log(#[from] LogError),
+}
+
+/// Where the writer takes the time from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClockMode {
+    /// The machine's clock (never allowed to go backwards in the log).
+    Wall,
+    /// Only `admin.clock` requests move time (tests, demos).
+    Manual,
+}
+
+pub struct Options {
+    pub data_dir: PathBuf,
+    pub calendar: Calendar,
+    pub clock: ClockMode,
+}
+
+/// An accepted command's reply fields, as stored for idempotent repeats.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Accepted {
+    pub claim_id: Option<Uuid>,
+    pub version: u64,
+    pub events: Vec<String>,
+    pub warnings: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    Accepted { accepted: Accepted, duplicate: bool },
+    Rejected(Rejection),
+}
+
+enum Request {
+    Command {
+        envelope: CommandEnvelope,
+        fingerprint: String,
+        reply: oneshot::Sender<Outcome>,
+    },
+    SetClock {
+        now: Timestamp,
+        reply: oneshot::Sender<Result<(), Rejection>>,
+    },
+}
+
+/// Positions visible to health checks and the relay.
+#[derive(Debug, Default)]
+pub struct Positions {
+    /// Last position written to the log and flushed.
+    pub log: AtomicU64,
+    /// Last position acknowledged by JetStream (set by the relay).
+    pub published: AtomicU64,
+}
+
+/// A handle to the running engine. Cheap to clone; when every handle is
+/// dropped the writer finishes what is queued and stops.
+#[derive(Clone)]
+pub struct Engine {
+    requests: mpsc::Sender<Request>,
+    reader: LogReader,
+    positions: Arc<Positions>,
+    committed: watch::Receiver<u64>,
+    clock: ClockMode,
+}
+
+impl Engine {
+    /// Opens the log, rebuilds the decision state from it and starts the
+    /// writer task. Returns the handle and the writer's join handle.
+    pub fn start(options: Options) -> Result<(Engine, tokio::task::JoinHandle<()>), Error> {
+        let (log, state) = Log::open(&options.data_dir)?;
+        let reader = log.reader().clone();
+        let head = log.head().position;
+        let positions = Arc::new(Positions::default());
+        positions.log.store(head, Ordering::SeqCst);
+        let (committed_tx, committed_rx) = watch::channel(head);
+        let manual_start = reader
+            .get_meta_u64(META_MANUAL_CLOCK_MS)?
+            .and_then(|ms| chrono::DateTime::from_timestamp_millis(ms as i64));
+        let last_event_time = last_event_time(&reader)?;
+        let clock = match options.clock {
+            ClockMode::Manual => Clock::Manual { now: manual_start },
+            ClockMode::Wall => Clock::Wall {
+                floor: last_event_time.unwrap_or(chrono::DateTime::UNIX_EPOCH),
+            },
+        };
+        tracing::info!(position = head, claims = state.claims.len(), "log opened");
+        let (tx, rx) = mpsc::channel(WRITER_QUEUE_MAX);
+        let writer = Writer {
+            log,
+            state,
+            calendar: options.calendar,
+            clock,
+            requests: rx,
+            positions: positions.clone(),
+            committed: committed_tx,
+            skipped_deadlines: BTreeSet::new(),
+        };
+        let task = tokio::spawn(writer.run());
+        Ok((
+            Engine {
+                requests: tx,
+                reader,
+                positions,
+                committed: committed_rx,
+                clock: options.clock,
+            },
+            task,
+        ))
+    }
+
+    /// Decides and durably records one command. `fingerprint` identifies the
+    /// request body, to tell a retry (same body) from a reused command id.
+    pub async fn execute(&self, envelope: CommandEnvelope, fingerprint: String) -> Outcome {
+        let (reply, answer) = oneshot::channel();
+        let request = Request::Command {
+            envelope,
+            fingerprint,
+            reply,
+        };
+        if self.requests.send(request).await.is_err() {
+            return Outcome::Rejected(Rejection::new(ErrorCode::Unavailable));
+        }
+        answer
+            .await
+            .unwrap_or_else(|_| Outcome::Rejected(Rejection::new(ErrorCode::Unavailable)))
+    }
+
+    /// Moves the manual clock; deadlines it passes are written first.
+    pub async fn set_clock(&self, now: Timestamp) -> Result<(), Rejection> {
+        if self.clock != ClockMode::Manual {
+            return Err(Rejection::new(ErrorCode::ClockNotManual));
+        }
+        let (reply, answer) = oneshot::channel();
+        if self.requests.send(Request::SetClock { now, reply }).await.is_err() {
+            return Err(Rejection::new(ErrorCode::Unavailable));
+        }
+        answer.await.unwrap_or_else(|_| Err(Rejection::new(ErrorCode::Unavailable)))
+    }
+
+    pub fn reader(&self) -> &LogReader {
+        &self.reader
+    }
+
+    pub fn positions(&self) -> &Arc<Positions> {
+        &self.positions
+    }
+
+    /// Wakes whenever a batch is durable; holds the last durable position.
+    pub fn committed(&self) -> watch::Receiver<u64> {
+        self.committed.clone()
+    }
+}
+
+fn last_event_time(reader: &LogReader) -> Result<Option<Timestamp>, LogError> {
+    let last = reader.last_position()?;
+    if last == 0 {
+        return Ok(None);
+    }
+    match reader.event_bytes(last)? {
+        Some(bytes) => Ok(Some(cpor_log::envelope::decode(&bytes)?.time)),
+        None => Ok(None),
+    }
+}
+
+enum Clock {
+    /// Wall time, but never before the last event written (a clock step
+    /// back must not reorder the log's times).
+    Wall { floor: Timestamp },
+    /// `None` until the first `admin.clock` request, which may then set any
+    /// time; until then the machine's time is used.
+    Manual { now: Option<Timestamp> },
+}
+
+impl Clock {
+    fn now(&mut self) -> Timestamp {
+        match self {
+            Clock::Wall { floor } => {
+                let now = chrono::Utc::now().max(*floor);
+                *floor = now;
+                now
+            }
+            Clock::Manual { now } => now.unwrap_or_else(chrono::Utc::now),
+        }
+    }
+}
+
+/// The reply owed to a request once its batch is durable.
+enum Pending {
+    Command(oneshot::Sender<Outcome>, Outcome),
+    Clock(oneshot::Sender<Result<(), Rejection>>, Result<(), Rejection>),
+}
+
+struct Writer {
+    log: Log,
+    state: State,
+    calendar: Calendar,
+    clock: Clock,
+    requests: mpsc::Receiver<Request>,
+    positions: Arc<Positions>,
+    committed: watch::Sender<u64>,
+    /// Deadlines whose command decided nothing (should not happen; kept so
+    /// that a bug cannot spin the scheduler).
+    skipped_deadlines: BTreeSet<(Timestamp, Uuid, DeadlineKind)>,
+}
+
+impl Writer {
+    async fn run(mut self) {
+        let mut batch = Vec::with_capacity(WRITER_BATCH_MAX);
+        loop {
+            let sleep = self.until_next_deadline();
+            tokio::select! {
+                received = self.requests.recv_many(&mut batch, WRITER_BATCH_MAX) => {
+                    if received == 0 {
+                        break; // every handle dropped: shutdown
+                    }
+                }
+                _ = tokio::time::sleep(sleep), if !sleep.is_zero() || self.is_wall_clock() => {}
+            }
+            self.process(std::mem::take(&mut batch)).await;
+        }
+        tracing::info!(position = self.log.head().position, "writer stopped");
+    }
+
+    fn is_wall_clock(&self) -> bool {
+        matches!(self.clock, Clock::Wall { .. })
+    }
+
+    /// How long the writer may sleep before a deadline is due. With a manual
+    /// clock only `admin.clock` moves time, so it sleeps "forever".
+    fn until_next_deadline(&mut self) -> std::time::Duration {
+        const IDLE: std::time::Duration = std::time::Duration::from_secs(3600);
+        if !self.is_wall_clock() {
+            return IDLE;
+        }
+        match self.next_due() {
+            None => IDLE,
+            Some((due, _, _)) => {
+                let now = chrono::Utc::now();
+                (due - now).to_std().unwrap_or(std::time::Duration::from_millis(1)).min(IDLE)
+            }
+        }
+    }
+
+    fn next_due(&self) -> Option<(Timestamp, Uuid, DeadlineKind)> {
+        self.state
+            .deadlines
+            .iter()
+            .find(|d| !self.skipped_deadlines.contains(d))
+            .copied()
+    }
+
+    async fn process(&mut self, requests: Vec<Request>) {
+        let mut appender = self.log.begin();
+        let mut pending = Vec::with_capacity(requests.len());
+        // Commands accepted earlier in this batch, for idempotency before
+        // their records reach the store.
+        let mut in_batch: HashMap<Uuid, (String, Accepted)> = HashMap::new();
+        let mut failed = false;
+        for request in requests {
+            match request {
+                Request::Command {
+                    envelope,
+                    fingerprint,
+                    reply,
+                } => {
+                    // Read per command: a clock request earlier in the batch may have moved it.
+                    let now = self.clock.now();
+                    let outcome = self.command(&mut appender, &mut in_batch, envelope, fingerprint, now);
+                    if outcome.is_err() {
+                        failed = true;
+                    }
+                    let outcome = outcome.unwrap_or_else(|_| Outcome::Rejected(Rejection::new(ErrorCode::Unavailable)));
+                    pending.push(Pending::Command(reply, outcome));
+                }
+                Request::SetClock { now: to, reply } => {
+                    let result = match &mut self.clock {
+                        Clock::Manual { now: current } if current.is_none_or(|c| to >= c) => {
+                            *current = Some(to);
+                            appender.set_meta_u64(META_MANUAL_CLOCK_MS, to.timestamp_millis().max(0) as u64);
+                            Ok(())
+                        }
+                        Clock::Manual { .. } => Err(Rejection::with_message(
+                            ErrorCode::InvalidCommand,
+                            "now: the clock never goes backwards",
+                        )),
+                        Clock::Wall { .. } => Err(Rejection::new(ErrorCode::ClockNotManual)),
+                    };
+                    if result.is_ok() && self.fire_deadlines(&mut appender, to, usize::MAX).is_err() {
+                        failed = true;
+                    }
+                    pending.push(Pending::Clock(reply, result));
+                }
+            }
+        }
+        let now = self.clock.now();
+        if self.is_wall_clock() && self.fire_deadlines(&mut appender, now, DEADLINES_PER_BATCH_MAX).is_err() {
+            failed = true;
+        }
+        let durable = if failed {
+            Err(LogError::Corrupt("a decided event did not apply".into()))
+        } else {
+            self.commit(appender).await
+        };
+        if let Err(error) = durable {
+            tracing::error!(%error, "could not write the batch; answering UNAVAILABLE and reloading the state from the log");
+            self.reload();
+            for p in pending {
+                match p {
+                    Pending::Command(reply, _) => {
+                        let _ = reply.send(Outcome::Rejected(Rejection::new(ErrorCode::Unavailable)));
+                    }
+                    Pending::Clock(reply, _) => {
+                        let _ = reply.send(Err(Rejection::new(ErrorCode::Unavailable)));
+                    }
+                }
+            }
+            return;
+        }
+        for p in pending {
+            match p {
+                Pending::Command(reply, outcome) => {
+                    let _ = reply.send(outcome);
+                }
+                Pending::Clock(reply, result) => {
+                    let _ = reply.send(result);
+                }
+            }
+        }
+    }
+
+    async fn commit(&mut self, appender: cpor_log::Appender) -> Result<(), LogError> {
+        let head = self.log.commit(appender, &self.state)?;
+        self.log.reader().flush().await?;
+        self.positions.log.store(head.position, Ordering::SeqCst);
+        let _ = self.committed.send(head.position);
+        Ok(())
+    }
+
+    /// After a failed write the in-memory state may be ahead of the store:
+    /// fold it again from what is really there.
+    fn reload(&mut self) {
+        match self.log.reload() {
+            Ok(state) => self.state = state,
+            Err(error) => {
+                // Without a trustworthy state the writer must not decide
+                // anything: stop, and let the operator restart (start-up
+                // checks the log's tail).
+                tracing::error!(%error, "cannot reload the state from the log; exiting");
+                std::process::exit(70);
+            }
+        }
+    }
+
+    /// One command: idempotency, permission, decision, append.
+    /// `Err` means the batch cannot be written (state diverged).
+    fn command(
+        &mut self,
+        appender: &mut cpor_log::Appender,
+        in_batch: &mut HashMap<Uuid, (String, Accepted)>,
+        envelope: CommandEnvelope,
+        fingerprint: String,
+        now: Timestamp,
+    ) -> Result<Outcome, LogError> {
+        if let Err(rejection) = authorize(&envelope) {
+            return Ok(Outcome::Rejected(rejection));
+        }
+        let earlier = match in_batch.get(&envelope.command_id) {
+            Some((print, accepted)) => Some((print.clone(), serde_json::to_value(accepted).expect("replies serialize"))),
+            None => self
+                .log
+                .reader()
+                .command_record(&envelope.command_id)?
+                .map(|r| (r.fingerprint, r.reply)),
+        };
+        if let Some((print, reply)) = earlier {
+            if print != fingerprint {
+                return Ok(Outcome::Rejected(Rejection::new(ErrorCode::IdempotencyConflict)));
+            }
+            let accepted: Accepted = serde_json::from_value(reply)
+                .map_err(|e| LogError::Corrupt(format!("command record: {e}")))?;
+            return Ok(Outcome::Accepted {
+                accepted,
+                duplicate: true,
+            });
+        }
+        let ctx = Context {
+            now,
+            calendar: &self.calendar,
+        };
+        let decision = match decide(&self.state, &envelope, &ctx) {
+            Ok(decision) => decision,
+            Err(rejection) => return Ok(Outcome::Rejected(rejection)),
+        };
+        let mut types = Vec::with_capacity(decision.events.len());
+        for (index, event) in decision.events.iter().enumerate() {
+            types.push(format!(
+                "{}.{}.{}",
+                cpor_log::envelope::EVENT_TYPE_PREFIX,
+                event.data.aggregate_kind().as_str(),
+                event.data.name()
+            ));
+            appender.append(
+                &mut self.state,
+                event,
+                now,
+                envelope.command_id,
+                envelope.correlation_id.as_deref(),
+                index as u32,
+            )?;
+        }
+        let main_aggregate: Option<AggregateId> = decision.events.first().map(|e| e.data.aggregate());
+        let version = match (&decision.claim_id, &main_aggregate) {
+            (Some(claim_id), _) => self.state.claims.get(claim_id).map_or(0, |c| c.version),
+            (None, Some(aggregate)) => self.state.version_of(aggregate),
+            (None, None) => 0,
+        };
+        let accepted = Accepted {
+            claim_id: decision.claim_id,
+            version,
+            events: types,
+            warnings: decision.warnings,
+        };
+        let record = CommandRecord {
+            fingerprint: fingerprint.clone(),
+            reply: serde_json::to_value(&accepted).expect("replies serialize"),
+        };
+        appender.record_command(&envelope.command_id, &record);
+        in_batch.insert(envelope.command_id, (fingerprint, accepted.clone()));
+        Ok(Outcome::Accepted {
+            accepted,
+            duplicate: false,
+        })
+    }
+
+    /// Decides `DeadlineElapsed` for every watched deadline due by `now`,
+    /// earliest first, up to `max`.
+    fn fire_deadlines(&mut self, appender: &mut cpor_log::Appender, now: Timestamp, max: usize) -> Result<(), LogError> {
+        let mut fired = 0;
+        while fired < max {
+            let Some((due, claim_id, kind)) = self.next_due() else { break };
+            if due > now {
+                break;
+            }
+            fired += 1;
+            let envelope = CommandEnvelope {
+                command_id: deadline_command_id(claim_id, kind, due),
+                actor: Actor::System {
+                    id: "cpor-scheduler".to_string(),
+                },
+                correlation_id: None,
+                expected_version: None,
+                command: Command::DeadlineElapsed {
+                    claim_id,
+                    kind,
+                    due_at: due,
+                },
+            };
+            let ctx = Context {
+                now,
+                calendar: &self.calendar,
+            };
+            let events = match decide(&self.state, &envelope, &ctx) {
+                Ok(decision) => decision.events,
+                Err(rejection) => {
+                    tracing::warn!(%claim_id, ?kind, %rejection, "deadline command refused");
+                    Vec::new()
+                }
+            };
+            if events.is_empty() {
+                tracing::warn!(%claim_id, ?kind, %due, "deadline decided nothing; skipping it");
+                self.skipped_deadlines.insert((due, claim_id, kind));
+                continue;
+            }
+            for (index, event) in events.iter().enumerate() {
+                appender.append(&mut self.state, event, now, envelope.command_id, None, index as u32)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The command id of a deadline firing: derived from what fires, so the same
+/// deadline can never be written twice under two ids.
+pub fn deadline_command_id(claim_id: Uuid, kind: DeadlineKind, due: Timestamp) -> Uuid {
+    let kind_name = match kind {
+        DeadlineKind::Review => "review",
+        DeadlineKind::PartnerResponse => "partner_response",
+    };
+    let name = format!("{kind_name}:{}", due.timestamp_millis());
+    Uuid::new_v5(&claim_id, name.as_bytes())
+}

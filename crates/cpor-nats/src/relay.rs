@@ -1,0 +1,218 @@
+//! The relay: publishes the log to JetStream, in log order, after the fact.
+//!
+//! The log is the source of truth; JetStream is a copy for subscribers. The
+//! relay reads durable events from its last acknowledged position, publishes
+//! a window of them with `Nats-Msg-Id` = event id (so a republish after a
+//! crash is dropped by the stream's duplicate window), awaits every ack, then
+//! publishes the current ClaimView of each claim the window touched to the
+//! last-value status stream, and only then advances its position.
+//!
+//! On start it resumes from the larger of its stored position and the
+//! position of the last event already in the stream, so a crash between a
+//! publish and the position write leaves neither a gap nor a duplicate.
+
+use std::collections::BTreeSet;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream::{self, stream};
+use serde_json::Value;
+use tokio::sync::watch;
+
+use cpor_engine::Positions;
+use cpor_log::LogReader;
+
+/// Events published per window (acks awaited together).
+pub const RELAY_WINDOW_EVENTS: usize = 512;
+/// Retry delay bounds while JetStream is unreachable.
+pub const RELAY_BACKOFF_MIN: Duration = Duration::from_millis(100);
+pub const RELAY_BACKOFF_MAX: Duration = Duration::from_secs(5);
+/// The events stream's duplicate window: a republish within it is dropped.
+pub const EVENTS_DUPLICATE_WINDOW: Duration = Duration::from_secs(120);
+
+const META_PUBLISHED_POSITION: &str = "published_position";
+
+/// Stream names derive from the prefix (contract §8).
+pub fn stream_names(prefix: &str) -> (String, String) {
+    let upper = prefix.to_uppercase();
+    (format!("{upper}_EVENTS"), format!("{upper}_STATUS"))
+}
+
+/// Creates the two streams if absent. Settings are in code and in
+/// `deploy/README.md`: file storage; events kept without limit (they are the
+/// audit trail's live copy); status keeps one message per claim.
+pub async fn ensure_streams(js: &jetstream::Context, prefix: &str) -> Result<(stream::Stream, stream::Stream), async_nats::Error> {
+    let (events_name, status_name) = stream_names(prefix);
+    let events = js
+        .get_or_create_stream(stream::Config {
+            name: events_name,
+            description: Some("CPOR claim service events (CloudEvents), in log order".into()),
+            subjects: vec![format!("{prefix}.evt.>")],
+            storage: stream::StorageType::File,
+            retention: stream::RetentionPolicy::Limits,
+            duplicate_window: EVENTS_DUPLICATE_WINDOW,
+            ..Default::default()
+        })
+        .await?;
+    let status = js
+        .get_or_create_stream(stream::Config {
+            name: status_name,
+            description: Some("CPOR claim status: the last ClaimView per claim".into()),
+            subjects: vec![format!("{prefix}.status.>")],
+            storage: stream::StorageType::File,
+            max_messages_per_subject: 1,
+            allow_direct: true,
+            ..Default::default()
+        })
+        .await?;
+    Ok((events, status))
+}
+
+pub struct Relay {
+    pub js: jetstream::Context,
+    pub reader: LogReader,
+    pub positions: Arc<Positions>,
+    pub committed: watch::Receiver<u64>,
+    pub prefix: String,
+}
+
+impl Relay {
+    /// Runs until `stop` is set and everything durable is published.
+    pub async fn run(mut self, mut stop: watch::Receiver<bool>) {
+        let mut backoff = RELAY_BACKOFF_MIN;
+        let mut published = match self.resume_position().await {
+            Ok(position) => position,
+            Err(error) => {
+                tracing::warn!(%error, "cannot read the events stream yet; resuming from the stored position");
+                self.reader.get_meta_u64(META_PUBLISHED_POSITION).ok().flatten().unwrap_or(0)
+            }
+        };
+        self.positions.published.store(published, Ordering::SeqCst);
+        loop {
+            let durable = *self.committed.borrow_and_update();
+            if published >= durable {
+                if *stop.borrow() {
+                    break;
+                }
+                tokio::select! {
+                    _ = self.committed.changed() => {}
+                    _ = stop.changed() => {}
+                }
+                continue;
+            }
+            match self.publish_window(published, durable).await {
+                Ok(last) => {
+                    published = last;
+                    backoff = RELAY_BACKOFF_MIN;
+                    self.positions.published.store(published, Ordering::SeqCst);
+                    if let Err(error) = self.reader.put_meta_u64(META_PUBLISHED_POSITION, published) {
+                        tracing::warn!(%error, "cannot store the published position");
+                    }
+                }
+                Err(error) => {
+                    tracing::warn!(%error, position = published + 1, ?backoff, "publishing to JetStream failed; retrying");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(RELAY_BACKOFF_MAX);
+                }
+            }
+        }
+        tracing::info!(published, "relay drained");
+    }
+
+    /// The position of the last event the events stream holds, or the
+    /// stored one if larger.
+    async fn resume_position(&self) -> Result<u64, async_nats::Error> {
+        let stored = self.reader.get_meta_u64(META_PUBLISHED_POSITION)?.unwrap_or(0);
+        let (events_name, _) = stream_names(&self.prefix);
+        let mut stream = self.js.get_stream(&events_name).await?;
+        let last_sequence = stream.info().await?.state.last_sequence;
+        let in_stream = if last_sequence == 0 {
+            0
+        } else {
+            match stream.get_raw_message(last_sequence).await {
+                Ok(message) => serde_json::from_slice::<Value>(&message.payload)
+                    .ok()
+                    .and_then(|v| v.get("position").and_then(Value::as_u64))
+                    .unwrap_or(0),
+                Err(_) => 0,
+            }
+        };
+        Ok(stored.max(in_stream).min(self.reader.last_position()?))
+    }
+
+    /// Publishes events after `from` (at most a window, never past
+    /// `durable`), then the status of the claims they touched.
+    async fn publish_window(&self, from: u64, durable: u64) -> Result<u64, async_nats::Error> {
+        let mut acks = Vec::with_capacity(RELAY_WINDOW_EVENTS);
+        let mut claims = BTreeSet::new();
+        let mut last = from;
+        for entry in self.reader.events_from(from + 1).take(RELAY_WINDOW_EVENTS) {
+            let (position, bytes) = entry?;
+            if position > durable {
+                break;
+            }
+            let head: EventHead = serde_json::from_slice(&bytes)?;
+            let (aggregate, name) = head.aggregate_and_name().ok_or("event type is not cpor.{aggregate}.{name}")?;
+            if aggregate == "claim" {
+                claims.insert(head.subject.clone());
+            }
+            for claim_id in head.claims_named() {
+                claims.insert(claim_id);
+            }
+            let subject = format!("{}.evt.{aggregate}.{}.{name}", self.prefix, head.subject);
+            let publish = jetstream::message::PublishMessage::build()
+                .payload(bytes.into())
+                .message_id(&head.id);
+            acks.push(self.js.send_publish(subject, publish).await?);
+            last = position;
+        }
+        for ack in acks {
+            ack.await?;
+        }
+        let mut status_acks = Vec::with_capacity(claims.len());
+        for claim_id in claims {
+            let Ok(id) = claim_id.parse::<uuid::Uuid>() else { continue };
+            if let Some(view) = self.reader.claim_view(&id)? {
+                let subject = format!("{}.status.claim.{claim_id}", self.prefix);
+                let payload = serde_json::to_vec(&view)?;
+                status_acks.push(self.js.publish(subject, payload.into()).await?);
+            }
+        }
+        for ack in status_acks {
+            ack.await?;
+        }
+        Ok(last)
+    }
+}
+
+/// The few CloudEvent fields the relay needs to route an event.
+#[derive(serde::Deserialize)]
+struct EventHead {
+    id: String,
+    #[serde(rename = "type")]
+    type_name: String,
+    subject: String,
+    #[serde(default)]
+    data: Value,
+}
+
+impl EventHead {
+    fn aggregate_and_name(&self) -> Option<(&str, &str)> {
+        let mut parts = self.type_name.splitn(3, '.');
+        let _ = parts.next()?;
+        Some((parts.next()?, parts.next()?))
+    }
+
+    /// Claims an arbitration event changes the view of.
+    fn claims_named(&self) -> Vec<String> {
+        let mut ids = Vec::new();
+        if let Some(id) = self.data.get("claim_id").and_then(Value::as_str) {
+            ids.push(id.to_string());
+        }
+        if let Some(list) = self.data.get("claim_ids").and_then(Value::as_array) {
+            ids.extend(list.iter().filter_map(Value::as_str).map(str::to_string));
+        }
+        ids
+    }
+}

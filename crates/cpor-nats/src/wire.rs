@@ -1,0 +1,699 @@
+//! Wire DTOs: subjects and JSON bodies in, domain commands and queries out.
+//!
+//! Parsing happens in two stages (ripgrep's low-args → high-args): serde
+//! decodes the body into a strict DTO (unknown fields refused, every error
+//! naming its field), then [`validate`] functions check lengths, patterns and
+//! subject/actor agreement. Checks run in the contract's precedence order:
+//! size, JSON, shape (`INVALID_COMMAND`), permission (`FORBIDDEN`); whatever
+//! needs state is the engine's.
+
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use cpor_domain::command::{Command, CommandEnvelope, SubmitClaim, SubscriptionRecord};
+use cpor_domain::error::{ErrorCode, Rejection};
+use cpor_domain::types::{
+    Activity, Actor, ActorKind, Channel, ClaimStatus, Mpn, PoeDocument, SolutionArea,
+    SubscriptionState, Timestamp,
+};
+use cpor_log::canonical::canonical_json;
+use cpor_log::ClaimFilter;
+
+/// Largest request payload (contract §3).
+pub const PAYLOAD_MAX_BYTES: usize = 64 * 1024;
+/// Free texts: comments, justifications, notes, reasons.
+pub const TEXT_MAX_CHARS: usize = 4_000;
+/// Proof-of-execution documents in one request.
+pub const POE_DOCUMENTS_MAX: usize = 20;
+pub const CORRELATION_ID_MAX_CHARS: usize = 128;
+/// Domains of one tenant, MPNs of one partner.
+pub const REFERENCE_LIST_MAX: usize = 100;
+/// Product names, MPN ids, domain names, reviewer ids and other short strings.
+pub const NAME_MAX_CHARS: usize = 256;
+pub const URI_MAX_CHARS: usize = 2_048;
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Request {
+    Command {
+        envelope: CommandEnvelope,
+        fingerprint: String,
+    },
+    Query(Query),
+    Clock {
+        now: Timestamp,
+    },
+    Health,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Query {
+    ClaimGet { actor: Actor, claim_id: Uuid },
+    ClaimHistory { actor: Actor, claim_id: Uuid },
+    ClaimsList {
+        actor: Actor,
+        filter: ClaimFilter,
+        limit: usize,
+        after: Option<u64>,
+    },
+    CaseGet { actor: Actor, case_id: Uuid },
+    CaseList { actor: Actor, status: Option<String> },
+}
+
+fn invalid(message: impl Into<String>) -> Rejection {
+    Rejection::with_message(ErrorCode::InvalidCommand, message)
+}
+
+fn forbidden(message: impl Into<String>) -> Rejection {
+    Rejection::with_message(ErrorCode::Forbidden, message)
+}
+
+/// Parses one request. `tail` is the subject without `{prefix}.`.
+pub fn parse(tail: &str, payload: &[u8]) -> Result<Request, Rejection> {
+    if payload.len() > PAYLOAD_MAX_BYTES {
+        return Err(Rejection::new(ErrorCode::PayloadTooLarge));
+    }
+    // Health answers anyone, with or without a body.
+    if tail == "qry.health" {
+        return Ok(Request::Health);
+    }
+    let body: Value = serde_json::from_slice(payload)
+        .ok()
+        .filter(Value::is_object)
+        .ok_or_else(|| Rejection::new(ErrorCode::InvalidJson))?;
+    let parts: Vec<&str> = tail.split('.').collect();
+    match parts.as_slice() {
+        ["cmd", ..] => parse_command(tail, &parts[1..], body),
+        ["qry", rest @ ..] => parse_query(&rest.join("."), body).map(Request::Query),
+        ["admin", "clock"] => parse_clock(body),
+        _ => Err(invalid(format!("unknown subject name: {tail}"))),
+    }
+}
+
+/// Decodes a DTO, turning serde's error into a message naming the field.
+fn decode<T: DeserializeOwned>(body: Value) -> Result<T, Rejection> {
+    serde_path_to_error::deserialize(body).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner().to_string();
+        if path == "." || path.is_empty() {
+            invalid(inner)
+        } else {
+            invalid(format!("{path}: {inner}"))
+        }
+    })
+}
+
+/// `sha256(subject tail ‖ "\n" ‖ RFC 8785 body)`: the same command sent
+/// again with its keys in another order is still the same command.
+fn fingerprint(tail: &str, body: &Value) -> String {
+    let canonical = canonical_json(body).unwrap_or_else(|_| body.to_string());
+    let mut hasher = Sha256::new();
+    hasher.update(tail.as_bytes());
+    hasher.update(b"\n");
+    hasher.update(canonical.as_bytes());
+    hasher.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+pub fn is_subject_id(text: &str) -> bool {
+    (1..=64).contains(&text.len()) && text.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+fn check_text(field: &str, text: &str, min: usize, max: usize) -> Result<(), Rejection> {
+    let n = text.chars().count();
+    if n < min || n > max {
+        return Err(invalid(format!("{field}: must be {min} to {max} characters, got {n}")));
+    }
+    Ok(())
+}
+
+fn check_optional_text(field: &str, text: &Option<String>, max: usize) -> Result<(), Rejection> {
+    match text {
+        Some(text) => check_text(field, text, 0, max),
+        None => Ok(()),
+    }
+}
+
+fn check_poe(field: &str, documents: &[PoeDocument], min: usize) -> Result<(), Rejection> {
+    if documents.len() < min || documents.len() > POE_DOCUMENTS_MAX {
+        return Err(invalid(format!(
+            "{field}: must list {min} to {POE_DOCUMENTS_MAX} documents, got {}",
+            documents.len()
+        )));
+    }
+    for (i, doc) in documents.iter().enumerate() {
+        check_text(&format!("{field}[{i}].name"), &doc.name, 1, NAME_MAX_CHARS)?;
+        check_text(&format!("{field}[{i}].uri"), &doc.uri, 1, URI_MAX_CHARS)?;
+        if doc.sha256.len() != 64 || !doc.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(invalid(format!("{field}[{i}].sha256: must be 64 hexadecimal digits")));
+        }
+    }
+    Ok(())
+}
+
+fn check_actor(actor: &Actor) -> Result<(), Rejection> {
+    match actor {
+        Actor::Partner {
+            partner_id,
+            user,
+            roles,
+        } => {
+            if !is_subject_id(partner_id) {
+                return Err(invalid("actor.partner_id: must match ^[A-Za-z0-9_-]{1,64}$"));
+            }
+            check_optional_text("actor.user", user, NAME_MAX_CHARS)?;
+            if roles.len() > REFERENCE_LIST_MAX {
+                return Err(invalid("actor.roles: too many roles"));
+            }
+            for role in roles {
+                check_text("actor.roles[]", role, 1, NAME_MAX_CHARS)?;
+            }
+        }
+        Actor::Reviewer { id } | Actor::System { id } => check_text("actor.id", id, 1, NAME_MAX_CHARS)?,
+        Actor::Customer { user, .. } => check_optional_text("actor.user", user, NAME_MAX_CHARS)?,
+    }
+    Ok(())
+}
+
+fn check_correlation(correlation_id: &Option<String>) -> Result<(), Rejection> {
+    check_optional_text("correlation_id", correlation_id, CORRELATION_ID_MAX_CHARS)
+}
+
+fn is_reason_code(text: &str) -> bool {
+    let bytes = text.as_bytes();
+    (1..=64).contains(&bytes.len())
+        && bytes[0].is_ascii_uppercase()
+        && bytes[1..].iter().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || *b == b'_')
+}
+
+/// Generates a strict DTO with the fields every command carries.
+macro_rules! command_dto {
+    ($name:ident { $($field:ident : $ty:ty),* $(,)? }) => {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct $name {
+            command_id: Uuid,
+            actor: Actor,
+            correlation_id: Option<String>,
+            $( $field: $ty, )*
+        }
+    };
+}
+
+command_dto!(RefTenantDto { tenant_id: Uuid, domains: Vec<String> });
+command_dto!(RefSubscriptionDto {
+    subscription_id: Uuid,
+    tenant_id: Uuid,
+    product: String,
+    solution_area: SolutionArea,
+    is_dynamics: bool,
+    channel: Channel,
+    state: SubscriptionState,
+});
+command_dto!(RefPartnerDto { partner_id: String, mpns: Vec<Mpn> });
+command_dto!(SubmitDto {
+    claim_id: Option<Uuid>,
+    tenant_id: Uuid,
+    domain: String,
+    solution_area: SolutionArea,
+    activity: Activity,
+    product: String,
+    subscription_id: Option<String>,
+    mpn_id: String,
+    proof_of_execution: Option<Vec<PoeDocument>>,
+    note: Option<String>,
+});
+command_dto!(TextDto { claim_id: Uuid, text: String, expected_version: Option<u64> });
+command_dto!(OptionalTextDto { claim_id: Uuid, text: Option<String>, expected_version: Option<u64> });
+command_dto!(ClaimOnlyDto { claim_id: Uuid, expected_version: Option<u64> });
+command_dto!(SubmitPoeDto {
+    claim_id: Uuid,
+    proof_of_execution: Vec<PoeDocument>,
+    text: Option<String>,
+    expected_version: Option<u64>,
+});
+command_dto!(OptionalReasonDto { claim_id: Uuid, reason: Option<String>, expected_version: Option<u64> });
+command_dto!(ReasonDto { claim_id: Uuid, reason: String, expected_version: Option<u64> });
+command_dto!(DisputeDto {
+    claim_id: Uuid,
+    text: String,
+    proof_of_execution: Option<Vec<PoeDocument>>,
+    expected_version: Option<u64>,
+});
+command_dto!(RejectDto { claim_id: Uuid, reason: String, text: Option<String>, expected_version: Option<u64> });
+
+/// Builds the envelope once the DTO passed its checks.
+fn envelope(
+    command_id: Uuid,
+    actor: Actor,
+    correlation_id: Option<String>,
+    expected_version: Option<u64>,
+    command: Command,
+) -> Result<CommandEnvelope, Rejection> {
+    check_actor(&actor)?;
+    check_correlation(&correlation_id)?;
+    Ok(CommandEnvelope {
+        command_id,
+        actor,
+        correlation_id,
+        expected_version,
+        command,
+    })
+}
+
+/// Which actor a subject family admits.
+enum SubjectActor<'a> {
+    System,
+    Partner(&'a str),
+    Reviewer,
+    Customer(&'a str),
+}
+
+fn check_subject_actor(expected: SubjectActor<'_>, actor: &Actor) -> Result<(), Rejection> {
+    match (expected, actor) {
+        (SubjectActor::System, Actor::System { .. }) | (SubjectActor::Reviewer, Actor::Reviewer { .. }) => Ok(()),
+        (SubjectActor::Partner(subject_partner), Actor::Partner { partner_id, .. }) => {
+            if subject_partner == partner_id {
+                Ok(())
+            } else {
+                Err(forbidden(format!(
+                    "The subject is for partner {subject_partner} but the actor is partner {partner_id}."
+                )))
+            }
+        }
+        (SubjectActor::Customer(subject_tenant), Actor::Customer { tenant_id, .. }) => {
+            if subject_tenant == tenant_id.to_string() {
+                Ok(())
+            } else {
+                Err(forbidden("The subject's tenant is not the customer's tenant."))
+            }
+        }
+        (expected, actor) => {
+            let wanted = match expected {
+                SubjectActor::System => "system",
+                SubjectActor::Partner(_) => "partner",
+                SubjectActor::Reviewer => "reviewer",
+                SubjectActor::Customer(_) => "customer",
+            };
+            Err(forbidden(format!(
+                "This subject takes a {wanted} actor, not a {}.",
+                format!("{:?}", actor.kind()).to_lowercase()
+            )))
+        }
+    }
+}
+
+fn parse_command(tail: &str, parts: &[&str], body: Value) -> Result<Request, Rejection> {
+    let print = fingerprint(tail, &body);
+    let (envelope, subject_actor) = match parts {
+        ["ref", "tenant"] => {
+            let d: RefTenantDto = decode(body)?;
+            if d.domains.is_empty() || d.domains.len() > REFERENCE_LIST_MAX {
+                return Err(invalid(format!("domains: must list 1 to {REFERENCE_LIST_MAX} domains")));
+            }
+            for domain in &d.domains {
+                check_text("domains[]", domain, 1, NAME_MAX_CHARS)?;
+            }
+            let command = Command::UpsertTenant {
+                tenant_id: d.tenant_id,
+                domains: d.domains,
+            };
+            (envelope(d.command_id, d.actor, d.correlation_id, None, command)?, SubjectActor::System)
+        }
+        ["ref", "subscription"] => {
+            let d: RefSubscriptionDto = decode(body)?;
+            check_text("product", &d.product, 1, NAME_MAX_CHARS)?;
+            let command = Command::UpsertSubscription(SubscriptionRecord {
+                subscription_id: d.subscription_id,
+                tenant_id: d.tenant_id,
+                product: d.product,
+                solution_area: d.solution_area,
+                is_dynamics: d.is_dynamics,
+                channel: d.channel,
+                state: d.state,
+            });
+            (envelope(d.command_id, d.actor, d.correlation_id, None, command)?, SubjectActor::System)
+        }
+        ["ref", "partner"] => {
+            let d: RefPartnerDto = decode(body)?;
+            if !is_subject_id(&d.partner_id) {
+                return Err(invalid("partner_id: must match ^[A-Za-z0-9_-]{1,64}$"));
+            }
+            if d.mpns.len() > REFERENCE_LIST_MAX {
+                return Err(invalid(format!("mpns: at most {REFERENCE_LIST_MAX} MPN ids")));
+            }
+            for mpn in &d.mpns {
+                check_text("mpns[].mpn_id", &mpn.mpn_id, 1, 64)?;
+            }
+            let command = Command::UpsertPartner {
+                partner_id: d.partner_id,
+                mpns: d.mpns,
+            };
+            (envelope(d.command_id, d.actor, d.correlation_id, None, command)?, SubjectActor::System)
+        }
+        ["partner", partner_id, name] => {
+            if !is_subject_id(partner_id) {
+                return Err(invalid("subject: the partner id must match ^[A-Za-z0-9_-]{1,64}$"));
+            }
+            (partner_command(name, body)?, SubjectActor::Partner(partner_id))
+        }
+        ["review", name] => (review_command(name, body)?, SubjectActor::Reviewer),
+        ["customer", tenant_id, "decline"] => {
+            if Uuid::parse_str(tenant_id).is_err() {
+                return Err(invalid("subject: the tenant id must be a uuid"));
+            }
+            let d: OptionalReasonDto = decode(body)?;
+            check_optional_text("reason", &d.reason, TEXT_MAX_CHARS)?;
+            let command = Command::CustomerDecline {
+                claim_id: d.claim_id,
+                reason: d.reason,
+            };
+            (
+                envelope(d.command_id, d.actor, d.correlation_id, d.expected_version, command)?,
+                SubjectActor::Customer(tenant_id),
+            )
+        }
+        _ => return Err(invalid(format!("unknown subject name: {tail}"))),
+    };
+    check_subject_actor(subject_actor, &envelope.actor)?;
+    Ok(Request::Command {
+        envelope,
+        fingerprint: print,
+    })
+}
+
+fn partner_command(name: &str, body: Value) -> Result<CommandEnvelope, Rejection> {
+    match name {
+        "submit" => {
+            let d: SubmitDto = decode(body)?;
+            check_text("domain", &d.domain, 1, NAME_MAX_CHARS)?;
+            check_text("product", &d.product, 1, NAME_MAX_CHARS)?;
+            check_text("mpn_id", &d.mpn_id, 1, 64)?;
+            check_optional_text("subscription_id", &d.subscription_id, NAME_MAX_CHARS)?;
+            check_optional_text("note", &d.note, TEXT_MAX_CHARS)?;
+            if d.solution_area == SolutionArea::Microsoft365 && d.subscription_id.is_some() {
+                return Err(invalid(
+                    "subscription_id: not allowed for microsoft_365 claims (they cover the product on the tenant)",
+                ));
+            }
+            let proof_of_execution = d.proof_of_execution.unwrap_or_default();
+            check_poe("proof_of_execution", &proof_of_execution, 0)?;
+            let command = Command::Submit(SubmitClaim {
+                // The service assigns an id when the partner gives none.
+                claim_id: d.claim_id.unwrap_or_else(Uuid::new_v4),
+                tenant_id: d.tenant_id,
+                domain: d.domain,
+                solution_area: d.solution_area,
+                activity: d.activity,
+                product: d.product,
+                subscription_id: d.subscription_id,
+                mpn_id: d.mpn_id,
+                proof_of_execution,
+                note: d.note,
+            });
+            envelope(d.command_id, d.actor, d.correlation_id, None, command)
+        }
+        "comment" => {
+            let d: TextDto = decode(body)?;
+            check_text("text", &d.text, 1, TEXT_MAX_CHARS)?;
+            let command = Command::Comment {
+                claim_id: d.claim_id,
+                text: d.text,
+            };
+            envelope(d.command_id, d.actor, d.correlation_id, d.expected_version, command)
+        }
+        "submit_poe" => {
+            let d: SubmitPoeDto = decode(body)?;
+            check_poe("proof_of_execution", &d.proof_of_execution, 1)?;
+            check_optional_text("text", &d.text, TEXT_MAX_CHARS)?;
+            let command = Command::SubmitPoe {
+                claim_id: d.claim_id,
+                proof_of_execution: d.proof_of_execution,
+                text: d.text,
+            };
+            envelope(d.command_id, d.actor, d.correlation_id, d.expected_version, command)
+        }
+        "withdraw" => {
+            let d: OptionalReasonDto = decode(body)?;
+            check_optional_text("reason", &d.reason, TEXT_MAX_CHARS)?;
+            let command = Command::Withdraw {
+                claim_id: d.claim_id,
+                reason: d.reason,
+            };
+            envelope(d.command_id, d.actor, d.correlation_id, d.expected_version, command)
+        }
+        "dispute" => {
+            let d: DisputeDto = decode(body)?;
+            check_text("text", &d.text, 1, TEXT_MAX_CHARS)?;
+            let proof_of_execution = d.proof_of_execution.unwrap_or_default();
+            check_poe("proof_of_execution", &proof_of_execution, 0)?;
+            let command = Command::Dispute {
+                claim_id: d.claim_id,
+                text: d.text,
+                proof_of_execution,
+            };
+            envelope(d.command_id, d.actor, d.correlation_id, d.expected_version, command)
+        }
+        "disassociate" => {
+            let d: ReasonDto = decode(body)?;
+            check_text("reason", &d.reason, 1, TEXT_MAX_CHARS)?;
+            let command = Command::Disassociate {
+                claim_id: d.claim_id,
+                reason: d.reason,
+            };
+            envelope(d.command_id, d.actor, d.correlation_id, d.expected_version, command)
+        }
+        other => Err(invalid(format!("unknown partner command: {other}"))),
+    }
+}
+
+fn review_command(name: &str, body: Value) -> Result<CommandEnvelope, Rejection> {
+    match name {
+        "start" => {
+            let d: ClaimOnlyDto = decode(body)?;
+            let command = Command::StartReview { claim_id: d.claim_id };
+            envelope(d.command_id, d.actor, d.correlation_id, d.expected_version, command)
+        }
+        "comment" | "request_poe" => {
+            let d: TextDto = decode(body)?;
+            check_text("text", &d.text, 1, TEXT_MAX_CHARS)?;
+            let command = if name == "comment" {
+                Command::Comment {
+                    claim_id: d.claim_id,
+                    text: d.text,
+                }
+            } else {
+                Command::RequestPoe {
+                    claim_id: d.claim_id,
+                    text: d.text,
+                }
+            };
+            envelope(d.command_id, d.actor, d.correlation_id, d.expected_version, command)
+        }
+        "approve" => {
+            let d: OptionalTextDto = decode(body)?;
+            check_optional_text("text", &d.text, TEXT_MAX_CHARS)?;
+            let command = Command::Approve {
+                claim_id: d.claim_id,
+                text: d.text,
+            };
+            envelope(d.command_id, d.actor, d.correlation_id, d.expected_version, command)
+        }
+        "reject" => {
+            let d: RejectDto = decode(body)?;
+            if !is_reason_code(&d.reason) {
+                return Err(invalid("reason: must be a code like NO_PROOF (^[A-Z][A-Z0-9_]{0,63}$)"));
+            }
+            check_optional_text("text", &d.text, TEXT_MAX_CHARS)?;
+            let command = Command::Reject {
+                claim_id: d.claim_id,
+                reason: d.reason,
+                text: d.text,
+            };
+            envelope(d.command_id, d.actor, d.correlation_id, d.expected_version, command)
+        }
+        other => Err(invalid(format!("unknown review command: {other}"))),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ClockDto {
+    actor: Actor,
+    now: String,
+}
+
+fn parse_clock(body: Value) -> Result<Request, Rejection> {
+    let d: ClockDto = decode(body)?;
+    check_actor(&d.actor)?;
+    let now = chrono::DateTime::parse_from_rfc3339(&d.now)
+        .map_err(|_| invalid("now: must be an RFC 3339 time with offset"))?
+        .with_timezone(&chrono::Utc);
+    if d.actor.kind() != ActorKind::System {
+        return Err(forbidden("The clock takes a system actor."));
+    }
+    Ok(Request::Clock { now })
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ClaimQueryDto {
+    actor: Actor,
+    claim_id: Uuid,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListDto {
+    actor: Actor,
+    partner_id: Option<String>,
+    tenant_id: Option<Uuid>,
+    status: Option<String>,
+    overdue: Option<bool>,
+    in_arbitration: Option<bool>,
+    limit: Option<u64>,
+    after: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CaseGetDto {
+    actor: Actor,
+    case_id: Uuid,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CaseListDto {
+    actor: Actor,
+    status: Option<String>,
+}
+
+/// Partners need a claim role to read claims, as to write them.
+fn check_query_actor(actor: &Actor) -> Result<(), Rejection> {
+    check_actor(actor)?;
+    if actor.kind() == ActorKind::Partner && actor.partner_with_allowed_role().is_none() {
+        return Err(forbidden(
+            "Your user needs the Global admin, Billing admin or Incentives admin role to see claims.",
+        ));
+    }
+    Ok(())
+}
+
+fn parse_query(name: &str, body: Value) -> Result<Query, Rejection> {
+    match name {
+        "claim.get" | "claim.history" => {
+            let d: ClaimQueryDto = decode(body)?;
+            check_query_actor(&d.actor)?;
+            Ok(if name == "claim.get" {
+                Query::ClaimGet {
+                    actor: d.actor,
+                    claim_id: d.claim_id,
+                }
+            } else {
+                Query::ClaimHistory {
+                    actor: d.actor,
+                    claim_id: d.claim_id,
+                }
+            })
+        }
+        "claims.list" => {
+            let d: ListDto = decode(body)?;
+            let status = match &d.status {
+                None => None,
+                Some(text) => Some(ClaimStatus::parse(text).ok_or_else(|| invalid(format!("status: unknown status {text}")))?),
+            };
+            let limit = match d.limit {
+                None => cpor_log::LIST_LIMIT_DEFAULT,
+                Some(n) if (1..=cpor_log::LIST_LIMIT_MAX as u64).contains(&n) => n as usize,
+                Some(_) => return Err(invalid(format!("limit: must be 1 to {}", cpor_log::LIST_LIMIT_MAX))),
+            };
+            let after = match &d.after {
+                None => None,
+                Some(cursor) => Some(cursor.parse::<u64>().map_err(|_| invalid("after: not a cursor this service gave"))?),
+            };
+            if let Some(partner_id) = &d.partner_id {
+                if !is_subject_id(partner_id) {
+                    return Err(invalid("partner_id: must match ^[A-Za-z0-9_-]{1,64}$"));
+                }
+            }
+            check_query_actor(&d.actor)?;
+            let mut filter = ClaimFilter {
+                partner_id: d.partner_id,
+                tenant_id: d.tenant_id,
+                status,
+                overdue: d.overdue,
+                in_arbitration: d.in_arbitration,
+            };
+            // A partner sees only its own claims, a customer only its tenant's.
+            match &d.actor {
+                Actor::Partner { partner_id, .. } => {
+                    if filter.partner_id.as_ref().is_some_and(|p| p != partner_id) {
+                        return Err(forbidden("A partner can list only its own claims."));
+                    }
+                    filter.partner_id = Some(partner_id.clone());
+                }
+                Actor::Customer { tenant_id, .. } => {
+                    if filter.tenant_id.is_some_and(|t| t != *tenant_id) {
+                        return Err(forbidden("A customer can list only its own tenant's claims."));
+                    }
+                    filter.tenant_id = Some(*tenant_id);
+                }
+                Actor::Reviewer { .. } | Actor::System { .. } => {}
+            }
+            Ok(Query::ClaimsList {
+                actor: d.actor,
+                filter,
+                limit,
+                after,
+            })
+        }
+        "arbitration.get" => {
+            let d: CaseGetDto = decode(body)?;
+            check_case_actor(&d.actor)?;
+            Ok(Query::CaseGet {
+                actor: d.actor,
+                case_id: d.case_id,
+            })
+        }
+        "arbitration.list" => {
+            let d: CaseListDto = decode(body)?;
+            if let Some(status) = &d.status {
+                if status != "open" && status != "closed" {
+                    return Err(invalid("status: must be open or closed"));
+                }
+            }
+            check_case_actor(&d.actor)?;
+            Ok(Query::CaseList {
+                actor: d.actor,
+                status: d.status,
+            })
+        }
+        other => Err(invalid(format!("unknown query: {other}"))),
+    }
+}
+
+fn check_case_actor(actor: &Actor) -> Result<(), Rejection> {
+    check_actor(actor)?;
+    match actor.kind() {
+        ActorKind::Reviewer | ActorKind::System => Ok(()),
+        _ => Err(forbidden("Arbitration cases are for reviewers.")),
+    }
+}
+
+/// The reply to a refused request (contract §3).
+pub fn error_reply(rejection: &Rejection) -> Value {
+    let mut error = serde_json::json!({
+        "code": rejection.code.as_str(),
+        "message": rejection.message,
+        "reasons": rejection.reasons.iter().map(|r| r.as_str()).collect::<Vec<_>>(),
+    });
+    if let Some(version) = rejection.current_version {
+        error["current_version"] = version.into();
+    }
+    serde_json::json!({"ok": false, "error": error})
+}
+
+#[cfg(test)]
+mod tests;

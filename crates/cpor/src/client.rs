@@ -1,0 +1,109 @@
+//! Small NATS clients for people: `cpor request` sends one request and
+//! prints the reply; `cpor watch` follows claim statuses like a dashboard.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Args;
+use futures::StreamExt;
+
+use cpor_nats::async_nats;
+use cpor_nats::async_nats::jetstream::consumer;
+
+/// How long `cpor request` waits for a reply.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Args, Debug)]
+pub(crate) struct RequestArgs {
+    /// Subject after the prefix, e.g. `cmd.ref.tenant` or `qry.claims.list`.
+    subject: String,
+    /// JSON body; `command_id` is added (a fresh uuid) to `cmd.*` requests without one.
+    #[arg(default_value = "{}")]
+    body: String,
+    #[arg(long, env = "CPOR_NATS_URL", default_value = "nats://127.0.0.1:4222")]
+    nats_url: String,
+    #[arg(long, env = "CPOR_PREFIX", default_value = "cpor")]
+    prefix: String,
+}
+
+#[derive(Args, Debug)]
+pub(crate) struct WatchArgs {
+    /// Follow events (`{prefix}.evt.>`) instead of claim statuses.
+    #[arg(long)]
+    events: bool,
+    #[arg(long, env = "CPOR_NATS_URL", default_value = "nats://127.0.0.1:4222")]
+    nats_url: String,
+    #[arg(long, env = "CPOR_PREFIX", default_value = "cpor")]
+    prefix: String,
+}
+
+pub(crate) fn request(args: RequestArgs) -> anyhow::Result<ExitCode> {
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(async {
+        let mut body: serde_json::Value = serde_json::from_str(&args.body).context("the body is not JSON")?;
+        if args.subject.starts_with("cmd.") {
+            if let Some(map) = body.as_object_mut() {
+                map.entry("command_id").or_insert_with(|| uuid::Uuid::new_v4().to_string().into());
+            }
+        }
+        let client = async_nats::connect(&args.nats_url).await.context("cannot reach NATS")?;
+        let subject = format!("{}.{}", args.prefix, args.subject);
+        let reply = tokio::time::timeout(REQUEST_TIMEOUT, client.request(subject, serde_json::to_vec(&body)?.into()))
+            .await
+            .context("no reply in time")?
+            .context("request failed (is `cpor serve` running with this prefix?)")?;
+        let value: serde_json::Value = serde_json::from_slice(&reply.payload)?;
+        println!("{}", serde_json::to_string_pretty(&value)?);
+        Ok(if value.get("ok") == Some(&serde_json::Value::Bool(true)) {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(1)
+        })
+    })
+}
+
+pub(crate) fn watch(args: WatchArgs) -> anyhow::Result<ExitCode> {
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(async {
+        let client = async_nats::connect(&args.nats_url).await.context("cannot reach NATS")?;
+        let js = async_nats::jetstream::new(client);
+        let upper = args.prefix.to_uppercase();
+        let (stream_name, filter) = if args.events {
+            (format!("{upper}_EVENTS"), format!("{}.evt.>", args.prefix))
+        } else {
+            (format!("{upper}_STATUS"), format!("{}.status.claim.>", args.prefix))
+        };
+        let stream = js.get_stream(&stream_name).await.context("no such stream: is the service running with this prefix?")?;
+        // An ordered push consumer from the start: every claim's current
+        // status first (last-value stream), then live changes.
+        let consumer = stream
+            .create_consumer(consumer::push::OrderedConfig {
+                filter_subject: filter,
+                deliver_policy: consumer::DeliverPolicy::All,
+                ..Default::default()
+            })
+            .await?;
+        let mut messages = consumer.messages().await?;
+        while let Some(message) = messages.next().await {
+            let message = message?;
+            let value: serde_json::Value = serde_json::from_slice(&message.payload).unwrap_or_default();
+            if args.events {
+                println!(
+                    "{:>6} {} {} {}",
+                    value["position"], value["time"].as_str().unwrap_or(""), value["type"].as_str().unwrap_or(""), value["subject"].as_str().unwrap_or("")
+                );
+            } else {
+                println!(
+                    "{} {:<24} v{} overdue={} case={}",
+                    value["claim_id"].as_str().unwrap_or(""),
+                    value["status"].as_str().unwrap_or(""),
+                    value["version"],
+                    value["overdue"],
+                    value["arbitration_case_id"].as_str().unwrap_or("-")
+                );
+            }
+        }
+        Ok(ExitCode::SUCCESS)
+    })
+}

@@ -1,0 +1,123 @@
+//! `cpor serve` settings: flags and environment (clap), the TOML file, and
+//! their validation into typed values with messages that say what to fix.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context};
+use clap::{Args, ValueEnum};
+use serde::Deserialize;
+
+use cpor_domain::calendar::Calendar;
+
+#[derive(Args, Debug, Clone)]
+pub(crate) struct ServeArgs {
+    /// NATS server to serve on.
+    #[arg(long, env = "CPOR_NATS_URL", default_value = "nats://127.0.0.1:4222")]
+    pub(crate) nats_url: String,
+    /// Where the log lives (sled); one service per data dir.
+    #[arg(long, env = "CPOR_DATA_DIR", default_value = "./data")]
+    pub(crate) data_dir: PathBuf,
+    /// Subject prefix; streams are named after it, upper-cased.
+    #[arg(long, env = "CPOR_PREFIX", default_value = "cpor")]
+    pub(crate) prefix: String,
+    /// TOML configuration file (business calendar).
+    #[arg(long, env = "CPOR_CONFIG")]
+    pub(crate) config: Option<PathBuf>,
+    /// Take time only from `{prefix}.admin.clock` requests (tests, demos).
+    #[arg(long, env = "CPOR_MANUAL_CLOCK", value_parser = parse_flag, num_args = 0..=1, default_missing_value = "1", default_value = "0")]
+    pub(crate) manual_clock: bool,
+    /// Log format on stderr.
+    #[arg(long, env = "CPOR_LOG_FORMAT", value_enum, default_value = "human")]
+    pub(crate) log_format: LogFormat,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum LogFormat {
+    Human,
+    Json,
+}
+
+/// `CPOR_MANUAL_CLOCK=1` (also true/yes/on); `0`/false/no/off/empty.
+fn parse_flag(text: &str) -> Result<bool, String> {
+    match text.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Ok(true),
+        "" | "0" | "false" | "no" | "off" => Ok(false),
+        other => Err(format!("expected 1 or 0, got {other:?}")),
+    }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    #[serde(default)]
+    calendar: Option<CalendarConfig>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CalendarConfig {
+    #[serde(default = "default_time_zone")]
+    time_zone: String,
+    #[serde(default = "default_weekend")]
+    weekend: Vec<String>,
+    #[serde(default)]
+    holidays: Vec<String>,
+}
+
+fn default_time_zone() -> String {
+    "UTC".to_string()
+}
+
+fn default_weekend() -> Vec<String> {
+    vec!["sat".to_string(), "sun".to_string()]
+}
+
+/// Validated settings.
+pub(crate) struct Settings {
+    pub(crate) nats_url: String,
+    pub(crate) data_dir: PathBuf,
+    pub(crate) prefix: String,
+    pub(crate) calendar: Calendar,
+    pub(crate) manual_clock: bool,
+    pub(crate) log_format: LogFormat,
+}
+
+pub(crate) fn is_valid_prefix(prefix: &str) -> bool {
+    let bytes = prefix.as_bytes();
+    (1..=32).contains(&bytes.len())
+        && bytes[0].is_ascii_lowercase()
+        && bytes[1..].iter().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'_')
+}
+
+impl ServeArgs {
+    pub(crate) fn validate(self) -> anyhow::Result<Settings> {
+        if !is_valid_prefix(&self.prefix) {
+            bail!(
+                "bad prefix {:?}: use 1 to 32 lowercase letters, digits or underscores, starting with a letter (^[a-z][a-z0-9_]{{0,31}}$)",
+                self.prefix
+            );
+        }
+        let calendar = match &self.config {
+            None => Calendar::default(),
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("cannot read the config file {}", path.display()))?;
+                let file: FileConfig =
+                    toml::from_str(&text).with_context(|| format!("bad config file {}", path.display()))?;
+                match file.calendar {
+                    None => Calendar::default(),
+                    Some(c) => Calendar::new(&c.time_zone, &c.weekend, &c.holidays)
+                        .with_context(|| format!("bad [calendar] in {}", path.display()))?,
+                }
+            }
+        };
+        Ok(Settings {
+            nats_url: self.nats_url,
+            data_dir: self.data_dir,
+            prefix: self.prefix,
+            calendar,
+            manual_clock: self.manual_clock,
+            log_format: self.log_format,
+        })
+    }
+}

@@ -1,0 +1,182 @@
+//! `cpor serve`: wiring and the shutdown choreography.
+//!
+//! Start: open the log (checks its tail, folds the state) → connect to NATS
+//! (retrying with backoff) → create the streams → take the prefix lease →
+//! start the relay → take requests.
+//!
+//! Stop (SIGTERM/SIGINT): stop taking requests → answer those in flight →
+//! the writer drains its queue and exits → the relay publishes everything
+//! durable → release the lease → exit 0.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::sync::watch;
+use uuid::Uuid;
+
+use cpor_engine::{ClockMode, Engine, Options};
+use cpor_nats::async_nats;
+use cpor_nats::lease::{Lease, LEASE_RENEW_EVERY};
+use cpor_nats::relay::{ensure_streams, Relay};
+use cpor_nats::server::Server;
+
+use crate::config::{LogFormat, ServeArgs, Settings};
+
+/// Bounds of the NATS connection retry at start-up.
+const CONNECT_BACKOFF_MIN: Duration = Duration::from_millis(200);
+const CONNECT_BACKOFF_MAX: Duration = Duration::from_secs(10);
+/// How long shutdown waits for the relay to publish what is written
+/// (what it cannot publish in time is published at the next start).
+const RELAY_DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+
+pub(crate) fn main(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    let settings = args.validate()?;
+    init_tracing(settings.log_format);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(serve(settings))
+}
+
+fn init_tracing(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,async_nats=warn"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Human => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+async fn connect(url: &str) -> async_nats::Client {
+    let mut backoff = CONNECT_BACKOFF_MIN;
+    loop {
+        let options = async_nats::ConnectOptions::new()
+            .name("cpor serve")
+            .connection_timeout(Duration::from_secs(5))
+            .event_callback(|event| async move {
+                match event {
+                    async_nats::Event::Disconnected => tracing::warn!("NATS disconnected; reconnecting"),
+                    async_nats::Event::Connected => tracing::info!("NATS connected"),
+                    other => tracing::info!(event = %other, "NATS event"),
+                }
+            });
+        match options.connect(url).await {
+            Ok(client) => return client,
+            Err(error) => {
+                tracing::warn!(%error, url, ?backoff, "cannot reach NATS; retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(CONNECT_BACKOFF_MAX);
+            }
+        }
+    }
+}
+
+/// The data dir's identity, for the prefix lease: created once, kept.
+fn instance_id(engine: &Engine) -> anyhow::Result<String> {
+    let reader = engine.reader();
+    if let Some(bytes) = reader.get_meta_bytes("instance_id")? {
+        return Ok(String::from_utf8_lossy(&bytes).to_string());
+    }
+    let id = Uuid::new_v4().to_string();
+    reader.put_meta_bytes("instance_id", id.as_bytes())?;
+    reader.flush_blocking()?;
+    Ok(id)
+}
+
+async fn serve(settings: Settings) -> anyhow::Result<ExitCode> {
+    let clock = if settings.manual_clock { ClockMode::Manual } else { ClockMode::Wall };
+    let (engine, writer) = Engine::start(Options {
+        data_dir: settings.data_dir.clone(),
+        calendar: settings.calendar.clone(),
+        clock,
+    })
+    .with_context(|| format!("cannot open the log in {}", settings.data_dir.display()))?;
+    let instance = instance_id(&engine)?;
+    tracing::info!(
+        data_dir = %settings.data_dir.display(),
+        prefix = %settings.prefix,
+        time_zone = settings.calendar.time_zone_name(),
+        manual_clock = settings.manual_clock,
+        instance = %instance,
+        "starting"
+    );
+
+    let client = connect(&settings.nats_url).await;
+    let js = async_nats::jetstream::new(client.clone());
+    let mut backoff = CONNECT_BACKOFF_MIN;
+    loop {
+        match ensure_streams(&js, &settings.prefix).await {
+            Ok(_) => break,
+            Err(error) => {
+                tracing::warn!(%error, ?backoff, "cannot create the JetStream streams (is JetStream enabled?); retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(CONNECT_BACKOFF_MAX);
+            }
+        }
+    }
+    let mut lease = Lease::acquire(&js, &settings.prefix, &instance).await?;
+
+    let (stop_relay, relay_stop) = watch::channel(false);
+    let relay = Relay {
+        js: js.clone(),
+        reader: engine.reader().clone(),
+        positions: engine.positions().clone(),
+        committed: engine.committed(),
+        prefix: settings.prefix.clone(),
+    };
+    let relay_task = tokio::spawn(relay.run(relay_stop));
+
+    // Shutdown comes from a signal or from losing the lease.
+    let (lease_lost_tx, mut lease_lost) = watch::channel(None::<String>);
+    let (stop_lease, mut lease_stop) = watch::channel(false);
+    let lease_task = tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(LEASE_RENEW_EVERY) => {}
+                _ = lease_stop.changed() => return Some(lease),
+            }
+            match lease.renew().await {
+                Ok(()) => {}
+                Err(error @ cpor_nats::lease::LeaseError::Lost { .. }) => {
+                    let _ = lease_lost_tx.send(Some(error.to_string()));
+                    return None;
+                }
+                Err(error) => tracing::warn!(%error, "cannot renew the prefix lease; retrying"),
+            }
+        }
+    });
+
+    let shutdown = async move {
+        let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("can install a SIGTERM handler");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: shutting down"),
+            _ = terminate.recv() => tracing::info!("SIGTERM: shutting down"),
+            _ = lease_lost.changed() => tracing::error!("lost the prefix lease: shutting down"),
+        }
+    };
+    let server = Server::new(client.clone(), engine.clone(), settings.prefix.clone());
+    server
+        .run(shutdown)
+        .await
+        .map_err(|e| anyhow::anyhow!("serving requests: {e}"))?;
+
+    // Every request is answered; let the writer finish and stop.
+    drop(engine);
+    writer.await.context("the writer task failed")?;
+    let _ = stop_relay.send(true);
+    match tokio::time::timeout(RELAY_DRAIN_TIMEOUT, relay_task).await {
+        Ok(_) => tracing::info!("everything written is published"),
+        Err(_) => tracing::warn!("relay did not drain in time; the rest is published at the next start"),
+    }
+    let _ = stop_lease.send(true);
+    if let Ok(Some(lease)) = lease_task.await {
+        lease.release().await;
+    }
+    let _ = client.flush().await;
+    tracing::info!("stopped");
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,447 @@
+//! The NATS server the tests run against, and request/reply helpers.
+
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, BufReader};
+use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use tempfile::TempDir;
+
+/// Where the shared server is unless `CPOR_TEST_NATS_URL` says otherwise.
+pub(crate) const DEFAULT_NATS_URL: &str = "nats://127.0.0.1:4222";
+/// Environment variable naming the shared server.
+pub(crate) const NATS_URL_ENV: &str = "CPOR_TEST_NATS_URL";
+/// Timeout of one request/reply.
+pub(crate) const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A nats-server with JetStream: either the shared one, or one this test
+/// started itself (stopped when dropped).
+pub(crate) struct NatsServer {
+    url: String,
+    own: Option<OwnServer>,
+}
+
+struct OwnServer {
+    port: u16,
+    binary: PathBuf,
+    /// Holds the JetStream store (`store/`) and the server log.
+    dir: TempDir,
+    child: Option<Child>,
+}
+
+impl NatsServer {
+    /// The shared server: `CPOR_TEST_NATS_URL`, default
+    /// `nats://127.0.0.1:4222`. Panics when nothing answers there.
+    pub(crate) fn shared() -> Self {
+        let url = shared_url();
+        if !answers(&url) {
+            panic!(
+                "no NATS server answers at {url} (set {NATS_URL_ENV} or start one: \
+                 `nats-server -js`; `scripts/test` does it for you)"
+            );
+        }
+        NatsServer { url, own: None }
+    }
+
+    /// The shared server when one answers; when `CPOR_TEST_NATS_URL` is not
+    /// set and nothing answers on the default address, a server of our own.
+    pub(crate) fn shared_or_own() -> Self {
+        let url = shared_url();
+        if answers(&url) {
+            return NatsServer { url, own: None };
+        }
+        if std::env::var_os(NATS_URL_ENV).is_some() {
+            panic!("no NATS server answers at {url} (from {NATS_URL_ENV})");
+        }
+        eprintln!("note: no NATS server at {url}; starting one for this test");
+        Self::start_own()
+    }
+
+    /// Starts `nats-server -a 127.0.0.1 -p <free port> -js -sd <tempdir>` and
+    /// waits until it accepts connections.
+    pub(crate) fn start_own() -> Self {
+        let port = free_port();
+        let mut own = OwnServer {
+            port,
+            binary: nats_server_bin(),
+            dir: tempfile::Builder::new()
+                .prefix("cpor-nats-")
+                .tempdir()
+                .expect("create a temp dir for nats-server"),
+            child: None,
+        };
+        own.spawn();
+        NatsServer {
+            url: format!("nats://127.0.0.1:{port}"),
+            own: Some(own),
+        }
+    }
+
+    pub(crate) fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// True when this test started the server (so it may stop it).
+    pub(crate) fn is_own(&self) -> bool {
+        self.own.is_some()
+    }
+
+    /// The JetStream store directory of an own server.
+    pub(crate) fn store_dir(&self) -> Option<PathBuf> {
+        self.own.as_ref().map(|o| o.dir.path().join("store"))
+    }
+
+    /// Stops an own server (SIGTERM, SIGKILL after 10 s). Panics for the
+    /// shared one.
+    pub(crate) fn stop(&mut self) {
+        self.own_mut("stop").stop();
+    }
+
+    /// Kills an own server with SIGKILL. Panics for the shared one.
+    pub(crate) fn kill(&mut self) {
+        let own = self.own_mut("kill");
+        if let Some(mut child) = own.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts a stopped own server again, same port and store dir.
+    pub(crate) fn start(&mut self) {
+        let own = self.own_mut("start");
+        assert!(own.child.is_none(), "nats-server is already running");
+        own.spawn();
+    }
+
+    /// Stops and starts an own server: same port, same store dir.
+    pub(crate) fn restart(&mut self) {
+        self.stop();
+        self.start();
+    }
+
+    /// A client connection to this server.
+    pub(crate) async fn connect(&self) -> async_nats::Client {
+        connect(&self.url).await
+    }
+
+    /// The last lines of an own server's log.
+    pub(crate) fn log_tail(&self, lines: usize) -> String {
+        match &self.own {
+            Some(own) => tail(&own.log_path(), lines),
+            None => String::from("(shared server: no log)"),
+        }
+    }
+
+    fn own_mut(&mut self, what: &str) -> &mut OwnServer {
+        match &mut self.own {
+            Some(own) => own,
+            None => panic!("cannot {what} the shared NATS server; use NatsServer::start_own()"),
+        }
+    }
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        if let Some(own) = &mut self.own {
+            if let Some(mut child) = own.child.take() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+            if std::thread::panicking() {
+                eprintln!(
+                    "--- nats-server log tail ({}) ---\n{}",
+                    own.log_path().display(),
+                    tail(&own.log_path(), 30)
+                );
+            }
+        }
+    }
+}
+
+impl OwnServer {
+    fn log_path(&self) -> PathBuf {
+        self.dir.path().join("nats-server.log")
+    }
+
+    fn spawn(&mut self) {
+        let log = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path())
+            .expect("open the nats-server log");
+        let store = self.dir.path().join("store");
+        let child = Command::new(&self.binary)
+            .args([
+                "-a",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-js",
+                "-sd",
+            ])
+            .arg(&store)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("clone log handle"))
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", self.binary.display()));
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                self.child = None;
+                panic!(
+                    "nats-server exited with {status} before accepting connections:\n{}",
+                    tail(&self.log_path(), 30)
+                );
+            }
+            if greets(&format!("127.0.0.1:{}", self.port)) {
+                return;
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "nats-server on port {} did not accept connections within 15 s:\n{}",
+                    self.port,
+                    tail(&self.log_path(), 30)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn stop(&mut self) {
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        send_signal(child.id(), "TERM");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
+
+/// Sends a signal (`TERM`, `KILL`, `INT`, …) with the `kill` command (the
+/// workspace forbids `unsafe`, so no `libc::kill`).
+pub(crate) fn send_signal(pid: u32, signal: &str) {
+    let status = Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg(pid.to_string())
+        .stdin(Stdio::null())
+        .status()
+        .unwrap_or_else(|e| panic!("cannot run `kill -{signal} {pid}`: {e}"));
+    assert!(status.success(), "`kill -{signal} {pid}` failed: {status}");
+}
+
+/// The URL of the shared server.
+pub(crate) fn shared_url() -> String {
+    std::env::var(NATS_URL_ENV)
+        .ok()
+        .filter(|s| !s.trim().is_empty())
+        .unwrap_or_else(|| DEFAULT_NATS_URL.to_string())
+}
+
+/// True when a TCP connection to the URL's first host:port succeeds.
+pub(crate) fn answers(url: &str) -> bool {
+    match socket_addr(url) {
+        Some(addr) => TcpStream::connect_timeout(&addr, Duration::from_secs(2)).is_ok(),
+        None => false,
+    }
+}
+
+/// True when a NATS server at host:port sends its `INFO` greeting.
+fn greets(host_port: &str) -> bool {
+    let Some(addr) = host_port.to_socket_addrs().ok().and_then(|mut a| a.next()) else {
+        return false;
+    };
+    let Ok(stream) = TcpStream::connect_timeout(&addr, Duration::from_millis(500)) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+    let mut line = String::new();
+    BufReader::new(stream).read_line(&mut line).is_ok() && line.starts_with("INFO")
+}
+
+/// `nats://user:pw@host:port,nats://…` → the first host:port (port 4222 by default).
+fn socket_addr(url: &str) -> Option<SocketAddr> {
+    let first = url.split(',').next()?.trim();
+    let rest = first.split_once("://").map_or(first, |(_, r)| r);
+    let authority = rest.split('/').next()?;
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let host_port = if host_port
+        .rsplit_once(':')
+        .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
+    {
+        host_port.to_string()
+    } else {
+        format!("{host_port}:4222")
+    };
+    host_port.to_socket_addrs().ok()?.next()
+}
+
+/// The nats-server executable: from PATH, else /usr/sbin/nats-server.
+pub(crate) fn nats_server_bin() -> PathBuf {
+    let from_path = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|dir| dir.join("nats-server"))
+            .find(|p| p.is_file())
+    });
+    from_path
+        .or_else(|| {
+            let p = PathBuf::from("/usr/sbin/nats-server");
+            p.is_file().then_some(p)
+        })
+        .expect("nats-server not found on PATH nor at /usr/sbin/nats-server (apt-get install nats-server)")
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("find a free port")
+        .port()
+}
+
+/// Connects to a NATS server, panicking with the URL on failure.
+pub(crate) async fn connect(url: &str) -> async_nats::Client {
+    async_nats::ConnectOptions::new()
+        .request_timeout(Some(REQUEST_TIMEOUT))
+        .connect(url)
+        .await
+        .unwrap_or_else(|e| panic!("cannot connect to NATS at {url}: {e}"))
+}
+
+/// Request/reply: sends `payload` to `subject`, waits up to 10 s, parses the
+/// reply as JSON. Panics on timeout, no responders or a non-JSON reply.
+pub(crate) async fn request(
+    client: &async_nats::Client,
+    subject: &str,
+    payload: impl Into<Vec<u8>>,
+) -> Value {
+    try_request(client, subject, payload)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Like [`request`], returning the failure as a message instead.
+pub(crate) async fn try_request(
+    client: &async_nats::Client,
+    subject: &str,
+    payload: impl Into<Vec<u8>>,
+) -> Result<Value, String> {
+    let payload: Vec<u8> = payload.into();
+    let reply = tokio::time::timeout(
+        REQUEST_TIMEOUT,
+        client.request(subject.to_string(), payload.into()),
+    )
+    .await
+    .map_err(|_| format!("request to `{subject}`: no reply within {REQUEST_TIMEOUT:?}"))?
+    .map_err(|e| format!("request to `{subject}` failed: {e}"))?;
+    serde_json::from_slice(&reply.payload).map_err(|e| {
+        format!(
+            "reply to `{subject}` is not JSON ({e}): {:?}",
+            String::from_utf8_lossy(&reply.payload)
+        )
+    })
+}
+
+/// The last `lines` lines of a text file (empty when it does not exist).
+pub(crate) fn tail(path: &Path, lines: usize) -> String {
+    let Ok(file) = File::open(path) else {
+        return format!("({} does not exist)", path.display());
+    };
+    let all: Vec<String> = BufReader::new(file).lines().map_while(Result::ok).collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures::StreamExt;
+
+    #[test]
+    fn parses_urls() {
+        assert_eq!(
+            socket_addr("nats://127.0.0.1:4222"),
+            Some("127.0.0.1:4222".parse().unwrap())
+        );
+        assert_eq!(
+            socket_addr("nats://u:p@127.0.0.1:5000,nats://127.0.0.1:5001"),
+            Some("127.0.0.1:5000".parse().unwrap())
+        );
+        assert_eq!(
+            socket_addr("127.0.0.1"),
+            Some("127.0.0.1:4222".parse().unwrap())
+        );
+    }
+
+    /// An own server starts, answers requests, keeps its JetStream data over
+    /// a restart on the same port, and is gone when dropped.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn own_server_start_request_restart() {
+        let mut server = NatsServer::start_own();
+        assert!(server.is_own());
+        let url = server.url().to_string();
+        let client = server.connect().await;
+
+        let mut sub = client.subscribe("echo").await.unwrap();
+        let responder_client = client.clone();
+        let responder = tokio::spawn(async move {
+            while let Some(msg) = sub.next().await {
+                if let Some(reply) = msg.reply {
+                    let body = serde_json::json!({"ok": true, "got": String::from_utf8_lossy(&msg.payload)});
+                    responder_client
+                        .publish(reply, body.to_string().into())
+                        .await
+                        .unwrap();
+                }
+            }
+        });
+        let reply = request(&client, "echo", "hi").await;
+        assert_eq!(reply, serde_json::json!({"ok": true, "got": "hi"}));
+        let err = try_request(&client, "nobody.listens", "{}")
+            .await
+            .unwrap_err();
+        assert!(err.contains("nobody.listens"), "{err}");
+        responder.abort();
+
+        let js = async_nats::jetstream::new(client.clone());
+        js.create_stream(async_nats::jetstream::stream::Config {
+            name: "KEEP".into(),
+            subjects: vec!["keep.>".into()],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+        js.publish("keep.a", "1".into())
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+
+        server.restart();
+        assert_eq!(server.url(), url);
+        let client = server.connect().await;
+        let js = async_nats::jetstream::new(client);
+        let stream = js.get_stream("KEEP").await.unwrap();
+        let msg = stream
+            .get_last_raw_message_by_subject("keep.a")
+            .await
+            .unwrap();
+        assert_eq!(&msg.payload[..], b"1");
+
+        drop(server);
+        assert!(!answers(&url), "nats-server still answers after drop");
+    }
+}
