@@ -4,6 +4,10 @@
 //! shared NATS server. The step language is `tests/scenarios/README.md`;
 //! the runner is `support::scenario`.
 //!
+//! A failing scenario prints the step, expected vs actual, and the tail of
+//! the service log, and keeps the service's temp dir; its streams are
+//! deleted unless `CPOR_TEST_KEEP` is set.
+//!
 //! `tests/scenarios/` is a byte-identical copy of the shared
 //! `../shared/scenarios/`; `scenarios_in_sync_with_shared` checks it.
 
@@ -65,7 +69,11 @@ async fn run_scenario(name: &str) {
         .with_service(&mut service)
         .run(&scenario.steps)
         .await;
+    let keep = std::env::var_os("CPOR_TEST_KEEP").is_some();
     if let Err(message) = result {
+        if !keep {
+            delete_streams(&async_nats::jetstream::new(client), &prefix).await;
+        }
         let tail = service.take_log_tail(60);
         panic!(
             "{message}\n--- cpor log tail ({}) ---\n{tail}",
@@ -75,7 +83,9 @@ async fn run_scenario(name: &str) {
     // The contract's shutdown: SIGTERM → exit 0.
     service.terminate().await;
     // Leave the shared server as we found it.
-    delete_streams(&async_nats::jetstream::new(client), &prefix).await;
+    if !keep {
+        delete_streams(&async_nats::jetstream::new(client), &prefix).await;
+    }
 }
 
 /// One test per scenario file; `every_scenario_file_has_a_test` makes sure

@@ -15,6 +15,7 @@ pub type Timestamp = DateTime<Utc>;
 #[serde(rename_all = "snake_case")]
 pub enum SolutionArea {
     BusinessApplications,
+    #[serde(rename = "microsoft_365")]
     Microsoft365,
 }
 

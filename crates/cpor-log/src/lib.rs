@@ -376,3 +376,6 @@ impl LogReader {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -126,10 +126,19 @@ pub(crate) async fn last_status(
     .await
 }
 
-/// Deletes a prefix's two streams (cleanup after a passing test on the
-/// shared server); missing streams are fine.
+/// Deletes every stream of a prefix (`{PREFIX}_EVENTS`, `{PREFIX}_STATUS` and
+/// any other `{PREFIX}_…` the service made): cleanup after a test on the
+/// shared server. Errors are ignored.
 pub(crate) async fn delete_streams(js: &Context, prefix: &str) {
-    for stream in [events_stream(prefix), status_stream(prefix)] {
+    let start = format!("{}_", prefix.to_uppercase());
+    let mut names = vec![events_stream(prefix), status_stream(prefix)];
+    let mut listed = js.stream_names();
+    while let Some(Ok(name)) = listed.next().await {
+        if name.starts_with(&start) && !names.contains(&name) {
+            names.push(name);
+        }
+    }
+    for stream in names {
         let _ = js.delete_stream(&stream).await;
     }
 }
@@ -244,7 +253,18 @@ mod tests {
             Some(json!({"claim_id": "c1", "version": 3}))
         );
 
+        js.create_stream(stream::Config {
+            name: format!("{}_LEASE", p.to_uppercase()),
+            subjects: vec![format!("{p}.lease")],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
         delete_streams(&js, &p).await;
+        assert!(js
+            .get_stream(format!("{}_LEASE", p.to_uppercase()))
+            .await
+            .is_err());
         assert!(js.get_stream(events_stream(&p)).await.is_err());
         assert!(js.get_stream(status_stream(&p)).await.is_err());
     }

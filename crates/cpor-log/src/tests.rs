@@ -1,0 +1,358 @@
+//! The log on a real sled directory: append, reopen, chain, idempotency
+//! records, projections equal to a rebuild, and damage found at start-up.
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use uuid::Uuid;
+
+use cpor_domain::calendar::Calendar;
+use cpor_domain::command::{Command, CommandEnvelope, SubmitClaim, SubscriptionRecord};
+use cpor_domain::decide::{decide, Context};
+use cpor_domain::state::State;
+use cpor_domain::types::*;
+
+use super::*;
+
+fn at(text: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(text).unwrap().with_timezone(&Utc)
+}
+
+fn system() -> Actor {
+    Actor::System { id: "test".into() }
+}
+
+fn partner(id: &str) -> Actor {
+    Actor::Partner {
+        partner_id: id.into(),
+        user: None,
+        roles: vec!["incentives_admin".into()],
+    }
+}
+
+fn reviewer() -> Actor {
+    Actor::Reviewer { id: "rev-1".into() }
+}
+
+/// Decides and appends one command in its own batch, like the engine does.
+fn run(log: &mut Log, state: &mut State, actor: Actor, command: Command, now: &str) -> Vec<u64> {
+    let envelope = CommandEnvelope {
+        command_id: Uuid::new_v4(),
+        actor,
+        correlation_id: Some("corr-1".into()),
+        expected_version: None,
+        command,
+    };
+    let calendar = Calendar::default();
+    let ctx = Context {
+        now: at(now),
+        calendar: &calendar,
+    };
+    let decision = decide(state, &envelope, &ctx).expect("the test's commands are valid");
+    let mut appender = log.begin();
+    let mut positions = Vec::new();
+    for (i, event) in decision.events.iter().enumerate() {
+        positions.push(
+            appender
+                .append(state, event, at(now), envelope.command_id, Some("corr-1"), i as u32)
+                .unwrap(),
+        );
+    }
+    appender.record_command(
+        &envelope.command_id,
+        &CommandRecord {
+            fingerprint: "f".into(),
+            reply: Value::Null,
+        },
+    );
+    log.commit(appender, state).unwrap();
+    positions
+}
+
+struct World {
+    tenant: Uuid,
+    subscription: Uuid,
+}
+
+/// Reference data, two competing claims, an approval: a history that
+/// touches claims, cases, comments and deadlines.
+fn history(log: &mut Log, state: &mut State) -> (World, Uuid, Uuid) {
+    let tenant = Uuid::new_v4();
+    let subscription = Uuid::new_v4();
+    let now = "2026-11-25T09:00:00Z";
+    run(log, state, system(), Command::UpsertTenant { tenant_id: tenant, domains: vec!["contoso.com".into()] }, now);
+    run(
+        log,
+        state,
+        system(),
+        Command::UpsertSubscription(SubscriptionRecord {
+            subscription_id: subscription,
+            tenant_id: tenant,
+            product: "dynamics_365_sales".into(),
+            solution_area: SolutionArea::BusinessApplications,
+            is_dynamics: true,
+            channel: Channel::VolumeLicensing,
+            state: SubscriptionState::Active,
+        }),
+        now,
+    );
+    for p in ["P-100", "P-200"] {
+        run(
+            log,
+            state,
+            system(),
+            Command::UpsertPartner {
+                partner_id: p.into(),
+                mpns: vec![Mpn {
+                    mpn_id: format!("{p}-mpn"),
+                    incentive_enrolled: true,
+                }],
+            },
+            now,
+        );
+    }
+    let submit = |p: &str| {
+        Command::Submit(SubmitClaim {
+            claim_id: Uuid::new_v4(),
+            tenant_id: tenant,
+            domain: "contoso.com".into(),
+            solution_area: SolutionArea::BusinessApplications,
+            activity: Activity::Usage,
+            product: "dynamics_365_sales".into(),
+            subscription_id: Some(subscription.to_string()),
+            mpn_id: format!("{p}-mpn"),
+            proof_of_execution: vec![],
+            note: None,
+        })
+    };
+    let c1 = submit("P-100");
+    let c1_id = match &c1 {
+        Command::Submit(s) => s.claim_id,
+        _ => unreachable!(),
+    };
+    run(log, state, partner("P-100"), c1, now);
+    let c2 = submit("P-200");
+    let c2_id = match &c2 {
+        Command::Submit(s) => s.claim_id,
+        _ => unreachable!(),
+    };
+    run(log, state, partner("P-200"), c2, "2026-11-25T10:00:00Z");
+    run(
+        log,
+        state,
+        reviewer(),
+        Command::RequestPoe {
+            claim_id: c1_id,
+            text: "Signed SOW, please.".into(),
+        },
+        "2026-11-26T10:00:00Z",
+    );
+    run(log, state, reviewer(), Command::Approve { claim_id: c2_id, text: None }, "2026-11-27T10:00:00Z");
+    (World { tenant, subscription }, c1_id, c2_id)
+}
+
+#[test]
+fn reopening_gives_the_same_state_head_and_chain() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut log, mut state) = Log::open(dir.path()).unwrap();
+    let (_, c1, c2) = history(&mut log, &mut state);
+    let head = log.head().clone();
+    assert!(head.position > 10, "the history writes many events");
+    log.reader().flush_blocking().unwrap();
+    drop(log);
+
+    let (log, reopened) = Log::open(dir.path()).unwrap();
+    assert_eq!(log.head(), &head);
+    assert_eq!(reopened, state, "folding the log gives the live state");
+    assert_eq!(reopened.claims[&c1].status, ClaimStatus::Rejected);
+    assert_eq!(reopened.claims[&c2].status, ClaimStatus::Approved);
+
+    // Positions are gapless and every hash chains to the one before.
+    let mut previous = String::new();
+    for (expected, entry) in (1..).zip(log.reader().events_from(1)) {
+        let (position, bytes) = entry.unwrap();
+        assert_eq!(position, expected);
+        let value: Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(value["position"], position);
+        let hash = canonical::event_hash(&previous, &value).unwrap();
+        assert_eq!(value["hash"], hash.as_str(), "hash at {position}");
+        // Stored bytes are the canonical form, hash included.
+        assert_eq!(canonical::canonical_json(&value).unwrap().as_bytes(), &bytes[..]);
+        previous = hash;
+    }
+    assert_eq!(previous, head.hash);
+}
+
+#[test]
+fn cloud_events_carry_the_contract_attributes() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut log, mut state) = Log::open(dir.path()).unwrap();
+    let (_, c1, _) = history(&mut log, &mut state);
+    let positions = log
+        .reader()
+        .stream_positions(&cpor_domain::event::AggregateId {
+            kind: cpor_domain::event::AggregateKind::Claim,
+            id: c1.to_string(),
+        })
+        .unwrap();
+    let first: Value = serde_json::from_slice(&log.reader().event_bytes(positions[0]).unwrap().unwrap()).unwrap();
+    assert_eq!(first["specversion"], "1.0");
+    assert_eq!(first["type"], "cpor.claim.submitted");
+    assert_eq!(first["subject"], c1.to_string());
+    assert_eq!(first["streamversion"], 1);
+    assert_eq!(first["correlationid"], "corr-1");
+    assert_eq!(first["data"]["actor"]["type"], "partner");
+    assert_eq!(first["dataschema"], "urn:cpor:event:claim.submitted:v2");
+    assert!(first["causationid"].as_str().unwrap().parse::<Uuid>().is_ok());
+    // Stream versions of the claim are 1, 2, 3, ...
+    for (version, position) in (1..).zip(&positions) {
+        let event: Value = serde_json::from_slice(&log.reader().event_bytes(*position).unwrap().unwrap()).unwrap();
+        assert_eq!(event["streamversion"], version);
+    }
+}
+
+#[test]
+fn stored_projections_equal_a_rebuild_from_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let scratch = tempfile::tempdir().unwrap();
+    let (mut log, mut state) = Log::open(dir.path()).unwrap();
+    history(&mut log, &mut state);
+    let report = rebuild_projections(log.reader(), &scratch.path().join("rebuilt"), |_| {}).unwrap();
+    assert_eq!(report.difference_count, 0, "{:?}", report.differences);
+    assert_eq!(report.events, log.head().position);
+    assert_eq!(report.claims, 2);
+    assert_eq!(report.cases, 1);
+}
+
+#[test]
+fn rebuild_reports_a_damaged_projection() {
+    let dir = tempfile::tempdir().unwrap();
+    let scratch = tempfile::tempdir().unwrap();
+    let (mut log, mut state) = Log::open(dir.path()).unwrap();
+    let (_, c1, _) = history(&mut log, &mut state);
+    log.reader().tree.insert(keys::claim_view(&c1), b"{}".to_vec()).unwrap();
+    let report = rebuild_projections(log.reader(), &scratch.path().join("rebuilt"), |_| {}).unwrap();
+    assert_eq!(report.difference_count, 1);
+    assert!(report.differences[0].contains("ClaimView"), "{:?}", report.differences);
+}
+
+#[test]
+fn queries_read_the_projections() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut log, mut state) = Log::open(dir.path()).unwrap();
+    let (world, c1, c2) = history(&mut log, &mut state);
+    let reader = log.reader();
+    let view = reader.claim_view(&c1).unwrap().unwrap();
+    assert_eq!(view["status"], "rejected");
+    assert_eq!(view["reason"], "LOST_ARBITRATION");
+    let comments = reader.comments(&c1).unwrap();
+    assert_eq!(comments.len(), 2, "arbitration notice and the PoE request");
+    assert_eq!(comments[0]["system"], true);
+
+    let all = reader.list_claims(&ClaimFilter::default(), None, 100).unwrap();
+    let ids: Vec<_> = all.claims.iter().map(|c| c["claim_id"].as_str().unwrap().to_string()).collect();
+    assert_eq!(ids, vec![c1.to_string(), c2.to_string()], "submission order");
+    assert_eq!(all.next, None);
+
+    let page = reader.list_claims(&ClaimFilter::default(), None, 1).unwrap();
+    assert_eq!(page.claims.len(), 1);
+    let next: u64 = page.next.as_deref().unwrap().parse().unwrap();
+    let rest = reader.list_claims(&ClaimFilter::default(), Some(next), 1).unwrap();
+    assert_eq!(rest.claims[0]["claim_id"], c2.to_string());
+    assert_eq!(rest.next, None);
+
+    let mine = ClaimFilter {
+        partner_id: Some("P-200".into()),
+        ..ClaimFilter::default()
+    };
+    assert_eq!(reader.list_claims(&mine, None, 100).unwrap().claims.len(), 1);
+    let approved = ClaimFilter {
+        tenant_id: Some(world.tenant),
+        status: Some(ClaimStatus::Approved),
+        ..ClaimFilter::default()
+    };
+    assert_eq!(reader.list_claims(&approved, None, 100).unwrap().claims[0]["claim_id"], c2.to_string());
+    let in_case = ClaimFilter {
+        in_arbitration: Some(true),
+        ..ClaimFilter::default()
+    };
+    assert!(reader.list_claims(&in_case, None, 100).unwrap().claims.is_empty(), "the case is resolved");
+    let cases = reader.list_cases(Some("closed")).unwrap();
+    assert_eq!(cases.len(), 1);
+    assert_eq!(cases[0]["winner_claim_id"], c2.to_string());
+    assert!(reader.list_cases(Some("open")).unwrap().is_empty());
+    let _ = world.subscription;
+}
+
+#[test]
+fn a_damaged_tail_is_found_at_start_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut log, mut state) = Log::open(dir.path()).unwrap();
+    history(&mut log, &mut state);
+    let last = log.head().position;
+    let bytes = log.reader().event_bytes(last).unwrap().unwrap().to_vec();
+    let text = String::from_utf8(bytes).unwrap();
+    let tampered = text.replace(r#""id":"cpor""#, r#""id":"cpoz""#);
+    assert_ne!(tampered, text, "the tampering must change the event");
+    log.reader().tree.insert(keys::event(last), tampered.into_bytes()).unwrap();
+    log.reader().flush_blocking().unwrap();
+    drop(log);
+    match Log::open(dir.path()) {
+        Err(LogError::Corrupt(message)) => assert!(message.contains(&format!("position {last}")), "{message}"),
+        Err(other) => panic!("expected a corrupt log, got {other}"),
+        Ok(_) => panic!("expected a corrupt log, opened fine"),
+    }
+}
+
+#[test]
+fn a_head_record_that_disagrees_with_the_events_is_found() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut log, mut state) = Log::open(dir.path()).unwrap();
+    history(&mut log, &mut state);
+    let last = log.head().position;
+    log.reader().tree.remove(keys::event(last)).unwrap();
+    log.reader().flush_blocking().unwrap();
+    drop(log);
+    let error = Log::open(dir.path()).err().expect("a missing last event is damage");
+    assert!(error.to_string().contains("head record"), "{error}");
+}
+
+#[test]
+fn a_second_process_cannot_open_a_data_dir_in_use() {
+    // sled locks the directory per process; within one process the same
+    // directory may not be opened twice either.
+    let dir = tempfile::tempdir().unwrap();
+    let _log = Log::open(dir.path()).unwrap();
+    let second = LogReader::open(dir.path());
+    assert!(matches!(second, Err(LogError::Locked(_)) | Err(LogError::Storage(_))), "opened twice");
+}
+
+#[test]
+fn command_records_round_trip() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut log, mut state) = Log::open(dir.path()).unwrap();
+    let id = Uuid::new_v4();
+    let mut appender = log.begin();
+    let record = CommandRecord {
+        fingerprint: "abc".into(),
+        reply: serde_json::json!({"claim_id": null, "version": 1, "events": [], "warnings": []}),
+    };
+    appender.record_command(&id, &record);
+    log.commit(appender, &state).unwrap();
+    assert_eq!(log.reader().command_record(&id).unwrap(), Some(record));
+    assert_eq!(log.reader().command_record(&Uuid::new_v4()).unwrap(), None);
+    let _ = &mut state;
+}
+
+#[test]
+fn a_version_1_claim_submitted_record_still_decodes() {
+    // Written by schema version 1, before `note` existed.
+    let fixture = r#"{"causationid":"0d1f6d43-3f59-4b7c-8a3e-6f1f4f0b7c11","data":{"activity":"usage","actor":{"partner_id":"P-100","roles":["incentives_admin"],"type":"partner"},"claim_id":"6749b280-715c-47c6-acdd-21b0eaff3070","domain":"contoso.com","incentive_eligible":true,"mpn_id":"4412001","partner_id":"P-100","product":"dynamics_365_sales","proof_of_execution":[],"review_due_at":"2026-12-03T00:00:00Z","solution_area":"business_applications","subscription_ids":["1b4e28ba-2fa1-11d2-883f-0016d3cca427"],"tenant_id":"9b2c0a34-8f7e-4f1a-9d51-2f7c0c1a9e10"},"datacontenttype":"application/json","dataschema":"urn:cpor:event:claim.submitted:v1","hash":"x","id":"3c5d4a7e-9b1f-4e6a-8d2c-1f0e9a8b7c6d","position":5,"source":"/cpor","specversion":"1.0","streamversion":1,"subject":"6749b280-715c-47c6-acdd-21b0eaff3070","time":"2026-11-25T09:00:00Z","type":"cpor.claim.submitted"}"#;
+    let decoded = envelope::decode(fixture.as_bytes()).unwrap();
+    match decoded.event.data {
+        cpor_domain::event::EventData::ClaimSubmitted(submitted) => {
+            assert_eq!(submitted.note, None);
+            assert_eq!(submitted.mpn_id, "4412001");
+        }
+        other => panic!("decoded as {other:?}"),
+    }
+}
