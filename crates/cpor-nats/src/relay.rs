@@ -77,17 +77,31 @@ pub struct Relay {
     pub prefix: String,
 }
 
+#[derive(Debug, thiserror::Error)]
+pub enum RelayError {
+    #[error("the events stream {stream} holds position {position} with hash {stream_hash}, but this log has {log_hash} there: the stream belongs to another log (another data dir used this prefix); use another --prefix or delete the stream")]
+    ForeignStream {
+        stream: String,
+        position: u64,
+        stream_hash: String,
+        log_hash: String,
+    },
+    #[error("the events stream {stream} is ahead of this log (stream at position {stream_position}, log at {log_position}): the data dir is not the one that wrote the stream, or it lost writes; refusing to serve so history is not split")]
+    StreamAhead {
+        stream: String,
+        stream_position: u64,
+        log_position: u64,
+    },
+    #[error(transparent)]
+    Nats(#[from] async_nats::Error),
+}
+
 impl Relay {
-    /// Runs until `stop` is set and everything durable is published.
-    pub async fn run(mut self, mut stop: watch::Receiver<bool>) {
+    /// Runs until `stop` is set and everything durable is published,
+    /// starting after `published` (see [`Relay::resume_position`]).
+    pub async fn run(mut self, published: u64, mut stop: watch::Receiver<bool>) {
         let mut backoff = RELAY_BACKOFF_MIN;
-        let mut published = match self.resume_position().await {
-            Ok(position) => position,
-            Err(error) => {
-                tracing::warn!(%error, "cannot read the events stream yet; resuming from the stored position");
-                self.reader.get_meta_u64(META_PUBLISHED_POSITION).ok().flatten().unwrap_or(0)
-            }
-        };
+        let mut published = published;
         self.positions.published.store(published, Ordering::SeqCst);
         loop {
             let durable = *self.committed.borrow_and_update();
@@ -120,25 +134,55 @@ impl Relay {
         tracing::info!(published, "relay drained");
     }
 
-    /// The position of the last event the events stream holds, or the
-    /// stored one if larger.
-    async fn resume_position(&self) -> Result<u64, async_nats::Error> {
-        let stored = self.reader.get_meta_u64(META_PUBLISHED_POSITION)?.unwrap_or(0);
+    /// Where publishing resumes: after the last event the events stream
+    /// holds (or the stored position, if larger). Checks that the stream's
+    /// last event is this log's event at that position, byte for byte, so a
+    /// stream written by another log is never silently continued.
+    pub async fn resume_position(&self) -> Result<u64, RelayError> {
+        let stored = self
+            .reader
+            .get_meta_u64(META_PUBLISHED_POSITION)
+            .map_err(|e| RelayError::Nats(e.into()))?
+            .unwrap_or(0);
+        let log_position = self.reader.last_position().map_err(|e| RelayError::Nats(e.into()))?;
         let (events_name, _) = stream_names(&self.prefix);
-        let mut stream = self.js.get_stream(&events_name).await?;
-        let last_sequence = stream.info().await?.state.last_sequence;
-        let in_stream = if last_sequence == 0 {
-            0
-        } else {
-            match stream.get_raw_message(last_sequence).await {
-                Ok(message) => serde_json::from_slice::<Value>(&message.payload)
-                    .ok()
-                    .and_then(|v| v.get("position").and_then(Value::as_u64))
-                    .unwrap_or(0),
-                Err(_) => 0,
-            }
-        };
-        Ok(stored.max(in_stream).min(self.reader.last_position()?))
+        let mut stream = self.js.get_stream(&events_name).await.map_err(|e| RelayError::Nats(e.into()))?;
+        let last_sequence = stream.info().await.map_err(|e| RelayError::Nats(e.into()))?.state.last_sequence;
+        if last_sequence == 0 {
+            return Ok(stored.min(log_position));
+        }
+        let message = stream
+            .get_raw_message(last_sequence)
+            .await
+            .map_err(|e| RelayError::Nats(e.into()))?;
+        let head: Value = serde_json::from_slice(&message.payload).map_err(|e| RelayError::Nats(e.into()))?;
+        let position = head.get("position").and_then(Value::as_u64).unwrap_or(0);
+        let stream_hash = head.get("hash").and_then(Value::as_str).unwrap_or_default().to_string();
+        if position > log_position {
+            return Err(RelayError::StreamAhead {
+                stream: events_name,
+                stream_position: position,
+                log_position,
+            });
+        }
+        let ours = self
+            .reader
+            .event_bytes(position)
+            .map_err(|e| RelayError::Nats(e.into()))?
+            .map(|bytes| bytes.to_vec());
+        if ours.as_deref() != Some(&message.payload[..]) {
+            let log_hash = ours
+                .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+                .and_then(|v| v.get("hash").and_then(Value::as_str).map(str::to_string))
+                .unwrap_or_else(|| "nothing".into());
+            return Err(RelayError::ForeignStream {
+                stream: events_name,
+                position,
+                stream_hash,
+                log_hash,
+            });
+        }
+        Ok(stored.max(position).min(log_position))
     }
 
     /// Publishes events after `from` (at most a window, never past

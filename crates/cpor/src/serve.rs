@@ -127,7 +127,9 @@ async fn serve(settings: Settings) -> anyhow::Result<ExitCode> {
         committed: engine.committed(),
         prefix: settings.prefix.clone(),
     };
-    let relay_task = tokio::spawn(relay.run(relay_stop));
+    let published = relay.resume_position().await.context("cannot resume publishing")?;
+    tracing::info!(published, "relay resumes");
+    let relay_task = tokio::spawn(relay.run(published, relay_stop));
 
     // Shutdown comes from a signal or from losing the lease.
     let (lease_lost_tx, mut lease_lost) = watch::channel(None::<String>);
