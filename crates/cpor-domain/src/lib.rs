@@ -7,3 +7,6 @@ pub mod types;
 pub mod decide;
 pub mod state;
 pub mod view;
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,123 @@
+//! The log generator: a realistic data dir of any size, written straight
+//! through `cpor-log` (decide + append + commit in batches, one flush at the
+//! end), for the replay benchmark and for timing the audit tools on it.
+//!
+//! The commands are the benchmark's mix ([`crate::workload`]) from
+//! [`GENERATE_LANES`] interleaved lifecycles, on a synthetic clock that
+//! advances [`GENERATE_SECONDS_PER_COMMAND`] per command, so abandoned claims
+//! miss their deadlines and the scheduler's events are in the log as the
+//! service would write them. The same seed gives the same log, byte for
+//! byte.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use chrono::TimeZone;
+
+use cpor_domain::types::Timestamp;
+use cpor_log::LogError;
+use cpor_nats::wire::{self, Request};
+
+use crate::workload::Stream;
+use crate::writer::{Outcome, Writer};
+
+/// Commands per atomic batch (one `commit` each).
+pub const GENERATE_BATCH_COMMANDS: usize = 1_000;
+/// Lifecycles in progress at once (the "clients" of the generated history).
+pub const GENERATE_LANES: usize = 256;
+/// Synthetic time between two commands.
+pub const GENERATE_SECONDS_PER_COMMAND: i64 = 15;
+/// Deadlines fired per batch at most (the engine's per-batch bound).
+pub const GENERATE_DEADLINES_PER_BATCH: usize = cpor_engine::DEADLINES_PER_BATCH_MAX;
+
+/// When the generated history starts: a Monday morning.
+pub fn generate_start() -> Timestamp {
+    chrono::Utc
+        .with_ymd_and_hms(2026, 1, 5, 8, 0, 0)
+        .single()
+        .expect("a valid start time")
+}
+
+/// What a generated log holds.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct GeneratedLog {
+    /// Events written (the last position).
+    pub events: u64,
+    pub claims: u64,
+    pub cases: u64,
+    pub tenants: u64,
+    pub subscriptions: u64,
+    pub partners: u64,
+    /// Commands decided (accepted and refused).
+    pub commands: u64,
+    /// Commands refused (they write nothing).
+    pub refused: u64,
+    /// Events written by the deadline scheduler.
+    pub deadline_events: u64,
+    /// Time of the last event.
+    pub last_time: Option<Timestamp>,
+    pub elapsed: Duration,
+}
+
+/// Writes a log of at least `target_events` events (it stops at the end of
+/// the batch that reaches it) into `dir`, which must be empty or absent.
+///
+/// # Panics
+/// When the log cannot be written; see [`try_generate_log`].
+pub fn generate_log(dir: &Path, target_events: u64, seed: u64) -> GeneratedLog {
+    try_generate_log(dir, target_events, seed, |_| {}).unwrap_or_else(|e| panic!("cannot generate a log in {}: {e}", dir.display()))
+}
+
+/// [`generate_log`], reporting progress (events so far) after each batch.
+pub fn try_generate_log(
+    dir: &Path,
+    target_events: u64,
+    seed: u64,
+    mut progress: impl FnMut(u64),
+) -> Result<GeneratedLog, LogError> {
+    let started = Instant::now();
+    let mut writer = Writer::open(dir)?;
+    if writer.log().head().position != 0 {
+        return Err(LogError::Storage(format!(
+            "{} already holds a log (position {}); generate into an empty dir",
+            dir.display(),
+            writer.log().head().position
+        )));
+    }
+    let mut stream = Stream::new(seed, GENERATE_LANES);
+    let mut out = GeneratedLog::default();
+    let mut now = generate_start();
+    let step = chrono::Duration::seconds(GENERATE_SECONDS_PER_COMMAND);
+    while writer.log().head().position < target_events {
+        let mut appender = writer.begin();
+        for _ in 0..GENERATE_BATCH_COMMANDS {
+            let req = stream.next().expect("the stream is endless");
+            now += step;
+            out.commands += 1;
+            let payload = req.payload();
+            match wire::parse(&req.tail, &payload) {
+                Ok(Request::Command { envelope, fingerprint }) => {
+                    if let Outcome::Refused(_) = writer.command(&mut appender, &envelope, &fingerprint, now, false)? {
+                        out.refused += 1;
+                    }
+                }
+                Ok(_) => unreachable!("the workload sends only commands"),
+                Err(_) => out.refused += 1,
+            }
+        }
+        out.deadline_events += writer.fire_deadlines(&mut appender, now, GENERATE_DEADLINES_PER_BATCH)?;
+        let position = writer.commit(appender)?;
+        progress(position);
+    }
+    writer.flush()?;
+    let state = writer.state();
+    out.events = writer.log().head().position;
+    out.claims = state.claims.len() as u64;
+    out.cases = state.cases.len() as u64;
+    out.tenants = state.tenants.len() as u64;
+    out.subscriptions = state.subscriptions.len() as u64;
+    out.partners = state.partners.len() as u64;
+    out.last_time = Some(now);
+    out.elapsed = started.elapsed();
+    Ok(out)
+}

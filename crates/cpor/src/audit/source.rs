@@ -1,0 +1,489 @@
+//! Where the audit tools read events from, in one place: a stopped
+//! service's data dir, a running service's JetStream stream, or an export
+//! file. Every source yields the stored canonical CloudEvent bytes in log
+//! order, so the same log read either way is byte-identical.
+
+use std::io::{BufRead, BufReader, Read};
+use std::ops::ControlFlow;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use clap::Args;
+use futures::StreamExt;
+
+use cpor_log::{LogError, LogReader};
+use cpor_nats::async_nats;
+use cpor_nats::async_nats::jetstream::consumer::{pull, DeliverPolicy};
+use cpor_nats::relay::stream_names;
+
+use super::progress;
+
+/// Environment variable of the NATS URL (shared with `cpor serve`).
+const NATS_URL_ENV: &str = "CPOR_NATS_URL";
+/// How long a stream read may wait for the next message before giving up.
+const STREAM_STALL_TIMEOUT: Duration = Duration::from_secs(30);
+/// How often a waiting stream read looks at the interrupt flag.
+const STREAM_POLL: Duration = Duration::from_millis(250);
+/// How long connecting to NATS may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Lines longer than this are not events of this service (an event is at
+/// most a few hundred KiB); reading stops there so memory stays bounded.
+const MAX_LINE_BYTES: u64 = 16 * 1024 * 1024;
+
+/// The two sources every tool reads: flags shared by all of them.
+#[derive(Args, Debug, Clone)]
+pub(crate) struct SourceArgs {
+    /// Read the log of a stopped service from its data dir (sled locks the
+    /// data dir of a running one: read its stream with --nats-url instead).
+    #[arg(long, value_name = "DIR")]
+    pub(crate) data_dir: Option<PathBuf>,
+    /// Read a running service's events from JetStream (stream `{PREFIX}_EVENTS`).
+    #[arg(long, env = NATS_URL_ENV, value_name = "URL")]
+    pub(crate) nats_url: Option<String>,
+    /// The service's subject prefix; its stream is `{PREFIX}_EVENTS` upper-cased.
+    #[arg(long, env = "CPOR_PREFIX", default_value = "cpor", value_name = "PREFIX")]
+    pub(crate) prefix: String,
+}
+
+/// One source, chosen from the flags.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum SourceSpec {
+    DataDir(PathBuf),
+    Stream { nats_url: String, prefix: String },
+    /// A file of CloudEvents JSON lines; `-` is stdin.
+    File(PathBuf),
+}
+
+impl SourceArgs {
+    /// Exactly one source: `--input` (where the tool takes one), `--data-dir`
+    /// or `--nats-url`. A NATS URL that only comes from `CPOR_NATS_URL` in
+    /// the environment gives way to an explicit `--data-dir` or `--input`.
+    pub(crate) fn resolve(&self, input: Option<&Path>) -> anyhow::Result<SourceSpec> {
+        let from_env = std::env::var(NATS_URL_ENV).ok().filter(|v| !v.is_empty());
+        let nats_explicit = self.nats_url.is_some() && self.nats_url != from_env;
+        let mut given = Vec::new();
+        if let Some(path) = input {
+            given.push(("--input", SourceSpec::File(path.to_path_buf())));
+        }
+        if let Some(dir) = &self.data_dir {
+            given.push(("--data-dir", SourceSpec::DataDir(dir.clone())));
+        }
+        let stream = self.nats_url.as_ref().map(|url| SourceSpec::Stream {
+            nats_url: url.clone(),
+            prefix: self.prefix.clone(),
+        });
+        if nats_explicit {
+            given.push(("--nats-url", stream.clone().expect("nats_url is set")));
+        }
+        match given.len() {
+            0 => match stream {
+                Some(stream) => {
+                    check_prefix(&self.prefix)?;
+                    Ok(stream)
+                }
+                None => bail!(
+                    "give one source: --data-dir DIR (a stopped service's data dir) or --nats-url URL [--prefix P] (a running service's JetStream stream){}",
+                    if input.is_none() { "" } else { ", or --input FILE (an export; - for stdin)" }
+                ),
+            },
+            1 => {
+                let (_, spec) = given.pop().expect("one source");
+                if matches!(spec, SourceSpec::Stream { .. }) {
+                    check_prefix(&self.prefix)?;
+                }
+                Ok(spec)
+            }
+            _ => {
+                let names: Vec<&str> = given.iter().map(|(name, _)| *name).collect();
+                bail!("give only one source, not {}", names.join(" and "))
+            }
+        }
+    }
+}
+
+/// Contract §8: `^[a-z][a-z0-9_]{0,31}$`.
+fn check_prefix(prefix: &str) -> anyhow::Result<()> {
+    let mut chars = prefix.chars();
+    let valid = prefix.len() <= 32
+        && chars.next().is_some_and(|c| c.is_ascii_lowercase())
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    if !valid {
+        bail!("--prefix {prefix:?} is not a service prefix (^[a-z][a-z0-9_]{{0,31}}$)");
+    }
+    Ok(())
+}
+
+/// One stored event as a source yields it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Raw<'a> {
+    /// The canonical CloudEvent bytes (for a file: the line without `\n`).
+    pub(crate) bytes: &'a [u8],
+    /// The position the source filed it under: the data dir's key, or the
+    /// `position` read from a stream message (`None` when unreadable, and
+    /// for files, whose lines the caller parses).
+    pub(crate) position: Option<u64>,
+    /// 1-based line number, for files.
+    pub(crate) line: Option<u64>,
+}
+
+/// A source of events in log order.
+pub(crate) enum EventSource {
+    DataDir { reader: LogReader, from: u64 },
+    Stream(StreamSource),
+    File { reader: Box<dyn BufRead>, name: String },
+}
+
+impl EventSource {
+    /// Opens a source; `from` is the first position wanted (sources that
+    /// can seek start there, the others start earlier and the caller skips).
+    pub(crate) fn open(spec: &SourceSpec, from: u64) -> anyhow::Result<EventSource> {
+        match spec {
+            SourceSpec::DataDir(dir) => Ok(EventSource::DataDir {
+                reader: open_data_dir(dir)?,
+                from: from.max(1),
+            }),
+            SourceSpec::Stream { nats_url, prefix } => Ok(EventSource::Stream(StreamSource::open(nats_url, prefix, from)?)),
+            SourceSpec::File(path) if path.as_os_str() == "-" => Ok(EventSource::File {
+                reader: Box::new(BufReader::with_capacity(1 << 16, std::io::stdin())),
+                name: "stdin".into(),
+            }),
+            SourceSpec::File(path) => {
+                let file = std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+                Ok(EventSource::File {
+                    reader: Box::new(BufReader::with_capacity(1 << 16, file)),
+                    name: path.display().to_string(),
+                })
+            }
+        }
+    }
+
+    /// What is read, for messages: `data dir ./data`, `stream CPOR_EVENTS at nats://…`.
+    pub(crate) fn describe(&self) -> String {
+        match self {
+            EventSource::DataDir { .. } => "data dir".to_string(),
+            EventSource::Stream(s) => format!("stream {} at {}", s.stream_name, s.url),
+            EventSource::File { name, .. } => name.clone(),
+        }
+    }
+
+    /// How many events the source expects to yield, when it knows.
+    pub(crate) fn expected(&self) -> Option<u64> {
+        match self {
+            EventSource::DataDir { reader, from } => {
+                reader.last_position().ok().map(|last| (last + 1).saturating_sub(*from))
+            }
+            EventSource::Stream(s) => Some(s.expected()),
+            EventSource::File { .. } => None,
+        }
+    }
+
+    /// Calls `f` with every event in log order until it breaks or the
+    /// source ends (a stream ends at its last message when it was opened).
+    /// Checks for Ctrl-C between events.
+    pub(crate) fn for_each(
+        &mut self,
+        mut f: impl FnMut(Raw<'_>) -> anyhow::Result<ControlFlow<()>>,
+    ) -> anyhow::Result<()> {
+        match self {
+            EventSource::DataDir { reader, from } => {
+                for entry in reader.events_from(*from) {
+                    progress::check()?;
+                    let (position, bytes) = entry.context("cannot read the data dir")?;
+                    let raw = Raw {
+                        bytes: &bytes,
+                        position: Some(position),
+                        line: None,
+                    };
+                    if f(raw)?.is_break() {
+                        break;
+                    }
+                }
+                Ok(())
+            }
+            EventSource::Stream(stream) => stream.for_each(f),
+            EventSource::File { reader, name } => {
+                let mut buf = Vec::with_capacity(4096);
+                let mut line = 0u64;
+                loop {
+                    progress::check()?;
+                    buf.clear();
+                    let read = (&mut *reader)
+                        .take(MAX_LINE_BYTES)
+                        .read_until(b'\n', &mut buf)
+                        .with_context(|| format!("cannot read {name}"))?;
+                    if read == 0 {
+                        return Ok(());
+                    }
+                    line += 1;
+                    if buf.last() == Some(&b'\n') {
+                        buf.pop();
+                    }
+                    let raw = Raw {
+                        bytes: &buf,
+                        position: None,
+                        line: Some(line),
+                    };
+                    if f(raw)?.is_break() {
+                        return Ok(());
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Opens a data dir of a stopped service, without creating one: a mistyped
+/// path must not read as an empty log.
+pub(crate) fn open_data_dir(dir: &Path) -> anyhow::Result<LogReader> {
+    if !dir.is_dir() {
+        bail!("no data dir at {}", dir.display());
+    }
+    if !dir.join("conf").exists() && !dir.join("db").exists() {
+        bail!("{} is not a cpor data dir (no sled store in it)", dir.display());
+    }
+    match LogReader::open(dir) {
+        Ok(reader) => Ok(reader),
+        Err(LogError::Locked(_)) => bail!(
+            "the data dir {} is locked: a running `cpor serve` holds it (sled allows one process per data dir). \
+             Stop the service first, or read the running service's events from JetStream with \
+             --nats-url URL --prefix PREFIX instead of --data-dir",
+            dir.display()
+        ),
+        Err(error) => Err(error).with_context(|| format!("cannot open the data dir {}", dir.display())),
+    }
+}
+
+/// A running service's `{PREFIX}_EVENTS` stream, read with an ordered
+/// consumer up to the last message it held when opened.
+pub(crate) struct StreamSource {
+    runtime: tokio::runtime::Runtime,
+    url: String,
+    stream_name: String,
+    messages: Option<pull::Ordered>,
+    start_sequence: u64,
+    last_sequence: u64,
+}
+
+impl StreamSource {
+    fn open(url: &str, prefix: &str, from: u64) -> anyhow::Result<StreamSource> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .context("cannot start the async runtime")?;
+        let (stream_name, _) = stream_names(prefix);
+        let (messages, start_sequence, last_sequence) = runtime.block_on(async {
+            let client = async_nats::ConnectOptions::new()
+                .name("cpor audit")
+                .connection_timeout(CONNECT_TIMEOUT)
+                .connect(url)
+                .await
+                .with_context(|| format!("cannot reach NATS at {url}"))?;
+            let js = async_nats::jetstream::new(client);
+            let mut stream = js.get_stream(&stream_name).await.with_context(|| {
+                format!("no JetStream stream {stream_name} at {url}: is a service running (or has one run) with prefix {prefix}?")
+            })?;
+            let state = stream.info().await.context("cannot read the stream's state")?.state.clone();
+            // Snapshot: read up to the last message there now, while the service goes on.
+            let last = state.last_sequence;
+            if last == 0 || state.messages == 0 {
+                return Ok::<_, anyhow::Error>((None, 1, 0));
+            }
+            // Positions and sequences agree unless something else wrote to the
+            // stream; seek only when the message at `from` confirms it.
+            let mut start = state.first_sequence.max(1);
+            if from > start && from <= last {
+                if let Ok(message) = stream.get_raw_message(from).await {
+                    if event_position(&message.payload) == Some(from) {
+                        start = from;
+                    }
+                }
+            }
+            if start > last {
+                return Ok((None, start, last));
+            }
+            let deliver_policy = if start <= 1 {
+                DeliverPolicy::All
+            } else {
+                DeliverPolicy::ByStartSequence { start_sequence: start }
+            };
+            let consumer = stream
+                .create_consumer(pull::OrderedConfig {
+                    deliver_policy,
+                    description: Some("cpor audit read".into()),
+                    ..Default::default()
+                })
+                .await
+                .context("cannot create a consumer on the stream")?;
+            let messages = consumer.messages().await.context("cannot read the stream")?;
+            Ok((Some(messages), start, last))
+        })?;
+        Ok(StreamSource {
+            runtime,
+            url: url.to_string(),
+            stream_name,
+            messages,
+            start_sequence,
+            last_sequence,
+        })
+    }
+
+    fn expected(&self) -> u64 {
+        (self.last_sequence + 1).saturating_sub(self.start_sequence)
+    }
+
+    fn for_each(&mut self, mut f: impl FnMut(Raw<'_>) -> anyhow::Result<ControlFlow<()>>) -> anyhow::Result<()> {
+        let Some(messages) = self.messages.as_mut() else {
+            return Ok(());
+        };
+        // A republish the stream's duplicate window did not catch carries a
+        // position already read: the log holds it once, so it is skipped.
+        let mut last_position = 0u64;
+        let mut duplicates = 0u64;
+        let outcome = loop {
+            let started = Instant::now();
+            let message = loop {
+                progress::check()?;
+                match self.runtime.block_on(tokio::time::timeout(STREAM_POLL, messages.next())) {
+                    Ok(next) => break next,
+                    Err(_) if started.elapsed() >= STREAM_STALL_TIMEOUT => bail!(
+                        "the stream {} stopped delivering: no message for {} s before sequence {}",
+                        self.stream_name,
+                        started.elapsed().as_secs(),
+                        self.last_sequence
+                    ),
+                    Err(_) => {}
+                }
+            };
+            let message = match message {
+                None => bail!("the stream {} ended before sequence {}", self.stream_name, self.last_sequence),
+                Some(Err(error)) => bail!("reading the stream {}: {error}", self.stream_name),
+                Some(Ok(message)) => message,
+            };
+            let sequence = message
+                .info()
+                .map_err(|e| anyhow::anyhow!("a message without JetStream metadata: {e}"))?
+                .stream_sequence;
+            let position = event_position(&message.payload);
+            let repeated = position.is_some_and(|p| last_position != 0 && p <= last_position);
+            if repeated {
+                duplicates += 1;
+            } else {
+                if let Some(p) = position {
+                    last_position = p;
+                }
+                let raw = Raw {
+                    bytes: &message.payload,
+                    position,
+                    line: None,
+                };
+                if f(raw)?.is_break() {
+                    break Ok(());
+                }
+            }
+            if sequence >= self.last_sequence {
+                break Ok(());
+            }
+        };
+        if duplicates > 0 {
+            eprintln!(
+                "cpor: note: skipped {duplicates} republished duplicate message(s) in {} (the log holds each position once)",
+                self.stream_name
+            );
+        }
+        self.messages = None;
+        outcome
+    }
+}
+
+/// The `position` attribute of a CloudEvent, read without the rest.
+pub(crate) fn event_position(bytes: &[u8]) -> Option<u64> {
+    #[derive(serde::Deserialize)]
+    struct Head {
+        position: u64,
+    }
+    serde_json::from_slice::<Head>(bytes).ok().map(|h| h.position)
+}
+
+/// The `time` attribute of a CloudEvent, read without the rest.
+pub(crate) fn event_time(bytes: &[u8]) -> Option<chrono::DateTime<chrono::Utc>> {
+    #[derive(serde::Deserialize)]
+    struct Head {
+        time: String,
+    }
+    let head: Head = serde_json::from_slice(bytes).ok()?;
+    chrono::DateTime::parse_from_rfc3339(&head.time)
+        .ok()
+        .map(|t| t.with_timezone(&chrono::Utc))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(data_dir: Option<&str>, nats_url: Option<&str>) -> SourceArgs {
+        SourceArgs {
+            data_dir: data_dir.map(PathBuf::from),
+            nats_url: nats_url.map(str::to_string),
+            prefix: "cpor".into(),
+        }
+    }
+
+    #[test]
+    fn exactly_one_source() {
+        // The test process's environment may carry CPOR_NATS_URL; use a value
+        // that cannot be it.
+        let url = "nats://127.0.0.9:4999";
+        assert_eq!(
+            args(Some("d"), None).resolve(None).unwrap(),
+            SourceSpec::DataDir("d".into())
+        );
+        assert_eq!(
+            args(None, Some(url)).resolve(None).unwrap(),
+            SourceSpec::Stream {
+                nats_url: url.into(),
+                prefix: "cpor".into()
+            }
+        );
+        assert_eq!(
+            args(None, None).resolve(Some(Path::new("-"))).unwrap(),
+            SourceSpec::File("-".into())
+        );
+        let both = args(Some("d"), Some(url)).resolve(None).unwrap_err().to_string();
+        assert!(both.contains("only one source"), "{both}");
+        let three = args(Some("d"), None).resolve(Some(Path::new("f"))).unwrap_err().to_string();
+        assert!(three.contains("--input and --data-dir"), "{three}");
+        if std::env::var_os(NATS_URL_ENV).is_none() {
+            let none = args(None, None).resolve(None).unwrap_err().to_string();
+            assert!(none.contains("give one source"), "{none}");
+        }
+        let mut bad = args(None, Some(url));
+        bad.prefix = "Bad-Prefix".into();
+        assert!(bad.resolve(None).is_err());
+    }
+
+    #[test]
+    fn reads_position_and_time_alone() {
+        let bytes = br#"{"data":{"x":[1,2]},"position":42,"time":"2026-11-25T09:00:00Z","type":"cpor.claim.submitted"}"#;
+        assert_eq!(event_position(bytes), Some(42));
+        assert_eq!(
+            event_time(bytes).unwrap().to_rfc3339(),
+            "2026-11-25T09:00:00+00:00"
+        );
+        assert_eq!(event_position(b"{not json"), None);
+    }
+
+    #[test]
+    fn a_missing_data_dir_is_not_created() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("nope");
+        let error = open_data_dir(&missing).unwrap_err().to_string();
+        assert!(error.contains("no data dir"), "{error}");
+        assert!(!missing.exists());
+        let empty = dir.path().join("empty");
+        std::fs::create_dir(&empty).unwrap();
+        let error = open_data_dir(&empty).unwrap_err().to_string();
+        assert!(error.contains("not a cpor data dir"), "{error}");
+    }
+}

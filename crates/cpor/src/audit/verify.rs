@@ -1,0 +1,451 @@
+//! `cpor verify`'s checks, one event at a time (contract §9): positions
+//! gapless from the first one, per-aggregate versions gapless, every `hash`
+//! recomputed and chained, every line in the canonical form the service
+//! wrote. Pure: it sees bytes, never the service.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+
+use serde_json::Value;
+use uuid::Uuid;
+
+use cpor_domain::event::AggregateKind;
+use cpor_log::canonical::{event_hash, write_canonical_json};
+
+/// Where a failure is: the position the log should have there, and the
+/// line of the input (files only).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Failure {
+    /// The first bad position: the one expected at this point of the input
+    /// (for an unreadable line, a gap or a reordering), else the event's own.
+    pub(crate) position: Option<u64>,
+    pub(crate) line: Option<u64>,
+    pub(crate) what: String,
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (self.position, self.line) {
+            (Some(p), Some(l)) => write!(f, "position {p} (line {l}): {}", self.what),
+            (Some(p), None) => write!(f, "position {p}: {}", self.what),
+            (None, Some(l)) => write!(f, "line {l} (the first event): {}", self.what),
+            (None, None) => write!(f, "the first event: {}", self.what),
+        }
+    }
+}
+
+/// An aggregate, compactly: most ids are uuids.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum AggregateKey {
+    Uuid(AggregateKind, u128),
+    Other(AggregateKind, Box<str>),
+}
+
+impl AggregateKey {
+    fn of(kind: AggregateKind, id: &str) -> AggregateKey {
+        match Uuid::parse_str(id) {
+            Ok(uuid) if uuid.hyphenated().to_string() == id => AggregateKey::Uuid(kind, uuid.as_u128()),
+            _ => AggregateKey::Other(kind, id.into()),
+        }
+    }
+}
+
+/// The running verification of one input.
+#[derive(Default)]
+pub(crate) struct Verifier {
+    first_position: Option<u64>,
+    last_position: u64,
+    last_hash: String,
+    events: u64,
+    versions: HashMap<AggregateKey, u64>,
+    per_kind: BTreeMap<&'static str, u64>,
+    canonical: String,
+}
+
+/// What a successful verification saw.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Summary {
+    pub(crate) events: u64,
+    pub(crate) first_position: Option<u64>,
+    pub(crate) last_position: Option<u64>,
+    pub(crate) aggregates: u64,
+    pub(crate) per_kind: BTreeMap<&'static str, u64>,
+    pub(crate) last_hash: Option<String>,
+    /// The first event's hash could not be recomputed (its predecessor is
+    /// not in the input) and was taken as given.
+    pub(crate) first_hash_trusted: bool,
+}
+
+impl Verifier {
+    pub(crate) fn new() -> Verifier {
+        Verifier::default()
+    }
+
+    /// Checks the next event. `stored_position` is where the source filed
+    /// it (the data dir's key, a stream message's position), `line` the
+    /// input line for files.
+    pub(crate) fn check(&mut self, bytes: &[u8], stored_position: Option<u64>, line: Option<u64>) -> Result<(), Failure> {
+        let expected = self.first_position.map(|_| self.last_position + 1);
+        let fail_at = |position: Option<u64>, what: String| Failure { position, line, what };
+        let here = expected.or(stored_position);
+
+        let value: Value = serde_json::from_slice(bytes).map_err(|e| {
+            let what = if bytes.is_empty() {
+                "unparsable line: it is empty".to_string()
+            } else {
+                format!("unparsable line: not a JSON CloudEvent ({e})")
+            };
+            fail_at(here, what)
+        })?;
+        let Value::Object(attributes) = &value else {
+            return Err(fail_at(here, "unparsable line: a JSON value that is not a CloudEvent object".into()));
+        };
+        let position = attributes
+            .get("position")
+            .and_then(Value::as_u64)
+            .filter(|p| *p >= 1)
+            .ok_or_else(|| fail_at(here, "no valid `position` attribute (a positive integer)".into()))?;
+
+        // Positions: gapless from the first one.
+        if let Some(expected) = expected {
+            if position > expected {
+                let missing = position - expected;
+                let what = if missing == 1 {
+                    format!("missing: the next event says position {position} (gap after position {})", self.last_position)
+                } else {
+                    format!(
+                        "missing: the next event says position {position} (gap of {missing} events after position {})",
+                        self.last_position
+                    )
+                };
+                return Err(fail_at(Some(expected), what));
+            }
+            if position < expected {
+                return Err(fail_at(
+                    Some(expected),
+                    format!(
+                        "out of order: expected position {expected} after {}, found position {position} again (a duplicated or reordered event)",
+                        self.last_position
+                    ),
+                ));
+            }
+        }
+        if let Some(stored) = stored_position {
+            if stored != position {
+                return Err(fail_at(
+                    Some(stored),
+                    format!("stored as position {stored} but the event says position {position}"),
+                ));
+            }
+        }
+        let at = Some(position);
+
+        // The aggregate and its version.
+        let type_name = attributes
+            .get("type")
+            .and_then(Value::as_str)
+            .ok_or_else(|| fail_at(at, "no `type` attribute".into()))?;
+        let kind = parse_type(type_name)
+            .ok_or_else(|| fail_at(at, format!("unknown type {type_name:?} (expected cpor.{{aggregate}}.{{event}})")))?;
+        let subject = attributes
+            .get("subject")
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| fail_at(at, "no `subject` attribute (the aggregate id)".into()))?;
+        let version = attributes
+            .get("streamversion")
+            .and_then(Value::as_u64)
+            .filter(|v| *v >= 1)
+            .ok_or_else(|| fail_at(at, "no valid `streamversion` attribute (a positive integer)".into()))?;
+        let key = AggregateKey::of(kind, subject);
+        let from_start = self.first_position.unwrap_or(position) == 1;
+        match self.versions.get(&key) {
+            Some(&previous) if version != previous + 1 => {
+                let what = if version > previous + 1 {
+                    format!(
+                        "version skip: {} {subject} goes from streamversion {previous} to {version} (version {} missing)",
+                        kind.as_str(),
+                        previous + 1
+                    )
+                } else {
+                    format!(
+                        "version repeat: {} {subject} has streamversion {version} after {previous}",
+                        kind.as_str()
+                    )
+                };
+                return Err(fail_at(at, what));
+            }
+            None if from_start && version != 1 => {
+                return Err(fail_at(
+                    at,
+                    format!(
+                        "version skip: the first event of {} {subject} has streamversion {version}, not 1",
+                        kind.as_str()
+                    ),
+                ));
+            }
+            _ => {}
+        }
+
+        // The hash chain.
+        let stored_hash = attributes
+            .get("hash")
+            .and_then(Value::as_str)
+            .ok_or_else(|| fail_at(at, "no `hash` attribute".into()))?;
+        let chained = self.first_position.is_some() || position == 1;
+        if chained {
+            let previous = if self.first_position.is_some() { self.last_hash.as_str() } else { "" };
+            let recomputed = event_hash(previous, &value).map_err(|e| fail_at(at, format!("cannot hash the event: {e}")))?;
+            if recomputed != stored_hash {
+                return Err(fail_at(
+                    at,
+                    format!(
+                        "hash mismatch: the event says {stored_hash} but its content chained to the previous hash gives {recomputed} (the event was altered)"
+                    ),
+                ));
+            }
+        } else if !is_sha256_hex(stored_hash) {
+            return Err(fail_at(at, format!("hash {stored_hash:?} is not a lowercase hex SHA-256")));
+        }
+
+        // The bytes the service wrote: RFC 8785 canonical JSON, nothing else.
+        self.canonical.clear();
+        write_canonical_json(&value, &mut self.canonical).map_err(|e| fail_at(at, format!("no canonical form: {e}")))?;
+        if self.canonical.as_bytes() != bytes {
+            return Err(fail_at(
+                at,
+                "not in canonical form: the bytes differ from the RFC 8785 serialization the service writes (reformatted or edited; the hash covers the content only)"
+                    .into(),
+            ));
+        }
+
+        if self.first_position.is_none() {
+            self.first_position = Some(position);
+        }
+        if self.versions.insert(key, version).is_none() {
+            *self.per_kind.entry(kind.as_str()).or_default() += 1;
+        }
+        self.last_position = position;
+        self.last_hash.clear();
+        self.last_hash.push_str(stored_hash);
+        self.events += 1;
+        Ok(())
+    }
+
+    pub(crate) fn events(&self) -> u64 {
+        self.events
+    }
+
+    pub(crate) fn summary(&self) -> Summary {
+        Summary {
+            events: self.events,
+            first_position: self.first_position,
+            last_position: self.first_position.map(|_| self.last_position),
+            aggregates: self.versions.len() as u64,
+            per_kind: self.per_kind.clone(),
+            last_hash: self.first_position.map(|_| self.last_hash.clone()),
+            first_hash_trusted: self.first_position.is_some_and(|p| p > 1),
+        }
+    }
+}
+
+fn parse_type(type_name: &str) -> Option<AggregateKind> {
+    let mut parts = type_name.splitn(3, '.');
+    let (prefix, kind, name) = (parts.next()?, parts.next()?, parts.next()?);
+    (prefix == cpor_log::envelope::EVENT_TYPE_PREFIX && !name.is_empty())
+        .then(|| AggregateKind::parse(kind))
+        .flatten()
+}
+
+fn is_sha256_hex(text: &str) -> bool {
+    text.len() == 64 && text.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+impl Summary {
+    /// The human summary `cpor verify` prints on success.
+    pub(crate) fn render(&self, source: &str) -> String {
+        let mut out = String::new();
+        let (Some(first), Some(last)) = (self.first_position, self.last_position) else {
+            out.push_str(&format!("OK: {source} holds no events: nothing to verify\n"));
+            return out;
+        };
+        out.push_str(&format!("OK: {source}\n"));
+        out.push_str(&format!("  events:     {} (positions {first}..{last}, gapless)\n", self.events));
+        let kinds: Vec<String> = self.per_kind.iter().map(|(k, n)| format!("{k} {n}")).collect();
+        out.push_str(&format!(
+            "  aggregates: {} ({}), versions gapless\n",
+            self.aggregates,
+            kinds.join(", ")
+        ));
+        if self.first_hash_trusted {
+            out.push_str(&format!(
+                "  hash chain: intact from position {first}; the hash of position {first} is taken on trust \
+                 (it chains to position {}, which this input does not hold), and aggregates may start past version 1\n",
+                first - 1
+            ));
+        } else {
+            out.push_str("  hash chain: intact from position 1\n");
+        }
+        out.push_str(&format!("  last hash:  {}\n", self.last_hash.as_deref().unwrap_or("")));
+        out
+    }
+
+    pub(crate) fn to_json(&self) -> Value {
+        serde_json::json!({
+            "ok": true,
+            "events": self.events,
+            "first_position": self.first_position,
+            "last_position": self.last_position,
+            "aggregates": self.aggregates,
+            "aggregates_by_kind": self.per_kind,
+            "last_hash": self.last_hash,
+            "first_hash_trusted": self.first_hash_trusted,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cpor_log::canonical::canonical_json;
+    use serde_json::json;
+
+    /// A chain of `n` events on two claims, as the service would seal them.
+    fn chain(n: u64) -> Vec<Vec<u8>> {
+        let mut out = Vec::new();
+        let mut previous = String::new();
+        let claims = ["11111111-1111-4111-8111-111111111111", "22222222-2222-4222-8222-222222222222"];
+        let mut versions = [0u64; 2];
+        for position in 1..=n {
+            let which = (position % 2) as usize;
+            versions[which] += 1;
+            let mut event = json!({
+                "specversion": "1.0",
+                "id": format!("00000000-0000-4000-8000-{position:012}"),
+                "source": "/cpor",
+                "type": if versions[which] == 1 { "cpor.claim.submitted" } else { "cpor.claim.comment_added" },
+                "subject": claims[which],
+                "time": "2026-11-25T09:00:00Z",
+                "data": {"claim_id": claims[which], "text": format!("event {position}")},
+                "position": position,
+                "streamversion": versions[which],
+                "causationid": "33333333-3333-4333-8333-333333333333",
+            });
+            let hash = event_hash(&previous, &event).unwrap();
+            event["hash"] = hash.clone().into();
+            previous = hash;
+            out.push(canonical_json(&event).unwrap().into_bytes());
+        }
+        out
+    }
+
+    fn run(lines: &[Vec<u8>]) -> Result<Summary, Failure> {
+        let mut verifier = Verifier::new();
+        for (i, line) in lines.iter().enumerate() {
+            verifier.check(line, None, Some(i as u64 + 1))?;
+        }
+        Ok(verifier.summary())
+    }
+
+    #[test]
+    fn an_intact_chain_verifies() {
+        let summary = run(&chain(6)).unwrap();
+        assert_eq!(summary.events, 6);
+        assert_eq!((summary.first_position, summary.last_position), (Some(1), Some(6)));
+        assert_eq!(summary.aggregates, 2);
+        assert!(!summary.first_hash_trusted);
+        assert!(summary.render("x").contains("intact from position 1"));
+    }
+
+    #[test]
+    fn a_suffix_verifies_with_its_first_hash_on_trust() {
+        let lines = chain(6);
+        let summary = run(&lines[2..]).unwrap();
+        assert_eq!(summary.first_position, Some(3));
+        assert!(summary.first_hash_trusted);
+        assert!(summary.render("x").contains("taken on trust"), "{}", summary.render("x"));
+    }
+
+    #[test]
+    fn empty_input_is_ok() {
+        let summary = run(&[]).unwrap();
+        assert_eq!(summary.events, 0);
+        assert!(summary.render("x").contains("no events"));
+    }
+
+    #[test]
+    fn each_tampering_names_the_first_bad_position() {
+        let lines = chain(6);
+        // An edited value.
+        let mut edited = lines.clone();
+        edited[3] = String::from_utf8(edited[3].clone()).unwrap().replace("event 4", "event X").into_bytes();
+        let failure = run(&edited).unwrap_err();
+        assert_eq!(failure.position, Some(4));
+        assert!(failure.what.contains("hash mismatch"), "{failure}");
+        // A dropped line.
+        let mut dropped = lines.clone();
+        dropped.remove(2);
+        let failure = run(&dropped).unwrap_err();
+        assert_eq!(failure.position, Some(3));
+        assert!(failure.what.contains("missing"), "{failure}");
+        // Two lines swapped.
+        let mut swapped = lines.clone();
+        swapped.swap(1, 2);
+        let failure = run(&swapped).unwrap_err();
+        assert_eq!(failure.position, Some(2));
+        // A truncated line.
+        let mut truncated = lines.clone();
+        truncated[4].truncate(40);
+        let failure = run(&truncated).unwrap_err();
+        assert_eq!((failure.position, failure.line), (Some(5), Some(5)));
+        assert!(failure.what.contains("unparsable"), "{failure}");
+        // A duplicated line.
+        let mut duplicated = lines.clone();
+        duplicated.insert(3, lines[2].clone());
+        let failure = run(&duplicated).unwrap_err();
+        assert_eq!(failure.position, Some(4));
+        assert!(failure.what.contains("out of order"), "{failure}");
+        // Reformatted but equal content.
+        let mut spaced = lines.clone();
+        spaced[1] = serde_json::to_vec_pretty(&serde_json::from_slice::<Value>(&lines[1]).unwrap()).unwrap();
+        let failure = run(&spaced).unwrap_err();
+        assert_eq!(failure.position, Some(2));
+        assert!(failure.what.contains("canonical"), "{failure}");
+        // An empty line.
+        let mut blank = lines.clone();
+        blank.insert(5, Vec::new());
+        let failure = run(&blank).unwrap_err();
+        assert_eq!((failure.position, failure.line), (Some(6), Some(6)));
+    }
+
+    #[test]
+    fn a_version_skip_is_named_even_with_a_valid_chain() {
+        // Re-seal a chain whose claim versions skip: the hashes are right,
+        // the versions are not.
+        let mut lines = Vec::new();
+        let mut previous = String::new();
+        for (position, version) in [(1u64, 1u64), (2, 2), (3, 4)] {
+            let mut event = json!({
+                "type": "cpor.claim.comment_added", "subject": "c1", "position": position,
+                "streamversion": version, "time": "2026-11-25T09:00:00Z", "data": {},
+            });
+            let hash = event_hash(&previous, &event).unwrap();
+            event["hash"] = hash.clone().into();
+            previous = hash;
+            lines.push(canonical_json(&event).unwrap().into_bytes());
+        }
+        let failure = run(&lines).unwrap_err();
+        assert_eq!(failure.position, Some(3));
+        assert!(failure.what.contains("version skip"), "{failure}");
+        assert!(failure.what.contains("version 3 missing"), "{failure}");
+    }
+
+    #[test]
+    fn a_stored_key_that_disagrees_is_named() {
+        let lines = chain(2);
+        let mut verifier = Verifier::new();
+        verifier.check(&lines[0], Some(1), None).unwrap();
+        let failure = verifier.check(&lines[1], Some(7), None).unwrap_err();
+        assert!(failure.what.contains("stored as position 7"), "{failure}");
+    }
+}
