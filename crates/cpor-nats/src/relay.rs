@@ -7,9 +7,10 @@
 //! publishes the current ClaimView of each claim the window touched to the
 //! last-value status stream, and only then advances its position.
 //!
-//! On start it resumes from the larger of its stored position and the
-//! position of the last event already in the stream, so a crash between a
-//! publish and the position write leaves neither a gap nor a duplicate.
+//! On start it resumes after the last event already in the stream (checked
+//! to be this log's event at that position), so a crash between a publish
+//! and the position write leaves neither a gap nor a duplicate, and a stream
+//! that lost its tail gets it again.
 
 use std::collections::BTreeSet;
 use std::sync::atomic::Ordering;
@@ -135,7 +136,9 @@ impl Relay {
     }
 
     /// Where publishing resumes: after the last event the events stream
-    /// holds (or the stored position, if larger). Checks that the stream's
+    /// holds. The stream, not a stored counter, is what subscribers see: if
+    /// it lost messages (JetStream acknowledges before it syncs) or was
+    /// deleted, the missing tail is published again. Checks that the stream's
     /// last event is this log's event at that position, byte for byte, so a
     /// stream written by another log is never silently continued.
     pub async fn resume_position(&self) -> Result<u64, RelayError> {
@@ -149,7 +152,10 @@ impl Relay {
         let mut stream = self.js.get_stream(&events_name).await.map_err(|e| RelayError::Nats(e.into()))?;
         let last_sequence = stream.info().await.map_err(|e| RelayError::Nats(e.into()))?.state.last_sequence;
         if last_sequence == 0 {
-            return Ok(stored.min(log_position));
+            if stored > 0 {
+                tracing::warn!(stored, "the events stream is empty but {stored} events were published before: republishing the whole log");
+            }
+            return Ok(0);
         }
         let message = stream
             .get_raw_message(last_sequence)
@@ -182,7 +188,14 @@ impl Relay {
                 log_hash,
             });
         }
-        Ok(stored.max(position).min(log_position))
+        if position < stored {
+            tracing::warn!(
+                stream_position = position,
+                stored,
+                "the events stream lost acknowledged messages (JetStream not synced to disk?): republishing them"
+            );
+        }
+        Ok(position)
     }
 
     /// Publishes events after `from` (at most a window, never past

@@ -570,6 +570,13 @@ impl Given {
     }
 }
 
+impl From<World> for Given {
+    /// Goes on from a world a test has already built.
+    fn from(world: World) -> Given {
+        Given { world }
+    }
+}
+
 pub(crate) struct Then {
     world: World,
     envelope: CommandEnvelope,
