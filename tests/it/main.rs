@@ -3,4 +3,5 @@
 //! helpers.
 
 mod conformance;
+mod crash;
 mod support;

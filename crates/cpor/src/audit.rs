@@ -1,31 +1,828 @@
-//! Audit tools (contract §9). Being written: see issue 4.
+//! The audit tools (contract §9): take the whole history out, prove it
+//! untampered without trusting the service, and answer "what did we know on
+//! date X", while the service keeps running.
+//!
+//! Every tool reads one source (`source`): a stopped service's data dir
+//! (`--data-dir`), a running service's JetStream stream (`--nats-url`,
+//! `--prefix`), or for `verify`, `history` and `replay` an export file
+//! (`--input`, `-` for stdin). Every tool streams: memory does not grow with
+//! the log, except the fold state `history` and `replay` must hold (and the
+//! per-aggregate version table of `verify`).
+//!
+//! Exit codes: 0 ok; 1 a verification failure, a rebuild difference, or (for
+//! `history`) a claim with no events; 2 usage or IO errors; 130 interrupted.
+//!
+//! Export format: one event per line, in log order, each line the event's
+//! stored bytes (RFC 8785 canonical JSON of the CloudEvent, `hash` included)
+//! followed by `\n`. Those are the bytes the service hashed and published, so
+//! exports of one log from the data dir and from the stream are identical.
+
+mod progress;
+mod source;
+mod verify;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
+use std::io::{BufWriter, IsTerminal, Write};
+use std::ops::ControlFlow;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use anyhow::{bail, Context};
 use clap::Args;
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+use cpor_domain::event::{AggregateKind, EventData};
+use cpor_domain::state::State;
+use cpor_domain::types::{Actor, CaseStatus, ClaimStatus, DeadlineKind, Timestamp};
+use cpor_domain::view::{format_time, CaseView, ClaimView};
+use cpor_log::envelope::{decode, DecodedEvent};
+
+use progress::{Interrupted, Progress, EXIT_INTERRUPTED};
+use source::{EventSource, Raw, SourceArgs, SourceSpec};
 
 #[derive(Args, Debug)]
-pub(crate) struct ExportArgs {}
-#[derive(Args, Debug)]
-pub(crate) struct VerifyArgs {}
-#[derive(Args, Debug)]
-pub(crate) struct HistoryArgs {}
-#[derive(Args, Debug)]
-pub(crate) struct ReplayArgs {}
-#[derive(Args, Debug)]
-pub(crate) struct RebuildArgs {}
+pub(crate) struct ExportArgs {
+    #[command(flatten)]
+    source: SourceArgs,
+    /// Start at this log position (an export from N on verifies on its own,
+    /// taking the hash of position N on trust).
+    #[arg(long, value_name = "N")]
+    from_position: Option<u64>,
+    /// Start at the first event written at or after this time (RFC 3339);
+    /// everything after it follows, so the export stays gapless.
+    #[arg(long, value_name = "TIME", value_parser = parse_time)]
+    since: Option<Timestamp>,
+    /// Write to this file (atomically: a temp file beside it, renamed at the
+    /// end) instead of stdout.
+    #[arg(long, short = 'o', value_name = "FILE")]
+    output: Option<PathBuf>,
+}
 
-pub(crate) fn export(_: ExportArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("not available yet")
+#[derive(Args, Debug)]
+pub(crate) struct VerifyArgs {
+    #[command(flatten)]
+    source: SourceArgs,
+    /// Verify an export file (CloudEvents JSON lines); `-` reads stdin.
+    #[arg(long, short = 'i', value_name = "FILE")]
+    input: Option<PathBuf>,
+    /// Print the result as one JSON object on stdout.
+    #[arg(long)]
+    json: bool,
 }
-pub(crate) fn verify(_: VerifyArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("not available yet")
+
+#[derive(Args, Debug)]
+pub(crate) struct HistoryArgs {
+    /// The claim (uuid).
+    claim_id: Uuid,
+    #[command(flatten)]
+    source: SourceArgs,
+    /// Read an export file instead (`-` for stdin); it must start at position 1.
+    #[arg(long, short = 'i', value_name = "FILE")]
+    input: Option<PathBuf>,
+    /// Show the claim as it stood at this time (RFC 3339): events written
+    /// after it are left out. Default: now, i.e. the whole log.
+    #[arg(long, value_name = "TIME", value_parser = parse_time)]
+    as_of: Option<Timestamp>,
+    /// One JSON object: `{claim_id, as_of, events: [CloudEvent…], case_events: […], claim: ClaimView|null}`.
+    #[arg(long)]
+    json: bool,
 }
-pub(crate) fn history(_: HistoryArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("not available yet")
+
+#[derive(Args, Debug)]
+pub(crate) struct ReplayArgs {
+    #[command(flatten)]
+    source: SourceArgs,
+    /// Read an export file instead (`-` for stdin); it must start at position 1.
+    #[arg(long, short = 'i', value_name = "FILE")]
+    input: Option<PathBuf>,
+    /// The time to replay to (RFC 3339): every event written at or before it.
+    #[arg(long, value_name = "TIME", value_parser = parse_time)]
+    as_of: Timestamp,
+    /// One JSON object instead of the report.
+    #[arg(long)]
+    json: bool,
 }
-pub(crate) fn replay(_: ReplayArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("not available yet")
+
+#[derive(Args, Debug)]
+pub(crate) struct RebuildArgs {
+    /// The data dir of a stopped service.
+    #[arg(long, value_name = "DIR")]
+    data_dir: PathBuf,
+    /// Where to build the fresh store (a temp dir made inside it and removed
+    /// afterwards). Default: the system temp dir ($TMPDIR).
+    #[arg(long, value_name = "DIR")]
+    scratch_dir: Option<PathBuf>,
 }
-pub(crate) fn rebuild(_: RebuildArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("not available yet")
+
+/// Times are RFC 3339 with an offset, like the events' own.
+fn parse_time(text: &str) -> Result<Timestamp, String> {
+    chrono::DateTime::parse_from_rfc3339(text.trim())
+        .map(|t| t.with_timezone(&chrono::Utc))
+        .map_err(|e| format!("{text:?} is not an RFC 3339 time such as 2026-11-25T14:03:00Z ({e})"))
+}
+
+/// Runs a tool with Ctrl-C handling: an interrupted tool exits 130.
+fn run(tool: impl FnOnce() -> anyhow::Result<ExitCode>) -> anyhow::Result<ExitCode> {
+    progress::install();
+    match tool() {
+        Err(error) if error.downcast_ref::<Interrupted>().is_some() => {
+            eprintln!("cpor: interrupted; nothing was written");
+            Ok(ExitCode::from(EXIT_INTERRUPTED))
+        }
+        other => other,
+    }
+}
+
+// ---------------------------------------------------------------- export
+
+/// Where export writes: stdout, or a temp file renamed onto `--output` at
+/// the end (so an interrupted export leaves no partial file).
+enum Output {
+    Stdout(BufWriter<std::io::StdoutLock<'static>>),
+    File {
+        writer: BufWriter<tempfile::NamedTempFile>,
+        target: PathBuf,
+    },
+}
+
+impl Output {
+    fn create(target: Option<&Path>) -> anyhow::Result<Output> {
+        let Some(target) = target else {
+            return Ok(Output::Stdout(BufWriter::with_capacity(1 << 16, std::io::stdout().lock())));
+        };
+        let dir = match target.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        let name = target.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+        let temp = tempfile::Builder::new()
+            .prefix(&format!(".{name}."))
+            .suffix(".partial")
+            .tempfile_in(&dir)
+            .with_context(|| format!("cannot create a file in {}", dir.display()))?;
+        progress::remove_on_signal(temp.path());
+        Ok(Output::File {
+            writer: BufWriter::with_capacity(1 << 16, temp),
+            target: target.to_path_buf(),
+        })
+    }
+
+    fn write_event(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        let writer: &mut dyn Write = match self {
+            Output::Stdout(w) => w,
+            Output::File { writer, .. } => writer,
+        };
+        writer.write_all(bytes)?;
+        writer.write_all(b"\n")
+    }
+
+    /// Flushes; for a file: syncs it and renames it onto the target.
+    fn finish(self) -> anyhow::Result<()> {
+        match self {
+            Output::Stdout(mut w) => Ok(w.flush()?),
+            Output::File { writer, target } => {
+                let temp = writer.into_inner().map_err(|e| e.into_error())?;
+                temp.as_file().sync_all()?;
+                let temp_path = temp.path().to_path_buf();
+                temp.persist(&target)
+                    .map_err(|e| e.error)
+                    .with_context(|| format!("cannot write {}", target.display()))?;
+                progress::forget(&temp_path);
+                Ok(())
+            }
+        }
+    }
+}
+
+pub(crate) fn export(args: ExportArgs) -> anyhow::Result<ExitCode> {
+    run(|| {
+        let spec = args.source.resolve(None)?;
+        let from = args.from_position.unwrap_or(1).max(1);
+        let mut source = EventSource::open(&spec, from)?;
+        let mut output = Output::create(args.output.as_deref())?;
+        // No bar over events going to the same terminal.
+        let bar = args.output.is_some() || !std::io::stdout().is_terminal();
+        let mut progress = Progress::with_visibility("export", source.expected(), bar);
+        let mut started = args.since.is_none();
+        let (mut count, mut first, mut last) = (0u64, None, None);
+        source.for_each(|raw| {
+            progress.inc();
+            let position = raw.position.or_else(|| source::event_position(raw.bytes));
+            if position.is_some_and(|p| p < from) {
+                return Ok(ControlFlow::Continue(()));
+            }
+            if !started {
+                let since = args.since.expect("set when not started");
+                let time = source::event_time(raw.bytes).with_context(|| {
+                    format!(
+                        "the event at position {} has no readable time: cannot apply --since",
+                        position.map_or("?".into(), |p| p.to_string())
+                    )
+                })?;
+                if time < since {
+                    return Ok(ControlFlow::Continue(()));
+                }
+                started = true;
+            }
+            output.write_event(raw.bytes)?;
+            count += 1;
+            first = first.or(position);
+            last = position;
+            Ok(ControlFlow::Continue(()))
+        })?;
+        let elapsed = progress.finish();
+        output.finish()?;
+        let range = match (first, last) {
+            (Some(a), Some(b)) => format!(", positions {a}..{b}"),
+            _ => String::new(),
+        };
+        let to = args.output.as_ref().map_or("stdout".to_string(), |p| p.display().to_string());
+        eprintln!(
+            "exported {} from {}{range} to {to}",
+            progress::rate(count, elapsed),
+            source.describe()
+        );
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+// ---------------------------------------------------------------- verify
+
+pub(crate) fn verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
+    run(|| {
+        let spec = args.source.resolve(args.input.as_deref())?;
+        let mut source = EventSource::open(&spec, 1)?;
+        let described = match &spec {
+            SourceSpec::DataDir(dir) => format!("data dir {}", dir.display()),
+            _ => source.describe(),
+        };
+        let mut progress = Progress::new("verify", source.expected());
+        let mut verifier = verify::Verifier::new();
+        let mut failure = None;
+        source.for_each(|raw: Raw<'_>| {
+            progress.inc();
+            // A stream message's position is read from the event itself: only
+            // the data dir files events under a position of its own.
+            let stored = if matches!(spec, SourceSpec::DataDir(_)) { raw.position } else { None };
+            match verifier.check(raw.bytes, stored, raw.line) {
+                Ok(()) => Ok(ControlFlow::Continue(())),
+                Err(f) => {
+                    failure = Some(f);
+                    Ok(ControlFlow::Break(()))
+                }
+            }
+        })?;
+        let elapsed = progress.finish();
+        if let Some(failure) = failure {
+            if args.json {
+                println!(
+                    "{}",
+                    json!({"ok": false, "position": failure.position, "line": failure.line,
+                           "error": failure.what, "events_verified": verifier.events()})
+                );
+            }
+            eprintln!("FAILED: {described}: {failure}");
+            eprintln!(
+                "(the {} event(s) before it verified; nothing after it was checked)",
+                verifier.events()
+            );
+            return Ok(ExitCode::from(1));
+        }
+        let summary = verifier.summary();
+        if args.json {
+            println!("{}", summary.to_json());
+        } else {
+            print!("{}", summary.render(&described));
+            println!("  verified:   {}", progress::rate(summary.events, elapsed));
+        }
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+// ---------------------------------------------------------------- folding
+
+/// The log folded up to a time.
+struct Folded {
+    state: State,
+    events: u64,
+    last_position: u64,
+    last_time: Option<Timestamp>,
+}
+
+/// Folds a whole log from position 1, in order, stopping at the first event
+/// written after `as_of`. `visit` sees every folded event with its bytes,
+/// after it is folded.
+fn fold(
+    source: &mut EventSource,
+    as_of: Option<Timestamp>,
+    mut visit: impl FnMut(&State, &DecodedEvent, &[u8]) -> anyhow::Result<()>,
+) -> anyhow::Result<Folded> {
+    let mut progress = Progress::new("replay", source.expected());
+    let mut folded = Folded {
+        state: State::new(),
+        events: 0,
+        last_position: 0,
+        last_time: None,
+    };
+    let name = source.describe();
+    source.for_each(|raw| {
+        progress.inc();
+        let place = |position: u64| match raw.line {
+            Some(line) => format!("position {position} (line {line})"),
+            None => format!("position {position}"),
+        };
+        let expected = folded.last_position + 1;
+        let decoded = decode(raw.bytes).map_err(|e| {
+            anyhow::anyhow!("{name}: the event at {} does not decode: {e}; `cpor verify` tells more", place(expected))
+        })?;
+        if decoded.position != expected {
+            if expected == 1 {
+                bail!(
+                    "{name} starts at position {}, not 1: replaying needs the whole log (export without --from-position/--since)",
+                    decoded.position
+                );
+            }
+            bail!(
+                "{name}: expected position {expected}, found {}: the log has a gap or is out of order; `cpor verify` tells more",
+                decoded.position
+            );
+        }
+        if as_of.is_some_and(|t| decoded.time > t) {
+            return Ok(ControlFlow::Break(()));
+        }
+        folded
+            .state
+            .evolve(&decoded.event, decoded.time)
+            .map_err(|e| anyhow::anyhow!("{name}: the event at {} does not apply: {e}", place(expected)))?;
+        folded.events += 1;
+        folded.last_position = decoded.position;
+        folded.last_time = Some(decoded.time);
+        visit(&folded.state, &decoded, raw.bytes)?;
+        Ok(ControlFlow::Continue(()))
+    })?;
+    progress.finish();
+    Ok(folded)
+}
+
+fn short(id: &Uuid) -> String {
+    id.simple().to_string()[..8].to_string()
+}
+
+fn actor_text(actor: &Actor) -> String {
+    match actor {
+        Actor::Partner { partner_id, user, .. } => match user {
+            Some(user) => format!("partner {partner_id} ({user})"),
+            None => format!("partner {partner_id}"),
+        },
+        Actor::Reviewer { id } => format!("reviewer {id}"),
+        Actor::Customer { tenant_id, user } => match user {
+            Some(user) => format!("customer {} ({user})", short(tenant_id)),
+            None => format!("customer {}", short(tenant_id)),
+        },
+        Actor::System { id } => format!("system {id}"),
+    }
+}
+
+/// The key data of an event, one line: its fields but the actor and the
+/// claim id, long texts cut.
+fn details(data: &Value, skip: &[&str]) -> String {
+    let Some(map) = data.as_object() else {
+        return String::new();
+    };
+    let mut parts = Vec::new();
+    for (key, value) in map {
+        if key == "actor" || skip.contains(&key.as_str()) {
+            continue;
+        }
+        let text = match value {
+            Value::Null => continue,
+            Value::String(s) => cut(s, 48),
+            Value::Array(items) if items.is_empty() => continue,
+            Value::Array(items) if items.iter().all(Value::is_string) => {
+                let names: Vec<String> = items
+                    .iter()
+                    .filter_map(Value::as_str)
+                    .map(|s| s.parse::<Uuid>().map(|u| short(&u)).unwrap_or_else(|_| cut(s, 24)))
+                    .collect();
+                format!("[{}]", names.join(","))
+            }
+            Value::Array(items) => format!("{} item(s)", items.len()),
+            other => cut(&other.to_string(), 48),
+        };
+        let text = if key.ends_with("_id") { text.parse::<Uuid>().map(|u| short(&u)).unwrap_or(text) } else { text };
+        parts.push(format!("{key}={text}"));
+    }
+    parts.join(" ")
+}
+
+fn cut(text: &str, max: usize) -> String {
+    let one_line = text.replace(['\n', '\r'], " ");
+    if one_line.chars().count() <= max {
+        one_line
+    } else {
+        let head: String = one_line.chars().take(max.saturating_sub(1)).collect();
+        format!("{head}…")
+    }
+}
+
+// ---------------------------------------------------------------- history
+
+pub(crate) fn history(args: HistoryArgs) -> anyhow::Result<ExitCode> {
+    run(|| {
+        let spec = args.source.resolve(args.input.as_deref())?;
+        let mut source = EventSource::open(&spec, 1)?;
+        let claim_id = args.claim_id;
+        let subject = claim_id.to_string();
+        let mut cases: BTreeSet<Uuid> = BTreeSet::new();
+        // (is the claim's own event, the CloudEvent)
+        let mut events: Vec<(bool, Value)> = Vec::new();
+        let folded = fold(&mut source, args.as_of, |_, decoded, bytes| {
+            let own = decoded.kind == AggregateKind::Claim && decoded.aggregate_id == subject;
+            let case_event = decoded.kind == AggregateKind::Arbitration && {
+                match &decoded.event.data {
+                    EventData::ArbitrationOpened(e) if e.claim_ids.contains(&claim_id) => {
+                        cases.insert(e.case_id);
+                    }
+                    EventData::ArbitrationClaimJoined(e) if e.claim_id == claim_id => {
+                        cases.insert(e.case_id);
+                    }
+                    _ => {}
+                }
+                decoded.aggregate_id.parse::<Uuid>().is_ok_and(|id| cases.contains(&id))
+            };
+            if own || case_event {
+                events.push((own, serde_json::from_slice(bytes)?));
+            }
+            Ok(())
+        })?;
+        let view = folded.state.claims.get(&claim_id).map(ClaimView::of);
+        let as_of_text = args.as_of.as_ref().map(format_time);
+        if args.json {
+            let (own, related): (Vec<_>, Vec<_>) = events.into_iter().partition(|(own, _)| *own);
+            let out = json!({
+                "claim_id": claim_id,
+                "as_of": as_of_text,
+                "events": own.into_iter().map(|(_, e)| e).collect::<Vec<_>>(),
+                "case_events": related.into_iter().map(|(_, e)| e).collect::<Vec<_>>(),
+                "claim": view,
+                "log_position": folded.last_position,
+            });
+            println!("{}", serde_json::to_string_pretty(&out)?);
+        } else {
+            print!("{}", render_history(&claim_id, as_of_text.as_deref(), &events, view.as_ref(), &folded));
+        }
+        if view.is_none() {
+            eprintln!(
+                "cpor: claim {claim_id} has no events in {}{}",
+                source.describe(),
+                as_of_text.map(|t| format!(" as of {t}")).unwrap_or_default()
+            );
+            return Ok(ExitCode::from(1));
+        }
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+fn render_history(
+    claim_id: &Uuid,
+    as_of: Option<&str>,
+    events: &[(bool, Value)],
+    view: Option<&ClaimView>,
+    folded: &Folded,
+) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "claim {claim_id} as of {} (log read to position {})",
+        as_of.unwrap_or("now"),
+        folded.last_position
+    );
+    let _ = writeln!(out);
+    let rows: Vec<[String; 5]> = events
+        .iter()
+        .map(|(own, e)| {
+            let type_name = e["type"].as_str().unwrap_or("?");
+            let type_name = type_name.strip_prefix("cpor.").unwrap_or(type_name);
+            let actor = serde_json::from_value::<Actor>(e["data"]["actor"].clone())
+                .map(|a| actor_text(&a))
+                .unwrap_or_else(|_| "?".into());
+            let mut detail = details(&e["data"], &["claim_id"]);
+            if !own {
+                detail = format!("case={} {detail}", e["subject"].as_str().map_or("?".into(), |s| cut(s, 8)));
+            }
+            [
+                e["position"].to_string(),
+                e["time"].as_str().unwrap_or("?").to_string(),
+                format!("{type_name} v{}", e["streamversion"]),
+                actor,
+                detail,
+            ]
+        })
+        .collect();
+    let headers = ["POSITION", "TIME", "TYPE", "ACTOR", "DETAILS"];
+    let mut widths = headers.map(str::len);
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row.iter()) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: [&str; 5]| {
+        format!(
+            "{:>w0$}  {:<w1$}  {:<w2$}  {:<w3$}  {}",
+            cells[0],
+            cells[1],
+            cells[2],
+            cells[3],
+            cells[4],
+            w0 = widths[0],
+            w1 = widths[1],
+            w2 = widths[2],
+            w3 = widths[3]
+        )
+        .trim_end()
+        .to_string()
+    };
+    if rows.is_empty() {
+        let _ = writeln!(out, "no events");
+    } else {
+        let _ = writeln!(out, "{}", line(headers));
+        for row in &rows {
+            let _ = writeln!(out, "{}", line([&row[0], &row[1], &row[2], &row[3], &row[4]]));
+        }
+    }
+    let _ = writeln!(out);
+    match view.map(serde_json::to_value) {
+        Some(Ok(Value::Object(view))) => {
+            let _ = writeln!(out, "view:");
+            let width = view.keys().map(String::len).max().unwrap_or(0);
+            for (key, value) in &view {
+                let text = match value {
+                    Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                };
+                let _ = writeln!(out, "  {key:<width$}  {text}");
+            }
+        }
+        _ => {
+            let _ = writeln!(out, "view: none (the claim did not exist yet)");
+        }
+    }
+    out
+}
+
+// ---------------------------------------------------------------- replay
+
+const STATUSES: [ClaimStatus; 7] = [
+    ClaimStatus::Submitted,
+    ClaimStatus::UnderReview,
+    ClaimStatus::PartnerActionRequired,
+    ClaimStatus::Approved,
+    ClaimStatus::Rejected,
+    ClaimStatus::Withdrawn,
+    ClaimStatus::Ended,
+];
+
+fn deadline_name(kind: DeadlineKind) -> &'static str {
+    match kind {
+        DeadlineKind::Review => "review",
+        DeadlineKind::PartnerResponse => "partner_response",
+    }
+}
+
+pub(crate) fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
+    run(|| {
+        let spec = args.source.resolve(args.input.as_deref())?;
+        let mut source = EventSource::open(&spec, 1)?;
+        let folded = fold(&mut source, Some(args.as_of), |_, _, _| Ok(()))?;
+        let report = replay_report(&folded, args.as_of, &source.describe());
+        if args.json {
+            println!("{}", serde_json::to_string_pretty(&report)?);
+        } else {
+            print!("{}", render_replay(&report));
+        }
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+/// The replay as JSON; the text report is rendered from it.
+fn replay_report(folded: &Folded, as_of: Timestamp, source: &str) -> Value {
+    let state = &folded.state;
+    let mut by_status: BTreeMap<&str, u64> = STATUSES.iter().map(|s| (s.as_str(), 0)).collect();
+    for claim in state.claims.values() {
+        *by_status.entry(claim.status.as_str()).or_default() += 1;
+    }
+    let by_status: serde_json::Map<String, Value> =
+        STATUSES.iter().map(|s| (s.as_str().to_string(), by_status[s.as_str()].into())).collect();
+    let mut open_cases: Vec<_> = state.cases.values().filter(|c| c.status == CaseStatus::Open).collect();
+    open_cases.sort_by_key(|c| c.seq);
+    let open_cases: Vec<Value> = open_cases
+        .into_iter()
+        .map(|case| {
+            let mut view = serde_json::to_value(CaseView::of(case)).expect("views serialize");
+            let claims: Vec<Value> = case
+                .claim_ids
+                .iter()
+                .map(|id| match state.claims.get(id) {
+                    Some(c) => json!({
+                        "claim_id": id, "partner_id": c.partner_id, "status": c.status.as_str(),
+                        "incumbent": case.incumbent_claim_id == Some(*id), "contender": c.is_contender(),
+                    }),
+                    None => json!({"claim_id": id, "status": null}),
+                })
+                .collect();
+            view["claims"] = Value::Array(claims);
+            view
+        })
+        .collect();
+    let mut overdue: Vec<_> = state.claims.values().filter(|c| c.overdue).collect();
+    overdue.sort_by_key(|c| c.seq);
+    let overdue: Vec<Value> = overdue
+        .into_iter()
+        .map(|c| serde_json::to_value(ClaimView::of(c)).expect("views serialize"))
+        .collect();
+    // Deadlines due by `as_of` that the log had not recorded as missed yet
+    // (the service writes the miss when it notices: at once on a wall clock,
+    // when the manual clock is moved, after a restart).
+    let unrecorded: Vec<Value> = state
+        .deadlines
+        .iter()
+        .take_while(|(due, _, _)| *due <= as_of)
+        .map(|(due, claim_id, kind)| {
+            json!({
+                "claim_id": claim_id,
+                "deadline": deadline_name(*kind),
+                "due_at": format_time(due),
+                "status": state.claims.get(claim_id).map(|c| c.status.as_str()),
+            })
+        })
+        .collect();
+    json!({
+        "as_of": format_time(&as_of),
+        "source": source,
+        "events": folded.events,
+        "last_position": folded.last_position,
+        "last_event_at": folded.last_time.as_ref().map(format_time),
+        "claims": {"total": state.claims.len(), "by_status": by_status},
+        "cases": {
+            "total": state.cases.len(),
+            "open": open_cases.len(),
+            "closed": state.cases.len() - open_cases.len(),
+        },
+        "open_cases": open_cases,
+        "overdue_claims": overdue,
+        "deadlines_passed_unrecorded": unrecorded,
+        "reference": {
+            "tenants": state.tenants.len(),
+            "subscriptions": state.subscriptions.len(),
+            "partners": state.partners.len(),
+        },
+    })
+}
+
+fn render_replay(report: &Value) -> String {
+    let text = |v: &Value| v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string());
+    let id = |v: &Value| v.as_str().and_then(|s| s.parse::<Uuid>().ok()).map_or_else(|| text(v), |u| u.to_string());
+    let mut out = String::new();
+    let _ = writeln!(out, "state as of {} (from {})", text(&report["as_of"]), text(&report["source"]));
+    let _ = writeln!(
+        out,
+        "  {} events folded, positions 1..{}; last event at {}",
+        report["events"],
+        report["last_position"],
+        report["last_event_at"].as_str().unwrap_or("-")
+    );
+    let _ = writeln!(
+        out,
+        "  reference data: {} tenants, {} subscriptions, {} partners",
+        report["reference"]["tenants"], report["reference"]["subscriptions"], report["reference"]["partners"]
+    );
+    let _ = writeln!(out);
+    let _ = writeln!(out, "claims: {}", report["claims"]["total"]);
+    if let Some(by_status) = report["claims"]["by_status"].as_object() {
+        for (status, count) in by_status {
+            let _ = writeln!(out, "  {status:<24} {count:>6}");
+        }
+    }
+    let _ = writeln!(out);
+    let _ = writeln!(
+        out,
+        "arbitration cases: {} ({} open, {} closed)",
+        report["cases"]["total"], report["cases"]["open"], report["cases"]["closed"]
+    );
+    for case in report["open_cases"].as_array().into_iter().flatten() {
+        let _ = writeln!(
+            out,
+            "  case {}  {} {} tenant {}  opened {}",
+            id(&case["case_id"]),
+            text(&case["product"]),
+            text(&case["activity"]),
+            id(&case["tenant_id"]),
+            text(&case["opened_at"])
+        );
+        for claim in case["claims"].as_array().into_iter().flatten() {
+            let mut notes = Vec::new();
+            if claim["incumbent"] == true {
+                notes.push("incumbent");
+            }
+            if claim["contender"] == false {
+                notes.push("no longer contending");
+            }
+            let notes = if notes.is_empty() { String::new() } else { format!("  ({})", notes.join(", ")) };
+            let _ = writeln!(
+                out,
+                "    claim {}  {:<10} {}{notes}",
+                id(&claim["claim_id"]),
+                text(&claim["partner_id"]),
+                text(&claim["status"])
+            );
+        }
+    }
+    let _ = writeln!(out);
+    let overdue = report["overdue_claims"].as_array().cloned().unwrap_or_default();
+    let _ = writeln!(out, "overdue claims (review deadline missed, recorded in the log): {}", overdue.len());
+    for claim in &overdue {
+        let _ = writeln!(
+            out,
+            "  claim {}  {:<10} {:<24} review due {}",
+            id(&claim["claim_id"]),
+            text(&claim["partner_id"]),
+            text(&claim["status"]),
+            text(&claim["review_due_at"])
+        );
+    }
+    let unrecorded = report["deadlines_passed_unrecorded"].as_array().cloned().unwrap_or_default();
+    if !unrecorded.is_empty() {
+        let _ = writeln!(out);
+        let _ = writeln!(
+            out,
+            "deadlines passed by then but not yet recorded as missed in the log: {}",
+            unrecorded.len()
+        );
+        for entry in &unrecorded {
+            let _ = writeln!(
+                out,
+                "  claim {}  {} deadline due {} ({})",
+                id(&entry["claim_id"]),
+                text(&entry["deadline"]),
+                text(&entry["due_at"]),
+                text(&entry["status"])
+            );
+        }
+    }
+    out
+}
+
+// ---------------------------------------------------------------- rebuild
+
+pub(crate) fn rebuild(args: RebuildArgs) -> anyhow::Result<ExitCode> {
+    run(|| {
+        let reader = source::open_data_dir(&args.data_dir)?;
+        let last = reader.last_position()?;
+        let parent = args.scratch_dir.clone().unwrap_or_else(std::env::temp_dir);
+        let scratch = tempfile::Builder::new()
+            .prefix("cpor-rebuild-")
+            .tempdir_in(&parent)
+            .with_context(|| format!("cannot make a scratch dir in {}", parent.display()))?;
+        progress::remove_on_signal(scratch.path());
+        let mut progress = Progress::new("rebuild", Some(last));
+        let result = cpor_log::rebuild_projections(&reader, &scratch.path().join("store"), |done| {
+            progress.set(done);
+        });
+        let elapsed = progress.finish();
+        progress::check()?;
+        progress::forget(scratch.path());
+        drop(scratch);
+        let report = result.with_context(|| {
+            format!(
+                "cannot rebuild the projections of {} from its log; `cpor verify --data-dir` tells whether the log is intact",
+                args.data_dir.display()
+            )
+        })?;
+        println!(
+            "rebuilt the projections of {} from its log: {} ({} claims, {} cases)",
+            args.data_dir.display(),
+            progress::rate(report.events, elapsed),
+            report.claims,
+            report.cases
+        );
+        if report.difference_count == 0 {
+            println!("no differences: every stored projection (claim and case views, comments, listings, deadlines) matches the log");
+            return Ok(ExitCode::SUCCESS);
+        }
+        println!(
+            "{} difference(s) between the stored projections and the log{}:",
+            report.difference_count,
+            if report.difference_count > report.differences.len() as u64 {
+                format!(" (the first {} listed)", report.differences.len())
+            } else {
+                String::new()
+            }
+        );
+        for difference in &report.differences {
+            println!("  {difference}");
+        }
+        Ok(ExitCode::from(1))
+    })
 }

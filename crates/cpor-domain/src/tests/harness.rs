@@ -322,7 +322,13 @@ impl World {
 
     /// The reference data of `_fixtures.json`, clock at [`T0`].
     pub(crate) fn standard() -> World {
+        World::standard_at(T0)
+    }
+
+    /// The reference data, written at `text`.
+    pub(crate) fn standard_at(text: &str) -> World {
         let mut world = World::empty();
+        world.now = time(text);
         world.apply(&standard_events());
         world
     }

@@ -108,8 +108,7 @@ fn an_accepted_claim_records_everything_the_reply_and_the_views_need() {
 #[test]
 fn the_review_deadline_is_five_business_days_after_the_submission_day() {
     for at in ["2026-11-25T00:00:00Z", "2026-11-25T09:00:00Z", "2026-11-25T23:59:59Z"] {
-        let then = Given::standard()
-            .at(at)
+        let then = Given::from(World::standard_at(at))
             .when(partner("P-100"), Command::Submit(sales_claim("c1", "P-100")));
         let EventData::ClaimSubmitted(submitted) = &then.events()[0].data else {
             panic!("not a submission")
