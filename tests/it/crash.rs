@@ -341,10 +341,14 @@ async fn load_client(
 fn summarize(what: &str, runs: &[Vec<Sent>]) -> (usize, usize) {
     let mut acked = 0;
     let mut unknown = 0;
+    let mut reasons = BTreeSet::new();
     for sent in runs.iter().flatten() {
         match &sent.outcome {
             Outcome::Acked(_) => acked += 1,
-            Outcome::Unknown(_) => unknown += 1,
+            Outcome::Unknown(reason) => {
+                unknown += 1;
+                reasons.insert(reason.as_str());
+            }
             Outcome::Refused(reply) => panic!(
                 "{what}: {} was refused: {reply}\nbody: {}",
                 sent.cmd.describe(),
@@ -352,7 +356,7 @@ fn summarize(what: &str, runs: &[Vec<Sent>]) -> (usize, usize) {
             ),
         }
     }
-    eprintln!("{what}: {acked} acknowledged, {unknown} unknown");
+    eprintln!("{what}: {acked} acknowledged, {unknown} unknown {reasons:?}");
     (acked, unknown)
 }
 
@@ -463,19 +467,18 @@ async fn resend_all(client: &async_nats::Client, prefix: &str, runs: &[Vec<Sent>
 /// the log position.
 async fn wait_caught_up(client: &async_nats::Client, prefix: &str) -> u64 {
     let deadline = Instant::now() + CATCH_UP_TIMEOUT;
-    let mut last = Value::Null;
     loop {
-        match try_request(client, &format!("{prefix}.qry.health"), "{}").await {
+        let last = match try_request(client, &format!("{prefix}.qry.health"), "{}").await {
             Ok(health) => {
                 if health["ok"] == true && health["published_position"] == health["log_position"] {
                     return health["log_position"]
                         .as_u64()
                         .unwrap_or_else(|| panic!("health without log_position: {health}"));
                 }
-                last = health;
+                health
             }
-            Err(e) => last = json!(e),
-        }
+            Err(e) => json!(e),
+        };
         assert!(
             Instant::now() < deadline,
             "the relay did not catch up within {CATCH_UP_TIMEOUT:?}; last health: {last}"

@@ -82,9 +82,16 @@ pub fn authorize(envelope: &CommandEnvelope) -> Result<(), Rejection> {
 }
 
 /// Decides one command. Assumes [`authorize`] passed.
-pub fn decide(state: &State, envelope: &CommandEnvelope, ctx: &Context<'_>) -> Result<Decision, Rejection> {
+pub fn decide(
+    state: &State,
+    envelope: &CommandEnvelope,
+    ctx: &Context<'_>,
+) -> Result<Decision, Rejection> {
     let actor = &envelope.actor;
-    let event = |data: EventData| Event { actor: actor.clone(), data };
+    let event = |data: EventData| Event {
+        actor: actor.clone(),
+        data,
+    };
     match &envelope.command {
         Command::UpsertTenant { tenant_id, domains } => Ok(Decision {
             events: vec![event(EventData::TenantUpserted(TenantUpserted {
@@ -137,7 +144,11 @@ pub fn decide(state: &State, envelope: &CommandEnvelope, ctx: &Context<'_>) -> R
 /// The claim if it exists and the actor may see it; `CLAIM_NOT_FOUND`
 /// otherwise, so that other partners' claims are indistinguishable from
 /// claims that do not exist.
-pub fn visible_claim<'s>(state: &'s State, actor: &Actor, claim_id: Uuid) -> Result<&'s Claim, Rejection> {
+pub fn visible_claim<'s>(
+    state: &'s State,
+    actor: &Actor,
+    claim_id: Uuid,
+) -> Result<&'s Claim, Rejection> {
     let claim = state.claims.get(&claim_id).filter(|c| may_see(actor, c));
     claim.ok_or_else(|| Rejection::new(ErrorCode::ClaimNotFound))
 }
@@ -155,7 +166,10 @@ pub fn may_see(actor: &Actor, claim: &Claim) -> bool {
 fn invalid_transition(claim: &Claim, action: &str) -> Rejection {
     Rejection::with_message(
         ErrorCode::InvalidTransition,
-        format!("A claim that is {} cannot be {action}.", claim.status.as_str().replace('_', " ")),
+        format!(
+            "A claim that is {} cannot be {action}.",
+            claim.status.as_str().replace('_', " ")
+        ),
     )
 }
 
@@ -167,8 +181,14 @@ fn decide_on_claim(
 ) -> Result<Vec<Event>, Rejection> {
     let actor = &envelope.actor;
     let claim_id = claim.claim_id;
-    let event = |data: EventData| Event { actor: actor.clone(), data };
-    let service = |data: EventData| Event { actor: Actor::service(), data };
+    let event = |data: EventData| Event {
+        actor: actor.clone(),
+        data,
+    };
+    let service = |data: EventData| Event {
+        actor: Actor::service(),
+        data,
+    };
     let is_reviewer = actor.kind() == ActorKind::Reviewer;
     let mut events = Vec::new();
     // A reviewer's first action on a submitted claim starts the review; the
@@ -203,10 +223,13 @@ fn decide_on_claim(
                     .arbitration_case_id
                     .and_then(|id| state.cases.get(&id))
                     .is_some_and(|case| {
-                        case.status == crate::types::CaseStatus::Open && case.incumbent_claim_id == Some(claim_id)
+                        case.status == crate::types::CaseStatus::Open
+                            && case.incumbent_claim_id == Some(claim_id)
                     });
-            let allowed = matches!(claim.status, ClaimStatus::Submitted | ClaimStatus::UnderReview)
-                || incumbent_of_open_case;
+            let allowed = matches!(
+                claim.status,
+                ClaimStatus::Submitted | ClaimStatus::UnderReview
+            ) || incumbent_of_open_case;
             if !allowed {
                 return Err(invalid_transition(claim, "asked for proof of execution"));
             }
@@ -235,7 +258,10 @@ fn decide_on_claim(
             })));
         }
         Command::Approve { text, .. } => {
-            if !matches!(claim.status, ClaimStatus::Submitted | ClaimStatus::UnderReview) {
+            if !matches!(
+                claim.status,
+                ClaimStatus::Submitted | ClaimStatus::UnderReview
+            ) {
                 return Err(invalid_transition(claim, "approved"));
             }
             review_started(&mut events);
@@ -275,7 +301,10 @@ fn decide_on_claim(
             if claim.status != ClaimStatus::Rejected {
                 return Err(invalid_transition(claim, "disputed"));
             }
-            let rejected_at = claim.rejected_at.or(claim.decided_at).unwrap_or(claim.updated_at);
+            let rejected_at = claim
+                .rejected_at
+                .or(claim.decided_at)
+                .unwrap_or(claim.updated_at);
             if ctx.now - rejected_at > chrono::Duration::days(DISPUTE_WINDOW_DAYS) {
                 return Err(Rejection::new(ErrorCode::DisputeWindowClosed));
             }
@@ -329,19 +358,26 @@ fn decide_on_claim(
             }
             match kind {
                 DeadlineKind::Review => {
-                    if claim.status.is_open() && claim.review_due_at == Some(*due_at) && !claim.overdue {
-                        events.push(event(EventData::ReviewDeadlineMissed(ReviewDeadlineMissed {
-                            claim_id,
-                            review_due_at: *due_at,
-                        })));
+                    if claim.status.is_open()
+                        && claim.review_due_at == Some(*due_at)
+                        && !claim.overdue
+                    {
+                        events.push(event(EventData::ReviewDeadlineMissed(
+                            ReviewDeadlineMissed {
+                                claim_id,
+                                review_due_at: *due_at,
+                            },
+                        )));
                     }
                 }
                 DeadlineKind::PartnerResponse => {
                     if claim.partner_response_due_at == Some(*due_at) {
-                        events.push(event(EventData::PartnerResponseMissed(PartnerResponseMissed {
-                            claim_id,
-                            partner_response_due_at: *due_at,
-                        })));
+                        events.push(event(EventData::PartnerResponseMissed(
+                            PartnerResponseMissed {
+                                claim_id,
+                                partner_response_due_at: *due_at,
+                            },
+                        )));
                         if claim.status == ClaimStatus::PartnerActionRequired {
                             events.push(service(EventData::Rejected(Rejected {
                                 claim_id,
@@ -364,7 +400,12 @@ fn decide_on_claim(
 
 /// Does this partner already hold the key with an open or approved claim
 /// (other than `except`)?
-fn partner_holds_key(state: &State, partner_id: &str, key: &ClaimKey, except: Option<Uuid>) -> bool {
+fn partner_holds_key(
+    state: &State,
+    partner_id: &str,
+    key: &ClaimKey,
+    except: Option<Uuid>,
+) -> bool {
     let Some(entry) = state.keys.get(key) else {
         return false;
     };
@@ -395,7 +436,11 @@ fn submit_claim(
     match state.tenants.get(&submit.tenant_id) {
         None => reasons.push(ErrorCode::TenantUnknown),
         Some(tenant) => {
-            if !tenant.domains.iter().any(|d| d.eq_ignore_ascii_case(submit.domain.trim())) {
+            if !tenant
+                .domains
+                .iter()
+                .any(|d| d.eq_ignore_ascii_case(submit.domain.trim()))
+            {
                 reasons.push(ErrorCode::DomainTenantMismatch);
             }
         }
@@ -446,7 +491,8 @@ fn submit_claim(
         product: submit.product.clone(),
         subscription_ids,
         // Revenue association is for revenue recognition only, never incentives.
-        incentive_eligible: enrolled && submit.activity != crate::types::Activity::RevenueAssociation,
+        incentive_eligible: enrolled
+            && submit.activity != crate::types::Activity::RevenueAssociation,
         proof_of_execution: submit.proof_of_execution.clone(),
         note: submit.note.clone(),
         review_due_at: ctx.calendar.deadline_after(ctx.now),
@@ -513,13 +559,18 @@ fn subscription_checks(state: &State, submit: &SubmitClaim) -> Result<Vec<Uuid>,
                 return Ok(Vec::new());
             }
             let mut reasons = Vec::new();
-            if subs.iter().any(|s| s.state == SubscriptionState::PendingProvisioning) {
-                reasons.push(ErrorCode::SubscriptionNotProvisioned);
-            }
             if subs
                 .iter()
-                .any(|s| matches!(s.state, SubscriptionState::Expired | SubscriptionState::Disabled))
+                .any(|s| s.state == SubscriptionState::PendingProvisioning)
             {
+                reasons.push(ErrorCode::SubscriptionNotProvisioned);
+            }
+            if subs.iter().any(|s| {
+                matches!(
+                    s.state,
+                    SubscriptionState::Expired | SubscriptionState::Disabled
+                )
+            }) {
                 reasons.push(ErrorCode::SubscriptionNotActive);
             }
             Err(reasons)
@@ -577,7 +628,9 @@ fn dynamics_subscription_reasons(sub: &SubscriptionRecord, submit: &SubmitClaim)
         reasons.push(ErrorCode::SubscriptionIsCsp);
     }
     match sub.state {
-        SubscriptionState::PendingProvisioning => reasons.push(ErrorCode::SubscriptionNotProvisioned),
+        SubscriptionState::PendingProvisioning => {
+            reasons.push(ErrorCode::SubscriptionNotProvisioned)
+        }
         SubscriptionState::Expired | SubscriptionState::Disabled => {
             reasons.push(ErrorCode::SubscriptionNotActive)
         }
@@ -590,7 +643,10 @@ fn dynamics_subscription_reasons(sub: &SubscriptionRecord, submit: &SubmitClaim)
 /// over every contender of its key, or joins the open one, and tells each
 /// claim that enters in a system comment.
 fn competition(state: &State, claim: &Claim, command_id: Uuid) -> Vec<Event> {
-    let service = |data: EventData| Event { actor: Actor::service(), data };
+    let service = |data: EventData| Event {
+        actor: Actor::service(),
+        data,
+    };
     let key = claim.key();
     let entry = state.keys.get(&key);
     let others: Vec<&Claim> = entry
@@ -598,7 +654,9 @@ fn competition(state: &State, claim: &Claim, command_id: Uuid) -> Vec<Event> {
         .unwrap_or_default()
         .iter()
         .filter_map(|id| state.claims.get(id))
-        .filter(|c| c.claim_id != claim.claim_id && c.partner_id != claim.partner_id && c.is_contender())
+        .filter(|c| {
+            c.claim_id != claim.claim_id && c.partner_id != claim.partner_id && c.is_contender()
+        })
         .collect();
     if others.is_empty() {
         return Vec::new();
@@ -644,7 +702,10 @@ fn competition(state: &State, claim: &Claim, command_id: Uuid) -> Vec<Event> {
 /// Approving one contender decides the competition: every other open claim
 /// on the key loses, the incumbent is superseded, the case is resolved.
 fn approval_consequences(state: &State, winner: &Claim) -> Vec<Event> {
-    let service = |data: EventData| Event { actor: Actor::service(), data };
+    let service = |data: EventData| Event {
+        actor: Actor::service(),
+        data,
+    };
     let mut events = Vec::new();
     let Some(entry) = state.keys.get(&winner.key()) else {
         return events;
@@ -652,7 +713,9 @@ fn approval_consequences(state: &State, winner: &Claim) -> Vec<Event> {
     // Every other contender on the key, in the case or not: there is one
     // partner of record per key, so no other approved claim may survive.
     for id in &entry.claim_ids {
-        let Some(other) = state.claims.get(id) else { continue };
+        let Some(other) = state.claims.get(id) else {
+            continue;
+        };
         if other.claim_id == winner.claim_id || !other.is_contender() {
             continue;
         }
@@ -672,10 +735,12 @@ fn approval_consequences(state: &State, winner: &Claim) -> Vec<Event> {
         }
     }
     if let Some(case_id) = entry.open_case {
-        events.push(service(EventData::ArbitrationResolved(ArbitrationResolved {
-            case_id,
-            winner_claim_id: winner.claim_id,
-        })));
+        events.push(service(EventData::ArbitrationResolved(
+            ArbitrationResolved {
+                case_id,
+                winner_claim_id: winner.claim_id,
+            },
+        )));
     }
     events
 }
@@ -691,7 +756,9 @@ fn cases_closing(state: &State, leaving: &[Uuid]) -> Vec<Event> {
     case_ids.dedup();
     let mut events = Vec::new();
     for case_id in case_ids {
-        let Some(case) = state.cases.get(&case_id) else { continue };
+        let Some(case) = state.cases.get(&case_id) else {
+            continue;
+        };
         if case.status != crate::types::CaseStatus::Open {
             continue;
         }
@@ -700,9 +767,9 @@ fn cases_closing(state: &State, leaving: &[Uuid]) -> Vec<Event> {
             .into_iter()
             .filter(|id| !leaving.contains(id))
             .count();
-        let already = events.iter().any(|e: &Event| {
-            matches!(&e.data, EventData::ArbitrationClosed(c) if c.case_id == case_id)
-        });
+        let already = events.iter().any(
+            |e: &Event| matches!(&e.data, EventData::ArbitrationClosed(c) if c.case_id == case_id),
+        );
         if remaining < 2 && !already {
             events.push(Event {
                 actor: Actor::service(),
@@ -728,7 +795,10 @@ fn upsert_subscription(state: &State, actor: &Actor, record: &SubscriptionRecord
         if *id == record.subscription_id {
             return record.state.is_live();
         }
-        state.subscriptions.get(id).is_some_and(|s| s.record.state.is_live())
+        state
+            .subscriptions
+            .get(id)
+            .is_some_and(|s| s.record.state.is_live())
     };
     let mut ending = Vec::new();
     for activity in crate::types::Activity::ALL {
@@ -737,7 +807,9 @@ fn upsert_subscription(state: &State, actor: &Actor, record: &SubscriptionRecord
             product: record.product.clone(),
             activity,
         };
-        let Some(entry) = state.keys.get(&key) else { continue };
+        let Some(entry) = state.keys.get(&key) else {
+            continue;
+        };
         for claim in entry.claim_ids.iter().filter_map(|id| state.claims.get(id)) {
             if claim.status != ClaimStatus::Approved {
                 continue;

@@ -295,7 +295,11 @@ pub enum DecodeError {
     #[error("unknown event type {0}")]
     UnknownType(String),
     #[error("event {name} has schema version {version}, newer than this build knows ({known})")]
-    FutureVersion { name: String, version: u32, known: u32 },
+    FutureVersion {
+        name: String,
+        version: u32,
+        known: u32,
+    },
     #[error("event {name} payload does not decode: {reason}")]
     Payload { name: String, reason: String },
 }
@@ -303,14 +307,26 @@ pub enum DecodeError {
 /// Upcasters: bring an old payload to the current schema, one version at a
 /// time. Each step is a pure function of the JSON, so old records are read
 /// as they were written and never rewritten.
-fn upcast(kind: AggregateKind, name: &str, version: u32, mut value: Value) -> Result<Value, DecodeError> {
+fn upcast(
+    kind: AggregateKind,
+    name: &str,
+    version: u32,
+    mut value: Value,
+) -> Result<Value, DecodeError> {
     let full_name = format!("{}.{}", kind.as_str(), name);
-    let current = EventData::current_version(kind, name).ok_or_else(|| DecodeError::UnknownType(full_name.clone()))?;
+    let current = EventData::current_version(kind, name)
+        .ok_or_else(|| DecodeError::UnknownType(full_name.clone()))?;
     if version > current {
-        return Err(DecodeError::FutureVersion { name: full_name, version, known: current });
+        return Err(DecodeError::FutureVersion {
+            name: full_name,
+            version,
+            known: current,
+        });
     }
     let mut at = version;
     while at < current {
+        // One arm per (event, from-version) step; more arms come with more versions.
+        #[allow(clippy::single_match)]
         match (kind, name, at) {
             // claim.submitted v1 → v2: the optional `note` was added.
             (AggregateKind::Claim, "submitted", 1) => {

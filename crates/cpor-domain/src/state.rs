@@ -148,9 +148,15 @@ impl State {
     pub fn version_of(&self, aggregate: &AggregateId) -> u64 {
         let parsed = aggregate.id.parse::<Uuid>().ok();
         match aggregate.kind {
-            AggregateKind::Claim => parsed.and_then(|id| self.claims.get(&id)).map_or(0, |c| c.version),
-            AggregateKind::Arbitration => parsed.and_then(|id| self.cases.get(&id)).map_or(0, |c| c.version),
-            AggregateKind::Tenant => parsed.and_then(|id| self.tenants.get(&id)).map_or(0, |t| t.version),
+            AggregateKind::Claim => parsed
+                .and_then(|id| self.claims.get(&id))
+                .map_or(0, |c| c.version),
+            AggregateKind::Arbitration => parsed
+                .and_then(|id| self.cases.get(&id))
+                .map_or(0, |c| c.version),
+            AggregateKind::Tenant => parsed
+                .and_then(|id| self.tenants.get(&id))
+                .map_or(0, |t| t.version),
             AggregateKind::Subscription => parsed
                 .and_then(|id| self.subscriptions.get(&id))
                 .map_or(0, |s| s.version),
@@ -172,7 +178,11 @@ impl State {
                 Ok(entry.version)
             }
             EventData::SubscriptionUpserted(e) => {
-                let version = self.subscriptions.get(&e.subscription_id).map_or(0, |s| s.version) + 1;
+                let version = self
+                    .subscriptions
+                    .get(&e.subscription_id)
+                    .map_or(0, |s| s.version)
+                    + 1;
                 self.subscriptions.insert(
                     e.subscription_id,
                     SubscriptionEntry {
@@ -183,17 +193,23 @@ impl State {
                 Ok(version)
             }
             EventData::PartnerUpserted(e) => {
-                let entry = self.partners.entry(e.partner_id.clone()).or_insert(PartnerRecord {
-                    mpns: Vec::new(),
-                    version: 0,
-                });
+                let entry = self
+                    .partners
+                    .entry(e.partner_id.clone())
+                    .or_insert(PartnerRecord {
+                        mpns: Vec::new(),
+                        version: 0,
+                    });
                 entry.mpns = e.mpns.clone();
                 entry.version += 1;
                 Ok(entry.version)
             }
             EventData::ClaimSubmitted(e) => {
                 if self.claims.contains_key(&e.claim_id) {
-                    return Err(EvolveError::DuplicateAggregate(format!("claim {}", e.claim_id)));
+                    return Err(EvolveError::DuplicateAggregate(format!(
+                        "claim {}",
+                        e.claim_id
+                    )));
                 }
                 self.claim_count += 1;
                 let mut subscription_ids = e.subscription_ids.clone();
@@ -224,7 +240,11 @@ impl State {
                     updated_at: at,
                 };
                 self.deadlines.extend(claim.watched_deadlines());
-                self.keys.entry(claim.key()).or_default().claim_ids.push(claim.claim_id);
+                self.keys
+                    .entry(claim.key())
+                    .or_default()
+                    .claim_ids
+                    .push(claim.claim_id);
                 self.claims.insert(claim.claim_id, claim);
                 Ok(1)
             }
@@ -285,7 +305,10 @@ impl State {
             }),
             EventData::ArbitrationOpened(e) => {
                 if self.cases.contains_key(&e.case_id) {
-                    return Err(EvolveError::DuplicateAggregate(format!("case {}", e.case_id)));
+                    return Err(EvolveError::DuplicateAggregate(format!(
+                        "case {}",
+                        e.case_id
+                    )));
                 }
                 for claim_id in &e.claim_ids {
                     self.claim_mut(*claim_id)?.arbitration_case_id = Some(e.case_id);
@@ -325,7 +348,9 @@ impl State {
                 case.version += 1;
                 Ok(case.version)
             }
-            EventData::ArbitrationResolved(e) => self.close_case(e.case_id, Some(e.winner_claim_id), at),
+            EventData::ArbitrationResolved(e) => {
+                self.close_case(e.case_id, Some(e.winner_claim_id), at)
+            }
             EventData::ArbitrationClosed(e) => self.close_case(e.case_id, None, at),
         }
     }
@@ -363,7 +388,12 @@ impl State {
         Ok(claim.version)
     }
 
-    fn close_case(&mut self, case_id: Uuid, winner: Option<Uuid>, at: Timestamp) -> Result<u64, EvolveError> {
+    fn close_case(
+        &mut self,
+        case_id: Uuid,
+        winner: Option<Uuid>,
+        at: Timestamp,
+    ) -> Result<u64, EvolveError> {
         let case = self.case_mut(case_id)?;
         case.status = CaseStatus::Closed;
         case.winner_claim_id = winner;

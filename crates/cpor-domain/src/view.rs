@@ -24,7 +24,10 @@ mod rfc3339 {
 
     pub(super) mod option {
         use super::*;
-        pub(crate) fn serialize<S: Serializer>(t: &Option<Timestamp>, s: S) -> Result<S::Ok, S::Error> {
+        pub(crate) fn serialize<S: Serializer>(
+            t: &Option<Timestamp>,
+            s: S,
+        ) -> Result<S::Ok, S::Error> {
             match t {
                 Some(t) => s.serialize_str(&format_time(t)),
                 None => s.serialize_none(),

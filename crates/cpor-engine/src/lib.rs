@@ -80,7 +80,8 @@ pub enum Outcome {
 
 enum Request {
     Command {
-        envelope: CommandEnvelope,
+        /// Boxed: commands are large and the queue holds many requests.
+        envelope: Box<CommandEnvelope>,
         fingerprint: String,
         reply: oneshot::Sender<Outcome>,
     },
@@ -160,7 +161,7 @@ impl Engine {
     pub async fn execute(&self, envelope: CommandEnvelope, fingerprint: String) -> Outcome {
         let (reply, answer) = oneshot::channel();
         let request = Request::Command {
-            envelope,
+            envelope: Box::new(envelope),
             fingerprint,
             reply,
         };
@@ -178,10 +179,17 @@ impl Engine {
             return Err(Rejection::new(ErrorCode::ClockNotManual));
         }
         let (reply, answer) = oneshot::channel();
-        if self.requests.send(Request::SetClock { now, reply }).await.is_err() {
+        if self
+            .requests
+            .send(Request::SetClock { now, reply })
+            .await
+            .is_err()
+        {
             return Err(Rejection::new(ErrorCode::Unavailable));
         }
-        answer.await.unwrap_or_else(|_| Err(Rejection::new(ErrorCode::Unavailable)))
+        answer
+            .await
+            .unwrap_or_else(|_| Err(Rejection::new(ErrorCode::Unavailable)))
     }
 
     pub fn reader(&self) -> &LogReader {
@@ -234,7 +242,10 @@ impl Clock {
 /// The reply owed to a request once its batch is durable.
 enum Pending {
     Command(oneshot::Sender<Outcome>, Outcome),
-    Clock(oneshot::Sender<Result<(), Rejection>>, Result<(), Rejection>),
+    Clock(
+        oneshot::Sender<Result<(), Rejection>>,
+        Result<(), Rejection>,
+    ),
 }
 
 struct Writer {
@@ -283,7 +294,10 @@ impl Writer {
             None => IDLE,
             Some((due, _, _)) => {
                 let now = chrono::Utc::now();
-                (due - now).to_std().unwrap_or(std::time::Duration::from_millis(1)).min(IDLE)
+                (due - now)
+                    .to_std()
+                    .unwrap_or(std::time::Duration::from_millis(1))
+                    .min(IDLE)
             }
         }
     }
@@ -312,18 +326,24 @@ impl Writer {
                 } => {
                     // Read per command: a clock request earlier in the batch may have moved it.
                     let now = self.clock.now();
-                    let outcome = self.command(&mut appender, &mut in_batch, envelope, fingerprint, now);
+                    let outcome =
+                        self.command(&mut appender, &mut in_batch, *envelope, fingerprint, now);
                     if outcome.is_err() {
                         failed = true;
                     }
-                    let outcome = outcome.unwrap_or_else(|_| Outcome::Rejected(Rejection::new(ErrorCode::Unavailable)));
+                    let outcome = outcome.unwrap_or_else(|_| {
+                        Outcome::Rejected(Rejection::new(ErrorCode::Unavailable))
+                    });
                     pending.push(Pending::Command(reply, outcome));
                 }
                 Request::SetClock { now: to, reply } => {
                     let result = match &mut self.clock {
                         Clock::Manual { now: current } if current.is_none_or(|c| to >= c) => {
                             *current = Some(to);
-                            appender.set_meta_u64(META_MANUAL_CLOCK_MS, to.timestamp_millis().max(0) as u64);
+                            appender.set_meta_u64(
+                                META_MANUAL_CLOCK_MS,
+                                to.timestamp_millis().max(0) as u64,
+                            );
                             Ok(())
                         }
                         Clock::Manual { .. } => Err(Rejection::with_message(
@@ -332,7 +352,8 @@ impl Writer {
                         )),
                         Clock::Wall { .. } => Err(Rejection::new(ErrorCode::ClockNotManual)),
                     };
-                    if result.is_ok() && self.fire_deadlines(&mut appender, to, usize::MAX).is_err() {
+                    if result.is_ok() && self.fire_deadlines(&mut appender, to, usize::MAX).is_err()
+                    {
                         failed = true;
                     }
                     pending.push(Pending::Clock(reply, result));
@@ -340,7 +361,11 @@ impl Writer {
             }
         }
         let now = self.clock.now();
-        if self.is_wall_clock() && self.fire_deadlines(&mut appender, now, DEADLINES_PER_BATCH_MAX).is_err() {
+        if self.is_wall_clock()
+            && self
+                .fire_deadlines(&mut appender, now, DEADLINES_PER_BATCH_MAX)
+                .is_err()
+        {
             failed = true;
         }
         let durable = if failed {
@@ -354,7 +379,8 @@ impl Writer {
             for p in pending {
                 match p {
                     Pending::Command(reply, _) => {
-                        let _ = reply.send(Outcome::Rejected(Rejection::new(ErrorCode::Unavailable)));
+                        let _ =
+                            reply.send(Outcome::Rejected(Rejection::new(ErrorCode::Unavailable)));
                     }
                     Pending::Clock(reply, _) => {
                         let _ = reply.send(Err(Rejection::new(ErrorCode::Unavailable)));
@@ -412,7 +438,10 @@ impl Writer {
             return Ok(Outcome::Rejected(rejection));
         }
         let earlier = match in_batch.get(&envelope.command_id) {
-            Some((print, accepted)) => Some((print.clone(), serde_json::to_value(accepted).expect("replies serialize"))),
+            Some((print, accepted)) => Some((
+                print.clone(),
+                serde_json::to_value(accepted).expect("replies serialize"),
+            )),
             None => self
                 .log
                 .reader()
@@ -421,7 +450,9 @@ impl Writer {
         };
         if let Some((print, reply)) = earlier {
             if print != fingerprint {
-                return Ok(Outcome::Rejected(Rejection::new(ErrorCode::IdempotencyConflict)));
+                return Ok(Outcome::Rejected(Rejection::new(
+                    ErrorCode::IdempotencyConflict,
+                )));
             }
             let accepted: Accepted = serde_json::from_value(reply)
                 .map_err(|e| LogError::Corrupt(format!("command record: {e}")))?;
@@ -455,7 +486,8 @@ impl Writer {
                 index as u32,
             )?;
         }
-        let main_aggregate: Option<AggregateId> = decision.events.first().map(|e| e.data.aggregate());
+        let main_aggregate: Option<AggregateId> =
+            decision.events.first().map(|e| e.data.aggregate());
         let version = match (&decision.claim_id, &main_aggregate) {
             (Some(claim_id), _) => self.state.claims.get(claim_id).map_or(0, |c| c.version),
             (None, Some(aggregate)) => self.state.version_of(aggregate),
@@ -481,10 +513,17 @@ impl Writer {
 
     /// Decides `DeadlineElapsed` for every watched deadline due by `now`,
     /// earliest first, up to `max`.
-    fn fire_deadlines(&mut self, appender: &mut cpor_log::Appender, now: Timestamp, max: usize) -> Result<(), LogError> {
+    fn fire_deadlines(
+        &mut self,
+        appender: &mut cpor_log::Appender,
+        now: Timestamp,
+        max: usize,
+    ) -> Result<(), LogError> {
         let mut fired = 0;
         while fired < max {
-            let Some((due, claim_id, kind)) = self.next_due() else { break };
+            let Some((due, claim_id, kind)) = self.next_due() else {
+                break;
+            };
             if due > now {
                 break;
             }
@@ -519,7 +558,14 @@ impl Writer {
                 continue;
             }
             for (index, event) in events.iter().enumerate() {
-                appender.append(&mut self.state, event, now, envelope.command_id, None, index as u32)?;
+                appender.append(
+                    &mut self.state,
+                    event,
+                    now,
+                    envelope.command_id,
+                    None,
+                    index as u32,
+                )?;
             }
         }
         Ok(())

@@ -59,14 +59,24 @@ pub fn to_cloud_event(event: &Event, meta: &EventMeta) -> Value {
     ce.insert("source".into(), EVENT_SOURCE.into());
     ce.insert(
         "type".into(),
-        format!("{EVENT_TYPE_PREFIX}.{}.{}", aggregate.kind.as_str(), event.data.name()).into(),
+        format!(
+            "{EVENT_TYPE_PREFIX}.{}.{}",
+            aggregate.kind.as_str(),
+            event.data.name()
+        )
+        .into(),
     );
     ce.insert("subject".into(), aggregate.id.into());
     ce.insert("time".into(), format_time(&meta.time).into());
     ce.insert("datacontenttype".into(), "application/json".into());
     ce.insert(
         "dataschema".into(),
-        data_schema(aggregate.kind, event.data.name(), event.data.schema_version()).into(),
+        data_schema(
+            aggregate.kind,
+            event.data.name(),
+            event.data.schema_version(),
+        )
+        .into(),
     );
     ce.insert("data".into(), Value::Object(data));
     ce.insert("position".into(), meta.position.into());
@@ -81,7 +91,8 @@ pub fn to_cloud_event(event: &Event, meta: &EventMeta) -> Value {
 /// Seals a CloudEvent into the chain: computes its `hash` from the previous
 /// one, adds it, and returns the canonical bytes to store and the new hash.
 pub fn seal(mut cloud_event: Value, previous_hash: &str) -> Result<(Vec<u8>, String), LogError> {
-    let hash = event_hash(previous_hash, &cloud_event).map_err(|e| LogError::Encode(e.to_string()))?;
+    let hash =
+        event_hash(previous_hash, &cloud_event).map_err(|e| LogError::Encode(e.to_string()))?;
     if let Value::Object(map) = &mut cloud_event {
         map.insert("hash".into(), hash.clone().into());
     }
@@ -105,7 +116,8 @@ pub struct DecodedEvent {
 
 /// Decodes stored or exported CloudEvent bytes, upcasting old schemas.
 pub fn decode(bytes: &[u8]) -> Result<DecodedEvent, LogError> {
-    let value: Value = serde_json::from_slice(bytes).map_err(|e| LogError::Corrupt(format!("not JSON: {e}")))?;
+    let value: Value =
+        serde_json::from_slice(bytes).map_err(|e| LogError::Corrupt(format!("not JSON: {e}")))?;
     decode_value(value)
 }
 
@@ -114,29 +126,46 @@ pub fn decode_value(value: Value) -> Result<DecodedEvent, LogError> {
     let Value::Object(mut ce) = value else {
         return Err(bad("is not an object"));
     };
-    let position = ce.get("position").and_then(Value::as_u64).ok_or_else(|| bad("has no position"))?;
+    let position = ce
+        .get("position")
+        .and_then(Value::as_u64)
+        .ok_or_else(|| bad("has no position"))?;
     let stream_version = ce
         .get("streamversion")
         .and_then(Value::as_u64)
         .ok_or_else(|| bad("has no streamversion"))?;
-    let hash = ce.get("hash").and_then(Value::as_str).unwrap_or_default().to_string();
+    let hash = ce
+        .get("hash")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
     let time = ce
         .get("time")
         .and_then(Value::as_str)
         .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
         .ok_or_else(|| bad("has no valid time"))?
         .with_timezone(&chrono::Utc);
-    let type_name = ce.get("type").and_then(Value::as_str).ok_or_else(|| bad("has no type"))?.to_string();
+    let type_name = ce
+        .get("type")
+        .and_then(Value::as_str)
+        .ok_or_else(|| bad("has no type"))?
+        .to_string();
     let mut parts = type_name.splitn(3, '.');
     let (_, kind, name) = (parts.next(), parts.next(), parts.next());
-    let kind = kind.and_then(AggregateKind::parse).ok_or_else(|| bad("has an unknown type"))?;
+    let kind = kind
+        .and_then(AggregateKind::parse)
+        .ok_or_else(|| bad("has an unknown type"))?;
     let name = name.ok_or_else(|| bad("has an unknown type"))?.to_string();
     let version = ce
         .get("dataschema")
         .and_then(Value::as_str)
         .and_then(parse_data_schema)
         .unwrap_or(1);
-    let aggregate_id = ce.get("subject").and_then(Value::as_str).ok_or_else(|| bad("has no subject"))?.to_string();
+    let aggregate_id = ce
+        .get("subject")
+        .and_then(Value::as_str)
+        .ok_or_else(|| bad("has no subject"))?
+        .to_string();
     let Some(Value::Object(mut data)) = ce.remove("data") else {
         return Err(bad("has no data object"));
     };

@@ -86,7 +86,10 @@ fn aggregate_byte(kind: AggregateKind) -> u8 {
 /// Prefix of one aggregate's stream entries. Ids never contain 0x00
 /// (uuids and `^[A-Za-z0-9_-]{1,64}$`), so the separator is unambiguous.
 pub(crate) fn stream_prefix(kind: AggregateKind, id: &str) -> Vec<u8> {
-    with(KeyKind::Stream, &[&[aggregate_byte(kind)], id.as_bytes(), &[0]])
+    with(
+        KeyKind::Stream,
+        &[&[aggregate_byte(kind)], id.as_bytes(), &[0]],
+    )
 }
 
 pub(crate) fn stream(kind: AggregateKind, id: &str, version: u64) -> Vec<u8> {
@@ -112,7 +115,10 @@ pub(crate) fn comments_prefix(claim_id: &Uuid) -> Vec<u8> {
 }
 
 pub(crate) fn comment(claim_id: &Uuid, position: u64) -> Vec<u8> {
-    with(KeyKind::Comment, &[claim_id.as_bytes(), &position.to_be_bytes()])
+    with(
+        KeyKind::Comment,
+        &[claim_id.as_bytes(), &position.to_be_bytes()],
+    )
 }
 
 pub(crate) fn case_view(case_id: &Uuid) -> Vec<u8> {

@@ -32,9 +32,12 @@ use cpor_domain::state::State;
 use cpor_domain::types::Timestamp;
 
 pub use envelope::{DecodedEvent, EventMeta};
-pub use projection::{rebuild_projections, RebuildReport, REBUILD_BATCH_EVENTS, REBUILD_DIFFERENCES_LISTED};
+pub use projection::{
+    rebuild_projections, RebuildReport, REBUILD_BATCH_EVENTS, REBUILD_DIFFERENCES_LISTED,
+};
 pub use query::{
-    ClaimFilter, ClaimPage, CASES_LIST_MAX, COMMENTS_MAX, LIST_LIMIT_DEFAULT, LIST_LIMIT_MAX, LIST_SCAN_MAX,
+    ClaimFilter, ClaimPage, CASES_LIST_MAX, COMMENTS_MAX, LIST_LIMIT_DEFAULT, LIST_LIMIT_MAX,
+    LIST_SCAN_MAX,
 };
 
 use keys::KeyKind;
@@ -137,8 +140,13 @@ impl Log {
     /// evolved by the batch: the caller must reload it from the log.
     pub fn commit(&mut self, mut appender: Appender, state: &State) -> Result<Head, LogError> {
         appender.projection.finish(&mut appender.batch, state);
-        appender.batch.insert(keys::meta("head_position"), &appender.head.position.to_be_bytes());
-        appender.batch.insert(keys::meta("head_hash"), appender.head.hash.as_bytes());
+        appender.batch.insert(
+            keys::meta("head_position"),
+            &appender.head.position.to_be_bytes(),
+        );
+        appender
+            .batch
+            .insert(keys::meta("head_hash"), appender.head.hash.as_bytes());
         self.reader.tree.apply_batch(appender.batch)?;
         self.head = appender.head;
         Ok(self.head.clone())
@@ -186,7 +194,8 @@ impl Appender {
             keys::stream(aggregate.kind, &aggregate.id, stream_version),
             &position.to_be_bytes(),
         );
-        self.projection.after(&mut self.batch, event, position, time);
+        self.projection
+            .after(&mut self.batch, event, position, time);
         self.head = Head { position, hash };
         Ok(position)
     }
@@ -208,9 +217,13 @@ impl Appender {
 
 impl LogReader {
     pub fn open(dir: &Path) -> Result<LogReader, LogError> {
-        std::fs::create_dir_all(dir).map_err(|e| LogError::Storage(format!("cannot create {}: {e}", dir.display())))?;
+        std::fs::create_dir_all(dir)
+            .map_err(|e| LogError::Storage(format!("cannot create {}: {e}", dir.display())))?;
         let db = sled::Config::new().path(dir).open().map_err(|e| match &e {
-            sled::Error::Io(io) if io.to_string().contains("lock") || io.kind() == std::io::ErrorKind::WouldBlock => {
+            sled::Error::Io(io)
+                if io.to_string().contains("lock")
+                    || io.kind() == std::io::ErrorKind::WouldBlock =>
+            {
                 LogError::Locked(dir.display().to_string())
             }
             _ => LogError::from(e),
@@ -233,12 +246,15 @@ impl LogReader {
 
     /// The last event written, per the data itself (not the meta record).
     pub fn last_position(&self) -> Result<u64, LogError> {
-        let mut range = self.tree.range(keys::prefix(KeyKind::Event).to_vec()..keys::prefix_end(&keys::prefix(KeyKind::Event)));
+        let mut range = self.tree.range(
+            keys::prefix(KeyKind::Event).to_vec()..keys::prefix_end(&keys::prefix(KeyKind::Event)),
+        );
         match range.next_back() {
             None => Ok(0),
             Some(entry) => {
                 let (key, _) = entry?;
-                keys::position_of_event_key(&key).ok_or_else(|| LogError::Corrupt("bad event key".into()))
+                keys::position_of_event_key(&key)
+                    .ok_or_else(|| LogError::Corrupt("bad event key".into()))
             }
         }
     }
@@ -266,10 +282,17 @@ impl LogReader {
             let (position, bytes) = entry?;
             let value: Value = serde_json::from_slice(&bytes)
                 .map_err(|e| LogError::Corrupt(format!("position {position} is not JSON: {e}")))?;
-            let stored = value.get("hash").and_then(Value::as_str).unwrap_or_default().to_string();
-            let expected = canonical::event_hash(&previous_hash, &value).map_err(|e| LogError::Corrupt(e.to_string()))?;
+            let stored = value
+                .get("hash")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string();
+            let expected = canonical::event_hash(&previous_hash, &value)
+                .map_err(|e| LogError::Corrupt(e.to_string()))?;
             if stored != expected {
-                return Err(LogError::Corrupt(format!("hash mismatch at position {position}")));
+                return Err(LogError::Corrupt(format!(
+                    "hash mismatch at position {position}"
+                )));
             }
             previous_hash = stored;
         }
@@ -279,7 +302,9 @@ impl LogReader {
             .map(|v| String::from_utf8_lossy(&v).to_string())
             .unwrap_or_default();
         if recorded_hash != previous_hash {
-            return Err(LogError::Corrupt("head hash record differs from the last event's hash".into()));
+            return Err(LogError::Corrupt(
+                "head hash record differs from the last event's hash".into(),
+            ));
         }
         Ok(Head {
             position: last,
@@ -301,12 +326,16 @@ impl LogReader {
     /// Streams stored events from `position` on, in log order, as
     /// (position, canonical CloudEvent bytes). Memory use does not depend on
     /// the log's size.
-    pub fn events_from(&self, position: u64) -> impl Iterator<Item = Result<(u64, Vec<u8>), LogError>> + '_ {
+    pub fn events_from(
+        &self,
+        position: u64,
+    ) -> impl Iterator<Item = Result<(u64, Vec<u8>), LogError>> + '_ {
         let start = keys::event(position.max(1));
         let end = keys::prefix_end(&keys::prefix(KeyKind::Event));
         self.tree.range(start..end).map(|entry| {
             let (key, value) = entry?;
-            let position = keys::position_of_event_key(&key).ok_or_else(|| LogError::Corrupt("bad event key".into()))?;
+            let position = keys::position_of_event_key(&key)
+                .ok_or_else(|| LogError::Corrupt("bad event key".into()))?;
             Ok((position, value.to_vec()))
         })
     }
@@ -315,13 +344,13 @@ impl LogReader {
     /// Checks that positions are gapless as it goes.
     pub fn fold_state(&self, as_of: Option<Timestamp>) -> Result<State, LogError> {
         let mut state = State::new();
-        let mut expected = 1;
-        for entry in self.events_from(1) {
+        for (expected, entry) in (1u64..).zip(self.events_from(1)) {
             let (position, bytes) = entry?;
             if position != expected {
-                return Err(LogError::Corrupt(format!("gap: expected position {expected}, found {position}")));
+                return Err(LogError::Corrupt(format!(
+                    "gap: expected position {expected}, found {position}"
+                )));
             }
-            expected += 1;
             let decoded = envelope::decode(&bytes)?;
             if as_of.is_some_and(|t| decoded.time > t) {
                 break;

@@ -68,7 +68,13 @@ impl ProjectionWriter {
     }
 
     /// Called after the event is folded: per-event projections (comments).
-    pub(crate) fn after(&mut self, batch: &mut sled::Batch, event: &Event, position: u64, time: Timestamp) {
+    pub(crate) fn after(
+        &mut self,
+        batch: &mut sled::Batch,
+        event: &Event,
+        position: u64,
+        time: Timestamp,
+    ) {
         if let Some((claim_id, comment)) = CommentView::of(event, time) {
             let bytes = serde_json::to_vec(&comment).expect("comments serialize");
             batch.insert(keys::comment(&claim_id, position), bytes);
@@ -78,12 +84,20 @@ impl ProjectionWriter {
     /// Writes the final views of everything the batch touched.
     pub(crate) fn finish(&mut self, batch: &mut sled::Batch, state: &State) {
         for (claim_id, old_deadlines) in std::mem::take(&mut self.touched_claims) {
-            let Some(claim) = state.claims.get(&claim_id) else { continue };
+            let Some(claim) = state.claims.get(&claim_id) else {
+                continue;
+            };
             let view = serde_json::to_vec(&ClaimView::of(claim)).expect("views serialize");
             batch.insert(keys::claim_view(&claim_id), view);
             batch.insert(keys::claim_order(claim.seq), claim_id.as_bytes());
-            batch.insert(keys::partner_claims(&claim.partner_id, claim.seq), claim_id.as_bytes());
-            batch.insert(keys::tenant_claims(&claim.tenant_id, claim.seq), claim_id.as_bytes());
+            batch.insert(
+                keys::partner_claims(&claim.partner_id, claim.seq),
+                claim_id.as_bytes(),
+            );
+            batch.insert(
+                keys::tenant_claims(&claim.tenant_id, claim.seq),
+                claim_id.as_bytes(),
+            );
             let new_deadlines: Vec<DeadlineEntry> = claim.watched_deadlines().collect();
             for (due, id, kind) in &old_deadlines {
                 if !new_deadlines.contains(&(*due, *id, *kind)) {
@@ -95,7 +109,9 @@ impl ProjectionWriter {
             }
         }
         for case_id in std::mem::take(&mut self.touched_cases) {
-            let Some(case) = state.cases.get(&case_id) else { continue };
+            let Some(case) = state.cases.get(&case_id) else {
+                continue;
+            };
             let view = serde_json::to_vec(&CaseView::of(case)).expect("views serialize");
             batch.insert(keys::case_view(&case_id), view);
             batch.insert(keys::case_order(case.seq), case_id.as_bytes());
@@ -157,7 +173,12 @@ pub fn rebuild_projections(
     Ok(report)
 }
 
-fn compare_kind(stored: &sled::Tree, rebuilt: &sled::Tree, kind: KeyKind, report: &mut RebuildReport) -> Result<(), LogError> {
+fn compare_kind(
+    stored: &sled::Tree,
+    rebuilt: &sled::Tree,
+    kind: KeyKind,
+    report: &mut RebuildReport,
+) -> Result<(), LogError> {
     let prefix = keys::prefix(kind);
     let mut left = stored.scan_prefix(prefix).peekable();
     let mut right = rebuilt.scan_prefix(prefix).peekable();
@@ -168,29 +189,49 @@ fn compare_kind(stored: &sled::Tree, rebuilt: &sled::Tree, kind: KeyKind, report
         }
     };
     loop {
-        let l = left.peek().map(|r| r.as_ref().map(|(k, v)| (k.clone(), v.clone())).map_err(|e| e.clone()));
-        let r = right.peek().map(|r| r.as_ref().map(|(k, v)| (k.clone(), v.clone())).map_err(|e| e.clone()));
+        let l = left.peek().map(|r| {
+            r.as_ref()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .map_err(|e| e.clone())
+        });
+        let r = right.peek().map(|r| {
+            r.as_ref()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .map_err(|e| e.clone())
+        });
         match (l, r) {
             (None, None) => return Ok(()),
             (Some(l), None) => {
                 let (k, _) = l?;
-                note(report, format!("{kind:?} {}: stored but not rebuilt", hex(&k)));
+                note(
+                    report,
+                    format!("{kind:?} {}: stored but not rebuilt", hex(&k)),
+                );
                 left.next();
             }
             (None, Some(r)) => {
                 let (k, _) = r?;
-                note(report, format!("{kind:?} {}: rebuilt but missing from the store", hex(&k)));
+                note(
+                    report,
+                    format!("{kind:?} {}: rebuilt but missing from the store", hex(&k)),
+                );
                 right.next();
             }
             (Some(l), Some(r)) => {
                 let ((lk, lv), (rk, rv)) = (l?, r?);
                 match lk.cmp(&rk) {
                     std::cmp::Ordering::Less => {
-                        note(report, format!("{kind:?} {}: stored but not rebuilt", hex(&lk)));
+                        note(
+                            report,
+                            format!("{kind:?} {}: stored but not rebuilt", hex(&lk)),
+                        );
                         left.next();
                     }
                     std::cmp::Ordering::Greater => {
-                        note(report, format!("{kind:?} {}: rebuilt but missing from the store", hex(&rk)));
+                        note(
+                            report,
+                            format!("{kind:?} {}: rebuilt but missing from the store", hex(&rk)),
+                        );
                         right.next();
                     }
                     std::cmp::Ordering::Equal => {

@@ -69,8 +69,11 @@ impl LogReader {
         let mut cases = Vec::new();
         for entry in self.tree.scan_prefix(keys::prefix(KeyKind::CaseOrder)) {
             let (_, id) = entry?;
-            let id = Uuid::from_slice(&id).map_err(|_| LogError::Corrupt("bad case order entry".into()))?;
-            let Some(view) = self.case_view(&id)? else { continue };
+            let id = Uuid::from_slice(&id)
+                .map_err(|_| LogError::Corrupt("bad case order entry".into()))?;
+            let Some(view) = self.case_view(&id)? else {
+                continue;
+            };
             if status.is_none_or(|s| view.get("status").and_then(Value::as_str) == Some(s)) {
                 cases.push(view);
                 if cases.len() == CASES_LIST_MAX {
@@ -82,7 +85,12 @@ impl LogReader {
     }
 
     /// Claims in submission order, filtered, from the cursor on.
-    pub fn list_claims(&self, filter: &ClaimFilter, after: Option<u64>, limit: usize) -> Result<ClaimPage, LogError> {
+    pub fn list_claims(
+        &self,
+        filter: &ClaimFilter,
+        after: Option<u64>,
+        limit: usize,
+    ) -> Result<ClaimPage, LogError> {
         let limit = limit.clamp(1, LIST_LIMIT_MAX);
         let prefix = match (&filter.partner_id, &filter.tenant_id) {
             (Some(partner_id), _) => keys::partner_claims_prefix(partner_id),
@@ -100,26 +108,32 @@ impl LogReader {
         let end = keys::prefix_end(&prefix);
         let mut claims = Vec::new();
         let mut last_seq = None;
-        let mut scanned = 0usize;
         let mut more = false;
-        for entry in self.tree.range(start..end) {
+        for (scanned, entry) in self.tree.range(start..end).enumerate() {
             let (key, id) = entry?;
             if claims.len() == limit || scanned == LIST_SCAN_MAX {
                 more = true;
                 break;
             }
-            scanned += 1;
-            let seq = keys::trailing_u64(&key).ok_or_else(|| LogError::Corrupt("bad claim index key".into()))?;
+            let seq = keys::trailing_u64(&key)
+                .ok_or_else(|| LogError::Corrupt("bad claim index key".into()))?;
             last_seq = Some(seq);
-            let id = Uuid::from_slice(&id).map_err(|_| LogError::Corrupt("bad claim index entry".into()))?;
-            let Some(view) = self.claim_view(&id)? else { continue };
+            let id = Uuid::from_slice(&id)
+                .map_err(|_| LogError::Corrupt("bad claim index entry".into()))?;
+            let Some(view) = self.claim_view(&id)? else {
+                continue;
+            };
             if self.matches(filter, &view)? {
                 claims.push(view);
             }
         }
         Ok(ClaimPage {
             claims,
-            next: if more { last_seq.map(|s| s.to_string()) } else { None },
+            next: if more {
+                last_seq.map(|s| s.to_string())
+            } else {
+                None
+            },
         })
     }
 
@@ -148,7 +162,8 @@ impl LogReader {
         }
         if let Some(wanted) = filter.in_arbitration {
             let contender = status.is_some_and(|s| s.is_open() || s == ClaimStatus::Approved);
-            let case_open = match text("arbitration_case_id").and_then(|id| id.parse::<Uuid>().ok()) {
+            let case_open = match text("arbitration_case_id").and_then(|id| id.parse::<Uuid>().ok())
+            {
                 Some(case_id) => self
                     .case_view(&case_id)?
                     .is_some_and(|case| case.get("status").and_then(Value::as_str) == Some("open")),

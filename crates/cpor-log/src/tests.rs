@@ -14,7 +14,9 @@ use cpor_domain::types::*;
 use super::*;
 
 fn at(text: &str) -> DateTime<Utc> {
-    DateTime::parse_from_rfc3339(text).unwrap().with_timezone(&Utc)
+    DateTime::parse_from_rfc3339(text)
+        .unwrap()
+        .with_timezone(&Utc)
 }
 
 fn system() -> Actor {
@@ -53,7 +55,14 @@ fn run(log: &mut Log, state: &mut State, actor: Actor, command: Command, now: &s
     for (i, event) in decision.events.iter().enumerate() {
         positions.push(
             appender
-                .append(state, event, at(now), envelope.command_id, Some("corr-1"), i as u32)
+                .append(
+                    state,
+                    event,
+                    at(now),
+                    envelope.command_id,
+                    Some("corr-1"),
+                    i as u32,
+                )
                 .unwrap(),
         );
     }
@@ -79,7 +88,16 @@ fn history(log: &mut Log, state: &mut State) -> (World, Uuid, Uuid) {
     let tenant = Uuid::new_v4();
     let subscription = Uuid::new_v4();
     let now = "2026-11-25T09:00:00Z";
-    run(log, state, system(), Command::UpsertTenant { tenant_id: tenant, domains: vec!["contoso.com".into()] }, now);
+    run(
+        log,
+        state,
+        system(),
+        Command::UpsertTenant {
+            tenant_id: tenant,
+            domains: vec!["contoso.com".into()],
+        },
+        now,
+    );
     run(
         log,
         state,
@@ -146,8 +164,24 @@ fn history(log: &mut Log, state: &mut State) -> (World, Uuid, Uuid) {
         },
         "2026-11-26T10:00:00Z",
     );
-    run(log, state, reviewer(), Command::Approve { claim_id: c2_id, text: None }, "2026-11-27T10:00:00Z");
-    (World { tenant, subscription }, c1_id, c2_id)
+    run(
+        log,
+        state,
+        reviewer(),
+        Command::Approve {
+            claim_id: c2_id,
+            text: None,
+        },
+        "2026-11-27T10:00:00Z",
+    );
+    (
+        World {
+            tenant,
+            subscription,
+        },
+        c1_id,
+        c2_id,
+    )
 }
 
 #[test]
@@ -176,7 +210,10 @@ fn reopening_gives_the_same_state_head_and_chain() {
         let hash = canonical::event_hash(&previous, &value).unwrap();
         assert_eq!(value["hash"], hash.as_str(), "hash at {position}");
         // Stored bytes are the canonical form, hash included.
-        assert_eq!(canonical::canonical_json(&value).unwrap().as_bytes(), &bytes[..]);
+        assert_eq!(
+            canonical::canonical_json(&value).unwrap().as_bytes(),
+            &bytes[..]
+        );
         previous = hash;
     }
     assert_eq!(previous, head.hash);
@@ -194,7 +231,8 @@ fn cloud_events_carry_the_contract_attributes() {
             id: c1.to_string(),
         })
         .unwrap();
-    let first: Value = serde_json::from_slice(&log.reader().event_bytes(positions[0]).unwrap().unwrap()).unwrap();
+    let first: Value =
+        serde_json::from_slice(&log.reader().event_bytes(positions[0]).unwrap().unwrap()).unwrap();
     assert_eq!(first["specversion"], "1.0");
     assert_eq!(first["type"], "cpor.claim.submitted");
     assert_eq!(first["subject"], c1.to_string());
@@ -202,10 +240,15 @@ fn cloud_events_carry_the_contract_attributes() {
     assert_eq!(first["correlationid"], "corr-1");
     assert_eq!(first["data"]["actor"]["type"], "partner");
     assert_eq!(first["dataschema"], "urn:cpor:event:claim.submitted:v2");
-    assert!(first["causationid"].as_str().unwrap().parse::<Uuid>().is_ok());
+    assert!(first["causationid"]
+        .as_str()
+        .unwrap()
+        .parse::<Uuid>()
+        .is_ok());
     // Stream versions of the claim are 1, 2, 3, ...
     for (version, position) in (1..).zip(&positions) {
-        let event: Value = serde_json::from_slice(&log.reader().event_bytes(*position).unwrap().unwrap()).unwrap();
+        let event: Value =
+            serde_json::from_slice(&log.reader().event_bytes(*position).unwrap().unwrap()).unwrap();
         assert_eq!(event["streamversion"], version);
     }
 }
@@ -216,7 +259,8 @@ fn stored_projections_equal_a_rebuild_from_the_log() {
     let scratch = tempfile::tempdir().unwrap();
     let (mut log, mut state) = Log::open(dir.path()).unwrap();
     history(&mut log, &mut state);
-    let report = rebuild_projections(log.reader(), &scratch.path().join("rebuilt"), |_| {}).unwrap();
+    let report =
+        rebuild_projections(log.reader(), &scratch.path().join("rebuilt"), |_| {}).unwrap();
     assert_eq!(report.difference_count, 0, "{:?}", report.differences);
     assert_eq!(report.events, log.head().position);
     assert_eq!(report.claims, 2);
@@ -229,10 +273,18 @@ fn rebuild_reports_a_damaged_projection() {
     let scratch = tempfile::tempdir().unwrap();
     let (mut log, mut state) = Log::open(dir.path()).unwrap();
     let (_, c1, _) = history(&mut log, &mut state);
-    log.reader().tree.insert(keys::claim_view(&c1), b"{}".to_vec()).unwrap();
-    let report = rebuild_projections(log.reader(), &scratch.path().join("rebuilt"), |_| {}).unwrap();
+    log.reader()
+        .tree
+        .insert(keys::claim_view(&c1), b"{}".to_vec())
+        .unwrap();
+    let report =
+        rebuild_projections(log.reader(), &scratch.path().join("rebuilt"), |_| {}).unwrap();
     assert_eq!(report.difference_count, 1);
-    assert!(report.differences[0].contains("ClaimView"), "{:?}", report.differences);
+    assert!(
+        report.differences[0].contains("ClaimView"),
+        "{:?}",
+        report.differences
+    );
 }
 
 #[test]
@@ -248,15 +300,29 @@ fn queries_read_the_projections() {
     assert_eq!(comments.len(), 2, "arbitration notice and the PoE request");
     assert_eq!(comments[0]["system"], true);
 
-    let all = reader.list_claims(&ClaimFilter::default(), None, 100).unwrap();
-    let ids: Vec<_> = all.claims.iter().map(|c| c["claim_id"].as_str().unwrap().to_string()).collect();
-    assert_eq!(ids, vec![c1.to_string(), c2.to_string()], "submission order");
+    let all = reader
+        .list_claims(&ClaimFilter::default(), None, 100)
+        .unwrap();
+    let ids: Vec<_> = all
+        .claims
+        .iter()
+        .map(|c| c["claim_id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        ids,
+        vec![c1.to_string(), c2.to_string()],
+        "submission order"
+    );
     assert_eq!(all.next, None);
 
-    let page = reader.list_claims(&ClaimFilter::default(), None, 1).unwrap();
+    let page = reader
+        .list_claims(&ClaimFilter::default(), None, 1)
+        .unwrap();
     assert_eq!(page.claims.len(), 1);
     let next: u64 = page.next.as_deref().unwrap().parse().unwrap();
-    let rest = reader.list_claims(&ClaimFilter::default(), Some(next), 1).unwrap();
+    let rest = reader
+        .list_claims(&ClaimFilter::default(), Some(next), 1)
+        .unwrap();
     assert_eq!(rest.claims[0]["claim_id"], c2.to_string());
     assert_eq!(rest.next, None);
 
@@ -264,18 +330,31 @@ fn queries_read_the_projections() {
         partner_id: Some("P-200".into()),
         ..ClaimFilter::default()
     };
-    assert_eq!(reader.list_claims(&mine, None, 100).unwrap().claims.len(), 1);
+    assert_eq!(
+        reader.list_claims(&mine, None, 100).unwrap().claims.len(),
+        1
+    );
     let approved = ClaimFilter {
         tenant_id: Some(world.tenant),
         status: Some(ClaimStatus::Approved),
         ..ClaimFilter::default()
     };
-    assert_eq!(reader.list_claims(&approved, None, 100).unwrap().claims[0]["claim_id"], c2.to_string());
+    assert_eq!(
+        reader.list_claims(&approved, None, 100).unwrap().claims[0]["claim_id"],
+        c2.to_string()
+    );
     let in_case = ClaimFilter {
         in_arbitration: Some(true),
         ..ClaimFilter::default()
     };
-    assert!(reader.list_claims(&in_case, None, 100).unwrap().claims.is_empty(), "the case is resolved");
+    assert!(
+        reader
+            .list_claims(&in_case, None, 100)
+            .unwrap()
+            .claims
+            .is_empty(),
+        "the case is resolved"
+    );
     let cases = reader.list_cases(Some("closed")).unwrap();
     assert_eq!(cases.len(), 1);
     assert_eq!(cases[0]["winner_claim_id"], c2.to_string());
@@ -293,11 +372,16 @@ fn a_damaged_tail_is_found_at_start_up() {
     let text = String::from_utf8(bytes).unwrap();
     let tampered = text.replace(r#""id":"cpor""#, r#""id":"cpoz""#);
     assert_ne!(tampered, text, "the tampering must change the event");
-    log.reader().tree.insert(keys::event(last), tampered.into_bytes()).unwrap();
+    log.reader()
+        .tree
+        .insert(keys::event(last), tampered.into_bytes())
+        .unwrap();
     log.reader().flush_blocking().unwrap();
     drop(log);
     match Log::open(dir.path()) {
-        Err(LogError::Corrupt(message)) => assert!(message.contains(&format!("position {last}")), "{message}"),
+        Err(LogError::Corrupt(message)) => {
+            assert!(message.contains(&format!("position {last}")), "{message}")
+        }
         Err(other) => panic!("expected a corrupt log, got {other}"),
         Ok(_) => panic!("expected a corrupt log, opened fine"),
     }
@@ -312,7 +396,9 @@ fn a_head_record_that_disagrees_with_the_events_is_found() {
     log.reader().tree.remove(keys::event(last)).unwrap();
     log.reader().flush_blocking().unwrap();
     drop(log);
-    let error = Log::open(dir.path()).err().expect("a missing last event is damage");
+    let error = Log::open(dir.path())
+        .err()
+        .expect("a missing last event is damage");
     assert!(error.to_string().contains("head record"), "{error}");
 }
 
@@ -323,7 +409,10 @@ fn a_second_process_cannot_open_a_data_dir_in_use() {
     let dir = tempfile::tempdir().unwrap();
     let _log = Log::open(dir.path()).unwrap();
     let second = LogReader::open(dir.path());
-    assert!(matches!(second, Err(LogError::Locked(_)) | Err(LogError::Storage(_))), "opened twice");
+    assert!(
+        matches!(second, Err(LogError::Locked(_)) | Err(LogError::Storage(_))),
+        "opened twice"
+    );
 }
 
 #[test]

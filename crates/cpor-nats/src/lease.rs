@@ -27,7 +27,11 @@ pub const LEASE_RENEW_EVERY: Duration = Duration::from_secs(5);
 #[derive(Debug, thiserror::Error)]
 pub enum LeaseError {
     #[error("another cpor serve (instance {holder}) owns prefix {prefix} on this NATS server; stop it first, or wait {ttl:?} after it stopped, or use another --prefix")]
-    Held { holder: String, prefix: String, ttl: Duration },
+    Held {
+        holder: String,
+        prefix: String,
+        ttl: Duration,
+    },
     #[error("the lease for prefix {prefix} was taken by another writer")]
     Lost { prefix: String },
     #[error("lease stream: {0}")]
@@ -49,7 +53,11 @@ pub struct Lease {
 }
 
 impl Lease {
-    pub async fn acquire(js: &jetstream::Context, prefix: &str, instance: &str) -> Result<Lease, LeaseError> {
+    pub async fn acquire(
+        js: &jetstream::Context,
+        prefix: &str,
+        instance: &str,
+    ) -> Result<Lease, LeaseError> {
         let subject = format!("{prefix}.lease");
         let stream = js
             .get_or_create_stream(stream::Config {
@@ -112,7 +120,11 @@ impl Lease {
         match self.write().await {
             Ok(()) => Ok(()),
             Err(error) => {
-                let last = self.stream.get_last_raw_message_by_subject(&self.subject).await.ok();
+                let last = self
+                    .stream
+                    .get_last_raw_message_by_subject(&self.subject)
+                    .await
+                    .ok();
                 match last {
                     // Ours expired (we were cut off longer than the TTL) and
                     // nobody took it: take it again.

@@ -43,7 +43,10 @@ pub fn stream_names(prefix: &str) -> (String, String) {
 /// Creates the two streams if absent. Settings are in code and in
 /// `deploy/README.md`: file storage; events kept without limit (they are the
 /// audit trail's live copy); status keeps one message per claim.
-pub async fn ensure_streams(js: &jetstream::Context, prefix: &str) -> Result<(stream::Stream, stream::Stream), async_nats::Error> {
+pub async fn ensure_streams(
+    js: &jetstream::Context,
+    prefix: &str,
+) -> Result<(stream::Stream, stream::Stream), async_nats::Error> {
     let (events_name, status_name) = stream_names(prefix);
     let events = js
         .get_or_create_stream(stream::Config {
@@ -121,7 +124,8 @@ impl Relay {
                     published = last;
                     backoff = RELAY_BACKOFF_MIN;
                     self.positions.published.store(published, Ordering::SeqCst);
-                    if let Err(error) = self.reader.put_meta_u64(META_PUBLISHED_POSITION, published) {
+                    if let Err(error) = self.reader.put_meta_u64(META_PUBLISHED_POSITION, published)
+                    {
                         tracing::warn!(%error, "cannot store the published position");
                     }
                 }
@@ -147,10 +151,22 @@ impl Relay {
             .get_meta_u64(META_PUBLISHED_POSITION)
             .map_err(|e| RelayError::Nats(e.into()))?
             .unwrap_or(0);
-        let log_position = self.reader.last_position().map_err(|e| RelayError::Nats(e.into()))?;
+        let log_position = self
+            .reader
+            .last_position()
+            .map_err(|e| RelayError::Nats(e.into()))?;
         let (events_name, _) = stream_names(&self.prefix);
-        let mut stream = self.js.get_stream(&events_name).await.map_err(|e| RelayError::Nats(e.into()))?;
-        let last_sequence = stream.info().await.map_err(|e| RelayError::Nats(e.into()))?.state.last_sequence;
+        let mut stream = self
+            .js
+            .get_stream(&events_name)
+            .await
+            .map_err(|e| RelayError::Nats(e.into()))?;
+        let last_sequence = stream
+            .info()
+            .await
+            .map_err(|e| RelayError::Nats(e.into()))?
+            .state
+            .last_sequence;
         if last_sequence == 0 {
             if stored > 0 {
                 tracing::warn!(stored, "the events stream is empty but {stored} events were published before: republishing the whole log");
@@ -161,9 +177,14 @@ impl Relay {
             .get_raw_message(last_sequence)
             .await
             .map_err(|e| RelayError::Nats(e.into()))?;
-        let head: Value = serde_json::from_slice(&message.payload).map_err(|e| RelayError::Nats(e.into()))?;
+        let head: Value =
+            serde_json::from_slice(&message.payload).map_err(|e| RelayError::Nats(e.into()))?;
         let position = head.get("position").and_then(Value::as_u64).unwrap_or(0);
-        let stream_hash = head.get("hash").and_then(Value::as_str).unwrap_or_default().to_string();
+        let stream_hash = head
+            .get("hash")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
         if position > log_position {
             return Err(RelayError::StreamAhead {
                 stream: events_name,
@@ -210,7 +231,9 @@ impl Relay {
                 break;
             }
             let head: EventHead = serde_json::from_slice(&bytes)?;
-            let (aggregate, name) = head.aggregate_and_name().ok_or("event type is not cpor.{aggregate}.{name}")?;
+            let (aggregate, name) = head
+                .aggregate_and_name()
+                .ok_or("event type is not cpor.{aggregate}.{name}")?;
             if aggregate == "claim" {
                 claims.insert(head.subject.clone());
             }
@@ -229,7 +252,9 @@ impl Relay {
         }
         let mut status_acks = Vec::with_capacity(claims.len());
         for claim_id in claims {
-            let Ok(id) = claim_id.parse::<uuid::Uuid>() else { continue };
+            let Ok(id) = claim_id.parse::<uuid::Uuid>() else {
+                continue;
+            };
             if let Some(view) = self.reader.claim_view(&id)? {
                 let subject = format!("{}.status.claim.{claim_id}", self.prefix);
                 let payload = serde_json::to_vec(&view)?;

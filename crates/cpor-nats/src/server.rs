@@ -36,16 +36,29 @@ pub struct Server {
 
 impl Server {
     pub fn new(client: async_nats::Client, engine: Engine, prefix: String) -> Server {
-        Server { client, engine, prefix }
+        Server {
+            client,
+            engine,
+            prefix,
+        }
     }
 
     /// Serves until `shutdown` resolves, then stops taking requests and
     /// waits for those in flight to be answered.
-    pub async fn run(self, shutdown: impl std::future::Future<Output = ()>) -> Result<(), async_nats::Error> {
+    pub async fn run(
+        self,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) -> Result<(), async_nats::Error> {
         let mut subscriptions = futures::stream::select_all([
-            self.client.subscribe(format!("{}.cmd.>", self.prefix)).await?,
-            self.client.subscribe(format!("{}.qry.>", self.prefix)).await?,
-            self.client.subscribe(format!("{}.admin.>", self.prefix)).await?,
+            self.client
+                .subscribe(format!("{}.cmd.>", self.prefix))
+                .await?,
+            self.client
+                .subscribe(format!("{}.qry.>", self.prefix))
+                .await?,
+            self.client
+                .subscribe(format!("{}.admin.>", self.prefix))
+                .await?,
         ]);
         self.client.flush().await?;
         tracing::info!(prefix = %self.prefix, "taking requests");
@@ -59,7 +72,11 @@ impl Server {
                     None => break,
                 },
             };
-            let permit = permits.clone().acquire_owned().await.expect("semaphore never closes");
+            let permit = permits
+                .clone()
+                .acquire_owned()
+                .await
+                .expect("semaphore never closes");
             let server = self.clone();
             tokio::spawn(async move {
                 server.handle(message).await;
@@ -110,11 +127,17 @@ impl Server {
                 Ok(()) => json!({"ok": true, "now": cpor_domain::view::format_time(&now)}),
                 Err(rejection) => error_reply(&rejection),
             },
-            Request::Command { envelope, fingerprint } => {
+            Request::Command {
+                envelope,
+                fingerprint,
+            } => {
                 let span = tracing::info_span!("command", command_id = %envelope.command_id, subject = tail);
                 let _guard = span.enter();
                 match self.engine.execute(envelope, fingerprint).await {
-                    Outcome::Accepted { accepted, duplicate } => json!({
+                    Outcome::Accepted {
+                        accepted,
+                        duplicate,
+                    } => json!({
                         "ok": true,
                         "claim_id": accepted.claim_id,
                         "version": accepted.version,
@@ -162,15 +185,25 @@ impl Server {
                 Ok(json!({"ok": true, "events": events}))
             }
             Query::ClaimsList {
-                filter, limit, after, ..
+                filter,
+                limit,
+                after,
+                ..
             } => {
-                let page = reader.list_claims(&filter, after, limit).map_err(unavailable)?;
+                let page = reader
+                    .list_claims(&filter, after, limit)
+                    .map_err(unavailable)?;
                 Ok(json!({"ok": true, "claims": page.claims, "next": page.next}))
             }
-            Query::CaseGet { case_id, .. } => match reader.case_view(&case_id).map_err(unavailable)? {
-                Some(case) => Ok(json!({"ok": true, "case": case})),
-                None => Err(Rejection::with_message(ErrorCode::InvalidCommand, "case_id: no such arbitration case")),
-            },
+            Query::CaseGet { case_id, .. } => {
+                match reader.case_view(&case_id).map_err(unavailable)? {
+                    Some(case) => Ok(json!({"ok": true, "case": case})),
+                    None => Err(Rejection::with_message(
+                        ErrorCode::InvalidCommand,
+                        "case_id: no such arbitration case",
+                    )),
+                }
+            }
             Query::CaseList { status, .. } => {
                 let cases = reader.list_cases(status.as_deref()).map_err(unavailable)?;
                 Ok(json!({"ok": true, "cases": cases}))
@@ -181,13 +214,23 @@ impl Server {
 
 /// The stored view of a claim the actor may see, or `CLAIM_NOT_FOUND`
 /// (the domain's `may_see` rule, applied to the stored view).
-fn visible_view(reader: &cpor_log::LogReader, actor: &Actor, claim_id: &uuid::Uuid) -> Result<Value, Rejection> {
+fn visible_view(
+    reader: &cpor_log::LogReader,
+    actor: &Actor,
+    claim_id: &uuid::Uuid,
+) -> Result<Value, Rejection> {
     let view = reader
         .claim_view(claim_id)
         .map_err(|_| Rejection::new(ErrorCode::Unavailable))?
         .ok_or_else(|| Rejection::new(ErrorCode::ClaimNotFound))?;
-    let owner = view.get("partner_id").and_then(Value::as_str).unwrap_or_default();
-    let tenant = view.get("tenant_id").and_then(Value::as_str).unwrap_or_default();
+    let owner = view
+        .get("partner_id")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let tenant = view
+        .get("tenant_id")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
     let visible = match actor {
         Actor::Partner { partner_id, .. } => partner_id == owner,
         Actor::Customer { tenant_id, .. } => tenant_id.to_string() == tenant,

@@ -50,16 +50,28 @@ pub enum Request {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Query {
-    ClaimGet { actor: Actor, claim_id: Uuid },
-    ClaimHistory { actor: Actor, claim_id: Uuid },
+    ClaimGet {
+        actor: Actor,
+        claim_id: Uuid,
+    },
+    ClaimHistory {
+        actor: Actor,
+        claim_id: Uuid,
+    },
     ClaimsList {
         actor: Actor,
         filter: ClaimFilter,
         limit: usize,
         after: Option<u64>,
     },
-    CaseGet { actor: Actor, case_id: Uuid },
-    CaseList { actor: Actor, status: Option<String> },
+    CaseGet {
+        actor: Actor,
+        case_id: Uuid,
+    },
+    CaseList {
+        actor: Actor,
+        status: Option<String>,
+    },
 }
 
 fn invalid(message: impl Into<String>) -> Rejection {
@@ -113,17 +125,26 @@ fn fingerprint(tail: &str, body: &Value) -> String {
     hasher.update(tail.as_bytes());
     hasher.update(b"\n");
     hasher.update(canonical.as_bytes());
-    hasher.finalize().iter().map(|b| format!("{b:02x}")).collect()
+    hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 pub fn is_subject_id(text: &str) -> bool {
-    (1..=64).contains(&text.len()) && text.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    (1..=64).contains(&text.len())
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
 fn check_text(field: &str, text: &str, min: usize, max: usize) -> Result<(), Rejection> {
     let n = text.chars().count();
     if n < min || n > max {
-        return Err(invalid(format!("{field}: must be {min} to {max} characters, got {n}")));
+        return Err(invalid(format!(
+            "{field}: must be {min} to {max} characters, got {n}"
+        )));
     }
     Ok(())
 }
@@ -146,7 +167,9 @@ fn check_poe(field: &str, documents: &[PoeDocument], min: usize) -> Result<(), R
         check_text(&format!("{field}[{i}].name"), &doc.name, 1, NAME_MAX_CHARS)?;
         check_text(&format!("{field}[{i}].uri"), &doc.uri, 1, URI_MAX_CHARS)?;
         if doc.sha256.len() != 64 || !doc.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(invalid(format!("{field}[{i}].sha256: must be 64 hexadecimal digits")));
+            return Err(invalid(format!(
+                "{field}[{i}].sha256: must be 64 hexadecimal digits"
+            )));
         }
     }
     Ok(())
@@ -160,7 +183,9 @@ fn check_actor(actor: &Actor) -> Result<(), Rejection> {
             roles,
         } => {
             if !is_subject_id(partner_id) {
-                return Err(invalid("actor.partner_id: must match ^[A-Za-z0-9_-]{1,64}$"));
+                return Err(invalid(
+                    "actor.partner_id: must match ^[A-Za-z0-9_-]{1,64}$",
+                ));
             }
             check_optional_text("actor.user", user, NAME_MAX_CHARS)?;
             if roles.len() > REFERENCE_LIST_MAX {
@@ -170,7 +195,9 @@ fn check_actor(actor: &Actor) -> Result<(), Rejection> {
                 check_text("actor.roles[]", role, 1, NAME_MAX_CHARS)?;
             }
         }
-        Actor::Reviewer { id } | Actor::System { id } => check_text("actor.id", id, 1, NAME_MAX_CHARS)?,
+        Actor::Reviewer { id } | Actor::System { id } => {
+            check_text("actor.id", id, 1, NAME_MAX_CHARS)?
+        }
         Actor::Customer { user, .. } => check_optional_text("actor.user", user, NAME_MAX_CHARS)?,
     }
     Ok(())
@@ -184,7 +211,9 @@ fn is_reason_code(text: &str) -> bool {
     let bytes = text.as_bytes();
     (1..=64).contains(&bytes.len())
         && bytes[0].is_ascii_uppercase()
-        && bytes[1..].iter().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || *b == b'_')
+        && bytes[1..]
+            .iter()
+            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || *b == b'_')
 }
 
 /// Generates a strict DTO with the fields every command carries.
@@ -272,7 +301,8 @@ enum SubjectActor<'a> {
 
 fn check_subject_actor(expected: SubjectActor<'_>, actor: &Actor) -> Result<(), Rejection> {
     match (expected, actor) {
-        (SubjectActor::System, Actor::System { .. }) | (SubjectActor::Reviewer, Actor::Reviewer { .. }) => Ok(()),
+        (SubjectActor::System, Actor::System { .. })
+        | (SubjectActor::Reviewer, Actor::Reviewer { .. }) => Ok(()),
         (SubjectActor::Partner(subject_partner), Actor::Partner { partner_id, .. }) => {
             if subject_partner == partner_id {
                 Ok(())
@@ -286,7 +316,9 @@ fn check_subject_actor(expected: SubjectActor<'_>, actor: &Actor) -> Result<(), 
             if subject_tenant == tenant_id.to_string() {
                 Ok(())
             } else {
-                Err(forbidden("The subject's tenant is not the customer's tenant."))
+                Err(forbidden(
+                    "The subject's tenant is not the customer's tenant.",
+                ))
             }
         }
         (expected, actor) => {
@@ -310,7 +342,9 @@ fn parse_command(tail: &str, parts: &[&str], body: Value) -> Result<Request, Rej
         ["ref", "tenant"] => {
             let d: RefTenantDto = decode(body)?;
             if d.domains.is_empty() || d.domains.len() > REFERENCE_LIST_MAX {
-                return Err(invalid(format!("domains: must list 1 to {REFERENCE_LIST_MAX} domains")));
+                return Err(invalid(format!(
+                    "domains: must list 1 to {REFERENCE_LIST_MAX} domains"
+                )));
             }
             for domain in &d.domains {
                 check_text("domains[]", domain, 1, NAME_MAX_CHARS)?;
@@ -319,7 +353,10 @@ fn parse_command(tail: &str, parts: &[&str], body: Value) -> Result<Request, Rej
                 tenant_id: d.tenant_id,
                 domains: d.domains,
             };
-            (envelope(d.command_id, d.actor, d.correlation_id, None, command)?, SubjectActor::System)
+            (
+                envelope(d.command_id, d.actor, d.correlation_id, None, command)?,
+                SubjectActor::System,
+            )
         }
         ["ref", "subscription"] => {
             let d: RefSubscriptionDto = decode(body)?;
@@ -333,7 +370,10 @@ fn parse_command(tail: &str, parts: &[&str], body: Value) -> Result<Request, Rej
                 channel: d.channel,
                 state: d.state,
             });
-            (envelope(d.command_id, d.actor, d.correlation_id, None, command)?, SubjectActor::System)
+            (
+                envelope(d.command_id, d.actor, d.correlation_id, None, command)?,
+                SubjectActor::System,
+            )
         }
         ["ref", "partner"] => {
             let d: RefPartnerDto = decode(body)?;
@@ -341,7 +381,9 @@ fn parse_command(tail: &str, parts: &[&str], body: Value) -> Result<Request, Rej
                 return Err(invalid("partner_id: must match ^[A-Za-z0-9_-]{1,64}$"));
             }
             if d.mpns.len() > REFERENCE_LIST_MAX {
-                return Err(invalid(format!("mpns: at most {REFERENCE_LIST_MAX} MPN ids")));
+                return Err(invalid(format!(
+                    "mpns: at most {REFERENCE_LIST_MAX} MPN ids"
+                )));
             }
             for mpn in &d.mpns {
                 check_text("mpns[].mpn_id", &mpn.mpn_id, 1, 64)?;
@@ -350,13 +392,21 @@ fn parse_command(tail: &str, parts: &[&str], body: Value) -> Result<Request, Rej
                 partner_id: d.partner_id,
                 mpns: d.mpns,
             };
-            (envelope(d.command_id, d.actor, d.correlation_id, None, command)?, SubjectActor::System)
+            (
+                envelope(d.command_id, d.actor, d.correlation_id, None, command)?,
+                SubjectActor::System,
+            )
         }
         ["partner", partner_id, name] => {
             if !is_subject_id(partner_id) {
-                return Err(invalid("subject: the partner id must match ^[A-Za-z0-9_-]{1,64}$"));
+                return Err(invalid(
+                    "subject: the partner id must match ^[A-Za-z0-9_-]{1,64}$",
+                ));
             }
-            (partner_command(name, body)?, SubjectActor::Partner(partner_id))
+            (
+                partner_command(name, body)?,
+                SubjectActor::Partner(partner_id),
+            )
         }
         ["review", name] => (review_command(name, body)?, SubjectActor::Reviewer),
         ["customer", tenant_id, "decline"] => {
@@ -370,7 +420,13 @@ fn parse_command(tail: &str, parts: &[&str], body: Value) -> Result<Request, Rej
                 reason: d.reason,
             };
             (
-                envelope(d.command_id, d.actor, d.correlation_id, d.expected_version, command)?,
+                envelope(
+                    d.command_id,
+                    d.actor,
+                    d.correlation_id,
+                    d.expected_version,
+                    command,
+                )?,
                 SubjectActor::Customer(tenant_id),
             )
         }
@@ -421,7 +477,13 @@ fn partner_command(name: &str, body: Value) -> Result<CommandEnvelope, Rejection
                 claim_id: d.claim_id,
                 text: d.text,
             };
-            envelope(d.command_id, d.actor, d.correlation_id, d.expected_version, command)
+            envelope(
+                d.command_id,
+                d.actor,
+                d.correlation_id,
+                d.expected_version,
+                command,
+            )
         }
         "submit_poe" => {
             let d: SubmitPoeDto = decode(body)?;
@@ -432,7 +494,13 @@ fn partner_command(name: &str, body: Value) -> Result<CommandEnvelope, Rejection
                 proof_of_execution: d.proof_of_execution,
                 text: d.text,
             };
-            envelope(d.command_id, d.actor, d.correlation_id, d.expected_version, command)
+            envelope(
+                d.command_id,
+                d.actor,
+                d.correlation_id,
+                d.expected_version,
+                command,
+            )
         }
         "withdraw" => {
             let d: OptionalReasonDto = decode(body)?;
@@ -441,7 +509,13 @@ fn partner_command(name: &str, body: Value) -> Result<CommandEnvelope, Rejection
                 claim_id: d.claim_id,
                 reason: d.reason,
             };
-            envelope(d.command_id, d.actor, d.correlation_id, d.expected_version, command)
+            envelope(
+                d.command_id,
+                d.actor,
+                d.correlation_id,
+                d.expected_version,
+                command,
+            )
         }
         "dispute" => {
             let d: DisputeDto = decode(body)?;
@@ -453,7 +527,13 @@ fn partner_command(name: &str, body: Value) -> Result<CommandEnvelope, Rejection
                 text: d.text,
                 proof_of_execution,
             };
-            envelope(d.command_id, d.actor, d.correlation_id, d.expected_version, command)
+            envelope(
+                d.command_id,
+                d.actor,
+                d.correlation_id,
+                d.expected_version,
+                command,
+            )
         }
         "disassociate" => {
             let d: ReasonDto = decode(body)?;
@@ -462,7 +542,13 @@ fn partner_command(name: &str, body: Value) -> Result<CommandEnvelope, Rejection
                 claim_id: d.claim_id,
                 reason: d.reason,
             };
-            envelope(d.command_id, d.actor, d.correlation_id, d.expected_version, command)
+            envelope(
+                d.command_id,
+                d.actor,
+                d.correlation_id,
+                d.expected_version,
+                command,
+            )
         }
         other => Err(invalid(format!("unknown partner command: {other}"))),
     }
@@ -472,8 +558,16 @@ fn review_command(name: &str, body: Value) -> Result<CommandEnvelope, Rejection>
     match name {
         "start" => {
             let d: ClaimOnlyDto = decode(body)?;
-            let command = Command::StartReview { claim_id: d.claim_id };
-            envelope(d.command_id, d.actor, d.correlation_id, d.expected_version, command)
+            let command = Command::StartReview {
+                claim_id: d.claim_id,
+            };
+            envelope(
+                d.command_id,
+                d.actor,
+                d.correlation_id,
+                d.expected_version,
+                command,
+            )
         }
         "comment" | "request_poe" => {
             let d: TextDto = decode(body)?;
@@ -489,7 +583,13 @@ fn review_command(name: &str, body: Value) -> Result<CommandEnvelope, Rejection>
                     text: d.text,
                 }
             };
-            envelope(d.command_id, d.actor, d.correlation_id, d.expected_version, command)
+            envelope(
+                d.command_id,
+                d.actor,
+                d.correlation_id,
+                d.expected_version,
+                command,
+            )
         }
         "approve" => {
             let d: OptionalTextDto = decode(body)?;
@@ -498,12 +598,20 @@ fn review_command(name: &str, body: Value) -> Result<CommandEnvelope, Rejection>
                 claim_id: d.claim_id,
                 text: d.text,
             };
-            envelope(d.command_id, d.actor, d.correlation_id, d.expected_version, command)
+            envelope(
+                d.command_id,
+                d.actor,
+                d.correlation_id,
+                d.expected_version,
+                command,
+            )
         }
         "reject" => {
             let d: RejectDto = decode(body)?;
             if !is_reason_code(&d.reason) {
-                return Err(invalid("reason: must be a code like NO_PROOF (^[A-Z][A-Z0-9_]{0,63}$)"));
+                return Err(invalid(
+                    "reason: must be a code like NO_PROOF (^[A-Z][A-Z0-9_]{0,63}$)",
+                ));
             }
             check_optional_text("text", &d.text, TEXT_MAX_CHARS)?;
             let command = Command::Reject {
@@ -511,7 +619,13 @@ fn review_command(name: &str, body: Value) -> Result<CommandEnvelope, Rejection>
                 reason: d.reason,
                 text: d.text,
             };
-            envelope(d.command_id, d.actor, d.correlation_id, d.expected_version, command)
+            envelope(
+                d.command_id,
+                d.actor,
+                d.correlation_id,
+                d.expected_version,
+                command,
+            )
         }
         other => Err(invalid(format!("unknown review command: {other}"))),
     }
@@ -602,16 +716,28 @@ fn parse_query(name: &str, body: Value) -> Result<Query, Rejection> {
             let d: ListDto = decode(body)?;
             let status = match &d.status {
                 None => None,
-                Some(text) => Some(ClaimStatus::parse(text).ok_or_else(|| invalid(format!("status: unknown status {text}")))?),
+                Some(text) => Some(
+                    ClaimStatus::parse(text)
+                        .ok_or_else(|| invalid(format!("status: unknown status {text}")))?,
+                ),
             };
             let limit = match d.limit {
                 None => cpor_log::LIST_LIMIT_DEFAULT,
                 Some(n) if (1..=cpor_log::LIST_LIMIT_MAX as u64).contains(&n) => n as usize,
-                Some(_) => return Err(invalid(format!("limit: must be 1 to {}", cpor_log::LIST_LIMIT_MAX))),
+                Some(_) => {
+                    return Err(invalid(format!(
+                        "limit: must be 1 to {}",
+                        cpor_log::LIST_LIMIT_MAX
+                    )))
+                }
             };
             let after = match &d.after {
                 None => None,
-                Some(cursor) => Some(cursor.parse::<u64>().map_err(|_| invalid("after: not a cursor this service gave"))?),
+                Some(cursor) => Some(
+                    cursor
+                        .parse::<u64>()
+                        .map_err(|_| invalid("after: not a cursor this service gave"))?,
+                ),
             };
             if let Some(partner_id) = &d.partner_id {
                 if !is_subject_id(partner_id) {
@@ -636,7 +762,9 @@ fn parse_query(name: &str, body: Value) -> Result<Query, Rejection> {
                 }
                 Actor::Customer { tenant_id, .. } => {
                     if filter.tenant_id.is_some_and(|t| t != *tenant_id) {
-                        return Err(forbidden("A customer can list only its own tenant's claims."));
+                        return Err(forbidden(
+                            "A customer can list only its own tenant's claims.",
+                        ));
                     }
                     filter.tenant_id = Some(*tenant_id);
                 }

@@ -150,13 +150,19 @@ enum Output {
 impl Output {
     fn create(target: Option<&Path>) -> anyhow::Result<Output> {
         let Some(target) = target else {
-            return Ok(Output::Stdout(BufWriter::with_capacity(1 << 16, std::io::stdout().lock())));
+            return Ok(Output::Stdout(BufWriter::with_capacity(
+                1 << 16,
+                std::io::stdout().lock(),
+            )));
         };
         let dir = match target.parent() {
             Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
             _ => PathBuf::from("."),
         };
-        let name = target.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+        let name = target
+            .file_name()
+            .map(|n| n.to_string_lossy().to_string())
+            .unwrap_or_default();
         let temp = tempfile::Builder::new()
             .prefix(&format!(".{name}."))
             .suffix(".partial")
@@ -238,7 +244,10 @@ pub(crate) fn export(args: ExportArgs) -> anyhow::Result<ExitCode> {
             (Some(a), Some(b)) => format!(", positions {a}..{b}"),
             _ => String::new(),
         };
-        let to = args.output.as_ref().map_or("stdout".to_string(), |p| p.display().to_string());
+        let to = args
+            .output
+            .as_ref()
+            .map_or("stdout".to_string(), |p| p.display().to_string());
         eprintln!(
             "exported {} from {}{range} to {to}",
             progress::rate(count, elapsed),
@@ -265,7 +274,11 @@ pub(crate) fn verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
             progress.inc();
             // A stream message's position is read from the event itself: only
             // the data dir files events under a position of its own.
-            let stored = if matches!(spec, SourceSpec::DataDir(_)) { raw.position } else { None };
+            let stored = if matches!(spec, SourceSpec::DataDir(_)) {
+                raw.position
+            } else {
+                None
+            };
             match verifier.check(raw.bytes, stored, raw.line) {
                 Ok(()) => Ok(ControlFlow::Continue(())),
                 Err(f) => {
@@ -372,7 +385,9 @@ fn short(id: &Uuid) -> String {
 
 fn actor_text(actor: &Actor) -> String {
     match actor {
-        Actor::Partner { partner_id, user, .. } => match user {
+        Actor::Partner {
+            partner_id, user, ..
+        } => match user {
             Some(user) => format!("partner {partner_id} ({user})"),
             None => format!("partner {partner_id}"),
         },
@@ -404,14 +419,22 @@ fn details(data: &Value, skip: &[&str]) -> String {
                 let names: Vec<String> = items
                     .iter()
                     .filter_map(Value::as_str)
-                    .map(|s| s.parse::<Uuid>().map(|u| short(&u)).unwrap_or_else(|_| cut(s, 24)))
+                    .map(|s| {
+                        s.parse::<Uuid>()
+                            .map(|u| short(&u))
+                            .unwrap_or_else(|_| cut(s, 24))
+                    })
                     .collect();
                 format!("[{}]", names.join(","))
             }
             Value::Array(items) => format!("{} item(s)", items.len()),
             other => cut(&other.to_string(), 48),
         };
-        let text = if key.ends_with("_id") { text.parse::<Uuid>().map(|u| short(&u)).unwrap_or(text) } else { text };
+        let text = if key.ends_with("_id") {
+            text.parse::<Uuid>().map(|u| short(&u)).unwrap_or(text)
+        } else {
+            text
+        };
         parts.push(format!("{key}={text}"));
     }
     parts.join(" ")
@@ -450,7 +473,10 @@ pub(crate) fn history(args: HistoryArgs) -> anyhow::Result<ExitCode> {
                     }
                     _ => {}
                 }
-                decoded.aggregate_id.parse::<Uuid>().is_ok_and(|id| cases.contains(&id))
+                decoded
+                    .aggregate_id
+                    .parse::<Uuid>()
+                    .is_ok_and(|id| cases.contains(&id))
             };
             if own || case_event {
                 events.push((own, serde_json::from_slice(bytes)?));
@@ -471,13 +497,24 @@ pub(crate) fn history(args: HistoryArgs) -> anyhow::Result<ExitCode> {
             });
             println!("{}", serde_json::to_string_pretty(&out)?);
         } else {
-            print!("{}", render_history(&claim_id, as_of_text.as_deref(), &events, view.as_ref(), &folded));
+            print!(
+                "{}",
+                render_history(
+                    &claim_id,
+                    as_of_text.as_deref(),
+                    &events,
+                    view.as_ref(),
+                    &folded
+                )
+            );
         }
         if view.is_none() {
             eprintln!(
                 "cpor: claim {claim_id} has no events in {}{}",
                 source.describe(),
-                as_of_text.map(|t| format!(" as of {t}")).unwrap_or_default()
+                as_of_text
+                    .map(|t| format!(" as of {t}"))
+                    .unwrap_or_default()
             );
             return Ok(ExitCode::from(1));
         }
@@ -510,7 +547,10 @@ fn render_history(
                 .unwrap_or_else(|_| "?".into());
             let mut detail = details(&e["data"], &["claim_id"]);
             if !own {
-                detail = format!("case={} {detail}", e["subject"].as_str().map_or("?".into(), |s| cut(s, 8)));
+                detail = format!(
+                    "case={} {detail}",
+                    e["subject"].as_str().map_or("?".into(), |s| cut(s, 8))
+                );
             }
             [
                 e["position"].to_string(),
@@ -549,7 +589,11 @@ fn render_history(
     } else {
         let _ = writeln!(out, "{}", line(headers));
         for row in &rows {
-            let _ = writeln!(out, "{}", line([&row[0], &row[1], &row[2], &row[3], &row[4]]));
+            let _ = writeln!(
+                out,
+                "{}",
+                line([&row[0], &row[1], &row[2], &row[3], &row[4]])
+            );
         }
     }
     let _ = writeln!(out);
@@ -613,9 +657,15 @@ fn replay_report(folded: &Folded, as_of: Timestamp, source: &str) -> Value {
     for claim in state.claims.values() {
         *by_status.entry(claim.status.as_str()).or_default() += 1;
     }
-    let by_status: serde_json::Map<String, Value> =
-        STATUSES.iter().map(|s| (s.as_str().to_string(), by_status[s.as_str()].into())).collect();
-    let mut open_cases: Vec<_> = state.cases.values().filter(|c| c.status == CaseStatus::Open).collect();
+    let by_status: serde_json::Map<String, Value> = STATUSES
+        .iter()
+        .map(|s| (s.as_str().to_string(), by_status[s.as_str()].into()))
+        .collect();
+    let mut open_cases: Vec<_> = state
+        .cases
+        .values()
+        .filter(|c| c.status == CaseStatus::Open)
+        .collect();
     open_cases.sort_by_key(|c| c.seq);
     let open_cases: Vec<Value> = open_cases
         .into_iter()
@@ -682,10 +732,23 @@ fn replay_report(folded: &Folded, as_of: Timestamp, source: &str) -> Value {
 }
 
 fn render_replay(report: &Value) -> String {
-    let text = |v: &Value| v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string());
-    let id = |v: &Value| v.as_str().and_then(|s| s.parse::<Uuid>().ok()).map_or_else(|| text(v), |u| u.to_string());
+    let text = |v: &Value| {
+        v.as_str()
+            .map(str::to_string)
+            .unwrap_or_else(|| v.to_string())
+    };
+    let id = |v: &Value| {
+        v.as_str()
+            .and_then(|s| s.parse::<Uuid>().ok())
+            .map_or_else(|| text(v), |u| u.to_string())
+    };
     let mut out = String::new();
-    let _ = writeln!(out, "state as of {} (from {})", text(&report["as_of"]), text(&report["source"]));
+    let _ = writeln!(
+        out,
+        "state as of {} (from {})",
+        text(&report["as_of"]),
+        text(&report["source"])
+    );
     let _ = writeln!(
         out,
         "  {} events folded, positions 1..{}; last event at {}",
@@ -696,7 +759,9 @@ fn render_replay(report: &Value) -> String {
     let _ = writeln!(
         out,
         "  reference data: {} tenants, {} subscriptions, {} partners",
-        report["reference"]["tenants"], report["reference"]["subscriptions"], report["reference"]["partners"]
+        report["reference"]["tenants"],
+        report["reference"]["subscriptions"],
+        report["reference"]["partners"]
     );
     let _ = writeln!(out);
     let _ = writeln!(out, "claims: {}", report["claims"]["total"]);
@@ -729,7 +794,11 @@ fn render_replay(report: &Value) -> String {
             if claim["contender"] == false {
                 notes.push("no longer contending");
             }
-            let notes = if notes.is_empty() { String::new() } else { format!("  ({})", notes.join(", ")) };
+            let notes = if notes.is_empty() {
+                String::new()
+            } else {
+                format!("  ({})", notes.join(", "))
+            };
             let _ = writeln!(
                 out,
                 "    claim {}  {:<10} {}{notes}",
@@ -740,8 +809,15 @@ fn render_replay(report: &Value) -> String {
         }
     }
     let _ = writeln!(out);
-    let overdue = report["overdue_claims"].as_array().cloned().unwrap_or_default();
-    let _ = writeln!(out, "overdue claims (review deadline missed, recorded in the log): {}", overdue.len());
+    let overdue = report["overdue_claims"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let _ = writeln!(
+        out,
+        "overdue claims (review deadline missed, recorded in the log): {}",
+        overdue.len()
+    );
     for claim in &overdue {
         let _ = writeln!(
             out,
@@ -752,7 +828,10 @@ fn render_replay(report: &Value) -> String {
             text(&claim["review_due_at"])
         );
     }
-    let unrecorded = report["deadlines_passed_unrecorded"].as_array().cloned().unwrap_or_default();
+    let unrecorded = report["deadlines_passed_unrecorded"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
     if !unrecorded.is_empty() {
         let _ = writeln!(out);
         let _ = writeln!(
@@ -787,9 +866,10 @@ pub(crate) fn rebuild(args: RebuildArgs) -> anyhow::Result<ExitCode> {
             .with_context(|| format!("cannot make a scratch dir in {}", parent.display()))?;
         progress::remove_on_signal(scratch.path());
         let mut progress = Progress::new("rebuild", Some(last));
-        let result = cpor_log::rebuild_projections(&reader, &scratch.path().join("store"), |done| {
-            progress.set(done);
-        });
+        let result =
+            cpor_log::rebuild_projections(&reader, &scratch.path().join("store"), |done| {
+                progress.set(done);
+            });
         let elapsed = progress.finish();
         progress::check()?;
         progress::forget(scratch.path());

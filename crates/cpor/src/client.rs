@@ -41,18 +41,25 @@ pub(crate) struct WatchArgs {
 pub(crate) fn request(args: RequestArgs) -> anyhow::Result<ExitCode> {
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
-        let mut body: serde_json::Value = serde_json::from_str(&args.body).context("the body is not JSON")?;
+        let mut body: serde_json::Value =
+            serde_json::from_str(&args.body).context("the body is not JSON")?;
         if args.subject.starts_with("cmd.") {
             if let Some(map) = body.as_object_mut() {
-                map.entry("command_id").or_insert_with(|| uuid::Uuid::new_v4().to_string().into());
+                map.entry("command_id")
+                    .or_insert_with(|| uuid::Uuid::new_v4().to_string().into());
             }
         }
-        let client = async_nats::connect(&args.nats_url).await.context("cannot reach NATS")?;
-        let subject = format!("{}.{}", args.prefix, args.subject);
-        let reply = tokio::time::timeout(REQUEST_TIMEOUT, client.request(subject, serde_json::to_vec(&body)?.into()))
+        let client = async_nats::connect(&args.nats_url)
             .await
-            .context("no reply in time")?
-            .context("request failed (is `cpor serve` running with this prefix?)")?;
+            .context("cannot reach NATS")?;
+        let subject = format!("{}.{}", args.prefix, args.subject);
+        let reply = tokio::time::timeout(
+            REQUEST_TIMEOUT,
+            client.request(subject, serde_json::to_vec(&body)?.into()),
+        )
+        .await
+        .context("no reply in time")?
+        .context("request failed (is `cpor serve` running with this prefix?)")?;
         let value: serde_json::Value = serde_json::from_slice(&reply.payload)?;
         println!("{}", serde_json::to_string_pretty(&value)?);
         Ok(if value.get("ok") == Some(&serde_json::Value::Bool(true)) {
@@ -66,15 +73,23 @@ pub(crate) fn request(args: RequestArgs) -> anyhow::Result<ExitCode> {
 pub(crate) fn watch(args: WatchArgs) -> anyhow::Result<ExitCode> {
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
-        let client = async_nats::connect(&args.nats_url).await.context("cannot reach NATS")?;
+        let client = async_nats::connect(&args.nats_url)
+            .await
+            .context("cannot reach NATS")?;
         let js = async_nats::jetstream::new(client);
         let upper = args.prefix.to_uppercase();
         let (stream_name, filter) = if args.events {
             (format!("{upper}_EVENTS"), format!("{}.evt.>", args.prefix))
         } else {
-            (format!("{upper}_STATUS"), format!("{}.status.claim.>", args.prefix))
+            (
+                format!("{upper}_STATUS"),
+                format!("{}.status.claim.>", args.prefix),
+            )
         };
-        let stream = js.get_stream(&stream_name).await.context("no such stream: is the service running with this prefix?")?;
+        let stream = js
+            .get_stream(&stream_name)
+            .await
+            .context("no such stream: is the service running with this prefix?")?;
         // An ordered push consumer from the start: every claim's current
         // status first (last-value stream), then live changes.
         let consumer = stream
@@ -87,11 +102,15 @@ pub(crate) fn watch(args: WatchArgs) -> anyhow::Result<ExitCode> {
         let mut messages = consumer.messages().await?;
         while let Some(message) = messages.next().await {
             let message = message?;
-            let value: serde_json::Value = serde_json::from_slice(&message.payload).unwrap_or_default();
+            let value: serde_json::Value =
+                serde_json::from_slice(&message.payload).unwrap_or_default();
             if args.events {
                 println!(
                     "{:>6} {} {} {}",
-                    value["position"], value["time"].as_str().unwrap_or(""), value["type"].as_str().unwrap_or(""), value["subject"].as_str().unwrap_or("")
+                    value["position"],
+                    value["time"].as_str().unwrap_or(""),
+                    value["type"].as_str().unwrap_or(""),
+                    value["subject"].as_str().unwrap_or("")
                 );
             } else {
                 println!(

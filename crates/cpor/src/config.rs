@@ -86,7 +86,9 @@ pub(crate) fn is_valid_prefix(prefix: &str) -> bool {
     let bytes = prefix.as_bytes();
     (1..=32).contains(&bytes.len())
         && bytes[0].is_ascii_lowercase()
-        && bytes[1..].iter().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'_')
+        && bytes[1..]
+            .iter()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'_')
 }
 
 impl ServeArgs {
@@ -102,8 +104,8 @@ impl ServeArgs {
             Some(path) => {
                 let text = std::fs::read_to_string(path)
                     .with_context(|| format!("cannot read the config file {}", path.display()))?;
-                let file: FileConfig =
-                    toml::from_str(&text).with_context(|| format!("bad config file {}", path.display()))?;
+                let file: FileConfig = toml::from_str(&text)
+                    .with_context(|| format!("bad config file {}", path.display()))?;
                 match file.calendar {
                     None => Calendar::default(),
                     Some(c) => Calendar::new(&c.time_zone, &c.weekend, &c.holidays)

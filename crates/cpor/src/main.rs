@@ -13,7 +13,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "cpor", version, about = "CPOR claim service: claims, reviews and arbitration, event-sourced")]
+#[command(
+    name = "cpor",
+    version,
+    about = "CPOR claim service: claims, reviews and arbitration, event-sourced"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Commands,

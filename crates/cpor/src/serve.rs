@@ -43,7 +43,9 @@ pub(crate) fn main(args: ServeArgs) -> anyhow::Result<ExitCode> {
 fn init_tracing(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,async_nats=warn"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match format {
         LogFormat::Human => builder.init(),
         LogFormat::Json => builder.json().init(),
@@ -58,7 +60,9 @@ async fn connect(url: &str) -> async_nats::Client {
             .connection_timeout(Duration::from_secs(5))
             .event_callback(|event| async move {
                 match event {
-                    async_nats::Event::Disconnected => tracing::warn!("NATS disconnected; reconnecting"),
+                    async_nats::Event::Disconnected => {
+                        tracing::warn!("NATS disconnected; reconnecting")
+                    }
                     async_nats::Event::Connected => tracing::info!("NATS connected"),
                     other => tracing::info!(event = %other, "NATS event"),
                 }
@@ -87,7 +91,11 @@ fn instance_id(engine: &Engine) -> anyhow::Result<String> {
 }
 
 async fn serve(settings: Settings) -> anyhow::Result<ExitCode> {
-    let clock = if settings.manual_clock { ClockMode::Manual } else { ClockMode::Wall };
+    let clock = if settings.manual_clock {
+        ClockMode::Manual
+    } else {
+        ClockMode::Wall
+    };
     let (engine, writer) = Engine::start(Options {
         data_dir: settings.data_dir.clone(),
         calendar: settings.calendar.clone(),
@@ -127,7 +135,10 @@ async fn serve(settings: Settings) -> anyhow::Result<ExitCode> {
         committed: engine.committed(),
         prefix: settings.prefix.clone(),
     };
-    let published = relay.resume_position().await.context("cannot resume publishing")?;
+    let published = relay
+        .resume_position()
+        .await
+        .context("cannot resume publishing")?;
     tracing::info!(published, "relay resumes");
     let relay_task = tokio::spawn(relay.run(published, relay_stop));
 
@@ -152,8 +163,9 @@ async fn serve(settings: Settings) -> anyhow::Result<ExitCode> {
     });
 
     let shutdown = async move {
-        let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .expect("can install a SIGTERM handler");
+        let mut terminate =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                .expect("can install a SIGTERM handler");
         tokio::select! {
             _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: shutting down"),
             _ = terminate.recv() => tracing::info!("SIGTERM: shutting down"),
@@ -172,7 +184,9 @@ async fn serve(settings: Settings) -> anyhow::Result<ExitCode> {
     let _ = stop_relay.send(true);
     match tokio::time::timeout(RELAY_DRAIN_TIMEOUT, relay_task).await {
         Ok(_) => tracing::info!("everything written is published"),
-        Err(_) => tracing::warn!("relay did not drain in time; the rest is published at the next start"),
+        Err(_) => {
+            tracing::warn!("relay did not drain in time; the rest is published at the next start")
+        }
     }
     let _ = stop_lease.send(true);
     if let Ok(Some(lease)) = lease_task.await {

@@ -49,7 +49,7 @@ fn the_next_reviewer_action_meets_a_missed_deadline_late() {
         let claim = world.claim(uid("c1"));
         assert!(!claim.overdue);
         assert_eq!(claim.review_due_at, None);
-        assert_eq!(claim.status == ClaimStatus::Submitted, false);
+        assert_ne!(claim.status, ClaimStatus::Submitted);
     }
 }
 

@@ -32,25 +32,43 @@ fn poe() -> Value {
 /// A valid body for each command subject.
 fn valid(subject: &str) -> Value {
     let mut body = match subject {
-        "cmd.ref.tenant" => json!({"actor": system(), "tenant_id": TENANT, "domains": ["contoso.com"]}),
-        "cmd.ref.subscription" => json!({"actor": system(), "subscription_id": CLAIM, "tenant_id": TENANT,
+        "cmd.ref.tenant" => {
+            json!({"actor": system(), "tenant_id": TENANT, "domains": ["contoso.com"]})
+        }
+        "cmd.ref.subscription" => {
+            json!({"actor": system(), "subscription_id": CLAIM, "tenant_id": TENANT,
             "product": "dynamics_365_sales", "solution_area": "business_applications", "is_dynamics": true,
-            "channel": "volume_licensing", "state": "active"}),
+            "channel": "volume_licensing", "state": "active"})
+        }
         "cmd.ref.partner" => json!({"actor": system(), "partner_id": "P-100",
             "mpns": [{"mpn_id": "4412001", "incentive_enrolled": true}]}),
-        "cmd.partner.P-100.submit" => json!({"actor": partner("P-100"), "tenant_id": TENANT, "domain": "contoso.com",
+        "cmd.partner.P-100.submit" => {
+            json!({"actor": partner("P-100"), "tenant_id": TENANT, "domain": "contoso.com",
             "solution_area": "business_applications", "activity": "usage", "product": "dynamics_365_sales",
-            "mpn_id": "4412001", "subscription_id": "not checked here"}),
-        "cmd.partner.P-100.comment" => json!({"actor": partner("P-100"), "claim_id": CLAIM, "text": "hello"}),
-        "cmd.partner.P-100.submit_poe" => json!({"actor": partner("P-100"), "claim_id": CLAIM, "proof_of_execution": poe()}),
+            "mpn_id": "4412001", "subscription_id": "not checked here"})
+        }
+        "cmd.partner.P-100.comment" => {
+            json!({"actor": partner("P-100"), "claim_id": CLAIM, "text": "hello"})
+        }
+        "cmd.partner.P-100.submit_poe" => {
+            json!({"actor": partner("P-100"), "claim_id": CLAIM, "proof_of_execution": poe()})
+        }
         "cmd.partner.P-100.withdraw" => json!({"actor": partner("P-100"), "claim_id": CLAIM}),
-        "cmd.partner.P-100.dispute" => json!({"actor": partner("P-100"), "claim_id": CLAIM, "text": "we did it"}),
-        "cmd.partner.P-100.disassociate" => json!({"actor": partner("P-100"), "claim_id": CLAIM, "reason": "contract ended"}),
+        "cmd.partner.P-100.dispute" => {
+            json!({"actor": partner("P-100"), "claim_id": CLAIM, "text": "we did it"})
+        }
+        "cmd.partner.P-100.disassociate" => {
+            json!({"actor": partner("P-100"), "claim_id": CLAIM, "reason": "contract ended"})
+        }
         "cmd.review.start" => json!({"actor": reviewer(), "claim_id": CLAIM}),
         "cmd.review.comment" => json!({"actor": reviewer(), "claim_id": CLAIM, "text": "looking"}),
-        "cmd.review.request_poe" => json!({"actor": reviewer(), "claim_id": CLAIM, "text": "signed SOW"}),
+        "cmd.review.request_poe" => {
+            json!({"actor": reviewer(), "claim_id": CLAIM, "text": "signed SOW"})
+        }
         "cmd.review.approve" => json!({"actor": reviewer(), "claim_id": CLAIM}),
-        "cmd.review.reject" => json!({"actor": reviewer(), "claim_id": CLAIM, "reason": "NO_PROOF"}),
+        "cmd.review.reject" => {
+            json!({"actor": reviewer(), "claim_id": CLAIM, "reason": "NO_PROOF"})
+        }
         other if other.ends_with(".decline") => json!({"actor": customer(), "claim_id": CLAIM}),
         other => panic!("no valid body for {other}"),
     };
@@ -91,7 +109,10 @@ fn code(subject: &str, body: &Value) -> ErrorCode {
 fn every_command_subject_accepts_its_valid_body() {
     for subject in COMMAND_SUBJECTS {
         match parse_value(subject, &valid(subject)) {
-            Ok(Request::Command { envelope, fingerprint }) => {
+            Ok(Request::Command {
+                envelope,
+                fingerprint,
+            }) => {
                 assert_eq!(envelope.command_id.to_string(), COMMAND, "{subject}");
                 assert_eq!(fingerprint.len(), 64, "{subject}");
             }
@@ -106,57 +127,110 @@ fn every_command_subject_refuses_bad_input_in_precedence_order() {
         let body = valid(subject);
         // Size first, even for bytes that are not JSON.
         let big = vec![b'x'; PAYLOAD_MAX_BYTES + 1];
-        assert_eq!(parse(subject, &big).unwrap_err().code, ErrorCode::PayloadTooLarge, "{subject}");
-        assert_eq!(parse(subject, b"not json").unwrap_err().code, ErrorCode::InvalidJson, "{subject}");
-        assert_eq!(parse(subject, b"[1,2]").unwrap_err().code, ErrorCode::InvalidJson, "{subject}");
+        assert_eq!(
+            parse(subject, &big).unwrap_err().code,
+            ErrorCode::PayloadTooLarge,
+            "{subject}"
+        );
+        assert_eq!(
+            parse(subject, b"not json").unwrap_err().code,
+            ErrorCode::InvalidJson,
+            "{subject}"
+        );
+        assert_eq!(
+            parse(subject, b"[1,2]").unwrap_err().code,
+            ErrorCode::InvalidJson,
+            "{subject}"
+        );
         // Shape: missing, unknown, mistyped fields; bad uuid command id.
         let mut unknown = body.clone();
         unknown["colour"] = "blue".into();
         let rejection = parse_value(subject, &unknown).unwrap_err();
         assert_eq!(rejection.code, ErrorCode::InvalidCommand, "{subject}");
-        assert!(rejection.message.contains("colour"), "{subject}: {}", rejection.message);
+        assert!(
+            rejection.message.contains("colour"),
+            "{subject}: {}",
+            rejection.message
+        );
         let mut no_id = body.clone();
         no_id.as_object_mut().unwrap().remove("command_id");
-        assert_eq!(code(subject, &no_id), ErrorCode::InvalidCommand, "{subject}");
+        assert_eq!(
+            code(subject, &no_id),
+            ErrorCode::InvalidCommand,
+            "{subject}"
+        );
         let mut bad_id = body.clone();
         bad_id["command_id"] = "42".into();
         let rejection = parse_value(subject, &bad_id).unwrap_err();
-        assert!(rejection.message.contains("command_id"), "{subject}: {}", rejection.message);
+        assert!(
+            rejection.message.contains("command_id"),
+            "{subject}: {}",
+            rejection.message
+        );
         let mut no_actor = body.clone();
         no_actor.as_object_mut().unwrap().remove("actor");
-        assert_eq!(code(subject, &no_actor), ErrorCode::InvalidCommand, "{subject}");
+        assert_eq!(
+            code(subject, &no_actor),
+            ErrorCode::InvalidCommand,
+            "{subject}"
+        );
         let mut bad_actor = body.clone();
         bad_actor["actor"] = json!({"type": "robot", "id": "r2"});
-        assert_eq!(code(subject, &bad_actor), ErrorCode::InvalidCommand, "{subject}");
+        assert_eq!(
+            code(subject, &bad_actor),
+            ErrorCode::InvalidCommand,
+            "{subject}"
+        );
         let mut long_correlation = body.clone();
         long_correlation["correlation_id"] = "c".repeat(CORRELATION_ID_MAX_CHARS + 1).into();
-        assert_eq!(code(subject, &long_correlation), ErrorCode::InvalidCommand, "{subject}");
+        assert_eq!(
+            code(subject, &long_correlation),
+            ErrorCode::InvalidCommand,
+            "{subject}"
+        );
         // Permission: a valid body from the wrong kind of actor.
-        let wrong_actor = if subject.starts_with("cmd.review") { partner("P-100") } else { reviewer() };
+        let wrong_actor = if subject.starts_with("cmd.review") {
+            partner("P-100")
+        } else {
+            reviewer()
+        };
         let mut wrong = body.clone();
         wrong["actor"] = wrong_actor;
         assert_eq!(code(subject, &wrong), ErrorCode::Forbidden, "{subject}");
         // A shape error wins over a permission error.
         wrong["colour"] = "blue".into();
-        assert_eq!(code(subject, &wrong), ErrorCode::InvalidCommand, "{subject}");
+        assert_eq!(
+            code(subject, &wrong),
+            ErrorCode::InvalidCommand,
+            "{subject}"
+        );
     }
 }
 
 #[test]
 fn claim_commands_name_bad_claim_ids_and_versions() {
-    for subject in COMMAND_SUBJECTS.iter().filter(|s| !s.contains(".ref.") && !s.ends_with("submit")) {
+    for subject in COMMAND_SUBJECTS
+        .iter()
+        .filter(|s| !s.contains(".ref.") && !s.ends_with("submit"))
+    {
         let mut body = valid(subject);
         body["claim_id"] = "not-a-uuid".into();
         let rejection = parse_value(subject, &body).unwrap_err();
         assert_eq!(rejection.code, ErrorCode::InvalidCommand, "{subject}");
-        assert!(rejection.message.contains("claim_id"), "{subject}: {}", rejection.message);
+        assert!(
+            rejection.message.contains("claim_id"),
+            "{subject}: {}",
+            rejection.message
+        );
         let mut body = valid(subject);
         body["expected_version"] = "three".into();
         assert_eq!(code(subject, &body), ErrorCode::InvalidCommand, "{subject}");
         let mut body = valid(subject);
         body["expected_version"] = 3.into();
         match parse_value(subject, &body).unwrap() {
-            Request::Command { envelope, .. } => assert_eq!(envelope.expected_version, Some(3), "{subject}"),
+            Request::Command { envelope, .. } => {
+                assert_eq!(envelope.expected_version, Some(3), "{subject}")
+            }
             other => panic!("{other:?}"),
         }
     }
@@ -175,13 +249,33 @@ fn field_rules_each_refuse_with_the_field_named() {
         ("cmd.ref.partner", "mpns", json!("4412001")),
         ("cmd.partner.P-100.submit", "activity", json!("presale")),
         ("cmd.partner.P-100.submit", "claim_id", json!("not-a-uuid")),
-        ("cmd.partner.P-100.submit", "note", json!("n".repeat(TEXT_MAX_CHARS + 1))),
+        (
+            "cmd.partner.P-100.submit",
+            "note",
+            json!("n".repeat(TEXT_MAX_CHARS + 1)),
+        ),
         ("cmd.partner.P-100.submit", "domain", json!("")),
-        ("cmd.partner.P-100.submit", "proof_of_execution", json!(vec![poe()[0].clone(); POE_DOCUMENTS_MAX + 1])),
+        (
+            "cmd.partner.P-100.submit",
+            "proof_of_execution",
+            json!(vec![poe()[0].clone(); POE_DOCUMENTS_MAX + 1]),
+        ),
         ("cmd.partner.P-100.comment", "text", json!("")),
-        ("cmd.partner.P-100.comment", "text", json!("t".repeat(TEXT_MAX_CHARS + 1))),
-        ("cmd.partner.P-100.submit_poe", "proof_of_execution", json!([])),
-        ("cmd.partner.P-100.submit_poe", "sha256", json!([{"name": "a", "uri": "b", "sha256": "xyz"}])),
+        (
+            "cmd.partner.P-100.comment",
+            "text",
+            json!("t".repeat(TEXT_MAX_CHARS + 1)),
+        ),
+        (
+            "cmd.partner.P-100.submit_poe",
+            "proof_of_execution",
+            json!([]),
+        ),
+        (
+            "cmd.partner.P-100.submit_poe",
+            "sha256",
+            json!([{"name": "a", "uri": "b", "sha256": "xyz"}]),
+        ),
         ("cmd.partner.P-100.dispute", "text", json!("")),
         ("cmd.partner.P-100.disassociate", "reason", json!("")),
         ("cmd.review.reject", "reason", json!("not a code")),
@@ -190,11 +284,23 @@ fn field_rules_each_refuse_with_the_field_named() {
     ];
     for (subject, field, value) in table {
         let mut body = valid(subject);
-        let key = if field == "sha256" { "proof_of_execution" } else { field };
+        let key = if field == "sha256" {
+            "proof_of_execution"
+        } else {
+            field
+        };
         body[key] = value.clone();
         let rejection = parse_value(subject, &body).unwrap_err();
-        assert_eq!(rejection.code, ErrorCode::InvalidCommand, "{subject} {field}={value}");
-        assert!(rejection.message.contains(field), "{subject}: message {:?} should name {field}", rejection.message);
+        assert_eq!(
+            rejection.code,
+            ErrorCode::InvalidCommand,
+            "{subject} {field}={value}"
+        );
+        assert!(
+            rejection.message.contains(field),
+            "{subject}: message {:?} should name {field}",
+            rejection.message
+        );
     }
 }
 
@@ -213,11 +319,17 @@ fn microsoft_365_claims_take_no_subscription_id() {
 fn subject_and_actor_must_agree() {
     // Partner in the subject vs in the actor.
     let body = valid("cmd.partner.P-100.submit");
-    assert_eq!(code("cmd.partner.P-200.submit", &body), ErrorCode::Forbidden);
+    assert_eq!(
+        code("cmd.partner.P-200.submit", &body),
+        ErrorCode::Forbidden
+    );
     // Customer tenant in the subject vs in the actor.
     let body = valid("cmd.customer.x.decline");
     assert_eq!(
-        code("cmd.customer.9b2c0a34-8f7e-4f1a-9d51-2f7c0c1a9e10.decline", &body),
+        code(
+            "cmd.customer.9b2c0a34-8f7e-4f1a-9d51-2f7c0c1a9e10.decline",
+            &body
+        ),
         ErrorCode::Forbidden
     );
     // Reference data takes only system actors.
@@ -260,39 +372,79 @@ fn a_body_in_another_key_order_has_the_same_fingerprint() {
 #[test]
 fn queries_refuse_bad_filters_and_scope_actors() {
     let list = |body: Value| parse_value("qry.claims.list", &body);
-    assert_eq!(list(json!({"actor": reviewer(), "limit": 0})).unwrap_err().code, ErrorCode::InvalidCommand);
-    assert_eq!(list(json!({"actor": reviewer(), "limit": 1001})).unwrap_err().code, ErrorCode::InvalidCommand);
-    assert_eq!(list(json!({"actor": reviewer(), "status": "lost"})).unwrap_err().code, ErrorCode::InvalidCommand);
-    assert_eq!(list(json!({"actor": reviewer(), "after": "xyz"})).unwrap_err().code, ErrorCode::InvalidCommand);
     assert_eq!(
-        list(json!({"actor": partner("P-100"), "partner_id": "P-200"})).unwrap_err().code,
+        list(json!({"actor": reviewer(), "limit": 0}))
+            .unwrap_err()
+            .code,
+        ErrorCode::InvalidCommand
+    );
+    assert_eq!(
+        list(json!({"actor": reviewer(), "limit": 1001}))
+            .unwrap_err()
+            .code,
+        ErrorCode::InvalidCommand
+    );
+    assert_eq!(
+        list(json!({"actor": reviewer(), "status": "lost"}))
+            .unwrap_err()
+            .code,
+        ErrorCode::InvalidCommand
+    );
+    assert_eq!(
+        list(json!({"actor": reviewer(), "after": "xyz"}))
+            .unwrap_err()
+            .code,
+        ErrorCode::InvalidCommand
+    );
+    assert_eq!(
+        list(json!({"actor": partner("P-100"), "partner_id": "P-200"}))
+            .unwrap_err()
+            .code,
         ErrorCode::Forbidden
     );
     let no_roles = json!({"type": "partner", "partner_id": "P-100", "roles": []});
-    assert_eq!(list(json!({"actor": no_roles})).unwrap_err().code, ErrorCode::Forbidden);
+    assert_eq!(
+        list(json!({"actor": no_roles})).unwrap_err().code,
+        ErrorCode::Forbidden
+    );
     match list(json!({"actor": partner("P-100")})).unwrap() {
         Request::Query(Query::ClaimsList { filter, limit, .. }) => {
-            assert_eq!(filter.partner_id.as_deref(), Some("P-100"), "a partner's list is scoped to it");
+            assert_eq!(
+                filter.partner_id.as_deref(),
+                Some("P-100"),
+                "a partner's list is scoped to it"
+            );
             assert_eq!(limit, cpor_log::LIST_LIMIT_DEFAULT);
         }
         other => panic!("{other:?}"),
     }
     match list(json!({"actor": customer()})).unwrap() {
-        Request::Query(Query::ClaimsList { filter, .. }) => assert_eq!(filter.tenant_id.unwrap().to_string(), TENANT),
+        Request::Query(Query::ClaimsList { filter, .. }) => {
+            assert_eq!(filter.tenant_id.unwrap().to_string(), TENANT)
+        }
         other => panic!("{other:?}"),
     }
     let case = |body: Value| parse_value("qry.arbitration.get", &body);
     assert_eq!(
-        case(json!({"actor": partner("P-100"), "case_id": CLAIM})).unwrap_err().code,
+        case(json!({"actor": partner("P-100"), "case_id": CLAIM}))
+            .unwrap_err()
+            .code,
         ErrorCode::Forbidden
     );
     assert!(case(json!({"actor": reviewer(), "case_id": CLAIM})).is_ok());
     assert_eq!(
-        parse_value("qry.arbitration.list", &json!({"actor": reviewer(), "status": "pending"})).unwrap_err().code,
+        parse_value(
+            "qry.arbitration.list",
+            &json!({"actor": reviewer(), "status": "pending"})
+        )
+        .unwrap_err()
+        .code,
         ErrorCode::InvalidCommand
     );
     assert_eq!(
-        parse_value("qry.claim.get", &json!({"actor": reviewer()})).unwrap_err().code,
+        parse_value("qry.claim.get", &json!({"actor": reviewer()}))
+            .unwrap_err()
+            .code,
         ErrorCode::InvalidCommand
     );
 }
@@ -307,20 +459,33 @@ fn health_answers_anything_and_the_clock_is_checked() {
         Request::Clock { .. }
     ));
     assert_eq!(
-        clock(json!({"actor": system(), "now": "yesterday"})).unwrap_err().code,
+        clock(json!({"actor": system(), "now": "yesterday"}))
+            .unwrap_err()
+            .code,
         ErrorCode::InvalidCommand
     );
-    assert_eq!(clock(json!({"actor": reviewer(), "now": "2026-11-25T09:00:00Z"})).unwrap_err().code, ErrorCode::Forbidden);
+    assert_eq!(
+        clock(json!({"actor": reviewer(), "now": "2026-11-25T09:00:00Z"}))
+            .unwrap_err()
+            .code,
+        ErrorCode::Forbidden
+    );
 }
 
 #[test]
 fn error_replies_follow_the_contract() {
-    let mut rejection = Rejection::from_reasons(vec![ErrorCode::SubscriptionNotActive, ErrorCode::SubscriptionIsCsp]);
+    let mut rejection = Rejection::from_reasons(vec![
+        ErrorCode::SubscriptionNotActive,
+        ErrorCode::SubscriptionIsCsp,
+    ]);
     rejection.current_version = Some(4);
     let reply = error_reply(&rejection);
     assert_eq!(reply["ok"], false);
     assert_eq!(reply["error"]["code"], "SUBSCRIPTION_IS_CSP");
-    assert_eq!(reply["error"]["reasons"], json!(["SUBSCRIPTION_IS_CSP", "SUBSCRIPTION_NOT_ACTIVE"]));
+    assert_eq!(
+        reply["error"]["reasons"],
+        json!(["SUBSCRIPTION_IS_CSP", "SUBSCRIPTION_NOT_ACTIVE"])
+    );
     assert_eq!(reply["error"]["current_version"], 4);
     assert!(!reply["error"]["message"].as_str().unwrap().is_empty());
 }

@@ -94,7 +94,10 @@ pub(crate) fn rate(events: u64, elapsed: Duration) -> String {
     if seconds <= 0.0 || events == 0 {
         return format!("{events} events in {seconds:.2} s");
     }
-    format!("{events} events in {seconds:.2} s ({:.0} events/s)", events as f64 / seconds)
+    format!(
+        "{events} events in {seconds:.2} s ({:.0} events/s)",
+        events as f64 / seconds
+    )
 }
 
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
@@ -156,7 +159,10 @@ pub(crate) fn install() {
 }
 
 fn clean_up_and_exit() -> ! {
-    let paths = CLEANUP.lock().map(|paths| paths.clone()).unwrap_or_default();
+    let paths = CLEANUP
+        .lock()
+        .map(|paths| paths.clone())
+        .unwrap_or_default();
     for path in paths {
         // A store being written to may gain files while it is removed: retry.
         for _ in 0..3 {

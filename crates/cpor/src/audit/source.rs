@@ -42,7 +42,12 @@ pub(crate) struct SourceArgs {
     #[arg(long, env = NATS_URL_ENV, value_name = "URL")]
     pub(crate) nats_url: Option<String>,
     /// The service's subject prefix; its stream is `{PREFIX}_EVENTS` upper-cased.
-    #[arg(long, env = "CPOR_PREFIX", default_value = "cpor", value_name = "PREFIX")]
+    #[arg(
+        long,
+        env = "CPOR_PREFIX",
+        default_value = "cpor",
+        value_name = "PREFIX"
+    )]
     pub(crate) prefix: String,
 }
 
@@ -50,7 +55,10 @@ pub(crate) struct SourceArgs {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum SourceSpec {
     DataDir(PathBuf),
-    Stream { nats_url: String, prefix: String },
+    Stream {
+        nats_url: String,
+        prefix: String,
+    },
     /// A file of CloudEvents JSON lines; `-` is stdin.
     File(PathBuf),
 }
@@ -129,9 +137,15 @@ pub(crate) struct Raw<'a> {
 
 /// A source of events in log order.
 pub(crate) enum EventSource {
-    DataDir { reader: LogReader, from: u64 },
+    DataDir {
+        reader: LogReader,
+        from: u64,
+    },
     Stream(Box<StreamSource>),
-    File { reader: Box<dyn BufRead>, name: String },
+    File {
+        reader: Box<dyn BufRead>,
+        name: String,
+    },
 }
 
 impl EventSource {
@@ -143,13 +157,16 @@ impl EventSource {
                 reader: open_data_dir(dir)?,
                 from: from.max(1),
             }),
-            SourceSpec::Stream { nats_url, prefix } => Ok(EventSource::Stream(Box::new(StreamSource::open(nats_url, prefix, from)?))),
+            SourceSpec::Stream { nats_url, prefix } => Ok(EventSource::Stream(Box::new(
+                StreamSource::open(nats_url, prefix, from)?,
+            ))),
             SourceSpec::File(path) if path.as_os_str() == "-" => Ok(EventSource::File {
                 reader: Box::new(BufReader::with_capacity(1 << 16, std::io::stdin())),
                 name: "stdin".into(),
             }),
             SourceSpec::File(path) => {
-                let file = std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+                let file = std::fs::File::open(path)
+                    .with_context(|| format!("cannot open {}", path.display()))?;
                 Ok(EventSource::File {
                     reader: Box::new(BufReader::with_capacity(1 << 16, file)),
                     name: path.display().to_string(),
@@ -170,9 +187,10 @@ impl EventSource {
     /// How many events the source expects to yield, when it knows.
     pub(crate) fn expected(&self) -> Option<u64> {
         match self {
-            EventSource::DataDir { reader, from } => {
-                reader.last_position().ok().map(|last| (last + 1).saturating_sub(*from))
-            }
+            EventSource::DataDir { reader, from } => reader
+                .last_position()
+                .ok()
+                .map(|last| (last + 1).saturating_sub(*from)),
             EventSource::Stream(s) => Some(s.expected()),
             EventSource::File { .. } => None,
         }
@@ -240,7 +258,10 @@ pub(crate) fn open_data_dir(dir: &Path) -> anyhow::Result<LogReader> {
         bail!("no data dir at {}", dir.display());
     }
     if !dir.join("conf").exists() && !dir.join("db").exists() {
-        bail!("{} is not a cpor data dir (no sled store in it)", dir.display());
+        bail!(
+            "{} is not a cpor data dir (no sled store in it)",
+            dir.display()
+        );
     }
     match LogReader::open(dir) {
         Ok(reader) => Ok(reader),
@@ -333,7 +354,10 @@ impl StreamSource {
         (self.last_sequence + 1).saturating_sub(self.start_sequence)
     }
 
-    fn for_each(&mut self, mut f: impl FnMut(Raw<'_>) -> anyhow::Result<ControlFlow<()>>) -> anyhow::Result<()> {
+    fn for_each(
+        &mut self,
+        mut f: impl FnMut(Raw<'_>) -> anyhow::Result<ControlFlow<()>>,
+    ) -> anyhow::Result<()> {
         let Some(messages) = self.messages.as_mut() else {
             return Ok(());
         };
@@ -345,7 +369,10 @@ impl StreamSource {
             let started = Instant::now();
             let message = loop {
                 progress::check()?;
-                match self.runtime.block_on(tokio::time::timeout(STREAM_POLL, messages.next())) {
+                match self
+                    .runtime
+                    .block_on(async { tokio::time::timeout(STREAM_POLL, messages.next()).await })
+                {
                     Ok(next) => break next,
                     Err(_) if started.elapsed() >= STREAM_STALL_TIMEOUT => bail!(
                         "the stream {} stopped delivering: no message for {} s before sequence {}",
@@ -357,7 +384,11 @@ impl StreamSource {
                 }
             };
             let message = match message {
-                None => bail!("the stream {} ended before sequence {}", self.stream_name, self.last_sequence),
+                None => bail!(
+                    "the stream {} ended before sequence {}",
+                    self.stream_name,
+                    self.last_sequence
+                ),
                 Some(Err(error)) => bail!("reading the stream {}: {error}", self.stream_name),
                 Some(Ok(message)) => message,
             };
@@ -403,7 +434,9 @@ pub(crate) fn event_position(bytes: &[u8]) -> Option<u64> {
     struct Head {
         position: u64,
     }
-    serde_json::from_slice::<Head>(bytes).ok().map(|h| h.position)
+    serde_json::from_slice::<Head>(bytes)
+        .ok()
+        .map(|h| h.position)
 }
 
 /// The `time` attribute of a CloudEvent, read without the rest.
@@ -450,9 +483,15 @@ mod tests {
             args(None, None).resolve(Some(Path::new("-"))).unwrap(),
             SourceSpec::File("-".into())
         );
-        let both = args(Some("d"), Some(url)).resolve(None).unwrap_err().to_string();
+        let both = args(Some("d"), Some(url))
+            .resolve(None)
+            .unwrap_err()
+            .to_string();
         assert!(both.contains("only one source"), "{both}");
-        let three = args(Some("d"), None).resolve(Some(Path::new("f"))).unwrap_err().to_string();
+        let three = args(Some("d"), None)
+            .resolve(Some(Path::new("f")))
+            .unwrap_err()
+            .to_string();
         assert!(three.contains("--input and --data-dir"), "{three}");
         if std::env::var_os(NATS_URL_ENV).is_none() {
             let none = args(None, None).resolve(None).unwrap_err().to_string();

@@ -44,7 +44,9 @@ enum AggregateKey {
 impl AggregateKey {
     fn of(kind: AggregateKind, id: &str) -> AggregateKey {
         match Uuid::parse_str(id) {
-            Ok(uuid) if uuid.hyphenated().to_string() == id => AggregateKey::Uuid(kind, uuid.as_u128()),
+            Ok(uuid) if uuid.hyphenated().to_string() == id => {
+                AggregateKey::Uuid(kind, uuid.as_u128())
+            }
             _ => AggregateKey::Other(kind, id.into()),
         }
     }
@@ -84,9 +86,18 @@ impl Verifier {
     /// Checks the next event. `stored_position` is where the source filed
     /// it (the data dir's key, a stream message's position), `line` the
     /// input line for files.
-    pub(crate) fn check(&mut self, bytes: &[u8], stored_position: Option<u64>, line: Option<u64>) -> Result<(), Failure> {
+    pub(crate) fn check(
+        &mut self,
+        bytes: &[u8],
+        stored_position: Option<u64>,
+        line: Option<u64>,
+    ) -> Result<(), Failure> {
         let expected = self.first_position.map(|_| self.last_position + 1);
-        let fail_at = |position: Option<u64>, what: String| Failure { position, line, what };
+        let fail_at = |position: Option<u64>, what: String| Failure {
+            position,
+            line,
+            what,
+        };
         let here = expected.or(stored_position);
 
         let value: Value = serde_json::from_slice(bytes).map_err(|e| {
@@ -98,20 +109,31 @@ impl Verifier {
             fail_at(here, what)
         })?;
         let Value::Object(attributes) = &value else {
-            return Err(fail_at(here, "unparsable line: a JSON value that is not a CloudEvent object".into()));
+            return Err(fail_at(
+                here,
+                "unparsable line: a JSON value that is not a CloudEvent object".into(),
+            ));
         };
         let position = attributes
             .get("position")
             .and_then(Value::as_u64)
             .filter(|p| *p >= 1)
-            .ok_or_else(|| fail_at(here, "no valid `position` attribute (a positive integer)".into()))?;
+            .ok_or_else(|| {
+                fail_at(
+                    here,
+                    "no valid `position` attribute (a positive integer)".into(),
+                )
+            })?;
 
         // Positions: gapless from the first one.
         if let Some(expected) = expected {
             if position > expected {
                 let missing = position - expected;
                 let what = if missing == 1 {
-                    format!("missing: the next event says position {position} (gap after position {})", self.last_position)
+                    format!(
+                        "missing: the next event says position {position} (gap after position {})",
+                        self.last_position
+                    )
                 } else {
                     format!(
                         "missing: the next event says position {position} (gap of {missing} events after position {})",
@@ -145,8 +167,12 @@ impl Verifier {
             .get("type")
             .and_then(Value::as_str)
             .ok_or_else(|| fail_at(at, "no `type` attribute".into()))?;
-        let kind = parse_type(type_name)
-            .ok_or_else(|| fail_at(at, format!("unknown type {type_name:?} (expected cpor.{{aggregate}}.{{event}})")))?;
+        let kind = parse_type(type_name).ok_or_else(|| {
+            fail_at(
+                at,
+                format!("unknown type {type_name:?} (expected cpor.{{aggregate}}.{{event}})"),
+            )
+        })?;
         let subject = attributes
             .get("subject")
             .and_then(Value::as_str)
@@ -156,7 +182,12 @@ impl Verifier {
             .get("streamversion")
             .and_then(Value::as_u64)
             .filter(|v| *v >= 1)
-            .ok_or_else(|| fail_at(at, "no valid `streamversion` attribute (a positive integer)".into()))?;
+            .ok_or_else(|| {
+                fail_at(
+                    at,
+                    "no valid `streamversion` attribute (a positive integer)".into(),
+                )
+            })?;
         let key = AggregateKey::of(kind, subject);
         let from_start = self.first_position.unwrap_or(position) == 1;
         match self.versions.get(&key) {
@@ -194,8 +225,13 @@ impl Verifier {
             .ok_or_else(|| fail_at(at, "no `hash` attribute".into()))?;
         let chained = self.first_position.is_some() || position == 1;
         if chained {
-            let previous = if self.first_position.is_some() { self.last_hash.as_str() } else { "" };
-            let recomputed = event_hash(previous, &value).map_err(|e| fail_at(at, format!("cannot hash the event: {e}")))?;
+            let previous = if self.first_position.is_some() {
+                self.last_hash.as_str()
+            } else {
+                ""
+            };
+            let recomputed = event_hash(previous, &value)
+                .map_err(|e| fail_at(at, format!("cannot hash the event: {e}")))?;
             if recomputed != stored_hash {
                 return Err(fail_at(
                     at,
@@ -205,12 +241,16 @@ impl Verifier {
                 ));
             }
         } else if !is_sha256_hex(stored_hash) {
-            return Err(fail_at(at, format!("hash {stored_hash:?} is not a lowercase hex SHA-256")));
+            return Err(fail_at(
+                at,
+                format!("hash {stored_hash:?} is not a lowercase hex SHA-256"),
+            ));
         }
 
         // The bytes the service wrote: RFC 8785 canonical JSON, nothing else.
         self.canonical.clear();
-        write_canonical_json(&value, &mut self.canonical).map_err(|e| fail_at(at, format!("no canonical form: {e}")))?;
+        write_canonical_json(&value, &mut self.canonical)
+            .map_err(|e| fail_at(at, format!("no canonical form: {e}")))?;
         if self.canonical.as_bytes() != bytes {
             return Err(fail_at(
                 at,
@@ -258,7 +298,10 @@ fn parse_type(type_name: &str) -> Option<AggregateKind> {
 }
 
 fn is_sha256_hex(text: &str) -> bool {
-    text.len() == 64 && text.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    text.len() == 64
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 impl Summary {
@@ -266,12 +309,21 @@ impl Summary {
     pub(crate) fn render(&self, source: &str) -> String {
         let mut out = String::new();
         let (Some(first), Some(last)) = (self.first_position, self.last_position) else {
-            out.push_str(&format!("OK: {source} holds no events: nothing to verify\n"));
+            out.push_str(&format!(
+                "OK: {source} holds no events: nothing to verify\n"
+            ));
             return out;
         };
         out.push_str(&format!("OK: {source}\n"));
-        out.push_str(&format!("  events:     {} (positions {first}..{last}, gapless)\n", self.events));
-        let kinds: Vec<String> = self.per_kind.iter().map(|(k, n)| format!("{k} {n}")).collect();
+        out.push_str(&format!(
+            "  events:     {} (positions {first}..{last}, gapless)\n",
+            self.events
+        ));
+        let kinds: Vec<String> = self
+            .per_kind
+            .iter()
+            .map(|(k, n)| format!("{k} {n}"))
+            .collect();
         out.push_str(&format!(
             "  aggregates: {} ({}), versions gapless\n",
             self.aggregates,
@@ -286,7 +338,10 @@ impl Summary {
         } else {
             out.push_str("  hash chain: intact from position 1\n");
         }
-        out.push_str(&format!("  last hash:  {}\n", self.last_hash.as_deref().unwrap_or("")));
+        out.push_str(&format!(
+            "  last hash:  {}\n",
+            self.last_hash.as_deref().unwrap_or("")
+        ));
         out
     }
 
@@ -314,7 +369,10 @@ mod tests {
     fn chain(n: u64) -> Vec<Vec<u8>> {
         let mut out = Vec::new();
         let mut previous = String::new();
-        let claims = ["11111111-1111-4111-8111-111111111111", "22222222-2222-4222-8222-222222222222"];
+        let claims = [
+            "11111111-1111-4111-8111-111111111111",
+            "22222222-2222-4222-8222-222222222222",
+        ];
         let mut versions = [0u64; 2];
         for position in 1..=n {
             let which = (position % 2) as usize;
@@ -351,7 +409,10 @@ mod tests {
     fn an_intact_chain_verifies() {
         let summary = run(&chain(6)).unwrap();
         assert_eq!(summary.events, 6);
-        assert_eq!((summary.first_position, summary.last_position), (Some(1), Some(6)));
+        assert_eq!(
+            (summary.first_position, summary.last_position),
+            (Some(1), Some(6))
+        );
         assert_eq!(summary.aggregates, 2);
         assert!(!summary.first_hash_trusted);
         assert!(summary.render("x").contains("intact from position 1"));
@@ -363,7 +424,11 @@ mod tests {
         let summary = run(&lines[2..]).unwrap();
         assert_eq!(summary.first_position, Some(3));
         assert!(summary.first_hash_trusted);
-        assert!(summary.render("x").contains("taken on trust"), "{}", summary.render("x"));
+        assert!(
+            summary.render("x").contains("taken on trust"),
+            "{}",
+            summary.render("x")
+        );
     }
 
     #[test]
@@ -378,7 +443,10 @@ mod tests {
         let lines = chain(6);
         // An edited value.
         let mut edited = lines.clone();
-        edited[3] = String::from_utf8(edited[3].clone()).unwrap().replace("event 4", "event X").into_bytes();
+        edited[3] = String::from_utf8(edited[3].clone())
+            .unwrap()
+            .replace("event 4", "event X")
+            .into_bytes();
         let failure = run(&edited).unwrap_err();
         assert_eq!(failure.position, Some(4));
         assert!(failure.what.contains("hash mismatch"), "{failure}");
@@ -407,7 +475,8 @@ mod tests {
         assert!(failure.what.contains("out of order"), "{failure}");
         // Reformatted but equal content.
         let mut spaced = lines.clone();
-        spaced[1] = serde_json::to_vec_pretty(&serde_json::from_slice::<Value>(&lines[1]).unwrap()).unwrap();
+        spaced[1] = serde_json::to_vec_pretty(&serde_json::from_slice::<Value>(&lines[1]).unwrap())
+            .unwrap();
         let failure = run(&spaced).unwrap_err();
         assert_eq!(failure.position, Some(2));
         assert!(failure.what.contains("canonical"), "{failure}");
