@@ -402,6 +402,9 @@ impl Writer {
     }
 
     async fn commit(&mut self, appender: cpor_log::Appender) -> Result<(), LogError> {
+        if appender.is_empty() {
+            return Ok(()); // only refusals and duplicates: nothing to write
+        }
         let head = self.log.commit(appender, &self.state)?;
         self.log.reader().flush().await?;
         self.positions.log.store(head.position, Ordering::SeqCst);
@@ -582,3 +585,6 @@ pub fn deadline_command_id(claim_id: Uuid, kind: DeadlineKind, due: Timestamp) -
     let name = format!("{kind_name}:{}", due.timestamp_millis());
     Uuid::new_v5(&claim_id, name.as_bytes())
 }
+
+#[cfg(test)]
+mod tests;

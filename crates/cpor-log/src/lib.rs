@@ -132,6 +132,7 @@ impl Log {
             batch: sled::Batch::default(),
             head: self.head.clone(),
             projection: projection::ProjectionWriter::default(),
+            dirty: false,
         }
     }
 
@@ -158,9 +159,15 @@ pub struct Appender {
     batch: sled::Batch,
     head: Head,
     projection: projection::ProjectionWriter,
+    /// Whether anything was added: an empty batch is not written.
+    dirty: bool,
 }
 
 impl Appender {
+    pub fn is_empty(&self) -> bool {
+        !self.dirty
+    }
+
     /// Folds one event into `state` and adds it to the batch: position,
     /// stream version, hash chain, stream index, projections.
     pub fn append(
@@ -173,6 +180,7 @@ impl Appender {
         index_in_command: u32,
     ) -> Result<u64, LogError> {
         let aggregate: AggregateId = event.data.aggregate();
+        self.dirty = true;
         self.projection.before(state, event);
         let stream_version = state
             .evolve(event, time)
@@ -202,11 +210,13 @@ impl Appender {
 
     pub fn record_command(&mut self, command_id: &Uuid, record: &CommandRecord) {
         let bytes = serde_json::to_vec(record).expect("command records serialize");
+        self.dirty = true;
         self.batch.insert(keys::command(command_id), bytes);
     }
 
     /// Stores a small operational value in the same atomic batch.
     pub fn set_meta_u64(&mut self, name: &str, value: u64) {
+        self.dirty = true;
         self.batch.insert(keys::meta(name), &value.to_be_bytes());
     }
 

@@ -13,6 +13,7 @@ use std::sync::Arc;
 use futures::StreamExt;
 use serde_json::{json, Value};
 use tokio::sync::Semaphore;
+use tracing::Instrument;
 
 use cpor_domain::error::{ErrorCode, Rejection};
 use cpor_domain::event::{AggregateId, AggregateKind};
@@ -132,8 +133,15 @@ impl Server {
                 fingerprint,
             } => {
                 let span = tracing::info_span!("command", command_id = %envelope.command_id, subject = tail);
-                let _guard = span.enter();
-                match self.engine.execute(envelope, fingerprint).await {
+                let outcome = self
+                    .engine
+                    .execute(envelope, fingerprint)
+                    .instrument(span.clone())
+                    .await;
+                if let Outcome::Rejected(rejection) = &outcome {
+                    span.in_scope(|| tracing::debug!(code = %rejection.code, "refused"));
+                }
+                match outcome {
                     Outcome::Accepted {
                         accepted,
                         duplicate,

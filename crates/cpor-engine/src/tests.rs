@@ -1,0 +1,318 @@
+//! The engine on a real sled directory: group commit, idempotency across
+//! and within batches, the manual clock and the scheduler, restarts.
+
+use std::sync::atomic::Ordering;
+
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use cpor_domain::command::{Command, CommandEnvelope, SubmitClaim, SubscriptionRecord};
+use cpor_domain::types::*;
+
+use super::*;
+
+fn at(text: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(text)
+        .unwrap()
+        .with_timezone(&Utc)
+}
+
+fn envelope(actor: Actor, command: Command) -> CommandEnvelope {
+    CommandEnvelope {
+        command_id: Uuid::new_v4(),
+        actor,
+        correlation_id: None,
+        expected_version: None,
+        command,
+    }
+}
+
+fn system() -> Actor {
+    Actor::System { id: "test".into() }
+}
+
+fn partner(id: &str) -> Actor {
+    Actor::Partner {
+        partner_id: id.into(),
+        user: None,
+        roles: vec!["incentives_admin".into()],
+    }
+}
+
+fn start(dir: &std::path::Path, clock: ClockMode) -> (Engine, tokio::task::JoinHandle<()>) {
+    Engine::start(Options {
+        data_dir: dir.to_path_buf(),
+        calendar: Calendar::default(),
+        clock,
+    })
+    .unwrap()
+}
+
+async fn accept(engine: &Engine, envelope: CommandEnvelope) -> Accepted {
+    match engine.execute(envelope, "print".into()).await {
+        Outcome::Accepted { accepted, .. } => accepted,
+        Outcome::Rejected(rejection) => panic!("refused: {rejection}"),
+    }
+}
+
+struct Reference {
+    tenant: Uuid,
+}
+
+async fn reference(engine: &Engine) -> Reference {
+    let tenant = Uuid::new_v4();
+    let subscription = Uuid::new_v4();
+    accept(
+        engine,
+        envelope(
+            system(),
+            Command::UpsertTenant {
+                tenant_id: tenant,
+                domains: vec!["contoso.com".into()],
+            },
+        ),
+    )
+    .await;
+    accept(
+        engine,
+        envelope(
+            system(),
+            Command::UpsertSubscription(SubscriptionRecord {
+                subscription_id: subscription,
+                tenant_id: tenant,
+                product: "dynamics_365_sales".into(),
+                solution_area: SolutionArea::BusinessApplications,
+                is_dynamics: true,
+                channel: Channel::WebDirect,
+                state: SubscriptionState::Active,
+            }),
+        ),
+    )
+    .await;
+    for p in 0..200 {
+        accept(
+            engine,
+            envelope(
+                system(),
+                Command::UpsertPartner {
+                    partner_id: format!("P-{p}"),
+                    mpns: vec![Mpn {
+                        mpn_id: "1".into(),
+                        incentive_enrolled: true,
+                    }],
+                },
+            ),
+        )
+        .await;
+    }
+    Reference { tenant }
+}
+
+fn submit(reference: &Reference, activity: Activity) -> Command {
+    Command::Submit(SubmitClaim {
+        claim_id: Uuid::new_v4(),
+        tenant_id: reference.tenant,
+        domain: "contoso.com".into(),
+        solution_area: SolutionArea::BusinessApplications,
+        activity,
+        product: "dynamics_365_sales".into(),
+        subscription_id: None,
+        mpn_id: "1".into(),
+        proof_of_execution: vec![],
+        note: None,
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_commands_are_group_committed_without_gaps() {
+    let dir = tempfile::tempdir().unwrap();
+    let (engine, writer) = start(dir.path(), ClockMode::Manual);
+    let reference = reference(&engine).await;
+    let before = engine.positions().log.load(Ordering::SeqCst);
+    // 200 partners submit at once on the same key: the first opens a
+    // case when the second arrives, the others join it.
+    let mut tasks = Vec::new();
+    for p in 0..200 {
+        let engine = engine.clone();
+        let command = submit(&reference, Activity::Usage);
+        tasks.push(tokio::spawn(async move {
+            engine
+                .execute(envelope(partner(&format!("P-{p}")), command), "x".into())
+                .await
+        }));
+    }
+    for task in tasks {
+        assert!(matches!(
+            task.await.unwrap(),
+            Outcome::Accepted {
+                duplicate: false,
+                ..
+            }
+        ));
+    }
+    let after = engine.positions().log.load(Ordering::SeqCst);
+    // 200 submitted, 1 opened + 2 notices, 198 × (joined + notice).
+    assert_eq!(after - before, 200 + 3 + 198 * 2);
+    let reader = engine.reader().clone();
+    drop(engine);
+    writer.await.unwrap();
+    let positions: Vec<u64> = reader.events_from(1).map(|e| e.unwrap().0).collect();
+    assert_eq!(positions, (1..=after).collect::<Vec<_>>());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repeats_are_answered_from_the_record_and_reuse_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (engine, _writer) = start(dir.path(), ClockMode::Manual);
+    let reference = reference(&engine).await;
+    let first = envelope(partner("P-1"), submit(&reference, Activity::Usage));
+    // Two copies in flight at once (likely the same batch) and one later.
+    let (a, b) = tokio::join!(
+        engine.execute(first.clone(), "body-1".into()),
+        engine.execute(first.clone(), "body-1".into())
+    );
+    let later = engine.execute(first.clone(), "body-1".into()).await;
+    let replies = [a, b, later];
+    let accepted: Vec<&Accepted> = replies
+        .iter()
+        .map(|o| match o {
+            Outcome::Accepted { accepted, .. } => accepted,
+            Outcome::Rejected(r) => panic!("{r}"),
+        })
+        .collect();
+    assert!(
+        accepted.iter().all(|a| *a == accepted[0]),
+        "every repeat has the first reply"
+    );
+    let duplicates = replies
+        .iter()
+        .filter(|o| {
+            matches!(
+                o,
+                Outcome::Accepted {
+                    duplicate: true,
+                    ..
+                }
+            )
+        })
+        .count();
+    assert_eq!(duplicates, 2);
+    match engine.execute(first, "body-2".into()).await {
+        Outcome::Rejected(r) => assert_eq!(r.code, ErrorCode::IdempotencyConflict),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusals_write_nothing_and_are_not_remembered() {
+    let dir = tempfile::tempdir().unwrap();
+    let (engine, _writer) = start(dir.path(), ClockMode::Manual);
+    let reference = reference(&engine).await;
+    let before = engine.positions().log.load(Ordering::SeqCst);
+    let mut bad = envelope(partner("P-1"), submit(&reference, Activity::Usage));
+    if let Command::Submit(s) = &mut bad.command {
+        s.domain = "fabrikam.com".into();
+    }
+    for _ in 0..2 {
+        match engine.execute(bad.clone(), "b".into()).await {
+            Outcome::Rejected(r) => assert_eq!(r.code, ErrorCode::DomainTenantMismatch),
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(engine.positions().log.load(Ordering::SeqCst), before);
+    assert_eq!(
+        engine.reader().command_record(&bad.command_id).unwrap(),
+        None
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_manual_clock_fires_deadlines_before_answering() {
+    let dir = tempfile::tempdir().unwrap();
+    let (engine, writer) = start(dir.path(), ClockMode::Manual);
+    engine.set_clock(at("2026-11-25T09:00:00Z")).await.unwrap();
+    let reference = reference(&engine).await;
+    let claim = accept(
+        &engine,
+        envelope(partner("P-1"), submit(&reference, Activity::Usage)),
+    )
+    .await
+    .claim_id
+    .unwrap();
+    engine.set_clock(at("2026-12-02T23:59:59Z")).await.unwrap();
+    let view = engine.reader().claim_view(&claim).unwrap().unwrap();
+    assert_eq!(view["overdue"], false);
+    engine.set_clock(at("2026-12-03T00:00:00Z")).await.unwrap();
+    let view = engine.reader().claim_view(&claim).unwrap().unwrap();
+    assert_eq!(
+        view["overdue"], true,
+        "the deadline fired before the clock reply"
+    );
+    assert_eq!(view["version"], 2);
+    // Time does not go backwards.
+    let refused = engine
+        .set_clock(at("2026-12-01T00:00:00Z"))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code, ErrorCode::InvalidCommand);
+
+    // The clock and the fired deadline survive a restart; nothing fires twice.
+    let position = engine.positions().log.load(Ordering::SeqCst);
+    drop(engine);
+    writer.await.unwrap();
+    let (engine, _writer) = start(dir.path(), ClockMode::Manual);
+    assert_eq!(
+        engine
+            .set_clock(at("2026-12-02T00:00:00Z"))
+            .await
+            .unwrap_err()
+            .code,
+        ErrorCode::InvalidCommand,
+        "the stored clock is the floor"
+    );
+    engine.set_clock(at("2026-12-20T00:00:00Z")).await.unwrap();
+    assert_eq!(engine.positions().log.load(Ordering::SeqCst), position);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wall_clock_service_refuses_clock_requests_and_fires_past_deadlines() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        // Written with a manual clock set in the past…
+        let (engine, writer) = start(dir.path(), ClockMode::Manual);
+        engine.set_clock(at("2020-01-01T09:00:00Z")).await.unwrap();
+        let reference = reference(&engine).await;
+        accept(
+            &engine,
+            envelope(partner("P-1"), submit(&reference, Activity::Usage)),
+        )
+        .await;
+        drop(engine);
+        writer.await.unwrap();
+    }
+    // …then served on the wall clock: the old review deadline is long past.
+    let (engine, _writer) = start(dir.path(), ClockMode::Wall);
+    assert_eq!(
+        engine
+            .set_clock(at("2030-01-01T00:00:00Z"))
+            .await
+            .unwrap_err()
+            .code,
+        ErrorCode::ClockNotManual
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let page = engine
+            .reader()
+            .list_claims(&Default::default(), None, 10)
+            .unwrap();
+        if page.claims[0]["overdue"] == true {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the past deadline never fired"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
