@@ -114,6 +114,7 @@ impl Command {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(schemars::JsonSchema)]
 pub struct SubscriptionRecord {
     pub subscription_id: Uuid,
     pub tenant_id: Uuid,

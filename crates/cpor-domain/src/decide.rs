@@ -551,7 +551,10 @@ fn subscription_checks(state: &State, submit: &SubmitClaim) -> Result<Vec<Uuid>,
             if submit.subscription_id.is_some() {
                 return Err(vec![ErrorCode::InvalidCommand]);
             }
-            let subs = of_product_on_tenant();
+            // Only the tenant's Microsoft 365 subscriptions back such a claim:
+            // naming a Dynamics product here must not skip the Dynamics rules.
+            let mut subs = of_product_on_tenant();
+            subs.retain(|s| s.solution_area == SolutionArea::Microsoft365);
             if subs.is_empty() {
                 return Err(vec![ErrorCode::ProductNotOnTenant]);
             }
@@ -826,6 +829,7 @@ fn upsert_subscription(state: &State, actor: &Actor, record: &SubscriptionRecord
                     .values()
                     .map(|s| &s.record)
                     .filter(|s| s.tenant_id == claim.tenant_id && s.product == claim.product)
+                    .filter(|s| s.solution_area == SolutionArea::Microsoft365)
                     .map(|s| s.subscription_id)
                     .any(|id| live(&id)),
             };

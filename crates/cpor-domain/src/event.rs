@@ -65,18 +65,21 @@ pub struct AggregateId {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(schemars::JsonSchema)]
 pub struct TenantUpserted {
     pub tenant_id: Uuid,
     pub domains: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(schemars::JsonSchema)]
 pub struct PartnerUpserted {
     pub partner_id: String,
     pub mpns: Vec<Mpn>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(schemars::JsonSchema)]
 pub struct ClaimSubmitted {
     pub claim_id: Uuid,
     pub partner_id: String,
@@ -95,11 +98,13 @@ pub struct ClaimSubmitted {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(schemars::JsonSchema)]
 pub struct ClaimRef {
     pub claim_id: Uuid,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(schemars::JsonSchema)]
 pub struct CommentAdded {
     pub claim_id: Uuid,
     pub text: String,
@@ -108,6 +113,7 @@ pub struct CommentAdded {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(schemars::JsonSchema)]
 pub struct PoeRequested {
     pub claim_id: Uuid,
     pub text: String,
@@ -115,6 +121,7 @@ pub struct PoeRequested {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(schemars::JsonSchema)]
 pub struct PoeSubmitted {
     pub claim_id: Uuid,
     pub proof_of_execution: Vec<PoeDocument>,
@@ -125,12 +132,14 @@ pub struct PoeSubmitted {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(schemars::JsonSchema)]
 pub struct Approved {
     pub claim_id: Uuid,
     pub text: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(schemars::JsonSchema)]
 pub struct Rejected {
     pub claim_id: Uuid,
     pub reason: String,
@@ -138,12 +147,14 @@ pub struct Rejected {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(schemars::JsonSchema)]
 pub struct Withdrawn {
     pub claim_id: Uuid,
     pub reason: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(schemars::JsonSchema)]
 pub struct Disputed {
     pub claim_id: Uuid,
     pub text: String,
@@ -152,6 +163,7 @@ pub struct Disputed {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(schemars::JsonSchema)]
 pub struct AssociationEnded {
     pub claim_id: Uuid,
     pub reason: String,
@@ -159,18 +171,21 @@ pub struct AssociationEnded {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(schemars::JsonSchema)]
 pub struct ReviewDeadlineMissed {
     pub claim_id: Uuid,
     pub review_due_at: Timestamp,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(schemars::JsonSchema)]
 pub struct PartnerResponseMissed {
     pub claim_id: Uuid,
     pub partner_response_due_at: Timestamp,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(schemars::JsonSchema)]
 pub struct ArbitrationOpened {
     pub case_id: Uuid,
     pub tenant_id: Uuid,
@@ -182,18 +197,21 @@ pub struct ArbitrationOpened {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(schemars::JsonSchema)]
 pub struct ArbitrationClaimJoined {
     pub case_id: Uuid,
     pub claim_id: Uuid,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(schemars::JsonSchema)]
 pub struct ArbitrationResolved {
     pub case_id: Uuid,
     pub winner_claim_id: Uuid,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(schemars::JsonSchema)]
 pub struct ArbitrationClosed {
     pub case_id: Uuid,
 }

@@ -37,6 +37,7 @@ mod rfc3339 {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(schemars::JsonSchema)]
 pub struct ClaimView {
     pub claim_id: Uuid,
     pub partner_id: String,
@@ -93,6 +94,7 @@ impl ClaimView {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(schemars::JsonSchema)]
 pub struct CaseView {
     pub case_id: Uuid,
     pub tenant_id: Uuid,
@@ -129,6 +131,7 @@ impl CaseView {
 /// reviewers and partners exchange through PoE requests, answers and
 /// disputes (the claim's comments are their only channel).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(schemars::JsonSchema)]
 pub struct CommentView {
     #[serde(serialize_with = "rfc3339::serialize")]
     pub at: Timestamp,

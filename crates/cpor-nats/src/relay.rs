@@ -106,6 +106,22 @@ impl Relay {
     pub async fn run(mut self, published: u64, mut stop: watch::Receiver<bool>) {
         let mut backoff = RELAY_BACKOFF_MIN;
         let mut published = published;
+        // The events up to `published` are in the stream, but a crash may
+        // have come between their acks and their claims' statuses (the
+        // stored position advances only after both): publish those again.
+        let stored = self.stored_position();
+        if stored < published {
+            tracing::info!(stored, published, "republishing the statuses of the claims of the last published events");
+            while let Err(error) = self.republish_statuses(stored, published).await {
+                tracing::warn!(%error, ?backoff, "republishing claim statuses failed; retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(RELAY_BACKOFF_MAX);
+            }
+            if let Err(error) = self.reader.put_meta_u64(META_PUBLISHED_POSITION, published) {
+                tracing::warn!(%error, "cannot store the published position");
+            }
+        }
+        backoff = RELAY_BACKOFF_MIN;
         self.positions.published.store(published, Ordering::SeqCst);
         loop {
             let durable = *self.committed.borrow_and_update();
@@ -234,12 +250,7 @@ impl Relay {
             let (aggregate, name) = head
                 .aggregate_and_name()
                 .ok_or("event type is not cpor.{aggregate}.{name}")?;
-            if aggregate == "claim" {
-                claims.insert(head.subject.clone());
-            }
-            for claim_id in head.claims_named() {
-                claims.insert(claim_id);
-            }
+            claims.extend(head.claims_touched());
             let subject = format!("{}.evt.{aggregate}.{}.{name}", self.prefix, head.subject);
             let publish = jetstream::message::PublishMessage::build()
                 .payload(bytes.into())
@@ -250,6 +261,43 @@ impl Relay {
         for ack in acks {
             ack.await?;
         }
+        self.publish_statuses(claims).await?;
+        Ok(last)
+    }
+
+    /// The published position stored after the last complete window.
+    fn stored_position(&self) -> u64 {
+        self.reader
+            .get_meta_u64(META_PUBLISHED_POSITION)
+            .ok()
+            .flatten()
+            .unwrap_or(0)
+    }
+
+    /// Publishes the current status of every claim that the events after
+    /// `from` up to `to` touched, a window of events at a time.
+    async fn republish_statuses(&self, from: u64, to: u64) -> Result<(), async_nats::Error> {
+        let mut from = from;
+        while from < to {
+            let mut claims = BTreeSet::new();
+            let mut last = to;
+            for entry in self.reader.events_from(from + 1).take(RELAY_WINDOW_EVENTS) {
+                let (position, bytes) = entry?;
+                if position > to {
+                    break;
+                }
+                let head: EventHead = serde_json::from_slice(&bytes)?;
+                claims.extend(head.claims_touched());
+                last = position;
+            }
+            self.publish_statuses(claims).await?;
+            from = last;
+        }
+        Ok(())
+    }
+
+    /// Publishes the current ClaimView of each claim and awaits the acks.
+    async fn publish_statuses(&self, claims: BTreeSet<String>) -> Result<(), async_nats::Error> {
         let mut status_acks = Vec::with_capacity(claims.len());
         for claim_id in claims {
             let Ok(id) = claim_id.parse::<uuid::Uuid>() else {
@@ -264,7 +312,7 @@ impl Relay {
         for ack in status_acks {
             ack.await?;
         }
-        Ok(last)
+        Ok(())
     }
 }
 
@@ -284,6 +332,16 @@ impl EventHead {
         let mut parts = self.type_name.splitn(3, '.');
         let _ = parts.next()?;
         Some((parts.next()?, parts.next()?))
+    }
+
+    /// Claims whose view the event changes: its own claim, and the claims
+    /// an arbitration event names.
+    fn claims_touched(&self) -> Vec<String> {
+        let mut ids = self.claims_named();
+        if self.type_name.split('.').nth(1) == Some("claim") {
+            ids.push(self.subject.clone());
+        }
+        ids
     }
 
     /// Claims an arbitration event changes the view of.

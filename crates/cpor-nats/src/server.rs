@@ -25,6 +25,9 @@ use crate::wire::{self, error_reply, Query, Request};
 /// Requests being handled at once; the next one waits for a permit (the
 /// NATS client buffers meanwhile, then drops as a slow consumer).
 pub const IN_FLIGHT_MAX: usize = 1_024;
+/// How long shutdown waits for NATS to confirm the unsubscribe (and so for
+/// the requests it delivered before) when it stops taking requests.
+pub const DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 /// Events returned by `claim.history`.
 pub const HISTORY_EVENTS_MAX: usize = 1_000;
 
@@ -84,8 +87,32 @@ impl Server {
                 drop(permit);
             });
         }
-        // Stop intake first, then let in-flight requests finish.
+        // Stop intake first: unsubscribe, and answer the requests NATS had
+        // delivered before the unsubscribe took effect (dropping them would
+        // leave their senders waiting for a timeout). Bounded, in case NATS
+        // is unreachable and never confirms.
+        let drain = async {
+            for subscription in subscriptions.iter_mut() {
+                let _ = subscription.drain().await;
+            }
+            while let Some(message) = subscriptions.next().await {
+                let permit = permits
+                    .clone()
+                    .acquire_owned()
+                    .await
+                    .expect("semaphore never closes");
+                let server = self.clone();
+                tokio::spawn(async move {
+                    server.handle(message).await;
+                    drop(permit);
+                });
+            }
+        };
+        if tokio::time::timeout(DRAIN_TIMEOUT, drain).await.is_err() {
+            tracing::warn!(?DRAIN_TIMEOUT, "unsubscribing took too long; requests still queued are dropped");
+        }
         drop(subscriptions);
+        // Then let in-flight requests finish.
         let _ = permits.acquire_many(IN_FLIGHT_MAX as u32).await;
         let _ = self.client.flush().await;
         tracing::info!("stopped taking requests; in-flight requests answered");

@@ -220,6 +220,7 @@ fn is_reason_code(text: &str) -> bool {
 macro_rules! command_dto {
     ($name:ident { $($field:ident : $ty:ty),* $(,)? }) => {
         #[derive(Deserialize)]
+        #[derive(schemars::JsonSchema)]
         #[serde(deny_unknown_fields)]
         struct $name {
             command_id: Uuid,
@@ -313,7 +314,7 @@ fn check_subject_actor(expected: SubjectActor<'_>, actor: &Actor) -> Result<(), 
             }
         }
         (SubjectActor::Customer(subject_tenant), Actor::Customer { tenant_id, .. }) => {
-            if subject_tenant == tenant_id.to_string() {
+            if Uuid::parse_str(subject_tenant).ok() == Some(*tenant_id) {
                 Ok(())
             } else {
                 Err(forbidden(
@@ -632,9 +633,11 @@ fn review_command(name: &str, body: Value) -> Result<CommandEnvelope, Rejection>
 }
 
 #[derive(Deserialize)]
+#[derive(schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct ClockDto {
     actor: Actor,
+    #[schemars(with = "Timestamp")]
     now: String,
 }
 
@@ -651,18 +654,25 @@ fn parse_clock(body: Value) -> Result<Request, Rejection> {
 }
 
 #[derive(Deserialize)]
+#[derive(schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct ClaimQueryDto {
     actor: Actor,
+    /// Accepted for tracing, like on commands; queries write nothing.
+    correlation_id: Option<String>,
     claim_id: Uuid,
 }
 
 #[derive(Deserialize)]
+#[derive(schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct ListDto {
     actor: Actor,
+    /// Accepted for tracing, like on commands; queries write nothing.
+    correlation_id: Option<String>,
     partner_id: Option<String>,
     tenant_id: Option<Uuid>,
+    #[schemars(with = "Option<ClaimStatus>")]
     status: Option<String>,
     overdue: Option<bool>,
     in_arbitration: Option<bool>,
@@ -671,16 +681,23 @@ struct ListDto {
 }
 
 #[derive(Deserialize)]
+#[derive(schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct CaseGetDto {
     actor: Actor,
+    /// Accepted for tracing, like on commands; queries write nothing.
+    correlation_id: Option<String>,
     case_id: Uuid,
 }
 
 #[derive(Deserialize)]
+#[derive(schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct CaseListDto {
     actor: Actor,
+    /// Accepted for tracing, like on commands; queries write nothing.
+    correlation_id: Option<String>,
+    #[schemars(with = "Option<cpor_domain::types::CaseStatus>")]
     status: Option<String>,
 }
 
@@ -699,6 +716,7 @@ fn parse_query(name: &str, body: Value) -> Result<Query, Rejection> {
     match name {
         "claim.get" | "claim.history" => {
             let d: ClaimQueryDto = decode(body)?;
+            check_correlation(&d.correlation_id)?;
             check_query_actor(&d.actor)?;
             Ok(if name == "claim.get" {
                 Query::ClaimGet {
@@ -714,6 +732,7 @@ fn parse_query(name: &str, body: Value) -> Result<Query, Rejection> {
         }
         "claims.list" => {
             let d: ListDto = decode(body)?;
+            check_correlation(&d.correlation_id)?;
             let status = match &d.status {
                 None => None,
                 Some(text) => Some(
@@ -779,6 +798,7 @@ fn parse_query(name: &str, body: Value) -> Result<Query, Rejection> {
         }
         "arbitration.get" => {
             let d: CaseGetDto = decode(body)?;
+            check_correlation(&d.correlation_id)?;
             check_case_actor(&d.actor)?;
             Ok(Query::CaseGet {
                 actor: d.actor,
@@ -787,6 +807,7 @@ fn parse_query(name: &str, body: Value) -> Result<Query, Rejection> {
         }
         "arbitration.list" => {
             let d: CaseListDto = decode(body)?;
+            check_correlation(&d.correlation_id)?;
             if let Some(status) = &d.status {
                 if status != "open" && status != "closed" {
                     return Err(invalid("status: must be open or closed"));
@@ -825,3 +846,6 @@ pub fn error_reply(rejection: &Rejection) -> Value {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod schema_docs;

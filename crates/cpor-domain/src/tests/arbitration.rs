@@ -8,8 +8,8 @@ use crate::command::{Command, SubmitClaim};
 use crate::decide::ARBITRATION_NOTICE;
 use crate::error::ErrorCode::*;
 use crate::event::{
-    ArbitrationClaimJoined, ArbitrationClosed, ArbitrationOpened, ArbitrationResolved, AssociationEnded, CommentAdded,
-    Event, EventData, Rejected,
+    ArbitrationClaimJoined, ArbitrationClosed, ArbitrationOpened, ArbitrationResolved,
+    AssociationEnded, CommentAdded, Event, EventData, Rejected,
 };
 use crate::types::{Activity, Actor, CaseStatus, ClaimStatus};
 
@@ -67,7 +67,10 @@ fn three_contenders() -> Given {
 }
 
 fn case_of(world: &World, claim: &str) -> crate::state::Case {
-    let case_id = world.claim(uid(claim)).arbitration_case_id.expect("in a case");
+    let case_id = world
+        .claim(uid(claim))
+        .arbitration_case_id
+        .expect("in a case");
     world.state.cases[&case_id].clone()
 }
 
@@ -77,17 +80,37 @@ fn a_second_partner_on_an_open_key_opens_a_case_over_both() {
         .history(|w| {
             w.sales("P-100", "c1");
         })
-        .when(partner("P-200"), Command::Submit(sales_claim("c2", "P-200")));
+        .when(
+            partner("P-200"),
+            Command::Submit(sales_claim("c2", "P-200")),
+        );
     let case_id = case_id_in(then.events());
     let submitted = then.events()[0].data.clone();
     let world = then
-        .then_data(&[submitted, opened(case_id, &["c1", "c2"], None), notice("c1"), notice("c2")])
-        .then_actors(&[partner("P-200"), Actor::service(), Actor::service(), Actor::service()])
+        .then_data(&[
+            submitted,
+            opened(case_id, &["c1", "c2"], None),
+            notice("c1"),
+            notice("c2"),
+        ])
+        .then_actors(&[
+            partner("P-200"),
+            Actor::service(),
+            Actor::service(),
+            Actor::service(),
+        ])
         .applied();
     let case = &world.state.cases[&case_id];
     assert_eq!(case.status, CaseStatus::Open);
     assert_eq!(case.claim_ids, [uid("c1"), uid("c2")]);
-    assert_eq!((case.incumbent_claim_id, case.winner_claim_id, case.closed_at), (None, None, None));
+    assert_eq!(
+        (
+            case.incumbent_claim_id,
+            case.winner_claim_id,
+            case.closed_at
+        ),
+        (None, None, None)
+    );
     for claim in ["c1", "c2"] {
         assert_eq!(world.claim(uid(claim)).arbitration_case_id, Some(case_id));
     }
@@ -98,7 +121,10 @@ fn a_second_partner_on_an_open_key_opens_a_case_over_both() {
 
 #[test]
 fn a_third_partner_joins_the_open_case_and_only_it_is_told() {
-    let then = two_contenders().when(partner("P-300"), Command::Submit(sales_claim("c3", "P-300")));
+    let then = two_contenders().when(
+        partner("P-300"),
+        Command::Submit(sales_claim("c3", "P-300")),
+    );
     let case_id = case_id_in(then.events());
     let submitted = then.events()[0].data.clone();
     let world = then
@@ -111,7 +137,10 @@ fn a_third_partner_joins_the_open_case_and_only_it_is_told() {
             notice("c3"),
         ])
         .applied();
-    assert_eq!(world.state.cases[&case_id].claim_ids, [uid("c1"), uid("c2"), uid("c3")]);
+    assert_eq!(
+        world.state.cases[&case_id].claim_ids,
+        [uid("c1"), uid("c2"), uid("c3")]
+    );
     assert_eq!(world.state.cases[&case_id].version, 2);
     assert_eq!(world.claim(uid("c1")).version, 2, "c1 is not told again");
 }
@@ -122,14 +151,25 @@ fn a_claim_on_a_key_held_by_an_approved_claim_opens_a_case_with_the_incumbent() 
         .history(|w| {
             w.sales_in("P-100", "c1", ClaimStatus::Approved);
         })
-        .when(partner("P-200"), Command::Submit(sales_claim("c2", "P-200")));
+        .when(
+            partner("P-200"),
+            Command::Submit(sales_claim("c2", "P-200")),
+        );
     let case_id = case_id_in(then.events());
     let submitted = then.events()[0].data.clone();
     let world = then
-        .then_data(&[submitted, opened(case_id, &["c1", "c2"], Some("c1")), notice("c1"), notice("c2")])
+        .then_data(&[
+            submitted,
+            opened(case_id, &["c1", "c2"], Some("c1")),
+            notice("c1"),
+            notice("c2"),
+        ])
         .applied();
     assert_eq!(world.status(uid("c1")), ClaimStatus::Approved);
-    assert_eq!(world.state.cases[&case_id].incumbent_claim_id, Some(uid("c1")));
+    assert_eq!(
+        world.state.cases[&case_id].incumbent_claim_id,
+        Some(uid("c1"))
+    );
 }
 
 #[test]
@@ -138,7 +178,9 @@ fn approving_one_contender_rejects_the_others_and_resolves_the_case() {
     let case_id = then.world().claim(uid("c2")).arbitration_case_id.unwrap();
     let world = then
         .then_data(&[
-            EventData::ReviewStarted(crate::event::ClaimRef { claim_id: uid("c2") }),
+            EventData::ReviewStarted(crate::event::ClaimRef {
+                claim_id: uid("c2"),
+            }),
             EventData::Approved(crate::event::Approved {
                 claim_id: uid("c2"),
                 text: None,
@@ -150,7 +192,13 @@ fn approving_one_contender_rejects_the_others_and_resolves_the_case() {
                 winner_claim_id: uid("c2"),
             }),
         ])
-        .then_actors(&[reviewer(), reviewer(), Actor::service(), Actor::service(), Actor::service()])
+        .then_actors(&[
+            reviewer(),
+            reviewer(),
+            Actor::service(),
+            Actor::service(),
+            Actor::service(),
+        ])
         .applied();
     let case = &world.state.cases[&case_id];
     assert_eq!(case.status, CaseStatus::Closed);
@@ -190,7 +238,10 @@ fn approving_a_challenger_supersedes_the_incumbent() {
     assert_eq!(ended.actor, Actor::service());
     assert_eq!(world.claim(uid("c1")).status, ClaimStatus::Ended);
     assert_eq!(world.claim(uid("c1")).reason.as_deref(), Some("SUPERSEDED"));
-    assert_eq!(world.claim(uid("c2")).reason.as_deref(), Some("LOST_ARBITRATION"));
+    assert_eq!(
+        world.claim(uid("c2")).reason.as_deref(),
+        Some("LOST_ARBITRATION")
+    );
 }
 
 #[test]
@@ -217,7 +268,11 @@ fn a_case_left_with_one_contender_closes_without_a_winner() {
             "reviewer rejects",
             reviewer(),
             cmd::reject(uid("c2")),
-            vec!["claim.review_started", "claim.rejected", "arbitration.closed"],
+            vec![
+                "claim.review_started",
+                "claim.rejected",
+                "arbitration.closed",
+            ],
         ),
         (
             "partner withdraws",
@@ -236,11 +291,19 @@ fn a_case_left_with_one_contender_closes_without_a_winner() {
         let then = two_contenders().when(actor, command).then_events(&expected);
         let case_id = then.world().claim(uid("c2")).arbitration_case_id.unwrap();
         let closed = then.events().last().unwrap().clone();
-        assert_eq!(closed.data, EventData::ArbitrationClosed(ArbitrationClosed { case_id }), "{what}");
+        assert_eq!(
+            closed.data,
+            EventData::ArbitrationClosed(ArbitrationClosed { case_id }),
+            "{what}"
+        );
         assert_eq!(closed.actor, Actor::service());
         let world = then.applied();
         let case = &world.state.cases[&case_id];
-        assert_eq!((case.status, case.winner_claim_id), (CaseStatus::Closed, None), "{what}");
+        assert_eq!(
+            (case.status, case.winner_claim_id),
+            (CaseStatus::Closed, None),
+            "{what}"
+        );
         // The remaining claim goes on as a normal claim.
         assert_eq!(world.status(uid("c1")), ClaimStatus::Submitted);
         assert_eq!(world.state.keys.values().find_map(|k| k.open_case), None);
@@ -292,7 +355,12 @@ fn a_disputed_claim_that_lost_reenters_the_competition() {
     assert_ne!(case_id, old_case);
     let disputed = then.events()[0].data.clone();
     let world = then
-        .then_data(&[disputed, opened(case_id, &["c1", "c2"], Some("c1")), notice("c1"), notice("c2")])
+        .then_data(&[
+            disputed,
+            opened(case_id, &["c1", "c2"], Some("c1")),
+            notice("c1"),
+            notice("c2"),
+        ])
         .applied();
     assert_eq!(world.claim(uid("c2")).arbitration_case_id, Some(case_id));
     assert_eq!(world.claim(uid("c1")).arbitration_case_id, Some(case_id));
@@ -305,12 +373,22 @@ fn a_disputed_claim_joins_the_open_case_of_its_key() {
             w.review(cmd::reject(uid("c3")));
         })
         .when(partner("P-300"), cmd::dispute(uid("c3")))
-        .then_events(&["claim.disputed", "arbitration.claim_joined", "claim.comment_added"]);
+        .then_events(&[
+            "claim.disputed",
+            "arbitration.claim_joined",
+            "claim.comment_added",
+        ]);
     let case_id = case_id_in(then.events());
     let world = then.applied();
     // It was in the case already: it is listed once.
-    assert_eq!(world.state.cases[&case_id].claim_ids, [uid("c1"), uid("c2"), uid("c3")]);
-    assert_eq!(world.state.contenders(&world.state.cases[&case_id]).len(), 3);
+    assert_eq!(
+        world.state.cases[&case_id].claim_ids,
+        [uid("c1"), uid("c2"), uid("c3")]
+    );
+    assert_eq!(
+        world.state.contenders(&world.state.cases[&case_id]).len(),
+        3
+    );
 }
 
 #[test]
@@ -330,7 +408,10 @@ fn a_partner_never_competes_with_itself() {
         .history(|w| {
             w.sales_in("P-100", "c1", ClaimStatus::Rejected);
         })
-        .when(partner("P-100"), Command::Submit(sales_claim("c2", "P-100")))
+        .when(
+            partner("P-100"),
+            Command::Submit(sales_claim("c2", "P-100")),
+        )
         .then_events(&["claim.submitted"]);
     // Disputing while its newer claim is open would make it compete with
     // itself: that is SUBSCRIPTION_ALREADY_CLAIMED.
@@ -347,10 +428,18 @@ fn a_partner_never_competes_with_itself() {
             w.sales_in("P-100", "c1", ClaimStatus::Rejected);
             w.sales("P-100", "c2");
         })
-        .when(partner("P-200"), Command::Submit(sales_claim("c3", "P-200")));
+        .when(
+            partner("P-200"),
+            Command::Submit(sales_claim("c3", "P-200")),
+        );
     let case_id = case_id_in(then.events());
     let submitted = then.events()[0].data.clone();
-    then.then_data(&[submitted, opened(case_id, &["c2", "c3"], None), notice("c2"), notice("c3")]);
+    then.then_data(&[
+        submitted,
+        opened(case_id, &["c2", "c3"], None),
+        notice("c2"),
+        notice("c3"),
+    ]);
 }
 
 #[test]
@@ -388,12 +477,19 @@ fn claims_on_other_keys_do_not_compete() {
         assert_eq!(names(then.events()), ["claim.submitted"], "{what}");
     }
     // Claims that are no longer contenders do not compete either.
-    for status in [ClaimStatus::Rejected, ClaimStatus::Withdrawn, ClaimStatus::Ended] {
+    for status in [
+        ClaimStatus::Rejected,
+        ClaimStatus::Withdrawn,
+        ClaimStatus::Ended,
+    ] {
         Given::standard()
             .history(|w| {
                 w.sales_in("P-100", "c1", status);
             })
-            .when(partner("P-200"), Command::Submit(sales_claim("c2", "P-200")))
+            .when(
+                partner("P-200"),
+                Command::Submit(sales_claim("c2", "P-200")),
+            )
             .then_events(&["claim.submitted"]);
     }
 }
@@ -405,7 +501,12 @@ fn microsoft_365_claims_compete_on_their_product() {
             w.submit_as("P-100", m365_claim("c1", "P-100"));
         })
         .when(partner("P-200"), Command::Submit(m365_claim("c2", "P-200")))
-        .then_events(&["claim.submitted", "arbitration.opened", "claim.comment_added", "claim.comment_added"]);
+        .then_events(&[
+            "claim.submitted",
+            "arbitration.opened",
+            "claim.comment_added",
+            "claim.comment_added",
+        ]);
     let EventData::ArbitrationOpened(opened) = &then.events()[1].data else {
         panic!("no case")
     };
@@ -425,8 +526,43 @@ fn a_case_is_opened_once_per_key_at_a_time_and_cases_are_numbered_in_order() {
     cases.sort_by_key(|c| c.seq);
     assert_eq!(cases.len(), 2);
     assert_eq!(cases[0].claim_ids, [uid("c1"), uid("c2")]);
-    assert_eq!((cases[0].status, cases[0].winner_claim_id), (CaseStatus::Closed, None));
+    assert_eq!(
+        (cases[0].status, cases[0].winner_claim_id),
+        (CaseStatus::Closed, None)
+    );
     assert_eq!(cases[1].claim_ids, [uid("c1"), uid("c3")]);
     assert_eq!(cases[1].winner_claim_id, Some(uid("c3")));
     assert!(cases[0].opened_at <= cases[1].opened_at);
+}
+
+/// The contract keeps a PoE request running until it is answered or
+/// missed; a case that closes meanwhile does not withdraw it. So the
+/// incumbent, still approved after its challenger left, keeps its
+/// `partner_response_due_at`, may still answer, and a miss writes only
+/// `partner_response_missed`.
+#[test]
+fn a_poe_request_to_the_incumbent_outlives_its_case() {
+    let mut w = World::standard();
+    w.sales_in("P-100", "c1", ClaimStatus::Approved);
+    w.sales("P-200", "c2");
+    w.review(cmd::request_poe(uid("c1")));
+    w.review(cmd::reject(uid("c2")));
+    let case = case_of(&w, "c1");
+    assert_eq!(case.status, CaseStatus::Closed);
+    assert_eq!(
+        case.winner_claim_id, None,
+        "the incumbent keeps the key without a new winner"
+    );
+    let due = w
+        .claim(uid("c1"))
+        .partner_response_due_at
+        .expect("still asked");
+
+    let mut answered = w.clone();
+    answered.by("P-100", cmd::submit_poe(uid("c1")));
+    assert_eq!(answered.claim(uid("c1")).partner_response_due_at, None);
+
+    w.set_now(due);
+    assert_eq!(w.fire_due(), ["claim.partner_response_missed"]);
+    assert_eq!(w.status(uid("c1")), ClaimStatus::Approved);
 }

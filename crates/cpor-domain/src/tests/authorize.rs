@@ -45,8 +45,16 @@ fn every_command() -> Vec<(&'static str, Command, &'static [ActorKind])> {
             },
             &[System],
         ),
-        ("partner.submit", Command::Submit(sales_claim("c1", "P-100")), &[Partner]),
-        ("partner.comment / review.comment", cmd::comment(c), &[Partner, Reviewer]),
+        (
+            "partner.submit",
+            Command::Submit(sales_claim("c1", "P-100")),
+            &[Partner],
+        ),
+        (
+            "partner.comment / review.comment",
+            cmd::comment(c),
+            &[Partner, Reviewer],
+        ),
         ("partner.submit_poe", cmd::submit_poe(c), &[Partner]),
         ("partner.withdraw", cmd::withdraw(c), &[Partner]),
         ("partner.dispute", cmd::dispute(c), &[Partner]),
@@ -69,19 +77,43 @@ fn every_command() -> Vec<(&'static str, Command, &'static [ActorKind])> {
 fn every_actor() -> Vec<(&'static str, Actor, Option<ActorKind>)> {
     use ActorKind::*;
     vec![
-        ("partner incentives_admin", partner_with_roles("P-100", &["incentives_admin"]), Some(Partner)),
-        ("partner global_admin", partner_with_roles("P-100", &["global_admin"]), Some(Partner)),
-        ("partner billing_admin", partner_with_roles("P-100", &["billing_admin"]), Some(Partner)),
+        (
+            "partner incentives_admin",
+            partner_with_roles("P-100", &["incentives_admin"]),
+            Some(Partner),
+        ),
+        (
+            "partner global_admin",
+            partner_with_roles("P-100", &["global_admin"]),
+            Some(Partner),
+        ),
+        (
+            "partner billing_admin",
+            partner_with_roles("P-100", &["billing_admin"]),
+            Some(Partner),
+        ),
         (
             "partner with an extra unknown role",
             partner_with_roles("P-100", &["sales_agent", "billing_admin"]),
             Some(Partner),
         ),
-        ("partner without roles", partner_with_roles("P-100", &[]), None),
-        ("partner sales_agent", partner_with_roles("P-100", &["sales_agent"]), None),
+        (
+            "partner without roles",
+            partner_with_roles("P-100", &[]),
+            None,
+        ),
+        (
+            "partner sales_agent",
+            partner_with_roles("P-100", &["sales_agent"]),
+            None,
+        ),
         // Role strings are compared as the contract spells them: another
         // spelling is "another role string" and grants nothing.
-        ("partner Incentives_Admin", partner_with_roles("P-100", &["Incentives_Admin"]), None),
+        (
+            "partner Incentives_Admin",
+            partner_with_roles("P-100", &["Incentives_Admin"]),
+            None,
+        ),
         ("reviewer", reviewer(), Some(Reviewer)),
         ("customer", customer("t1"), Some(Customer)),
         ("system", system(), Some(System)),
@@ -104,9 +136,16 @@ fn every_command_is_allowed_exactly_to_its_actor_types() {
             match authorize(&envelope) {
                 Ok(()) => assert!(expected_ok, "{actor_name} may not send {command_name}"),
                 Err(rejection) => {
-                    assert!(!expected_ok, "{actor_name} may send {command_name}: {rejection:?}");
+                    assert!(
+                        !expected_ok,
+                        "{actor_name} may send {command_name}: {rejection:?}"
+                    );
                     assert_well_formed(&rejection);
-                    assert_eq!(rejection.reasons, [ErrorCode::Forbidden], "{actor_name} / {command_name}");
+                    assert_eq!(
+                        rejection.reasons,
+                        [ErrorCode::Forbidden],
+                        "{actor_name} / {command_name}"
+                    );
                 }
             }
             checked += 1;
@@ -118,7 +157,10 @@ fn every_command_is_allowed_exactly_to_its_actor_types() {
 #[test]
 fn a_partner_without_an_allowed_role_is_told_which_roles_work() {
     Given::standard()
-        .when(partner_with_roles("P-100", &["sales_agent"]), Command::Submit(sales_claim("c1", "P-100")))
+        .when(
+            partner_with_roles("P-100", &["sales_agent"]),
+            Command::Submit(sales_claim("c1", "P-100")),
+        )
         .then_error(ErrorCode::Forbidden)
         .then_reasons(&[ErrorCode::Forbidden]);
     let envelope = CommandEnvelope {
@@ -129,7 +171,11 @@ fn a_partner_without_an_allowed_role_is_told_which_roles_work() {
         command: cmd::withdraw(uid("c1")),
     };
     let rejection = authorize(&envelope).unwrap_err();
-    assert!(rejection.message.contains("Incentives admin"), "{}", rejection.message);
+    assert!(
+        rejection.message.contains("Incentives admin"),
+        "{}",
+        rejection.message
+    );
 }
 
 /// FORBIDDEN comes before any state-dependent code: a partner without a

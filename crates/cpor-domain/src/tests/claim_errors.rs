@@ -65,13 +65,22 @@ fn every_command_in_every_status_is_allowed_or_invalid_transition() {
                 .when(actor, command);
             if allowed_in(name, status) {
                 allowed_count += 1;
-                assert!(!then.events().is_empty(), "{name} in {status:?} writes something");
+                assert!(
+                    !then.events().is_empty(),
+                    "{name} in {status:?} writes something"
+                );
                 then.applied();
             } else {
                 let rejection = then.rejection();
-                assert_eq!(rejection.reasons, [InvalidTransition], "{name} in {status:?}");
+                assert_eq!(
+                    rejection.reasons,
+                    [InvalidTransition],
+                    "{name} in {status:?}"
+                );
                 assert!(
-                    rejection.message.contains(&status.as_str().replace('_', " ")),
+                    rejection
+                        .message
+                        .contains(&status.as_str().replace('_', " ")),
                     "the message names the status: {}",
                     rejection.message
                 );
@@ -92,8 +101,16 @@ fn unknown_claims_and_claims_the_actor_may_not_see_are_not_found() {
     }
     for (name, actor, command) in claim_commands(c1) {
         match actor {
-            Actor::Partner { .. } => cases.push((format!("{name} on another partner's claim"), partner("P-200"), command)),
-            Actor::Customer { .. } => cases.push((format!("{name} by a customer of another tenant"), customer("t2"), command)),
+            Actor::Partner { .. } => cases.push((
+                format!("{name} on another partner's claim"),
+                partner("P-200"),
+                command,
+            )),
+            Actor::Customer { .. } => cases.push((
+                format!("{name} by a customer of another tenant"),
+                customer("t2"),
+                command,
+            )),
             _ => {}
         }
     }
@@ -160,7 +177,10 @@ fn reviewers_and_the_tenants_customers_see_every_claim_of_theirs() {
     for (actor, command) in [
         (reviewer(), cmd::comment(uid("c1"))),
         (customer("t1"), cmd::decline(uid("c1"))),
-        (partner_with_roles("P-100", &["global_admin"]), cmd::comment(uid("c1"))),
+        (
+            partner_with_roles("P-100", &["global_admin"]),
+            cmd::comment(uid("c1")),
+        ),
     ] {
         Given::standard()
             .history(|w| {

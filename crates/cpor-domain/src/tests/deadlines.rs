@@ -18,7 +18,10 @@ fn review_missed(claim: &str) -> Then {
             w.sales("P-100", claim);
         })
         .at(DUE)
-        .when(scheduler(), cmd::deadline(uid(claim), DeadlineKind::Review, time(DUE)))
+        .when(
+            scheduler(),
+            cmd::deadline(uid(claim), DeadlineKind::Review, time(DUE)),
+        )
 }
 
 #[test]
@@ -32,16 +35,28 @@ fn a_missed_review_deadline_makes_the_claim_overdue_and_keeps_it_open() {
         .applied();
     let claim = world.claim(uid("c1"));
     assert!(claim.overdue);
-    assert_eq!(claim.review_due_at, Some(time(DUE)), "review_due_at stays set once missed");
+    assert_eq!(
+        claim.review_due_at,
+        Some(time(DUE)),
+        "review_due_at stays set once missed"
+    );
     assert_eq!(claim.status, ClaimStatus::Submitted, "the claim stays open");
     assert_eq!(claim.version, 2);
-    assert_eq!(claim.watched_deadlines().count(), 0, "a missed deadline is no longer watched");
+    assert_eq!(
+        claim.watched_deadlines().count(),
+        0,
+        "a missed deadline is no longer watched"
+    );
     assert!(world.state.deadlines.is_empty());
 }
 
 #[test]
 fn the_next_reviewer_action_meets_a_missed_deadline_late() {
-    for command in [cmd::comment(uid("c1")), cmd::start(uid("c1")), cmd::request_poe(uid("c1"))] {
+    for command in [
+        cmd::comment(uid("c1")),
+        cmd::start(uid("c1")),
+        cmd::request_poe(uid("c1")),
+    ] {
         let world = Given::from(review_missed("c1").applied())
             .at("2026-12-04T09:00:00Z")
             .when(reviewer(), command)
@@ -60,13 +75,16 @@ fn a_deadline_that_has_not_passed_writes_nothing() {
             w.sales("P-100", "c1");
         })
         .at("2026-12-02T23:59:59Z")
-        .when(scheduler(), cmd::deadline(uid("c1"), DeadlineKind::Review, time(DUE)))
+        .when(
+            scheduler(),
+            cmd::deadline(uid("c1"), DeadlineKind::Review, time(DUE)),
+        )
         .then_no_events();
 }
 
 #[test]
 fn a_deadline_that_was_met_replaced_or_already_fired_writes_nothing() {
-    let cases: Vec<(&str, Box<dyn Fn(&mut World)>, DeadlineKind, &str)> = vec![
+    let cases: Vec<(&str, Step, DeadlineKind, &str)> = vec![
         (
             "review met by start",
             Box::new(|w| {
@@ -79,13 +97,26 @@ fn a_deadline_that_was_met_replaced_or_already_fired_writes_nothing() {
             "review already missed",
             Box::new(|w| {
                 w.at(DUE);
-                w.exec(scheduler(), cmd::deadline(uid("c1"), DeadlineKind::Review, time(DUE)));
+                w.exec(
+                    scheduler(),
+                    cmd::deadline(uid("c1"), DeadlineKind::Review, time(DUE)),
+                );
             }),
             DeadlineKind::Review,
             DUE,
         ),
-        ("another due time than the claim's", Box::new(|_| {}), DeadlineKind::Review, "2026-12-01T00:00:00Z"),
-        ("no PoE was requested", Box::new(|_| {}), DeadlineKind::PartnerResponse, DUE),
+        (
+            "another due time than the claim's",
+            Box::new(|_| {}),
+            DeadlineKind::Review,
+            "2026-12-01T00:00:00Z",
+        ),
+        (
+            "no PoE was requested",
+            Box::new(|_| {}),
+            DeadlineKind::PartnerResponse,
+            DUE,
+        ),
         (
             "PoE answered",
             Box::new(|w| {
@@ -120,7 +151,11 @@ fn a_deadline_that_was_met_replaced_or_already_fired_writes_nothing() {
             })
             .at("2026-12-10T00:00:00Z")
             .when(scheduler(), cmd::deadline(uid("c1"), kind, time(due)));
-        assert!(then.events().is_empty(), "{what}: {:?}", names(then.events()));
+        assert!(
+            then.events().is_empty(),
+            "{what}: {:?}",
+            names(then.events())
+        );
     }
 }
 
@@ -131,7 +166,10 @@ fn an_unanswered_poe_request_rejects_the_claim() {
             w.sales_in("P-100", "c1", ClaimStatus::PartnerActionRequired);
         })
         .at(DUE)
-        .when(scheduler(), cmd::deadline(uid("c1"), DeadlineKind::PartnerResponse, time(DUE)))
+        .when(
+            scheduler(),
+            cmd::deadline(uid("c1"), DeadlineKind::PartnerResponse, time(DUE)),
+        )
         .then_data(&[
             EventData::PartnerResponseMissed(PartnerResponseMissed {
                 claim_id: uid("c1"),
@@ -161,7 +199,10 @@ fn an_approved_incumbent_that_does_not_answer_stays_approved() {
             w.review(cmd::request_poe(uid("c1")));
         })
         .at(DUE)
-        .when(scheduler(), cmd::deadline(uid("c1"), DeadlineKind::PartnerResponse, time(DUE)))
+        .when(
+            scheduler(),
+            cmd::deadline(uid("c1"), DeadlineKind::PartnerResponse, time(DUE)),
+        )
         .then_events(&["claim.partner_response_missed"])
         .applied();
     let claim = world.claim(uid("c1"));
@@ -179,7 +220,11 @@ fn the_watched_deadlines_follow_every_step() {
     let mut w = World::standard();
     let watched = |w: &World| -> Vec<(Timestamp, DeadlineKind)> {
         let all: Vec<_> = w.state.deadlines.iter().map(|(t, _, k)| (*t, *k)).collect();
-        let of_claim: Vec<_> = w.claim(c1).watched_deadlines().map(|(t, _, k)| (t, k)).collect();
+        let of_claim: Vec<_> = w
+            .claim(c1)
+            .watched_deadlines()
+            .map(|(t, _, k)| (t, k))
+            .collect();
         assert_eq!(all, of_claim);
         all
     };
@@ -192,11 +237,17 @@ fn the_watched_deadlines_follow_every_step() {
     assert_eq!(watched(&w), []);
 
     w.review(cmd::request_poe(c1));
-    assert_eq!(watched(&w), [(time("2026-12-04T00:00:00Z"), DeadlineKind::PartnerResponse)]);
+    assert_eq!(
+        watched(&w),
+        [(time("2026-12-04T00:00:00Z"), DeadlineKind::PartnerResponse)]
+    );
 
     w.at("2026-11-30T12:00:00Z");
     w.by("P-100", cmd::submit_poe(c1));
-    assert_eq!(watched(&w), [(time("2026-12-08T00:00:00Z"), DeadlineKind::Review)]);
+    assert_eq!(
+        watched(&w),
+        [(time("2026-12-08T00:00:00Z"), DeadlineKind::Review)]
+    );
 
     // The answer's review deadline can be missed too.
     w.at("2026-12-08T00:00:00Z");
@@ -227,7 +278,12 @@ fn the_scheduler_fires_what_is_due_in_due_order() {
     w.at("2026-12-04T00:00:00Z");
     assert_eq!(
         w.fire_due(),
-        ["claim.review_deadline_missed", "claim.partner_response_missed", "claim.rejected", "arbitration.closed"]
+        [
+            "claim.review_deadline_missed",
+            "claim.partner_response_missed",
+            "claim.rejected",
+            "arbitration.closed"
+        ]
     );
     assert_eq!(w.status(uid("c1")), ClaimStatus::Submitted);
     assert_eq!(w.status(uid("c2")), ClaimStatus::Rejected);
@@ -239,17 +295,29 @@ fn the_scheduler_fires_what_is_due_in_due_order() {
 fn deadlines_use_the_configured_calendar() {
     // Thursday 2026-11-26 is a holiday: Fri 27, Mon 30, Tue 1, Wed 2, Thu 3.
     let mut w = World::empty();
-    w.calendar = Calendar::new("UTC", &["sat".to_string(), "sun".to_string()], &["2026-11-26".to_string()]).unwrap();
+    w.calendar = Calendar::new(
+        "UTC",
+        &["sat".to_string(), "sun".to_string()],
+        &["2026-11-26".to_string()],
+    )
+    .unwrap();
     w.apply(&standard_events());
     w.sales("P-100", "c1");
-    assert_eq!(w.claim(uid("c1")).review_due_at, Some(time("2026-12-04T00:00:00Z")));
+    assert_eq!(
+        w.claim(uid("c1")).review_due_at,
+        Some(time("2026-12-04T00:00:00Z"))
+    );
 
     // Paris: the deadline ends at local midnight, 23:00 UTC in winter.
     let mut w = World::empty();
-    w.calendar = Calendar::new("Europe/Paris", &["sat".to_string(), "sun".to_string()], &[]).unwrap();
+    w.calendar =
+        Calendar::new("Europe/Paris", &["sat".to_string(), "sun".to_string()], &[]).unwrap();
     w.apply(&standard_events());
     w.sales("P-100", "c1");
-    assert_eq!(w.claim(uid("c1")).review_due_at, Some(time("2026-12-02T23:00:00Z")));
+    assert_eq!(
+        w.claim(uid("c1")).review_due_at,
+        Some(time("2026-12-02T23:00:00Z"))
+    );
 }
 
 #[test]
@@ -263,6 +331,10 @@ fn a_dispute_starts_a_new_review_deadline() {
         .applied();
     assert_eq!(
         world.state.deadlines.iter().copied().collect::<Vec<_>>(),
-        [(time("2026-12-08T00:00:00Z"), uid("c1"), DeadlineKind::Review)]
+        [(
+            time("2026-12-08T00:00:00Z"),
+            uid("c1"),
+            DeadlineKind::Review
+        )]
     );
 }

@@ -147,23 +147,66 @@ pub(crate) fn standard_events() -> Vec<Event> {
     use Channel::*;
     use SubscriptionState::*;
     let subs = [
-        ("s_sales", "t1", "dynamics_365_sales", true, VolumeLicensing, Active),
-        ("s_cs_grace", "t1", "dynamics_365_customer_service", true, WebDirect, InGrace),
+        (
+            "s_sales",
+            "t1",
+            "dynamics_365_sales",
+            true,
+            VolumeLicensing,
+            Active,
+        ),
+        (
+            "s_cs_grace",
+            "t1",
+            "dynamics_365_customer_service",
+            true,
+            WebDirect,
+            InGrace,
+        ),
         ("s_csp", "t1", "dynamics_365_finance", true, Csp, Active),
-        ("s_pending", "t1", "dynamics_365_field_service", true, VolumeLicensing, PendingProvisioning),
-        ("s_expired", "t1", "dynamics_365_marketing", true, VolumeLicensing, Expired),
+        (
+            "s_pending",
+            "t1",
+            "dynamics_365_field_service",
+            true,
+            VolumeLicensing,
+            PendingProvisioning,
+        ),
+        (
+            "s_expired",
+            "t1",
+            "dynamics_365_marketing",
+            true,
+            VolumeLicensing,
+            Expired,
+        ),
         ("s_powerbi", "t1", "power_bi_pro", false, WebDirect, Active),
         ("s_m365", "t1", "microsoft_365_e5", false, Csp, Active),
-        ("s_t2_sales", "t2", "dynamics_365_sales", true, VolumeLicensing, Active),
+        (
+            "s_t2_sales",
+            "t2",
+            "dynamics_365_sales",
+            true,
+            VolumeLicensing,
+            Active,
+        ),
     ];
     let mut events = vec![
         tenant_upserted("t1", &["contoso.onmicrosoft.com", "contoso.com"]),
         tenant_upserted("t2", &["fabrikam.onmicrosoft.com"]),
     ];
-    events.extend(subs.into_iter().map(|(name, tenant, product, dynamics, channel, state)| {
-        subscription_upserted(subscription(name, tenant, product, dynamics, channel, state))
-    }));
-    events.push(partner_upserted("P-100", &[("4412001", true), ("4412002", false)]));
+    events.extend(
+        subs.into_iter()
+            .map(|(name, tenant, product, dynamics, channel, state)| {
+                subscription_upserted(subscription(
+                    name, tenant, product, dynamics, channel, state,
+                ))
+            }),
+    );
+    events.push(partner_upserted(
+        "P-100",
+        &[("4412001", true), ("4412002", false)],
+    ));
     events.push(partner_upserted("P-200", &[("5500001", true)]));
     events.push(partner_upserted("P-300", &[("6600001", true)]));
     events
@@ -385,7 +428,11 @@ impl World {
                 .state
                 .evolve(event, self.now)
                 .unwrap_or_else(|e| panic!("evolve refused {event:?}: {e}"));
-            assert_eq!(version, before + 1, "version of {aggregate:?} after {event:?}");
+            assert_eq!(
+                version,
+                before + 1,
+                "version of {aggregate:?} after {event:?}"
+            );
             assert_eq!(self.state.version_of(&aggregate), version);
             self.log.push((event.clone(), self.now));
         }
@@ -394,7 +441,11 @@ impl World {
     }
 
     /// Decides and, when accepted, applies.
-    pub(crate) fn try_exec(&mut self, actor: Actor, command: Command) -> Result<Decision, Rejection> {
+    pub(crate) fn try_exec(
+        &mut self,
+        actor: Actor,
+        command: Command,
+    ) -> Result<Decision, Rejection> {
         let envelope = self.envelope(actor, command, None);
         let decision = self.decide(&envelope)?;
         self.apply(&decision.events);
@@ -521,6 +572,9 @@ impl World {
     }
 }
 
+/// A history step kept in a table of cases.
+pub(crate) type Step = Box<dyn Fn(&mut World)>;
+
 // ------------------------------------------------------- given/when/then
 
 pub(crate) struct Given {
@@ -563,11 +617,19 @@ impl Given {
         self.when_versioned(actor, command, None)
     }
 
-    pub(crate) fn when_versioned(mut self, actor: Actor, command: Command, expected_version: Option<u64>) -> Then {
+    pub(crate) fn when_versioned(
+        mut self,
+        actor: Actor,
+        command: Command,
+        expected_version: Option<u64>,
+    ) -> Then {
         let envelope = self.world.envelope(actor, command, expected_version);
         let state_before = self.world.state.clone();
         let result = self.world.decide(&envelope);
-        assert_eq!(self.world.state, state_before, "deciding never changes the state");
+        assert_eq!(
+            self.world.state, state_before,
+            "deciding never changes the state"
+        );
         Then {
             world: self.world,
             envelope,
@@ -594,7 +656,10 @@ impl Then {
     pub(crate) fn decision(&self) -> &Decision {
         match &self.result {
             Ok(decision) => decision,
-            Err(rejection) => panic!("expected acceptance of {:?}, got {rejection:?}", self.envelope),
+            Err(rejection) => panic!(
+                "expected acceptance of {:?}, got {rejection:?}",
+                self.envelope
+            ),
         }
     }
 
@@ -621,7 +686,12 @@ impl Then {
     /// The event names, as `aggregate.name`, in order.
     #[track_caller]
     pub(crate) fn then_events(self, expected: &[&str]) -> Then {
-        assert_eq!(names(self.events()), expected, "events of {:?}", self.envelope.command);
+        assert_eq!(
+            names(self.events()),
+            expected,
+            "events of {:?}",
+            self.envelope.command
+        );
         self
     }
 
@@ -657,14 +727,24 @@ impl Then {
     /// The reply's `code`.
     #[track_caller]
     pub(crate) fn then_error(self, code: ErrorCode) -> Then {
-        assert_eq!(self.rejection().code, code, "code of {:?}", self.envelope.command);
+        assert_eq!(
+            self.rejection().code,
+            code,
+            "code of {:?}",
+            self.envelope.command
+        );
         self
     }
 
     /// The reply's `reasons`: every broken rule in precedence order.
     #[track_caller]
     pub(crate) fn then_reasons(self, expected: &[ErrorCode]) -> Then {
-        assert_eq!(self.rejection().reasons, expected, "reasons of {:?}", self.envelope.command);
+        assert_eq!(
+            self.rejection().reasons,
+            expected,
+            "reasons of {:?}",
+            self.envelope.command
+        );
         self
     }
 
@@ -691,11 +771,17 @@ impl Then {
 #[track_caller]
 pub(crate) fn assert_well_formed(rejection: &Rejection) {
     assert!(!rejection.reasons.is_empty(), "a refusal names its reasons");
-    assert_eq!(rejection.code, rejection.reasons[0], "code is the first reason");
+    assert_eq!(
+        rejection.code, rejection.reasons[0],
+        "code is the first reason"
+    );
     let mut sorted = rejection.reasons.clone();
     sorted.sort();
     sorted.dedup();
-    assert_eq!(sorted, rejection.reasons, "reasons in precedence order, without repeats");
+    assert_eq!(
+        sorted, rejection.reasons,
+        "reasons in precedence order, without repeats"
+    );
     assert!(!rejection.message.is_empty(), "a refusal says why in words");
     assert_eq!(
         rejection.current_version.is_some(),
@@ -713,10 +799,16 @@ pub(crate) fn invariant_violations(state: &State) -> Vec<String> {
     let mut fail = |text: String| found.push(text);
 
     // The scheduler's index is exactly the claims' watched deadlines.
-    let watched: BTreeSet<(Timestamp, Uuid, DeadlineKind)> =
-        state.claims.values().flat_map(Claim::watched_deadlines).collect();
+    let watched: BTreeSet<(Timestamp, Uuid, DeadlineKind)> = state
+        .claims
+        .values()
+        .flat_map(Claim::watched_deadlines)
+        .collect();
     if watched != state.deadlines {
-        fail(format!("deadline index {:?} != watched {:?}", state.deadlines, watched));
+        fail(format!(
+            "deadline index {:?} != watched {:?}",
+            state.deadlines, watched
+        ));
     }
 
     for claim in state.claims.values() {
@@ -746,7 +838,10 @@ pub(crate) fn invariant_violations(state: &State) -> Vec<String> {
         // always the case in `partner_action_required` and may be the case
         // for an approved incumbent.
         if claim.partner_response_due_at.is_some()
-            && !matches!(status, ClaimStatus::PartnerActionRequired | ClaimStatus::Approved)
+            && !matches!(
+                status,
+                ClaimStatus::PartnerActionRequired | ClaimStatus::Approved
+            )
         {
             fail(format!("{id}: partner_response_due_at set in {status:?}"));
         }
@@ -757,7 +852,9 @@ pub(crate) fn invariant_violations(state: &State) -> Vec<String> {
             .watched_deadlines()
             .any(|(_, _, kind)| kind == DeadlineKind::PartnerResponse);
         if response_watched != claim.partner_response_due_at.is_some() {
-            fail(format!("{id}: partner response watched = {response_watched}"));
+            fail(format!(
+                "{id}: partner response watched = {response_watched}"
+            ));
         }
         // Decisions.
         match status {
@@ -796,8 +893,15 @@ pub(crate) fn invariant_violations(state: &State) -> Vec<String> {
     }
 
     for (key, entry) in &state.keys {
-        let claims: Vec<&Claim> = entry.claim_ids.iter().filter_map(|id| state.claims.get(id)).collect();
-        let approved = claims.iter().filter(|c| c.status == ClaimStatus::Approved).count();
+        let claims: Vec<&Claim> = entry
+            .claim_ids
+            .iter()
+            .filter_map(|id| state.claims.get(id))
+            .collect();
+        let approved = claims
+            .iter()
+            .filter(|c| c.status == ClaimStatus::Approved)
+            .count();
         if approved > 1 {
             fail(format!("{key:?}: {approved} approved claims"));
         }
@@ -810,14 +914,25 @@ pub(crate) fn invariant_violations(state: &State) -> Vec<String> {
         match entry.open_case.and_then(|id| state.cases.get(&id)) {
             Some(case) => {
                 if case.status != CaseStatus::Open || !key_of_case_is(case, key) {
-                    fail(format!("{key:?}: open_case {} is not an open case of the key", case.case_id));
+                    fail(format!(
+                        "{key:?}: open_case {} is not an open case of the key",
+                        case.case_id
+                    ));
                 }
                 if contenders.len() < 2 {
-                    fail(format!("{key:?}: open case with {} contenders", contenders.len()));
+                    fail(format!(
+                        "{key:?}: open case with {} contenders",
+                        contenders.len()
+                    ));
                 }
                 for c in &contenders {
-                    if !case.claim_ids.contains(&c.claim_id) || c.arbitration_case_id != Some(case.case_id) {
-                        fail(format!("{key:?}: contender {} outside the open case", c.claim_id));
+                    if !case.claim_ids.contains(&c.claim_id)
+                        || c.arbitration_case_id != Some(case.case_id)
+                    {
+                        fail(format!(
+                            "{key:?}: contender {} outside the open case",
+                            c.claim_id
+                        ));
                     }
                 }
             }
@@ -826,7 +941,10 @@ pub(crate) fn invariant_violations(state: &State) -> Vec<String> {
                     fail(format!("{key:?}: open_case names no case"));
                 }
                 if contenders.len() > 1 {
-                    fail(format!("{key:?}: {} contenders and no open case", contenders.len()));
+                    fail(format!(
+                        "{key:?}: {} contenders and no open case",
+                        contenders.len()
+                    ));
                 }
             }
         }
@@ -847,7 +965,10 @@ pub(crate) fn invariant_violations(state: &State) -> Vec<String> {
             CaseStatus::Open => {
                 *open_cases_by_key.entry(key.clone()).or_default() += 1;
                 if state.keys.get(&key).and_then(|k| k.open_case) != Some(case.case_id) {
-                    fail(format!("case {}: open but not its key's open case", case.case_id));
+                    fail(format!(
+                        "case {}: open but not its key's open case",
+                        case.case_id
+                    ));
                 }
                 if case.closed_at.is_some() || case.winner_claim_id.is_some() {
                     fail(format!("case {}: open with an outcome", case.case_id));
@@ -859,7 +980,10 @@ pub(crate) fn invariant_violations(state: &State) -> Vec<String> {
                 }
                 if let Some(winner) = case.winner_claim_id {
                     if !case.claim_ids.contains(&winner) {
-                        fail(format!("case {}: the winner is not a contender", case.case_id));
+                        fail(format!(
+                            "case {}: the winner is not a contender",
+                            case.case_id
+                        ));
                     }
                 }
             }
@@ -870,7 +994,9 @@ pub(crate) fn invariant_violations(state: &State) -> Vec<String> {
             fail(format!("{key:?}: {n} open cases"));
         }
     }
-    if state.claim_count != state.claims.len() as u64 || state.case_count != state.cases.len() as u64 {
+    if state.claim_count != state.claims.len() as u64
+        || state.case_count != state.cases.len() as u64
+    {
         fail("claim or case counters out of step".to_string());
     }
     found

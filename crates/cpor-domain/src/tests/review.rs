@@ -8,7 +8,11 @@ use crate::event::{ClaimRef, CommentAdded, EventData, PoeRequested, PoeSubmitted
 use crate::types::{ClaimStatus, DeadlineKind};
 
 /// Each reviewer action and the events it writes itself.
-fn reviewer_actions() -> Vec<(&'static str, crate::command::Command, &'static [&'static str])> {
+fn reviewer_actions() -> Vec<(
+    &'static str,
+    crate::command::Command,
+    &'static [&'static str],
+)> {
     let c = uid("c1");
     vec![
         ("start", cmd::start(c), &[]),
@@ -34,10 +38,17 @@ fn a_reviewer_action_on_a_submitted_claim_writes_review_started_first() {
             .applied();
         let claim = world.claim(uid("c1"));
         assert_ne!(claim.status, ClaimStatus::Submitted, "{name}");
-        assert_eq!(claim.review_due_at, None, "{name} meets the review deadline");
+        assert_eq!(
+            claim.review_due_at, None,
+            "{name} meets the review deadline"
+        );
         assert!(!claim.overdue);
         assert!(
-            !world.state.deadlines.iter().any(|(_, _, kind)| *kind == DeadlineKind::Review),
+            !world
+                .state
+                .deadlines
+                .iter()
+                .any(|(_, _, kind)| *kind == DeadlineKind::Review),
             "{name}: no review deadline watched"
         );
     }
@@ -49,7 +60,11 @@ fn on_a_claim_under_review_only_the_actions_own_event_is_written() {
         // `start` on a claim under review writes review_started again: its
         // own event, which also meets a review deadline running after a PoE
         // answer.
-        let expected: &[&str] = if name == "start" { &["claim.review_started"] } else { own };
+        let expected: &[&str] = if name == "start" {
+            &["claim.review_started"]
+        } else {
+            own
+        };
         Given::standard()
             .history(|w| {
                 w.sales_in("P-100", "c1", ClaimStatus::UnderReview);
@@ -67,7 +82,9 @@ fn start_moves_submitted_to_under_review() {
             w.sales("P-100", "c1");
         })
         .when(reviewer(), cmd::start(uid("c1")))
-        .then_data(&[EventData::ReviewStarted(ClaimRef { claim_id: uid("c1") })])
+        .then_data(&[EventData::ReviewStarted(ClaimRef {
+            claim_id: uid("c1"),
+        })])
         .then_actors(&[reviewer()])
         .applied();
     assert_eq!(world.status(uid("c1")), ClaimStatus::UnderReview);
@@ -85,8 +102,14 @@ fn partner_actions_are_not_reviews() {
             .applied();
         let claim = world.claim(uid("c1"));
         assert_eq!(claim.status, ClaimStatus::Submitted);
-        assert_eq!(claim.review_due_at, Some(time("2026-12-03T00:00:00Z")), "the deadline still runs");
-        assert!(!world.history_of(uid("c1")).contains(&"claim.review_started".to_string()));
+        assert_eq!(
+            claim.review_due_at,
+            Some(time("2026-12-03T00:00:00Z")),
+            "the deadline still runs"
+        );
+        assert!(!world
+            .history_of(uid("c1"))
+            .contains(&"claim.review_started".to_string()));
     }
 }
 
@@ -122,11 +145,21 @@ fn request_poe_gives_the_partner_five_business_days() {
         .applied();
     let claim = world.claim(uid("c1"));
     assert_eq!(claim.status, ClaimStatus::PartnerActionRequired);
-    assert_eq!(claim.partner_response_due_at, Some(time("2026-12-05T00:00:00Z")));
-    assert_eq!(claim.review_due_at, None, "the request met the review deadline");
+    assert_eq!(
+        claim.partner_response_due_at,
+        Some(time("2026-12-05T00:00:00Z"))
+    );
+    assert_eq!(
+        claim.review_due_at, None,
+        "the request met the review deadline"
+    );
     assert_eq!(
         world.state.deadlines.iter().copied().collect::<Vec<_>>(),
-        [(time("2026-12-05T00:00:00Z"), uid("c1"), DeadlineKind::PartnerResponse)]
+        [(
+            time("2026-12-05T00:00:00Z"),
+            uid("c1"),
+            DeadlineKind::PartnerResponse
+        )]
     );
 }
 
@@ -153,7 +186,11 @@ fn a_poe_answer_returns_the_claim_to_review_with_a_new_deadline() {
     assert_eq!(claim.partner_response_due_at, None);
     assert_eq!(
         world.state.deadlines.iter().copied().collect::<Vec<_>>(),
-        [(time("2026-12-08T00:00:00Z"), uid("c1"), DeadlineKind::Review)]
+        [(
+            time("2026-12-08T00:00:00Z"),
+            uid("c1"),
+            DeadlineKind::Review
+        )]
     );
 }
 
@@ -187,7 +224,10 @@ fn poe_added_to_an_approved_claim_starts_no_deadline() {
     let world = then.applied();
     let claim = world.claim(uid("c1"));
     assert_eq!(claim.status, ClaimStatus::Approved);
-    assert_eq!((claim.review_due_at, claim.partner_response_due_at), (None, None));
+    assert_eq!(
+        (claim.review_due_at, claim.partner_response_due_at),
+        (None, None)
+    );
     assert!(world.state.deadlines.is_empty());
 }
 
@@ -207,12 +247,20 @@ fn the_approved_incumbent_of_an_open_case_can_be_asked_for_poe() {
         .then_events(&["claim.poe_requested"])
         .applied();
     let claim = world.claim(uid("c1"));
-    assert_eq!(claim.status, ClaimStatus::Approved, "the incumbent stays approved");
-    assert_eq!(claim.partner_response_due_at, Some(time("2026-12-04T00:00:00Z")));
-    assert!(world
-        .state
-        .deadlines
-        .contains(&(time("2026-12-04T00:00:00Z"), uid("c1"), DeadlineKind::PartnerResponse)));
+    assert_eq!(
+        claim.status,
+        ClaimStatus::Approved,
+        "the incumbent stays approved"
+    );
+    assert_eq!(
+        claim.partner_response_due_at,
+        Some(time("2026-12-04T00:00:00Z"))
+    );
+    assert!(world.state.deadlines.contains(&(
+        time("2026-12-04T00:00:00Z"),
+        uid("c1"),
+        DeadlineKind::PartnerResponse
+    )));
 
     // It answers with submit_poe, staying approved, with no review deadline.
     let world = Given::from(world)
@@ -221,7 +269,10 @@ fn the_approved_incumbent_of_an_open_case_can_be_asked_for_poe() {
         .applied();
     let claim = world.claim(uid("c1"));
     assert_eq!(claim.status, ClaimStatus::Approved);
-    assert_eq!((claim.review_due_at, claim.partner_response_due_at), (None, None));
+    assert_eq!(
+        (claim.review_due_at, claim.partner_response_due_at),
+        (None, None)
+    );
 }
 
 #[test]
@@ -263,7 +314,12 @@ fn the_claim_in_partner_action_required_cannot_be_asked_again() {
 
 #[test]
 fn a_reviewer_comment_on_a_closed_claim_is_only_a_comment() {
-    for status in [ClaimStatus::Approved, ClaimStatus::Rejected, ClaimStatus::Withdrawn, ClaimStatus::Ended] {
+    for status in [
+        ClaimStatus::Approved,
+        ClaimStatus::Rejected,
+        ClaimStatus::Withdrawn,
+        ClaimStatus::Ended,
+    ] {
         let world = Given::standard()
             .history(|w| {
                 w.sales_in("P-100", "c1", status);

@@ -15,24 +15,84 @@ fn extra_subscriptions() -> Vec<Event> {
     use SubscriptionState::*;
     let subs = [
         // A disabled Dynamics subscription.
-        ("s_disabled", "dynamics_365_project_operations", true, VolumeLicensing, Disabled),
+        (
+            "s_disabled",
+            "dynamics_365_project_operations",
+            true,
+            VolumeLicensing,
+            Disabled,
+        ),
         // CSP and expired at once (the contract's reply example).
-        ("s_csp_expired", "dynamics_365_supply_chain", true, Csp, Expired),
+        (
+            "s_csp_expired",
+            "dynamics_365_supply_chain",
+            true,
+            Csp,
+            Expired,
+        ),
         // A product with three subscriptions of which two pass.
-        ("s_com_a", "dynamics_365_commerce", true, VolumeLicensing, Active),
+        (
+            "s_com_a",
+            "dynamics_365_commerce",
+            true,
+            VolumeLicensing,
+            Active,
+        ),
         ("s_com_b", "dynamics_365_commerce", true, Csp, Active),
         ("s_com_c", "dynamics_365_commerce", true, WebDirect, InGrace),
         // A product with three subscriptions of which none passes.
         ("s_guides_csp", "dynamics_365_guides", true, Csp, Active),
-        ("s_guides_pending", "dynamics_365_guides", true, VolumeLicensing, PendingProvisioning),
-        ("s_guides_nd", "dynamics_365_guides", false, WebDirect, Expired),
+        (
+            "s_guides_pending",
+            "dynamics_365_guides",
+            true,
+            VolumeLicensing,
+            PendingProvisioning,
+        ),
+        (
+            "s_guides_nd",
+            "dynamics_365_guides",
+            false,
+            WebDirect,
+            Expired,
+        ),
         // Microsoft 365 products in each situation.
-        ("s_e3_pending", "microsoft_365_e3", false, Csp, PendingProvisioning),
-        ("s_f3_expired", "microsoft_365_f3", false, WebDirect, Expired),
-        ("s_bp_disabled", "microsoft_365_business_premium", false, VolumeLicensing, Disabled),
-        ("s_apps_pending", "microsoft_365_apps", false, Csp, PendingProvisioning),
+        (
+            "s_e3_pending",
+            "microsoft_365_e3",
+            false,
+            Csp,
+            PendingProvisioning,
+        ),
+        (
+            "s_f3_expired",
+            "microsoft_365_f3",
+            false,
+            WebDirect,
+            Expired,
+        ),
+        (
+            "s_bp_disabled",
+            "microsoft_365_business_premium",
+            false,
+            VolumeLicensing,
+            Disabled,
+        ),
+        (
+            "s_apps_pending",
+            "microsoft_365_apps",
+            false,
+            Csp,
+            PendingProvisioning,
+        ),
         ("s_apps_expired", "microsoft_365_apps", false, Csp, Expired),
-        ("s_f1_expired", "microsoft_365_f1", false, VolumeLicensing, Expired),
+        (
+            "s_f1_expired",
+            "microsoft_365_f1",
+            false,
+            VolumeLicensing,
+            Expired,
+        ),
         ("s_f1_grace", "microsoft_365_f1", false, WebDirect, InGrace),
     ];
     subs.into_iter()
@@ -71,7 +131,10 @@ fn m365(product: &str) -> SubmitClaim {
 #[test]
 fn an_accepted_claim_records_everything_the_reply_and_the_views_need() {
     let then = Given::standard()
-        .when(partner("P-100"), Command::Submit(sales_claim("c1", "P-100")))
+        .when(
+            partner("P-100"),
+            Command::Submit(sales_claim("c1", "P-100")),
+        )
         .then_data(&[EventData::ClaimSubmitted(ClaimSubmitted {
             claim_id: uid("c1"),
             partner_id: "P-100".to_string(),
@@ -99,7 +162,11 @@ fn an_accepted_claim_records_everything_the_reply_and_the_views_need() {
     assert_eq!(claim.arbitration_case_id, None);
     assert_eq!(
         world.state.deadlines.iter().copied().collect::<Vec<_>>(),
-        [(time("2026-12-03T00:00:00Z"), uid("c1"), DeadlineKind::Review)]
+        [(
+            time("2026-12-03T00:00:00Z"),
+            uid("c1"),
+            DeadlineKind::Review
+        )]
     );
 }
 
@@ -107,13 +174,23 @@ fn an_accepted_claim_records_everything_the_reply_and_the_views_need() {
 /// 2026-12-03T00:00:00Z.
 #[test]
 fn the_review_deadline_is_five_business_days_after_the_submission_day() {
-    for at in ["2026-11-25T00:00:00Z", "2026-11-25T09:00:00Z", "2026-11-25T23:59:59Z"] {
-        let then = Given::from(World::standard_at(at))
-            .when(partner("P-100"), Command::Submit(sales_claim("c1", "P-100")));
+    for at in [
+        "2026-11-25T00:00:00Z",
+        "2026-11-25T09:00:00Z",
+        "2026-11-25T23:59:59Z",
+    ] {
+        let then = Given::from(World::standard_at(at)).when(
+            partner("P-100"),
+            Command::Submit(sales_claim("c1", "P-100")),
+        );
         let EventData::ClaimSubmitted(submitted) = &then.events()[0].data else {
             panic!("not a submission")
         };
-        assert_eq!(submitted.review_due_at, time("2026-12-03T00:00:00Z"), "submitted at {at}");
+        assert_eq!(
+            submitted.review_due_at,
+            time("2026-12-03T00:00:00Z"),
+            "submitted at {at}"
+        );
     }
 }
 
@@ -191,7 +268,12 @@ fn each_broken_rule_is_a_reason_in_precedence_order() {
             },
             &[ActivityNotAllowed],
         ),
-        ("unknown partner", "P-999", claim_on("dynamics_365_sales"), &[PartnerUnknown]),
+        (
+            "unknown partner",
+            "P-999",
+            claim_on("dynamics_365_sales"),
+            &[PartnerUnknown],
+        ),
         (
             "another partner's MPN",
             "P-100",
@@ -243,15 +325,30 @@ fn each_broken_rule_is_a_reason_in_precedence_order() {
             with_subscription("dynamics_365_sales", "s_cs_grace"),
             &[ProductNotOnTenant],
         ),
-        ("a non-Dynamics product", "P-100", claim_on("power_bi_pro"), &[SubscriptionNotDynamics]),
+        (
+            "a non-Dynamics product",
+            "P-100",
+            claim_on("power_bi_pro"),
+            &[SubscriptionNotDynamics],
+        ),
         (
             "a non-Dynamics subscription",
             "P-100",
             with_subscription("power_bi_pro", "s_powerbi"),
             &[SubscriptionNotDynamics],
         ),
-        ("a CSP product", "P-100", claim_on("dynamics_365_finance"), &[SubscriptionIsCsp]),
-        ("a CSP subscription", "P-100", with_subscription("dynamics_365_finance", "s_csp"), &[SubscriptionIsCsp]),
+        (
+            "a CSP product",
+            "P-100",
+            claim_on("dynamics_365_finance"),
+            &[SubscriptionIsCsp],
+        ),
+        (
+            "a CSP subscription",
+            "P-100",
+            with_subscription("dynamics_365_finance", "s_csp"),
+            &[SubscriptionIsCsp],
+        ),
         (
             "a subscription pending provisioning",
             "P-100",
@@ -286,7 +383,12 @@ fn each_broken_rule_is_a_reason_in_precedence_order() {
             "by product, no subscription passes: the reasons of all of them",
             "P-100",
             claim_on("dynamics_365_guides"),
-            &[SubscriptionNotDynamics, SubscriptionIsCsp, SubscriptionNotProvisioned, SubscriptionNotActive],
+            &[
+                SubscriptionNotDynamics,
+                SubscriptionIsCsp,
+                SubscriptionNotProvisioned,
+                SubscriptionNotActive,
+            ],
         ),
         (
             // Contract §1: one given is INVALID_COMMAND.
@@ -310,7 +412,12 @@ fn each_broken_rule_is_a_reason_in_precedence_order() {
             m365("microsoft_365_e3"),
             &[SubscriptionNotProvisioned],
         ),
-        ("microsoft_365, only expired", "P-100", m365("microsoft_365_f3"), &[SubscriptionNotActive]),
+        (
+            "microsoft_365, only expired",
+            "P-100",
+            m365("microsoft_365_f3"),
+            &[SubscriptionNotActive],
+        ),
         (
             "microsoft_365, only disabled",
             "P-100",
@@ -324,6 +431,29 @@ fn each_broken_rule_is_a_reason_in_precedence_order() {
             &[SubscriptionNotProvisioned, SubscriptionNotActive],
         ),
         (
+            // Contract §1 ties each rule to a solution area: a microsoft_365
+            // claim rests on the tenant's Microsoft 365 subscriptions of the
+            // product. Naming a Dynamics product there must not skip the
+            // Dynamics checks (here: CSP), so the tenant has no Microsoft 365
+            // subscription of it: PRODUCT_NOT_ON_TENANT.
+            "microsoft_365 claim on a CSP Dynamics product",
+            "P-100",
+            m365("dynamics_365_finance"),
+            &[ProductNotOnTenant],
+        ),
+        (
+            "microsoft_365 claim on an active Dynamics product",
+            "P-100",
+            m365("dynamics_365_sales"),
+            &[ProductNotOnTenant],
+        ),
+        (
+            "business_applications claim on a Microsoft 365 product",
+            "P-100",
+            claim_on("microsoft_365_e5"),
+            &[SubscriptionNotDynamics, SubscriptionIsCsp],
+        ),
+        (
             "unknown tenant, bad activity and unknown partner at once",
             "P-999",
             SubmitClaim {
@@ -331,7 +461,12 @@ fn each_broken_rule_is_a_reason_in_precedence_order() {
                 activity: Activity::Presales,
                 ..m365("microsoft_365_e5")
             },
-            &[TenantUnknown, ActivityNotAllowed, PartnerUnknown, ProductNotOnTenant],
+            &[
+                TenantUnknown,
+                ActivityNotAllowed,
+                PartnerUnknown,
+                ProductNotOnTenant,
+            ],
         ),
         (
             "wrong domain, foreign MPN and a CSP subscription at once",
@@ -357,8 +492,16 @@ fn each_broken_rule_is_a_reason_in_precedence_order() {
 #[test]
 fn accepted_submissions_cover_the_passing_subscriptions() {
     let cases: Vec<(&str, SubmitClaim, Vec<&str>)> = vec![
-        ("by product", claim_on("dynamics_365_sales"), vec!["s_sales"]),
-        ("by subscription", with_subscription("dynamics_365_sales", "s_sales"), vec!["s_sales"]),
+        (
+            "by product",
+            claim_on("dynamics_365_sales"),
+            vec!["s_sales"],
+        ),
+        (
+            "by subscription",
+            with_subscription("dynamics_365_sales", "s_sales"),
+            vec!["s_sales"],
+        ),
         (
             "by subscription, upper-case uuid with blanks around",
             SubmitClaim {
@@ -367,7 +510,11 @@ fn accepted_submissions_cover_the_passing_subscriptions() {
             },
             vec!["s_sales"],
         ),
-        ("in grace, web direct", claim_on("dynamics_365_customer_service"), vec!["s_cs_grace"]),
+        (
+            "in grace, web direct",
+            claim_on("dynamics_365_customer_service"),
+            vec!["s_cs_grace"],
+        ),
         (
             "domain in another case",
             SubmitClaim {
@@ -386,9 +533,21 @@ fn accepted_submissions_cover_the_passing_subscriptions() {
         ),
         // Of s_com_a (active), s_com_b (CSP) and s_com_c (in grace) the claim
         // covers a and c, sorted ascending.
-        ("by product, some pass", claim_on("dynamics_365_commerce"), vec!["s_com_a", "s_com_c"]),
-        ("microsoft_365 on a live CSP subscription", m365("microsoft_365_e5"), vec![]),
-        ("microsoft_365 with one expired and one in grace", m365("microsoft_365_f1"), vec![]),
+        (
+            "by product, some pass",
+            claim_on("dynamics_365_commerce"),
+            vec!["s_com_a", "s_com_c"],
+        ),
+        (
+            "microsoft_365 on a live CSP subscription",
+            m365("microsoft_365_e5"),
+            vec![],
+        ),
+        (
+            "microsoft_365 with one expired and one in grace",
+            m365("microsoft_365_f1"),
+            vec![],
+        ),
     ];
     for (what, submit, covered) in cases {
         let then = given().when(partner("P-100"), Command::Submit(submit));
@@ -405,10 +564,34 @@ fn accepted_submissions_cover_the_passing_subscriptions() {
 #[test]
 fn eligibility_needs_an_enrolled_mpn_and_never_comes_with_revenue_association() {
     let cases = [
-        ("enrolled MPN, usage", "4412001", Activity::Usage, true, &[][..]),
-        ("enrolled MPN, presales", "4412001", Activity::Presales, true, &[][..]),
-        ("not enrolled MPN", "4412002", Activity::Usage, false, &["MPN_NOT_ENROLLED"][..]),
-        ("revenue association", "4412001", Activity::RevenueAssociation, false, &[][..]),
+        (
+            "enrolled MPN, usage",
+            "4412001",
+            Activity::Usage,
+            true,
+            &[][..],
+        ),
+        (
+            "enrolled MPN, presales",
+            "4412001",
+            Activity::Presales,
+            true,
+            &[][..],
+        ),
+        (
+            "not enrolled MPN",
+            "4412002",
+            Activity::Usage,
+            false,
+            &["MPN_NOT_ENROLLED"][..],
+        ),
+        (
+            "revenue association",
+            "4412001",
+            Activity::RevenueAssociation,
+            false,
+            &[][..],
+        ),
         (
             "revenue association, not enrolled",
             "4412002",
@@ -433,7 +616,11 @@ fn eligibility_needs_an_enrolled_mpn_and_never_comes_with_revenue_association() 
             panic!("not a submission")
         };
         assert_eq!(submitted.incentive_eligible, eligible, "{what}");
-        assert_eq!(then.applied().claim(uid("c1")).incentive_eligible, eligible, "{what}");
+        assert_eq!(
+            then.applied().claim(uid("c1")).incentive_eligible,
+            eligible,
+            "{what}"
+        );
     }
 }
 
@@ -475,7 +662,10 @@ fn one_partner_holds_a_key_once_while_its_claim_is_open_or_approved() {
             .history(|w| {
                 w.sales_in("P-100", "c0", earlier);
             })
-            .when(partner("P-100"), Command::Submit(sales_claim("c1", "P-100")));
+            .when(
+                partner("P-100"),
+                Command::Submit(sales_claim("c1", "P-100")),
+            );
         if accepted {
             then.then_events(&["claim.submitted"]).applied();
         } else {
