@@ -70,6 +70,11 @@ pub(crate) struct VerifyArgs {
     /// Print the result as one JSON object on stdout.
     #[arg(long)]
     json: bool,
+    /// Also fail on an event whose bytes are not the RFC 8785 canonical form
+    /// the service writes (by default such reformatting is reported: the
+    /// hashes cover the content, not the formatting).
+    #[arg(long)]
+    strict: bool,
 }
 
 #[derive(Args, Debug)]
@@ -204,7 +209,7 @@ impl Output {
 
 pub(crate) fn export(args: ExportArgs) -> anyhow::Result<ExitCode> {
     run(|| {
-        let spec = args.source.resolve(None)?;
+        let spec = args.source.resolve(None, false)?;
         let from = args.from_position.unwrap_or(1).max(1);
         let mut source = EventSource::open(&spec, from)?;
         let mut output = Output::create(args.output.as_deref())?;
@@ -261,14 +266,15 @@ pub(crate) fn export(args: ExportArgs) -> anyhow::Result<ExitCode> {
 
 pub(crate) fn verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
     run(|| {
-        let spec = args.source.resolve(args.input.as_deref())?;
+        let spec = args.source.resolve(args.input.as_deref(), true)?;
         let mut source = EventSource::open(&spec, 1)?;
-        let described = match &spec {
-            SourceSpec::DataDir(dir) => format!("data dir {}", dir.display()),
-            _ => source.describe(),
-        };
+        let described = source.describe();
         let mut progress = Progress::new("verify", source.expected());
-        let mut verifier = verify::Verifier::new();
+        let mut verifier = if args.strict {
+            verify::Verifier::strict()
+        } else {
+            verify::Verifier::new()
+        };
         let mut failure = None;
         source.for_each(|raw: Raw<'_>| {
             progress.inc();
@@ -454,7 +460,7 @@ fn cut(text: &str, max: usize) -> String {
 
 pub(crate) fn history(args: HistoryArgs) -> anyhow::Result<ExitCode> {
     run(|| {
-        let spec = args.source.resolve(args.input.as_deref())?;
+        let spec = args.source.resolve(args.input.as_deref(), true)?;
         let mut source = EventSource::open(&spec, 1)?;
         let claim_id = args.claim_id;
         let subject = claim_id.to_string();
@@ -545,13 +551,8 @@ fn render_history(
             let actor = serde_json::from_value::<Actor>(e["data"]["actor"].clone())
                 .map(|a| actor_text(&a))
                 .unwrap_or_else(|_| "?".into());
-            let mut detail = details(&e["data"], &["claim_id"]);
-            if !own {
-                detail = format!(
-                    "case={} {detail}",
-                    e["subject"].as_str().map_or("?".into(), |s| cut(s, 8))
-                );
-            }
+            // The claim's own events need not repeat its id; case events show theirs.
+            let detail = details(&e["data"], if *own { &["claim_id"] } else { &[] });
             [
                 e["position"].to_string(),
                 e["time"].as_str().unwrap_or("?").to_string(),
@@ -637,7 +638,7 @@ fn deadline_name(kind: DeadlineKind) -> &'static str {
 
 pub(crate) fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     run(|| {
-        let spec = args.source.resolve(args.input.as_deref())?;
+        let spec = args.source.resolve(args.input.as_deref(), true)?;
         let mut source = EventSource::open(&spec, 1)?;
         let folded = fold(&mut source, Some(args.as_of), |_, _, _| Ok(()))?;
         let report = replay_report(&folded, args.as_of, &source.describe());
@@ -758,17 +759,19 @@ fn render_replay(report: &Value) -> String {
     );
     let _ = writeln!(
         out,
-        "  reference data: {} tenants, {} subscriptions, {} partners",
+        "  reference data: tenants {}, subscriptions {}, partners {}",
         report["reference"]["tenants"],
         report["reference"]["subscriptions"],
         report["reference"]["partners"]
     );
     let _ = writeln!(out);
     let _ = writeln!(out, "claims: {}", report["claims"]["total"]);
-    if let Some(by_status) = report["claims"]["by_status"].as_object() {
-        for (status, count) in by_status {
-            let _ = writeln!(out, "  {status:<24} {count:>6}");
-        }
+    for status in STATUSES.map(ClaimStatus::as_str) {
+        let _ = writeln!(
+            out,
+            "  {status:<24} {:>6}",
+            report["claims"]["by_status"][status]
+        );
     }
     let _ = writeln!(out);
     let _ = writeln!(
@@ -881,7 +884,7 @@ pub(crate) fn rebuild(args: RebuildArgs) -> anyhow::Result<ExitCode> {
             )
         })?;
         println!(
-            "rebuilt the projections of {} from its log: {} ({} claims, {} cases)",
+            "rebuilt the projections of {} from its log: {} (claims {}, cases {})",
             args.data_dir.display(),
             progress::rate(report.events, elapsed),
             report.claims,

@@ -135,10 +135,14 @@ async fn serve(settings: Settings) -> anyhow::Result<ExitCode> {
         committed: engine.committed(),
         prefix: settings.prefix.clone(),
     };
-    let published = relay
-        .resume_position()
-        .await
-        .context("cannot resume publishing")?;
+    let published = match relay.resume_position().await {
+        Ok(published) => published,
+        Err(error) => {
+            // Refusing to start must not keep the prefix from its owner.
+            lease.release().await;
+            return Err(anyhow::Error::new(error).context("cannot resume publishing"));
+        }
+    };
     tracing::info!(published, "relay resumes");
     let relay_task = tokio::spawn(relay.run(published, relay_stop));
 

@@ -38,13 +38,15 @@ impl Progress {
             let bar = match total {
                 Some(total) => ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr()).with_style(
                     ProgressStyle::with_template(
-                        "{msg:>10} [{elapsed_precise}] {wide_bar} {human_pos}/{human_len} events ({per_sec}, ETA {eta})",
+                        "{msg:>10} [{elapsed_precise}] {wide_bar} {human_pos}/{human_len} events ({rate}, ETA {eta})",
                     )
-                    .expect("valid template"),
+                    .expect("valid template")
+                    .with_key("rate", rate_key),
                 ),
                 None => ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr()).with_style(
-                    ProgressStyle::with_template("{spinner} {msg} [{elapsed_precise}] {human_pos} events ({per_sec})")
-                        .expect("valid template"),
+                    ProgressStyle::with_template("{spinner} {msg} [{elapsed_precise}] {human_pos} events ({rate})")
+                        .expect("valid template")
+                        .with_key("rate", rate_key),
                 ),
             };
             bar.set_message(what.to_string());
@@ -86,6 +88,11 @@ impl Progress {
         }
         self.started.elapsed()
     }
+}
+
+/// The bar's rate: `"45123 events/s"`.
+fn rate_key(state: &indicatif::ProgressState, out: &mut dyn std::fmt::Write) {
+    let _ = write!(out, "{:.0} events/s", state.per_sec());
 }
 
 /// `"1234 events in 0.52 s (2373 events/s)"`.

@@ -67,7 +67,11 @@ impl SourceArgs {
     /// Exactly one source: `--input` (where the tool takes one), `--data-dir`
     /// or `--nats-url`. A NATS URL that only comes from `CPOR_NATS_URL` in
     /// the environment gives way to an explicit `--data-dir` or `--input`.
-    pub(crate) fn resolve(&self, input: Option<&Path>) -> anyhow::Result<SourceSpec> {
+    pub(crate) fn resolve(
+        &self,
+        input: Option<&Path>,
+        takes_input: bool,
+    ) -> anyhow::Result<SourceSpec> {
         let from_env = std::env::var(NATS_URL_ENV).ok().filter(|v| !v.is_empty());
         let nats_explicit = self.nats_url.is_some() && self.nats_url != from_env;
         let mut given = Vec::new();
@@ -92,7 +96,7 @@ impl SourceArgs {
                 }
                 None => bail!(
                     "give one source: --data-dir DIR (a stopped service's data dir) or --nats-url URL [--prefix P] (a running service's JetStream stream){}",
-                    if input.is_none() { "" } else { ", or --input FILE (an export; - for stdin)" }
+                    if takes_input { ", or --input FILE (an export; - for stdin)" } else { "" }
                 ),
             },
             1 => {
@@ -140,6 +144,7 @@ pub(crate) enum EventSource {
     DataDir {
         reader: LogReader,
         from: u64,
+        dir: PathBuf,
     },
     Stream(Box<StreamSource>),
     File {
@@ -156,6 +161,7 @@ impl EventSource {
             SourceSpec::DataDir(dir) => Ok(EventSource::DataDir {
                 reader: open_data_dir(dir)?,
                 from: from.max(1),
+                dir: dir.clone(),
             }),
             SourceSpec::Stream { nats_url, prefix } => Ok(EventSource::Stream(Box::new(
                 StreamSource::open(nats_url, prefix, from)?,
@@ -178,7 +184,7 @@ impl EventSource {
     /// What is read, for messages: `data dir ./data`, `stream CPOR_EVENTS at nats://…`.
     pub(crate) fn describe(&self) -> String {
         match self {
-            EventSource::DataDir { .. } => "data dir".to_string(),
+            EventSource::DataDir { dir, .. } => format!("data dir {}", dir.display()),
             EventSource::Stream(s) => format!("stream {} at {}", s.stream_name, s.url),
             EventSource::File { name, .. } => name.clone(),
         }
@@ -187,7 +193,7 @@ impl EventSource {
     /// How many events the source expects to yield, when it knows.
     pub(crate) fn expected(&self) -> Option<u64> {
         match self {
-            EventSource::DataDir { reader, from } => reader
+            EventSource::DataDir { reader, from, .. } => reader
                 .last_position()
                 .ok()
                 .map(|last| (last + 1).saturating_sub(*from)),
@@ -204,7 +210,7 @@ impl EventSource {
         mut f: impl FnMut(Raw<'_>) -> anyhow::Result<ControlFlow<()>>,
     ) -> anyhow::Result<()> {
         match self {
-            EventSource::DataDir { reader, from } => {
+            EventSource::DataDir { reader, from, .. } => {
                 for entry in reader.events_from(*from) {
                     progress::check()?;
                     let (position, bytes) = entry.context("cannot read the data dir")?;
@@ -469,37 +475,42 @@ mod tests {
         // that cannot be it.
         let url = "nats://127.0.0.9:4999";
         assert_eq!(
-            args(Some("d"), None).resolve(None).unwrap(),
+            args(Some("d"), None).resolve(None, false).unwrap(),
             SourceSpec::DataDir("d".into())
         );
         assert_eq!(
-            args(None, Some(url)).resolve(None).unwrap(),
+            args(None, Some(url)).resolve(None, false).unwrap(),
             SourceSpec::Stream {
                 nats_url: url.into(),
                 prefix: "cpor".into()
             }
         );
         assert_eq!(
-            args(None, None).resolve(Some(Path::new("-"))).unwrap(),
+            args(None, None)
+                .resolve(Some(Path::new("-")), true)
+                .unwrap(),
             SourceSpec::File("-".into())
         );
         let both = args(Some("d"), Some(url))
-            .resolve(None)
+            .resolve(None, false)
             .unwrap_err()
             .to_string();
         assert!(both.contains("only one source"), "{both}");
         let three = args(Some("d"), None)
-            .resolve(Some(Path::new("f")))
+            .resolve(Some(Path::new("f")), true)
             .unwrap_err()
             .to_string();
         assert!(three.contains("--input and --data-dir"), "{three}");
         if std::env::var_os(NATS_URL_ENV).is_none() {
-            let none = args(None, None).resolve(None).unwrap_err().to_string();
+            let none = args(None, None)
+                .resolve(None, false)
+                .unwrap_err()
+                .to_string();
             assert!(none.contains("give one source"), "{none}");
         }
         let mut bad = args(None, Some(url));
         bad.prefix = "Bad-Prefix".into();
-        assert!(bad.resolve(None).is_err());
+        assert!(bad.resolve(None, false).is_err());
     }
 
     #[test]

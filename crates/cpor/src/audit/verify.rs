@@ -1,7 +1,9 @@
 //! `cpor verify`'s checks, one event at a time (contract §9): positions
 //! gapless from the first one, per-aggregate versions gapless, every `hash`
-//! recomputed and chained, every line in the canonical form the service
-//! wrote. Pure: it sees bytes, never the service.
+//! recomputed and chained. Lines not byte-for-byte in the RFC 8785 form the
+//! service writes (reformatted, keys reordered) are counted and reported:
+//! the hash covers the content, not the formatting, so they fail only in
+//! strict mode. Pure: it sees bytes, never the service.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -62,6 +64,10 @@ pub(crate) struct Verifier {
     versions: HashMap<AggregateKey, u64>,
     per_kind: BTreeMap<&'static str, u64>,
     canonical: String,
+    /// Fail on a line that is not in canonical form (else count it).
+    strict: bool,
+    non_canonical: u64,
+    first_non_canonical: Option<u64>,
 }
 
 /// What a successful verification saw.
@@ -76,11 +82,22 @@ pub(crate) struct Summary {
     /// The first event's hash could not be recomputed (its predecessor is
     /// not in the input) and was taken as given.
     pub(crate) first_hash_trusted: bool,
+    /// Events whose bytes are not the canonical form (content intact).
+    pub(crate) non_canonical: u64,
+    pub(crate) first_non_canonical: Option<u64>,
 }
 
 impl Verifier {
     pub(crate) fn new() -> Verifier {
         Verifier::default()
+    }
+
+    /// A verifier that also fails on bytes not in canonical form.
+    pub(crate) fn strict() -> Verifier {
+        Verifier {
+            strict: true,
+            ..Verifier::default()
+        }
     }
 
     /// Checks the next event. `stored_position` is where the source filed
@@ -129,18 +146,13 @@ impl Verifier {
         if let Some(expected) = expected {
             if position > expected {
                 let missing = position - expected;
-                let what = if missing == 1 {
+                return Err(fail_at(
+                    Some(expected),
                     format!(
-                        "missing: the next event says position {position} (gap after position {})",
+                        "missing or out of order: expected position {expected} after {}, found position {position} ({missing} event(s) absent here)",
                         self.last_position
-                    )
-                } else {
-                    format!(
-                        "missing: the next event says position {position} (gap of {missing} events after position {})",
-                        self.last_position
-                    )
-                };
-                return Err(fail_at(Some(expected), what));
+                    ),
+                ));
             }
             if position < expected {
                 return Err(fail_at(
@@ -247,16 +259,20 @@ impl Verifier {
             ));
         }
 
-        // The bytes the service wrote: RFC 8785 canonical JSON, nothing else.
+        // The bytes the service wrote: RFC 8785 canonical JSON.
         self.canonical.clear();
         write_canonical_json(&value, &mut self.canonical)
             .map_err(|e| fail_at(at, format!("no canonical form: {e}")))?;
         if self.canonical.as_bytes() != bytes {
-            return Err(fail_at(
-                at,
-                "not in canonical form: the bytes differ from the RFC 8785 serialization the service writes (reformatted or edited; the hash covers the content only)"
-                    .into(),
-            ));
+            if self.strict {
+                return Err(fail_at(
+                    at,
+                    "not in canonical form: the bytes differ from the RFC 8785 serialization the service writes (reformatted or edited; the hash covers the content only)"
+                        .into(),
+                ));
+            }
+            self.non_canonical += 1;
+            self.first_non_canonical.get_or_insert(position);
         }
 
         if self.first_position.is_none() {
@@ -285,6 +301,8 @@ impl Verifier {
             per_kind: self.per_kind.clone(),
             last_hash: self.first_position.map(|_| self.last_hash.clone()),
             first_hash_trusted: self.first_position.is_some_and(|p| p > 1),
+            non_canonical: self.non_canonical,
+            first_non_canonical: self.first_non_canonical,
         }
     }
 }
@@ -342,6 +360,14 @@ impl Summary {
             "  last hash:  {}\n",
             self.last_hash.as_deref().unwrap_or("")
         ));
+        if let Some(first) = self.first_non_canonical {
+            out.push_str(&format!(
+                "  note:       {} event(s) are not byte-for-byte in the canonical form the service writes, \
+                 the first at position {first}: their content matches the hashes, their formatting was changed \
+                 (--strict fails on this)\n",
+                self.non_canonical
+            ));
+        }
         out
     }
 
@@ -355,6 +381,8 @@ impl Summary {
             "aggregates_by_kind": self.per_kind,
             "last_hash": self.last_hash,
             "first_hash_trusted": self.first_hash_trusted,
+            "non_canonical_events": self.non_canonical,
+            "first_non_canonical_position": self.first_non_canonical,
         })
     }
 }
@@ -477,7 +505,19 @@ mod tests {
         let mut spaced = lines.clone();
         spaced[1] = serde_json::to_vec_pretty(&serde_json::from_slice::<Value>(&lines[1]).unwrap())
             .unwrap();
-        let failure = run(&spaced).unwrap_err();
+        let summary = run(&spaced).unwrap();
+        assert_eq!(
+            (summary.non_canonical, summary.first_non_canonical),
+            (1, Some(2))
+        );
+        assert!(
+            summary.render("x").contains("position 2"),
+            "{}",
+            summary.render("x")
+        );
+        let mut strict = Verifier::strict();
+        strict.check(&spaced[0], None, Some(1)).unwrap();
+        let failure = strict.check(&spaced[1], None, Some(2)).unwrap_err();
         assert_eq!(failure.position, Some(2));
         assert!(failure.what.contains("canonical"), "{failure}");
         // An empty line.
