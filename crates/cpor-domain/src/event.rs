@@ -267,6 +267,22 @@ macro_rules! events {
                 Err(DecodeError::UnknownType(format!("{}.{}", kind.as_str(), name)))
             }
 
+            /// Decodes a payload from JSON text. The hot path of replays:
+            /// a payload already at the current version is deserialized
+            /// straight from the text (other fields, such as `actor`, are
+            /// skipped); an older one goes through [`EventData::decode`]'s
+            /// upcasters.
+            pub fn decode_str(kind: AggregateKind, name: &str, version: u32, text: &str) -> Result<EventData, DecodeError> {
+                let payload_error = |e: serde_json::Error| DecodeError::Payload { name: format!("{}.{}", kind.as_str(), name), reason: e.to_string() };
+                $(
+                    if kind == AggregateKind::$kind && name == $name && version == $version {
+                        return serde_json::from_str::<$payload>(text).map(EventData::$variant).map_err(payload_error);
+                    }
+                )*
+                let value: Value = serde_json::from_str(text).map_err(payload_error)?;
+                EventData::decode(kind, name, version, value)
+            }
+
             /// Current schema version of a named event, if it exists.
             pub fn current_version(kind: AggregateKind, name: &str) -> Option<u32> {
                 $( if kind == AggregateKind::$kind && name == $name { return Some($version); } )*

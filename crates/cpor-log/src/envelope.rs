@@ -114,11 +114,69 @@ pub struct DecodedEvent {
     pub type_name: String,
 }
 
+/// The envelope fields a reader needs, borrowed from the bytes; `data` is
+/// kept as raw JSON text and decoded once, straight into its payload type.
+#[derive(serde::Deserialize)]
+struct RawEnvelope<'a> {
+    #[serde(rename = "type", borrow)]
+    type_name: std::borrow::Cow<'a, str>,
+    #[serde(borrow)]
+    subject: std::borrow::Cow<'a, str>,
+    #[serde(borrow)]
+    time: std::borrow::Cow<'a, str>,
+    #[serde(default, borrow)]
+    dataschema: Option<std::borrow::Cow<'a, str>>,
+    #[serde(borrow)]
+    data: &'a serde_json::value::RawValue,
+    position: u64,
+    streamversion: u64,
+    #[serde(default, borrow)]
+    hash: Option<std::borrow::Cow<'a, str>>,
+}
+
+#[derive(serde::Deserialize)]
+struct ActorOnly {
+    actor: Actor,
+}
+
 /// Decodes stored or exported CloudEvent bytes, upcasting old schemas.
 pub fn decode(bytes: &[u8]) -> Result<DecodedEvent, LogError> {
-    let value: Value =
-        serde_json::from_slice(bytes).map_err(|e| LogError::Corrupt(format!("not JSON: {e}")))?;
-    decode_value(value)
+    let raw: RawEnvelope<'_> = match serde_json::from_slice(bytes) {
+        Ok(raw) => raw,
+        // Not the shape we write: let the slow path say what is wrong.
+        Err(_) => {
+            let value: Value = serde_json::from_slice(bytes)
+                .map_err(|e| LogError::Corrupt(format!("not JSON: {e}")))?;
+            return decode_value(value);
+        }
+    };
+    let bad = |what: &str| LogError::Corrupt(format!("event at position {} {what}", raw.position));
+    let time = chrono::DateTime::parse_from_rfc3339(&raw.time)
+        .map_err(|_| bad("has no valid time"))?
+        .with_timezone(&chrono::Utc);
+    let mut parts = raw.type_name.splitn(3, '.');
+    let (_, kind, name) = (parts.next(), parts.next(), parts.next());
+    let kind = kind
+        .and_then(AggregateKind::parse)
+        .ok_or_else(|| bad("has an unknown type"))?;
+    let name = name.ok_or_else(|| bad("has an unknown type"))?;
+    let version = raw.dataschema.as_deref().and_then(parse_data_schema).unwrap_or(1);
+    let text = raw.data.get();
+    let actor = serde_json::from_str::<ActorOnly>(text)
+        .map_err(|_| bad("has no valid data.actor"))?
+        .actor;
+    let data = EventData::decode_str(kind, name, version, text)
+        .map_err(|e| LogError::Corrupt(format!("at position {}: {e}", raw.position)))?;
+    Ok(DecodedEvent {
+        position: raw.position,
+        stream_version: raw.streamversion,
+        time,
+        hash: raw.hash.map(|h| h.into_owned()).unwrap_or_default(),
+        event: Event { actor, data },
+        kind,
+        aggregate_id: raw.subject.into_owned(),
+        type_name: raw.type_name.into_owned(),
+    })
 }
 
 pub fn decode_value(value: Value) -> Result<DecodedEvent, LogError> {
