@@ -188,9 +188,13 @@ impl Book {
 
 /// Sends one command, asserting `ok:true`, and records it.
 async fn send_ok(client: &async_nats::Client, prefix: &str, cmd: &Cmd, book: &mut Book) -> Value {
-    let reply = try_request(client, &format!("{prefix}.{}", cmd.tail), cmd.body.to_string())
-        .await
-        .unwrap_or_else(|e| panic!("{}: {e}", cmd.describe()));
+    let reply = try_request(
+        client,
+        &format!("{prefix}.{}", cmd.tail),
+        cmd.body.to_string(),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{}: {e}", cmd.describe()));
     assert_eq!(
         reply["ok"],
         true,
@@ -284,6 +288,16 @@ impl Load {
     /// Stops the clients (what is in flight becomes unknown) and returns
     /// each client's record, in the order it sent.
     async fn stop(self) -> Vec<Vec<Sent>> {
+        self.stop_within(Duration::ZERO).await
+    }
+
+    /// Like [`Load::stop`], after giving the clients up to `grace` to stop
+    /// by themselves (at their first unanswered command).
+    async fn stop_within(self, grace: Duration) -> Vec<Vec<Sent>> {
+        let deadline = Instant::now() + grace;
+        while Instant::now() < deadline && !self.tasks.iter().all(|t| t.is_finished()) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
         let _ = self.stop.send(true);
         let mut runs = Vec::with_capacity(self.tasks.len());
         for task in self.tasks {
@@ -420,47 +434,63 @@ async fn check_acknowledged_visible(client: &async_nats::Client, prefix: &str, r
 /// (b) Resending every acknowledged and every unknown command, in each
 /// client's order, returns `ok:true`; an acknowledged one as a duplicate
 /// with the first reply's claim, version and events.
-async fn resend_all(client: &async_nats::Client, prefix: &str, runs: &[Vec<Sent>], book: &mut Book) {
-    let replies: Vec<Vec<(Cmd, Value)>> = futures::future::join_all(runs.iter().map(|run| async move {
-        let mut replies = Vec::with_capacity(run.len());
-        for sent in run {
-            let cmd = &sent.cmd;
-            let reply = try_request(client, &format!("{prefix}.{}", cmd.tail), cmd.body.to_string())
+async fn resend_all(
+    client: &async_nats::Client,
+    prefix: &str,
+    runs: &[Vec<Sent>],
+    book: &mut Book,
+) {
+    let replies: Vec<Vec<(Cmd, Value)>> =
+        futures::future::join_all(runs.iter().map(|run| async move {
+            let mut replies = Vec::with_capacity(run.len());
+            for sent in run {
+                let cmd = &sent.cmd;
+                let reply = try_request(
+                    client,
+                    &format!("{prefix}.{}", cmd.tail),
+                    cmd.body.to_string(),
+                )
                 .await
                 .unwrap_or_else(|e| panic!("resending {}: {e}", cmd.describe()));
-            assert_eq!(
-                reply["ok"],
-                true,
-                "resending {} ({:?} before the restart) was refused: {reply}",
-                cmd.describe(),
-                sent.outcome
-            );
-            if let Outcome::Acked(first) = &sent.outcome {
                 assert_eq!(
-                    reply["duplicate"],
+                    reply["ok"],
                     true,
-                    "resending acknowledged {} did not answer duplicate:true, so it was \
-                     applied twice: first {first}, now {reply}",
-                    cmd.describe()
+                    "resending {} ({:?} before the restart) was refused: {reply}",
+                    cmd.describe(),
+                    sent.outcome
                 );
-                for field in ["claim_id", "version", "events"] {
+                if let Outcome::Acked(first) = &sent.outcome {
                     assert_eq!(
-                        reply[field],
-                        first[field],
-                        "resending acknowledged {}: `{field}` differs from the first reply \
-                         (first {first}, now {reply})",
+                        reply["duplicate"],
+                        true,
+                        "resending acknowledged {} did not answer duplicate:true, so it was \
+                     applied twice: first {first}, now {reply}",
                         cmd.describe()
                     );
+                    for field in ["claim_id", "version", "events"] {
+                        assert_eq!(
+                            reply[field],
+                            first[field],
+                            "resending acknowledged {}: `{field}` differs from the first reply \
+                         (first {first}, now {reply})",
+                            cmd.describe()
+                        );
+                    }
                 }
+                replies.push((cmd.clone(), reply));
             }
-            replies.push((cmd.clone(), reply));
+            replies
+        }))
+        .await;
+    let (mut unknown, mut written) = (0, 0);
+    for (sent, (cmd, reply)) in runs.iter().flatten().zip(replies.iter().flatten()) {
+        if matches!(sent.outcome, Outcome::Unknown(_)) {
+            unknown += 1;
+            written += usize::from(reply["duplicate"] == true);
         }
-        replies
-    }))
-    .await;
-    for (cmd, reply) in replies.iter().flatten() {
         book.record(cmd, reply);
     }
+    eprintln!("{written} of the {unknown} unknown commands had been written before");
 }
 
 /// Polls `qry.health` until `published_position == log_position`; returns
@@ -514,7 +544,10 @@ async fn check_events_stream(js: &jetstream::Context, prefix: &str, log: u64, bo
             ids.insert(id.clone()),
             "event id {id} is in the stream twice (second at position {expected})"
         );
-        let cause = event["causationid"].as_str().unwrap_or_default().to_string();
+        let cause = event["causationid"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
         let type_name = event["type"].as_str().unwrap_or_default().to_string();
         by_command.entry(cause).or_default().push(type_name);
     }
@@ -522,7 +555,12 @@ async fn check_events_stream(js: &jetstream::Context, prefix: &str, log: u64, bo
         let written = by_command.remove(command_id).unwrap_or_default();
         let replied: Vec<String> = reply["events"]
             .as_array()
-            .map(|a| a.iter().filter_map(Value::as_str).map(str::to_string).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_string)
+                    .collect()
+            })
             .unwrap_or_default();
         assert_eq!(
             written,
@@ -538,7 +576,12 @@ async fn check_events_stream(js: &jetstream::Context, prefix: &str, log: u64, bo
 }
 
 /// (c) Every claim's last status message equals its view.
-async fn check_statuses(client: &async_nats::Client, js: &jetstream::Context, prefix: &str, claims: &BTreeSet<String>) {
+async fn check_statuses(
+    client: &async_nats::Client,
+    js: &jetstream::Context,
+    prefix: &str,
+    claims: &BTreeSet<String>,
+) {
     let mismatches: Vec<String> = futures::stream::iter(claims)
         .map(|claim| async move {
             let (view, _) = get_claim(client, prefix, claim).await;
@@ -562,7 +605,12 @@ async fn check_statuses(client: &async_nats::Client, js: &jetstream::Context, pr
 }
 
 /// The relay caught up; the stream and the statuses are the log's.
-async fn check_published(client: &async_nats::Client, js: &jetstream::Context, prefix: &str, book: &Book) -> u64 {
+async fn check_published(
+    client: &async_nats::Client,
+    js: &jetstream::Context,
+    prefix: &str,
+    book: &Book,
+) -> u64 {
     let log = wait_caught_up(client, prefix).await;
     check_events_stream(js, prefix, log, book).await;
     check_statuses(client, js, prefix, &book.claims).await;
@@ -611,8 +659,8 @@ fn alive(pid: u32) -> bool {
 }
 
 /// Runs `cpor serve ARGS` to its exit (killed after [`REFUSAL_TIMEOUT`]):
-/// exit code and stderr.
-async fn serve_until_exit(args: &[&str]) -> (Option<i32>, String) {
+/// exit code, stderr, stdout.
+async fn serve_until_exit(args: &[&str]) -> (Option<i32>, String, String) {
     let mut command = tokio::process::Command::new(cpor_bin());
     command
         .arg("serve")
@@ -635,31 +683,39 @@ async fn serve_until_exit(args: &[&str]) -> (Option<i32>, String) {
     match tokio::time::timeout(REFUSAL_TIMEOUT, child.wait_with_output()).await {
         Ok(output) => {
             let output = output.expect("wait for cpor serve");
-            let mut text = String::from_utf8_lossy(&output.stderr).into_owned();
-            text.push_str(&String::from_utf8_lossy(&output.stdout));
-            (output.status.code(), text)
+            (
+                output.status.code(),
+                String::from_utf8_lossy(&output.stderr).into_owned(),
+                String::from_utf8_lossy(&output.stdout).into_owned(),
+            )
         }
         Err(_) => panic!("cpor serve {args:?} did not exit within {REFUSAL_TIMEOUT:?}"),
     }
 }
 
-/// `cpor serve` with these flags must exit with status 2 and say `needles`.
+/// `cpor serve` with these flags must exit with status 2, within 15 s (so
+/// without waiting for a lease to expire), saying `needles` on stderr.
+/// Returns stderr.
 async fn assert_refused(args: &[&str], needles: &[&str]) -> String {
     let started = Instant::now();
-    let (code, output) = serve_until_exit(args).await;
+    let (code, stderr, stdout) = serve_until_exit(args).await;
+    let took = started.elapsed();
     assert_eq!(
         code,
         Some(2),
-        "cpor serve {args:?} should exit 2 (after {:?}); output:\n{output}",
-        started.elapsed()
+        "cpor serve {args:?} should exit 2 (ran {took:?})\nstderr:\n{stderr}\nstdout:\n{stdout}"
     );
     for needle in needles {
         assert!(
-            output.contains(needle),
-            "cpor serve {args:?} exited 2 but its message does not mention {needle:?}:\n{output}"
+            stderr.contains(needle),
+            "cpor serve {args:?} exited 2 but stderr does not mention {needle:?}:\n{stderr}"
         );
     }
-    output
+    assert!(
+        took < Duration::from_secs(15),
+        "cpor serve {args:?} took {took:?} to refuse:\n{stderr}"
+    );
+    stderr
 }
 
 fn path_arg(path: &Path) -> &str {
@@ -719,8 +775,19 @@ async fn sigterm_under_load_drains_and_exits_0() {
     load.wait_acked(30).await;
     tokio::time::sleep(Duration::from_millis(800)).await;
     service.terminate().await; // asserts exit status 0
-    let runs = load.stop().await;
+    let runs = load.stop_within(Duration::from_secs(3)).await;
     summarize("sigterm", &runs);
+    // Requests delivered before the service unsubscribed are answered as it
+    // drains; the later ones find no responder. (Not asserted: async-nats
+    // drops a subscription without waiting for the server to confirm the
+    // unsubscribe, so a request crossing it can still go unanswered; its
+    // sender retries with the same command_id, checked below.)
+    let unanswered = runs
+        .iter()
+        .flatten()
+        .filter(|s| matches!(&s.outcome, Outcome::Unknown(r) if !r.contains("no responders")))
+        .count();
+    eprintln!("sigterm: {unanswered} request(s) neither answered nor refused by NATS");
 
     // "Publish what is written" before exiting: the stream holds the whole log.
     let mut stream = js
@@ -773,7 +840,7 @@ async fn survives_a_nats_restart_and_the_relay_catches_up() {
     }
     tokio::task::block_in_place(|| nats.start());
 
-    // It answers again within 20 s.
+    // It answers again within 15 s.
     let client = nats.connect().await;
     let js = jetstream::new(client.clone());
     let back = Instant::now();
@@ -789,8 +856,8 @@ async fn survives_a_nats_restart_and_the_relay_catches_up() {
             break;
         }
         assert!(
-            back.elapsed() < Duration::from_secs(20),
-            "cpor serve does not answer 20 s after NATS came back (alive: {}):\n{}",
+            back.elapsed() < Duration::from_secs(15),
+            "cpor serve does not answer 15 s after NATS came back (alive: {}):\n{}",
             alive(pid),
             service.take_log_tail(40)
         );
@@ -801,6 +868,25 @@ async fn survives_a_nats_restart_and_the_relay_catches_up() {
     // Commands work, and the relay publishes them and nothing twice.
     send_iterations(&client, &prefix, "after", 6, &mut book).await;
     check_published(&client, &js, &prefix, &book).await;
+
+    // Again, with NATS going away in the middle of a load: requests and
+    // relay windows in flight are cut off.
+    let load = Load::start(&client, &prefix, "cut");
+    load.wait_acked(100).await;
+    tokio::task::block_in_place(|| nats.stop());
+    let runs = load.stop().await;
+    summarize("NATS stopped under load", &runs);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(
+        alive(pid),
+        "cpor serve exited while NATS was down:\n{}",
+        service.take_log_tail(40)
+    );
+    tokio::task::block_in_place(|| nats.start());
+    let client = nats.connect().await;
+    let js = jetstream::new(client.clone());
+    service.wait_healthy().await;
+    check_after_restart(&client, &js, &prefix, &runs, &mut book).await;
     assert!(alive(pid));
 
     service.terminate().await;
@@ -840,7 +926,10 @@ async fn one_instance_per_prefix_and_foreign_logs_are_refused() {
         &[&prefix, "owns prefix"],
     )
     .await;
-    eprintln!("second instance refused: {}", output.trim());
+    eprintln!(
+        "second instance refused: {}",
+        output.lines().last().unwrap_or_default()
+    );
     // The first keeps serving.
     send_iterations(&client, &prefix, "still", 1, &mut book).await;
     let first_log = first_log.max(wait_caught_up(&client, &prefix).await);

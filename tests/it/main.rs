@@ -2,6 +2,8 @@
 //! nats-server. Each module is one group of tests; `support` holds the shared
 //! helpers.
 
+mod audit;
 mod conformance;
 mod crash;
 mod support;
+mod tidy;

@@ -540,10 +540,7 @@ fn submit_claim(
 fn subscription_checks(state: &State, submit: &SubmitClaim) -> Result<Vec<Uuid>, Vec<ErrorCode>> {
     let of_product_on_tenant = || {
         state
-            .subscriptions
-            .values()
-            .map(|s| &s.record)
-            .filter(|s| s.tenant_id == submit.tenant_id && s.product == submit.product)
+            .subscriptions_of(submit.tenant_id, &submit.product)
             .collect::<Vec<_>>()
     };
     match submit.solution_area {
@@ -825,10 +822,7 @@ fn upsert_subscription(state: &State, actor: &Actor, record: &SubscriptionRecord
                     claim.subscription_ids.iter().any(live)
                 }
                 SolutionArea::Microsoft365 => state
-                    .subscriptions
-                    .values()
-                    .map(|s| &s.record)
-                    .filter(|s| s.tenant_id == claim.tenant_id && s.product == claim.product)
+                    .subscriptions_of(claim.tenant_id, &claim.product)
                     .filter(|s| s.solution_area == SolutionArea::Microsoft365)
                     .map(|s| s.subscription_id)
                     .any(|id| live(&id)),

@@ -117,6 +117,9 @@ pub struct KeyEntry {
 pub struct State {
     pub tenants: BTreeMap<Uuid, TenantRecord>,
     pub subscriptions: BTreeMap<Uuid, SubscriptionEntry>,
+    /// Subscription ids by (tenant, product): a submit looks up "every
+    /// subscription of that product on that tenant" without scanning all.
+    pub subscriptions_by_product: BTreeMap<(Uuid, String), BTreeSet<Uuid>>,
     pub partners: BTreeMap<String, PartnerRecord>,
     pub claims: BTreeMap<Uuid, Claim>,
     pub cases: BTreeMap<Uuid, Case>,
@@ -183,6 +186,19 @@ impl State {
                     .get(&e.subscription_id)
                     .map_or(0, |s| s.version)
                     + 1;
+                if let Some(old) = self.subscriptions.get(&e.subscription_id) {
+                    let old_key = (old.record.tenant_id, old.record.product.clone());
+                    if let Some(ids) = self.subscriptions_by_product.get_mut(&old_key) {
+                        ids.remove(&e.subscription_id);
+                        if ids.is_empty() {
+                            self.subscriptions_by_product.remove(&old_key);
+                        }
+                    }
+                }
+                self.subscriptions_by_product
+                    .entry((e.tenant_id, e.product.clone()))
+                    .or_default()
+                    .insert(e.subscription_id);
                 self.subscriptions.insert(
                     e.subscription_id,
                     SubscriptionEntry {
@@ -411,6 +427,16 @@ impl State {
             }
         }
         Ok(version)
+    }
+
+    /// The subscriptions of one product on one tenant, in id order.
+    pub fn subscriptions_of(&self, tenant_id: Uuid, product: &str) -> impl Iterator<Item = &SubscriptionRecord> {
+        self.subscriptions_by_product
+            .get(&(tenant_id, product.to_string()))
+            .into_iter()
+            .flatten()
+            .filter_map(|id| self.subscriptions.get(id))
+            .map(|s| &s.record)
     }
 
     /// The next deadline the scheduler should fire, if any.

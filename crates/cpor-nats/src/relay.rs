@@ -111,7 +111,11 @@ impl Relay {
         // stored position advances only after both): publish those again.
         let stored = self.stored_position();
         if stored < published {
-            tracing::info!(stored, published, "republishing the statuses of the claims of the last published events");
+            tracing::info!(
+                stored,
+                published,
+                "republishing the statuses of the claims of the last published events"
+            );
             while let Err(error) = self.republish_statuses(stored, published).await {
                 tracing::warn!(%error, ?backoff, "republishing claim statuses failed; retrying");
                 tokio::time::sleep(backoff).await;

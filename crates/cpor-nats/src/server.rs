@@ -109,7 +109,10 @@ impl Server {
             }
         };
         if tokio::time::timeout(DRAIN_TIMEOUT, drain).await.is_err() {
-            tracing::warn!(?DRAIN_TIMEOUT, "unsubscribing took too long; requests still queued are dropped");
+            tracing::warn!(
+                ?DRAIN_TIMEOUT,
+                "unsubscribing took too long; requests still queued are dropped"
+            );
         }
         drop(subscriptions);
         // Then let in-flight requests finish.

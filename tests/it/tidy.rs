@@ -1,0 +1,436 @@
+//! Tidy checks: the architecture invariants of `ARCHITECTURE.md` that a
+//! reading of the manifests and sources can enforce. No NATS, no service.
+//!
+//! - `cpor-domain` does no IO and reads no clock: no IO crates among its
+//!   dependencies, no clock, file, network or randomness calls in its sources.
+//! - Only `cpor-log` names sled; only `cpor-nats` names async-nats (besides
+//!   the benchmark harness and the tests), and the binary reaches it through
+//!   `cpor_nats::async_nats`.
+//! - `anyhow` only in the binaries (`cpor`, `cpor-bench`).
+//! - No test is switched off (an `ignore` attribute) or passes by
+//!   panicking (a `should_panic` attribute).
+//! - Every crate says what it is (`description`) and takes the workspace lints.
+//!
+//! Every failure names the file and the rule it breaks.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use toml::Value;
+
+/// The workspace root (`tests/..`).
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .to_path_buf()
+}
+
+/// One package: its directory and parsed `Cargo.toml`.
+struct Package {
+    name: String,
+    dir: PathBuf,
+    manifest_path: PathBuf,
+    manifest: Value,
+}
+
+impl Package {
+    fn load(dir: &Path) -> Package {
+        let manifest_path = dir.join("Cargo.toml");
+        let text = std::fs::read_to_string(&manifest_path)
+            .unwrap_or_else(|e| panic!("{}: {e}", manifest_path.display()));
+        let manifest: Value = toml::from_str(&text)
+            .unwrap_or_else(|e| panic!("{} is not valid TOML: {e}", manifest_path.display()));
+        let name = manifest
+            .get("package")
+            .and_then(|p| p.get("name"))
+            .and_then(Value::as_str)
+            .unwrap_or_else(|| panic!("{} has no [package] name", manifest_path.display()))
+            .to_string();
+        Package {
+            name,
+            dir: dir.to_path_buf(),
+            manifest_path,
+            manifest,
+        }
+    }
+
+    /// Dependency names of the given kinds (`dependencies`,
+    /// `dev-dependencies`, `build-dependencies`), target-specific ones
+    /// included, each with the table it is in. A renamed dependency counts
+    /// under its package name.
+    fn dependencies(&self, kinds: &[&str]) -> Vec<(String, String)> {
+        let mut tables: Vec<(String, &Value)> = Vec::new();
+        for kind in kinds {
+            if let Some(table) = self.manifest.get(*kind) {
+                tables.push((format!("[{kind}]"), table));
+            }
+            if let Some(targets) = self.manifest.get("target").and_then(Value::as_table) {
+                for (target, spec) in targets {
+                    if let Some(table) = spec.get(*kind) {
+                        tables.push((format!("[target.{target}.{kind}]"), table));
+                    }
+                }
+            }
+        }
+        let mut out = Vec::new();
+        for (table_name, table) in tables {
+            for (key, spec) in table.as_table().into_iter().flatten() {
+                let name = spec
+                    .get("package")
+                    .and_then(Value::as_str)
+                    .unwrap_or(key)
+                    .to_string();
+                out.push((name, table_name.clone()));
+            }
+        }
+        out
+    }
+
+    /// The `.rs` files under `src/`, recursively.
+    fn sources(&self) -> Vec<PathBuf> {
+        rust_files(&self.dir.join("src"))
+    }
+}
+
+const ALL_DEPENDENCY_KINDS: &[&str] = &["dependencies", "dev-dependencies", "build-dependencies"];
+/// What ships in the built crate (dev-dependencies only build its tests).
+const SHIPPED_DEPENDENCY_KINDS: &[&str] = &["dependencies", "build-dependencies"];
+
+/// Every package under `crates/`, by name.
+fn crates() -> BTreeMap<String, Package> {
+    let dir = root().join("crates");
+    let mut packages = BTreeMap::new();
+    for entry in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
+        let path = entry.expect("read crates/").path();
+        if path.join("Cargo.toml").is_file() {
+            let package = Package::load(&path);
+            packages.insert(package.name.clone(), package);
+        }
+    }
+    for expected in [
+        "cpor",
+        "cpor-domain",
+        "cpor-engine",
+        "cpor-log",
+        "cpor-nats",
+    ] {
+        assert!(
+            packages.contains_key(expected),
+            "crate {expected} is missing under {}",
+            dir.display()
+        );
+    }
+    packages
+}
+
+/// The crates under `crates/` and the tests package.
+fn all_packages() -> Vec<Package> {
+    let mut packages: Vec<Package> = crates().into_values().collect();
+    packages.push(Package::load(&root().join("tests")));
+    packages
+}
+
+/// Every `.rs` file under `dir`, recursively, sorted.
+fn rust_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries {
+            let path = entry.expect("read dir entry").path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                out.push(path);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+fn read(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// `path` relative to the workspace root, for messages.
+fn shown(path: &Path) -> String {
+    path.strip_prefix(root())
+        .unwrap_or(path)
+        .display()
+        .to_string()
+}
+
+/// `file:line: text` for every line of `text` containing `needle`.
+fn lines_with(path: &Path, text: &str, needle: &str) -> Vec<String> {
+    text.lines()
+        .enumerate()
+        .filter(|(_, line)| line.contains(needle))
+        .map(|(n, line)| format!("{}:{}: {}", shown(path), n + 1, line.trim()))
+        .collect()
+}
+
+fn assert_no_violations(rule: &str, violations: &[String]) {
+    assert!(
+        violations.is_empty(),
+        "{rule}; broken by:\n  {}",
+        violations.join("\n  ")
+    );
+}
+
+#[test]
+fn domain_depends_on_no_io_crate() {
+    let crates = crates();
+    let domain = &crates["cpor-domain"];
+    let forbidden = ["tokio", "sled", "async-nats", "futures", "reqwest", "rand"];
+    let violations: Vec<String> = domain
+        .dependencies(SHIPPED_DEPENDENCY_KINDS)
+        .into_iter()
+        .filter(|(name, _)| forbidden.contains(&name.as_str()))
+        .map(|(name, table)| format!("{}: {table} has {name}", shown(&domain.manifest_path)))
+        .collect();
+    assert_no_violations(
+        &format!("cpor-domain does no IO: none of {forbidden:?} among its dependencies"),
+        &violations,
+    );
+}
+
+#[test]
+fn domain_reads_no_clock_and_does_no_io() {
+    let crates = crates();
+    let domain = &crates["cpor-domain"];
+    let forbidden = [
+        "Utc::now",
+        "SystemTime",
+        "Instant::now",
+        "std::fs",
+        "std::net",
+        "thread_rng",
+    ];
+    let sources = domain.sources();
+    assert!(!sources.is_empty(), "no sources found for cpor-domain");
+    let mut violations = Vec::new();
+    for path in &sources {
+        let text = read(path);
+        for needle in forbidden {
+            violations.extend(lines_with(path, &text, needle));
+        }
+    }
+    assert_no_violations(
+        &format!(
+            "cpor-domain reads no clock and does no IO: its sources never mention {forbidden:?} \
+             (take the time as an argument)"
+        ),
+        &violations,
+    );
+}
+
+#[test]
+fn only_cpor_log_names_sled() {
+    let mut violations = Vec::new();
+    for package in all_packages() {
+        if package.name == "cpor-log" {
+            continue;
+        }
+        for (name, table) in package.dependencies(ALL_DEPENDENCY_KINDS) {
+            if name == "sled" {
+                violations.push(format!(
+                    "{}: {table} has sled",
+                    shown(&package.manifest_path)
+                ));
+            }
+        }
+    }
+    // Spelled in two parts so this file does not match itself.
+    let needle = concat!("sled", "::");
+    let mut files: Vec<PathBuf> = crates()
+        .into_values()
+        .filter(|p| p.name != "cpor-log")
+        .flat_map(|p| p.sources())
+        .collect();
+    files.extend(rust_files(&root().join("tests")));
+    for path in files {
+        violations.extend(lines_with(&path, &read(&path), needle));
+    }
+    assert_no_violations(
+        "only cpor-log depends on sled or names it in code (a `sled` path)",
+        &violations,
+    );
+}
+
+#[test]
+fn only_cpor_nats_names_async_nats() {
+    let allowed = ["cpor-nats", "cpor-bench", "cpor-tests"];
+    let mut violations = Vec::new();
+    for package in all_packages() {
+        if allowed.contains(&package.name.as_str()) {
+            continue;
+        }
+        for (name, table) in package.dependencies(ALL_DEPENDENCY_KINDS) {
+            if name == "async-nats" {
+                violations.push(format!(
+                    "{}: {table} has async-nats",
+                    shown(&package.manifest_path)
+                ));
+            }
+        }
+    }
+    assert_no_violations(
+        &format!("only {allowed:?} depend on async-nats"),
+        &violations,
+    );
+
+    // The binary reaches NATS through `cpor_nats::async_nats`.
+    let binary = &crates()["cpor"];
+    let mut violations = Vec::new();
+    for path in binary.sources() {
+        let text = read(&path);
+        for n in direct_async_nats_lines(&text) {
+            let line = text.lines().nth(n - 1).unwrap_or_default();
+            violations.push(format!("{}:{n}: {}", shown(&path), line.trim()));
+        }
+    }
+    assert_no_violations(
+        "crates/cpor/src uses async-nats only through `cpor_nats::async_nats` \
+         (add `use cpor_nats::async_nats;`)",
+        &violations,
+    );
+}
+
+#[test]
+fn anyhow_only_in_the_binaries() {
+    let allowed = ["cpor", "cpor-bench"];
+    let mut violations = Vec::new();
+    for package in crates().into_values() {
+        if allowed.contains(&package.name.as_str()) {
+            continue;
+        }
+        for (name, table) in package.dependencies(SHIPPED_DEPENDENCY_KINDS) {
+            if name == "anyhow" {
+                violations.push(format!(
+                    "{}: {table} has anyhow",
+                    shown(&package.manifest_path)
+                ));
+            }
+        }
+    }
+    assert_no_violations(
+        &format!(
+            "anyhow only in the binaries {allowed:?}; libraries return typed errors (thiserror)"
+        ),
+        &violations,
+    );
+}
+
+#[test]
+fn no_test_is_ignored_or_passes_by_panicking() {
+    // Spelled in parts so this file does not match itself.
+    let needles = [concat!("#[", "ignore"), concat!("#[", "should_panic")];
+    let mut files = rust_files(&root().join("crates"));
+    files.extend(rust_files(&root().join("tests")));
+    assert!(!files.is_empty());
+    let mut violations = Vec::new();
+    for path in files {
+        let text = read(&path);
+        for needle in needles {
+            violations.extend(lines_with(&path, &text, needle));
+        }
+    }
+    assert_no_violations(
+        &format!(
+            "no {needles:?} in crates/ or tests/: a test that does not run proves nothing, and a \
+             panic proves nothing about which check failed (assert on the error instead)"
+        ),
+        &violations,
+    );
+}
+
+#[test]
+fn every_crate_has_a_description_and_the_workspace_lints() {
+    let mut violations = Vec::new();
+    for package in all_packages() {
+        let file = shown(&package.manifest_path);
+        let description = package
+            .manifest
+            .get("package")
+            .and_then(|p| p.get("description"))
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        if description.trim().is_empty() {
+            violations.push(format!("{file}: [package] has no description"));
+        }
+        let lints = package
+            .manifest
+            .get("lints")
+            .and_then(|l| l.get("workspace"))
+            .and_then(Value::as_bool);
+        if lints != Some(true) {
+            violations.push(format!("{file}: no `[lints] workspace = true`"));
+        }
+    }
+    assert_no_violations(
+        "every crate has a [package] description and `[lints] workspace = true`",
+        &violations,
+    );
+}
+
+/// The lines (1-based) of a source file of the binary that reach async-nats
+/// other than through `cpor_nats::async_nats`: a path starting with
+/// `async_nats::` is fine only in a file that imported that name with
+/// `use cpor_nats::async_nats;`; `use async_nats…`, `::async_nats` and
+/// `extern crate async_nats` never are. Comments and log filter strings
+/// (`"info,async_nats=warn"`) do not count.
+fn direct_async_nats_lines(text: &str) -> Vec<usize> {
+    const NAME: &str = "async_nats";
+    let imported = text.contains("use cpor_nats::async_nats;");
+    let mut lines = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let code = line.split("//").next().unwrap_or_default();
+        let mut from = 0;
+        while let Some(found) = code[from..].find(NAME) {
+            let at = from + found;
+            from = at + NAME.len();
+            let before = &code[..at];
+            let after = &code[from..];
+            if before.ends_with(|c: char| c.is_alphanumeric() || c == '_')
+                || after.starts_with(|c: char| c.is_alphanumeric() || c == '_' || c == '=')
+            {
+                continue; // part of another word, or a log filter
+            }
+            let before = before.trim_end();
+            let ok = if before.ends_with("cpor_nats::") {
+                true
+            } else if before.ends_with("::") || before.ends_with("crate") || before.ends_with("use")
+            {
+                false
+            } else {
+                imported
+            };
+            if !ok {
+                lines.push(n + 1);
+                break;
+            }
+        }
+    }
+    lines
+}
+
+#[test]
+fn the_async_nats_rule_reads_paths_right() {
+    let via = "use cpor_nats::async_nats;\nuse cpor_nats::async_nats::jetstream::consumer;\n\
+               fn f() { async_nats::connect(url); }\n\
+               let filter = \"info,async_nats=warn\"; // async_nats in a comment\n";
+    assert_eq!(direct_async_nats_lines(via), Vec::<usize>::new());
+    let direct = "use async_nats::jetstream;\nextern crate async_nats;\n\
+                  let c = ::async_nats::connect(url);\nuse async_nats;\n\
+                  let d = cpor_nats::async_nats::connect(url);\n";
+    assert_eq!(direct_async_nats_lines(direct), vec![1, 2, 3, 4]);
+    // Without the import, a bare path is not through cpor_nats.
+    assert_eq!(
+        direct_async_nats_lines("fn f() { async_nats::connect(url); }"),
+        vec![1]
+    );
+}
