@@ -12,7 +12,6 @@
 //! and the position write leaves neither a gap nor a duplicate, and a stream
 //! that lost its tail gets it again.
 
-use std::collections::BTreeSet;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -243,22 +242,22 @@ impl Relay {
     /// `durable`), then the status of the claims they touched.
     async fn publish_window(&self, from: u64, durable: u64) -> Result<u64, async_nats::Error> {
         let mut acks = Vec::with_capacity(RELAY_WINDOW_EVENTS);
-        let mut claims = BTreeSet::new();
+        let mut claims = ClaimVersions::new();
         let mut last = from;
         for entry in self.reader.events_from(from + 1).take(RELAY_WINDOW_EVENTS) {
             let (position, bytes) = entry?;
             if position > durable {
                 break;
             }
-            let head: EventHead = serde_json::from_slice(&bytes)?;
+            let head: EventHead<'_> = serde_json::from_slice(&bytes)?;
             let (aggregate, name) = head
                 .aggregate_and_name()
                 .ok_or("event type is not cpor.{aggregate}.{name}")?;
-            claims.extend(head.claims_touched());
+            head.note_claim(&mut claims);
             let subject = format!("{}.evt.{aggregate}.{}.{name}", self.prefix, head.subject);
             let publish = jetstream::message::PublishMessage::build()
-                .payload(bytes.into())
-                .message_id(&head.id);
+                .payload(bytes.clone().into())
+                .message_id(head.id);
             acks.push(self.js.send_publish(subject, publish).await?);
             last = position;
         }
@@ -283,15 +282,15 @@ impl Relay {
     async fn republish_statuses(&self, from: u64, to: u64) -> Result<(), async_nats::Error> {
         let mut from = from;
         while from < to {
-            let mut claims = BTreeSet::new();
+            let mut claims = ClaimVersions::new();
             let mut last = to;
             for entry in self.reader.events_from(from + 1).take(RELAY_WINDOW_EVENTS) {
                 let (position, bytes) = entry?;
                 if position > to {
                     break;
                 }
-                let head: EventHead = serde_json::from_slice(&bytes)?;
-                claims.extend(head.claims_touched());
+                let head: EventHead<'_> = serde_json::from_slice(&bytes)?;
+                head.note_claim(&mut claims);
                 last = position;
             }
             self.publish_statuses(claims).await?;
@@ -301,17 +300,29 @@ impl Relay {
     }
 
     /// Publishes the current ClaimView of each claim and awaits the acks.
-    async fn publish_statuses(&self, claims: BTreeSet<String>) -> Result<(), async_nats::Error> {
+    ///
+    /// The stored view may already include a batch the writer has applied
+    /// but not yet flushed. Publishing it would publish an unflushed write,
+    /// so a view whose version is ahead of the claim's last published event
+    /// is skipped here: that later event is published in a later window,
+    /// and the view with it. (Every change to a claim's view is a claim
+    /// event; arbitration outcomes come with one on each claim.)
+    async fn publish_statuses(&self, claims: ClaimVersions) -> Result<(), async_nats::Error> {
         let mut status_acks = Vec::with_capacity(claims.len());
-        for claim_id in claims {
+        for (claim_id, published_version) in claims {
             let Ok(id) = claim_id.parse::<uuid::Uuid>() else {
                 continue;
             };
-            if let Some(view) = self.reader.claim_view(&id)? {
-                let subject = format!("{}.status.claim.{claim_id}", self.prefix);
-                let payload = serde_json::to_vec(&view)?;
-                status_acks.push(self.js.publish(subject, payload.into()).await?);
+            let Some(view) = self.reader.claim_view(&id)? else {
+                continue;
+            };
+            let view_version = view.get("version").and_then(Value::as_u64).unwrap_or(0);
+            if view_version > published_version {
+                continue;
             }
+            let subject = format!("{}.status.claim.{claim_id}", self.prefix);
+            let payload = serde_json::to_vec(&view)?;
+            status_acks.push(self.js.publish(subject, payload.into()).await?);
         }
         for ack in status_acks {
             ack.await?;
@@ -320,43 +331,31 @@ impl Relay {
     }
 }
 
-/// The few CloudEvent fields the relay needs to route an event.
+/// Claim id → the highest stream version of its events in a window.
+type ClaimVersions = std::collections::BTreeMap<String, u64>;
+
+/// The few CloudEvent fields the relay needs to route an event, borrowed.
 #[derive(serde::Deserialize)]
-struct EventHead {
-    id: String,
+struct EventHead<'a> {
+    id: &'a str,
     #[serde(rename = "type")]
-    type_name: String,
-    subject: String,
-    #[serde(default)]
-    data: Value,
+    type_name: &'a str,
+    subject: &'a str,
+    streamversion: u64,
 }
 
-impl EventHead {
+impl EventHead<'_> {
     fn aggregate_and_name(&self) -> Option<(&str, &str)> {
         let mut parts = self.type_name.splitn(3, '.');
         let _ = parts.next()?;
         Some((parts.next()?, parts.next()?))
     }
 
-    /// Claims whose view the event changes: its own claim, and the claims
-    /// an arbitration event names.
-    fn claims_touched(&self) -> Vec<String> {
-        let mut ids = self.claims_named();
+    /// Records a claim event's stream version.
+    fn note_claim(&self, claims: &mut ClaimVersions) {
         if self.type_name.split('.').nth(1) == Some("claim") {
-            ids.push(self.subject.clone());
+            let version = claims.entry(self.subject.to_string()).or_default();
+            *version = (*version).max(self.streamversion);
         }
-        ids
-    }
-
-    /// Claims an arbitration event changes the view of.
-    fn claims_named(&self) -> Vec<String> {
-        let mut ids = Vec::new();
-        if let Some(id) = self.data.get("claim_id").and_then(Value::as_str) {
-            ids.push(id.to_string());
-        }
-        if let Some(list) = self.data.get("claim_ids").and_then(Value::as_array) {
-            ids.extend(list.iter().filter_map(Value::as_str).map(str::to_string));
-        }
-        ids
     }
 }
