@@ -29,6 +29,11 @@ pub(crate) struct ProjectionWriter {
     /// Claims touched by the batch, with the deadlines they had before it.
     touched_claims: BTreeMap<Uuid, Vec<DeadlineEntry>>,
     touched_cases: BTreeSet<Uuid>,
+    /// Claims and cases the batch created: their order and index entries
+    /// never change, so they are written once, not at every touch (each
+    /// sled insert copies a leaf node: writes are the dominant cost).
+    created_claims: BTreeSet<Uuid>,
+    created_cases: BTreeSet<Uuid>,
 }
 
 /// The claims whose view an event changes.
@@ -65,6 +70,15 @@ impl ProjectionWriter {
         if let Some(case_id) = case_affected(&event.data) {
             self.touched_cases.insert(case_id);
         }
+        match &event.data {
+            EventData::ClaimSubmitted(e) => {
+                self.created_claims.insert(e.claim_id);
+            }
+            EventData::ArbitrationOpened(e) => {
+                self.created_cases.insert(e.case_id);
+            }
+            _ => {}
+        }
     }
 
     /// Called after the event is folded: per-event projections (comments).
@@ -89,15 +103,17 @@ impl ProjectionWriter {
             };
             let view = serde_json::to_vec(&ClaimView::of(claim)).expect("views serialize");
             batch.insert(keys::claim_view(&claim_id), view);
-            batch.insert(keys::claim_order(claim.seq), claim_id.as_bytes());
-            batch.insert(
-                keys::partner_claims(&claim.partner_id, claim.seq),
-                claim_id.as_bytes(),
-            );
-            batch.insert(
-                keys::tenant_claims(&claim.tenant_id, claim.seq),
-                claim_id.as_bytes(),
-            );
+            if self.created_claims.remove(&claim_id) {
+                batch.insert(keys::claim_order(claim.seq), claim_id.as_bytes());
+                batch.insert(
+                    keys::partner_claims(&claim.partner_id, claim.seq),
+                    claim_id.as_bytes(),
+                );
+                batch.insert(
+                    keys::tenant_claims(&claim.tenant_id, claim.seq),
+                    claim_id.as_bytes(),
+                );
+            }
             let new_deadlines: Vec<DeadlineEntry> = claim.watched_deadlines().collect();
             for (due, id, kind) in &old_deadlines {
                 if !new_deadlines.contains(&(*due, *id, *kind)) {
@@ -105,7 +121,9 @@ impl ProjectionWriter {
                 }
             }
             for (due, id, kind) in &new_deadlines {
-                batch.insert(keys::deadline(due, id, *kind), &[]);
+                if !old_deadlines.contains(&(*due, *id, *kind)) {
+                    batch.insert(keys::deadline(due, id, *kind), &[]);
+                }
             }
         }
         for case_id in std::mem::take(&mut self.touched_cases) {
@@ -114,7 +132,9 @@ impl ProjectionWriter {
             };
             let view = serde_json::to_vec(&CaseView::of(case)).expect("views serialize");
             batch.insert(keys::case_view(&case_id), view);
-            batch.insert(keys::case_order(case.seq), case_id.as_bytes());
+            if self.created_cases.remove(&case_id) {
+                batch.insert(keys::case_order(case.seq), case_id.as_bytes());
+            }
         }
     }
 }
