@@ -54,6 +54,9 @@ pub struct GeneratedLog {
     pub refused: u64,
     /// Events written by the deadline scheduler.
     pub deadline_events: u64,
+    /// Estimated heap bytes of the decision state folded from this log
+    /// (see [`crate::memory`]).
+    pub state_bytes: u64,
     /// Time of the last event.
     pub last_time: Option<Timestamp>,
     pub elapsed: Duration,
@@ -117,6 +120,7 @@ pub fn try_generate_log(
     out.tenants = state.tenants.len() as u64;
     out.subscriptions = state.subscriptions.len() as u64;
     out.partners = state.partners.len() as u64;
+    out.state_bytes = crate::memory::state_heap_bytes(state) as u64;
     out.last_time = Some(now);
     out.elapsed = started.elapsed();
     Ok(out)

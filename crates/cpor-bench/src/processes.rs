@@ -118,6 +118,7 @@ pub struct NatsServer {
 
 impl NatsServer {
     pub fn start(bin: &Path, dir: &Path) -> anyhow::Result<NatsServer> {
+        std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
         let port = free_port()?;
         let mut command = Command::new(bin);
         command

@@ -1,0 +1,232 @@
+//! `cpor-bench`: run the benchmarks, or generate a log.
+//!
+//! ```text
+//! cargo run --release -p cpor-bench -- [--quick | --smoke] [--json FILE]
+//! cargo run --release -p cpor-bench -- generate --data-dir DIR --events N [--seed S]
+//! ```
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{bail, Context};
+use clap::{Parser, Subcommand};
+
+use cpor_bench::run::{self, Mode, Options, DEFAULT_SEED};
+
+#[derive(Parser)]
+#[command(
+    name = "cpor-bench",
+    about = "Benchmarks of the CPOR claim service against ceilings measured in the same run",
+    args_conflicts_with_subcommands = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Sub>,
+    /// Smaller counts: finishes within a minute.
+    #[arg(long, conflicts_with = "smoke")]
+    quick: bool,
+    /// Tiny counts, a few seconds (the test that keeps the harness working).
+    #[arg(long)]
+    smoke: bool,
+    /// Also write every figure as JSON to FILE.
+    #[arg(long, value_name = "FILE")]
+    json: Option<PathBuf>,
+    /// Workload seed (same seed, same requests).
+    #[arg(long, default_value_t = DEFAULT_SEED)]
+    seed: u64,
+    /// The `cpor` binary (default: $CPOR_BIN, else `cpor` beside this executable).
+    #[arg(long, value_name = "PATH")]
+    cpor_bin: Option<PathBuf>,
+    /// The nats-server binary (default: on PATH, else /usr/sbin/nats-server).
+    #[arg(long, value_name = "PATH")]
+    nats_server: Option<PathBuf>,
+    /// Do not run `cargo build --release -p cpor` first.
+    #[arg(long)]
+    no_build: bool,
+    /// Also time `cpor verify`, `export` and `rebuild` on the generated log.
+    #[arg(long)]
+    audit_tools: bool,
+    /// Keep the temp dir (data dirs and process logs) after the run.
+    #[arg(long)]
+    keep: bool,
+}
+
+#[derive(Subcommand)]
+enum Sub {
+    /// Write a realistic log of at least N events into an empty data dir.
+    Generate {
+        #[arg(long, value_name = "DIR")]
+        data_dir: PathBuf,
+        #[arg(long, value_name = "N")]
+        events: u64,
+        #[arg(long, default_value_t = DEFAULT_SEED)]
+        seed: u64,
+    },
+    /// Where the memory of an opened log goes: RSS after `Log::open` (decision
+    /// state plus sled's cache), after dropping the store (state alone), and
+    /// the state's estimated heap size.
+    #[command(hide = true)]
+    InspectMemory {
+        #[arg(long, value_name = "DIR")]
+        data_dir: PathBuf,
+    },
+    /// A trivial request/reply responder (the echo ceiling); runs until killed.
+    #[command(hide = true)]
+    Echo {
+        #[arg(long)]
+        nats_url: String,
+        #[arg(long)]
+        subject: String,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Some(Sub::Generate { data_dir, events, seed }) => generate(&data_dir, events, seed),
+        Some(Sub::Echo { nats_url, subject }) => echo(&nats_url, &subject),
+        Some(Sub::InspectMemory { data_dir }) => inspect_memory(&data_dir),
+        None => bench(&cli),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("cpor-bench: {error:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn generate(dir: &Path, events: u64, seed: u64) -> anyhow::Result<()> {
+    let step = (events / 10).max(1);
+    let mut next = step;
+    let generated = cpor_bench::try_generate_log(dir, events, seed, |position| {
+        if position >= next {
+            eprintln!("cpor-bench: {position} events");
+            next += step;
+        }
+    })
+    .with_context(|| format!("generate a log in {}", dir.display()))?;
+    println!(
+        "{} events, {} claims, {} arbitration cases, {} tenants, {} subscriptions, {} partners; \
+         {} commands ({} refused), {} deadline events; last event at {}; {:.1} s ({:.0} events/s)",
+        generated.events,
+        generated.claims,
+        generated.cases,
+        generated.tenants,
+        generated.subscriptions,
+        generated.partners,
+        generated.commands,
+        generated.refused,
+        generated.deadline_events,
+        generated.last_time.map(|t| t.to_rfc3339()).unwrap_or_default(),
+        generated.elapsed.as_secs_f64(),
+        generated.events as f64 / generated.elapsed.as_secs_f64().max(1e-9)
+    );
+    Ok(())
+}
+
+fn inspect_memory(dir: &Path) -> anyhow::Result<()> {
+    let rss = || cpor_bench::procfs::sample(std::process::id()).unwrap_or_default().rss_kib as f64 / 1024.0;
+    let before = rss();
+    let started = std::time::Instant::now();
+    let (log, state) = cpor_log::Log::open(dir).with_context(|| format!("open {}", dir.display()))?;
+    let open_s = started.elapsed().as_secs_f64();
+    let opened = rss();
+    drop(log);
+    let state_only = rss();
+    let estimate = cpor_bench::memory::state_heap_bytes(&state) as f64 / (1024.0 * 1024.0);
+    let claims = state.claims.len().max(1) as f64;
+    println!(
+        "claims {}: open {open_s:.2} s; RSS {before:.0} MiB before, {opened:.0} MiB opened, {state_only:.0} MiB with the store closed; \
+         state estimated at {estimate:.0} MiB ({:.0} bytes/claim)",
+        state.claims.len(),
+        estimate * 1024.0 * 1024.0 / claims
+    );
+    Ok(())
+}
+
+fn echo(url: &str, subject: &str) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(cpor_bench::load::echo_responder(url, subject))
+}
+
+/// The workspace root (this crate is `crates/cpor-bench`).
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .ancestors()
+        .nth(2)
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+/// The `cpor` binary: `--cpor-bin`, `$CPOR_BIN`, else beside this
+/// executable (same target profile). From a release build it is rebuilt
+/// first (a no-op when up to date) so the figures are of the current code.
+fn cpor_bin(cli: &Cli, mode: Mode, exe: &Path) -> anyhow::Result<PathBuf> {
+    if let Some(bin) = cli.cpor_bin.clone().or_else(|| std::env::var_os("CPOR_BIN").filter(|s| !s.is_empty()).map(PathBuf::from)) {
+        if !bin.is_file() {
+            bail!("the cpor binary {} does not exist", bin.display());
+        }
+        return Ok(bin);
+    }
+    let mut profile_dir = exe.parent().context("the executable has a parent dir")?.to_path_buf();
+    if profile_dir.file_name().is_some_and(|n| n == "deps") {
+        profile_dir.pop();
+    }
+    let bin = profile_dir.join(format!("cpor{}", std::env::consts::EXE_SUFFIX));
+    let release = profile_dir.file_name().is_some_and(|n| n == "release");
+    if release && !cli.no_build {
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        eprintln!("cpor-bench: cargo build --release -p cpor");
+        let status = std::process::Command::new(cargo)
+            .args(["build", "--release", "-p", "cpor"])
+            .current_dir(workspace())
+            .status();
+        if !status.is_ok_and(|s| s.success()) {
+            eprintln!("cpor-bench: could not build cpor; using the binary as it is");
+        }
+    }
+    if !bin.is_file() {
+        bail!(
+            "no cpor binary at {}: build it first (cargo build --release -p cpor) or pass --cpor-bin",
+            bin.display()
+        );
+    }
+    if !release && mode != Mode::Smoke {
+        eprintln!("cpor-bench: warning: {} is not a release build; its figures mean little", bin.display());
+    }
+    Ok(bin)
+}
+
+fn bench(cli: &Cli) -> anyhow::Result<()> {
+    let mode = if cli.smoke {
+        Mode::Smoke
+    } else if cli.quick {
+        Mode::Quick
+    } else {
+        Mode::Full
+    };
+    let exe = std::env::current_exe().context("path of this executable")?;
+    let options = Options {
+        mode,
+        seed: cli.seed,
+        cpor_bin: cpor_bin(cli, mode, &exe)?,
+        nats_server: match &cli.nats_server {
+            Some(p) => p.clone(),
+            None => cpor_bench::processes::find_nats_server()?,
+        },
+        bench_exe: exe,
+        audit_tools: cli.audit_tools,
+        keep: cli.keep,
+        workspace: workspace(),
+    };
+    let report = run::run(&options)?;
+    println!("{}", report.table());
+    if let Some(path) = &cli.json {
+        let text = serde_json::to_string_pretty(&report.to_json())?;
+        std::fs::write(path, text + "\n").with_context(|| format!("write {}", path.display()))?;
+        eprintln!("cpor-bench: figures written to {}", path.display());
+    }
+    Ok(())
+}
