@@ -508,7 +508,7 @@ fn replay(
     {
         let reader = LogReader::open(&data)?;
         let started = Instant::now();
-        let rebuilt = cpor_log::rebuild_projections(&reader, &dir.join("rebuild-scratch"), |_| {})?;
+        let rebuilt = cpor_log::rebuild_projections(&reader, |_| {})?;
         figures.rebuild_s = started.elapsed().as_secs_f64();
         figures.rebuild_differences = rebuilt.difference_count;
         say(format!(
@@ -517,7 +517,6 @@ fn replay(
             crate::report::fmt_int(figures.rebuild_events_per_s())
         ));
     } // the reader holds sled's lock on the data dir: released here
-    let _ = std::fs::remove_dir_all(dir.join("rebuild-scratch"));
 
     if options.audit_tools {
         for (tool, extra) in [

@@ -160,7 +160,11 @@ pub fn decode(bytes: &[u8]) -> Result<DecodedEvent, LogError> {
         .and_then(AggregateKind::parse)
         .ok_or_else(|| bad("has an unknown type"))?;
     let name = name.ok_or_else(|| bad("has an unknown type"))?;
-    let version = raw.dataschema.as_deref().and_then(parse_data_schema).unwrap_or(1);
+    let version = raw
+        .dataschema
+        .as_deref()
+        .and_then(parse_data_schema)
+        .unwrap_or(1);
     let text = raw.data.get();
     let actor = serde_json::from_str::<ActorOnly>(text)
         .map_err(|_| bad("has no valid data.actor"))?

@@ -38,18 +38,6 @@ pub(crate) enum KeyKind {
     TenantClaims = 0x17,
 }
 
-/// The projection kinds, all rebuildable from the log.
-pub(crate) const PROJECTION_KINDS: [KeyKind; 8] = [
-    KeyKind::ClaimView,
-    KeyKind::Comment,
-    KeyKind::CaseView,
-    KeyKind::ClaimOrder,
-    KeyKind::CaseOrder,
-    KeyKind::Deadline,
-    KeyKind::PartnerClaims,
-    KeyKind::TenantClaims,
-];
-
 pub(crate) fn prefix(kind: KeyKind) -> [u8; 1] {
     [kind as u8]
 }

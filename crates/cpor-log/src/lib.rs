@@ -33,7 +33,8 @@ use cpor_domain::types::Timestamp;
 
 pub use envelope::{DecodedEvent, EventMeta};
 pub use projection::{
-    rebuild_projections, RebuildReport, REBUILD_BATCH_EVENTS, REBUILD_DIFFERENCES_LISTED,
+    rebuild_projections, repair_projections, RebuildReport, REBUILD_BATCH_EVENTS,
+    REBUILD_DIFFERENCES_LISTED, REPAIR_BATCH_ENTRIES,
 };
 pub use query::{
     ClaimFilter, ClaimPage, CASES_LIST_MAX, COMMENTS_MAX, LIST_LIMIT_DEFAULT, LIST_LIMIT_MAX,

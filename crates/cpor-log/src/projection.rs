@@ -5,7 +5,6 @@
 //! `rebuild` audit tool checks exactly that.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
 
 use uuid::Uuid;
 
@@ -14,10 +13,10 @@ use cpor_domain::state::State;
 use cpor_domain::types::{DeadlineKind, Timestamp};
 use cpor_domain::view::{CaseView, ClaimView, CommentView};
 
-use crate::keys::{self, KeyKind, PROJECTION_KINDS};
+use crate::keys::{self, KeyKind};
 use crate::{envelope, LogError, LogReader};
 
-/// Events folded per batch while rebuilding: bounds the memory of one batch.
+/// Events folded between two progress reports while rebuilding.
 pub const REBUILD_BATCH_EVENTS: usize = 10_000;
 /// Differences listed in a rebuild report (all are counted).
 pub const REBUILD_DIFFERENCES_LISTED: usize = 20;
@@ -145,128 +144,229 @@ pub struct RebuildReport {
     pub events: u64,
     pub claims: u64,
     pub cases: u64,
+    /// Projection entries compared.
+    pub entries: u64,
     /// Every projection entry that differs, is missing or is extra.
     pub difference_count: u64,
     /// The first [`REBUILD_DIFFERENCES_LISTED`] differences, described.
     pub differences: Vec<String>,
 }
 
-/// Recomputes every projection from the log alone into a fresh store at
-/// `scratch_dir` (which must not exist or be empty), then compares it with
-/// the stored projections, entry by entry.
+impl RebuildReport {
+    fn note(&mut self, text: String) {
+        self.difference_count += 1;
+        if self.differences.len() < REBUILD_DIFFERENCES_LISTED {
+            self.differences.push(text);
+        }
+    }
+}
+
+/// Recomputes every projection from the log alone and compares it, entry
+/// by entry and byte for byte, with the stored projections.
+///
+/// The recomputation goes through the same code the writer uses
+/// ([`ProjectionWriter`] for comments; the view and index encoders for the
+/// rest), folding the log once. Nothing is written: stored entries are
+/// compared in key order against recomputed ones generated in the same
+/// order, so memory holds the fold state and one kind's small index keys,
+/// never a second copy of the store. `progress` is called with the number
+/// of events folded so far, every [`REBUILD_BATCH_EVENTS`].
 pub fn rebuild_projections(
     reader: &LogReader,
-    scratch_dir: &Path,
     mut progress: impl FnMut(u64),
 ) -> Result<RebuildReport, LogError> {
-    let scratch = LogReader::open(scratch_dir)?;
     let mut state = State::new();
-    let mut writer = ProjectionWriter::default();
-    let mut batch = sled::Batch::default();
-    let mut in_batch = 0usize;
     let mut report = RebuildReport::default();
+    // Comments are per event: compared as they are recomputed.
+    let mut comments_recomputed = 0u64;
     for entry in reader.events_from(1) {
         let (position, bytes) = entry?;
         let decoded = envelope::decode(&bytes)?;
-        writer.before(&state, &decoded.event);
         state
             .evolve(&decoded.event, decoded.time)
             .map_err(|e| LogError::Corrupt(format!("position {position}: {e}")))?;
-        writer.after(&mut batch, &decoded.event, position, decoded.time);
+        if let Some((claim_id, comment)) = CommentView::of(&decoded.event, decoded.time) {
+            comments_recomputed += 1;
+            let key = keys::comment(&claim_id, position);
+            let expected = serde_json::to_vec(&comment).expect("comments serialize");
+            match reader.tree.get(&key)? {
+                Some(stored) if stored.as_ref() == expected.as_slice() => {}
+                Some(stored) => report.note(format!(
+                    "Comment {}: stored {} != rebuilt {}",
+                    hex(&key),
+                    String::from_utf8_lossy(&stored),
+                    String::from_utf8_lossy(&expected)
+                )),
+                None => report.note(format!(
+                    "Comment {}: rebuilt but missing from the store",
+                    hex(&key)
+                )),
+            }
+        }
         report.events += 1;
-        in_batch += 1;
-        if in_batch == REBUILD_BATCH_EVENTS {
-            writer.finish(&mut batch, &state);
-            scratch.tree.apply_batch(std::mem::take(&mut batch))?;
-            in_batch = 0;
+        if report.events % REBUILD_BATCH_EVENTS as u64 == 0 {
             progress(report.events);
         }
     }
-    writer.finish(&mut batch, &state);
-    scratch.tree.apply_batch(batch)?;
     progress(report.events);
     report.claims = state.claims.len() as u64;
     report.cases = state.cases.len() as u64;
-    for kind in PROJECTION_KINDS {
-        compare_kind(&reader.tree, &scratch.tree, kind, &mut report)?;
+    report.entries += comments_recomputed;
+    let comments_stored = reader
+        .tree
+        .scan_prefix(keys::prefix(KeyKind::Comment))
+        .count() as u64;
+    if comments_stored > comments_recomputed {
+        // Every recomputed comment was looked up above; the surplus are
+        // entries no event explains.
+        report.note(format!(
+            "Comment: {} stored entries that no event produces",
+            comments_stored - comments_recomputed
+        ));
     }
+
+    // Views: the state's maps iterate in id order, which is key order.
+    let claim_views = state.claims.values().map(|claim| {
+        let view = serde_json::to_vec(&ClaimView::of(claim)).expect("views serialize");
+        (keys::claim_view(&claim.claim_id), view)
+    });
+    compare_kind(&reader.tree, KeyKind::ClaimView, claim_views, &mut report)?;
+    let case_views = state.cases.values().map(|case| {
+        let view = serde_json::to_vec(&CaseView::of(case)).expect("views serialize");
+        (keys::case_view(&case.case_id), view)
+    });
+    compare_kind(&reader.tree, KeyKind::CaseView, case_views, &mut report)?;
+
+    // Indexes: small entries, generated then sorted into key order.
+    let sorted = |mut entries: Vec<(Vec<u8>, Vec<u8>)>| {
+        entries.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        entries.into_iter()
+    };
+    let claim_order = state
+        .claims
+        .values()
+        .map(|c| (keys::claim_order(c.seq), c.claim_id.as_bytes().to_vec()))
+        .collect();
+    compare_kind(
+        &reader.tree,
+        KeyKind::ClaimOrder,
+        sorted(claim_order),
+        &mut report,
+    )?;
+    let case_order = state
+        .cases
+        .values()
+        .map(|c| (keys::case_order(c.seq), c.case_id.as_bytes().to_vec()))
+        .collect();
+    compare_kind(
+        &reader.tree,
+        KeyKind::CaseOrder,
+        sorted(case_order),
+        &mut report,
+    )?;
+    let partner_claims = state
+        .claims
+        .values()
+        .map(|c| {
+            (
+                keys::partner_claims(&c.partner_id, c.seq),
+                c.claim_id.as_bytes().to_vec(),
+            )
+        })
+        .collect();
+    compare_kind(
+        &reader.tree,
+        KeyKind::PartnerClaims,
+        sorted(partner_claims),
+        &mut report,
+    )?;
+    let tenant_claims = state
+        .claims
+        .values()
+        .map(|c| {
+            (
+                keys::tenant_claims(&c.tenant_id, c.seq),
+                c.claim_id.as_bytes().to_vec(),
+            )
+        })
+        .collect();
+    compare_kind(
+        &reader.tree,
+        KeyKind::TenantClaims,
+        sorted(tenant_claims),
+        &mut report,
+    )?;
+    let deadlines = state
+        .claims
+        .values()
+        .flat_map(|c| c.watched_deadlines())
+        .map(|(due, id, kind)| (keys::deadline(&due, &id, kind), Vec::new()))
+        .collect();
+    compare_kind(
+        &reader.tree,
+        KeyKind::Deadline,
+        sorted(deadlines),
+        &mut report,
+    )?;
     Ok(report)
 }
 
+/// Merges the stored entries of one kind with the recomputed ones (both in
+/// key order) and notes every difference.
 fn compare_kind(
     stored: &sled::Tree,
-    rebuilt: &sled::Tree,
     kind: KeyKind,
+    recomputed: impl Iterator<Item = (Vec<u8>, Vec<u8>)>,
     report: &mut RebuildReport,
 ) -> Result<(), LogError> {
-    let prefix = keys::prefix(kind);
-    let mut left = stored.scan_prefix(prefix).peekable();
-    let mut right = rebuilt.scan_prefix(prefix).peekable();
-    let note = |report: &mut RebuildReport, text: String| {
-        report.difference_count += 1;
-        if report.differences.len() < REBUILD_DIFFERENCES_LISTED {
-            report.differences.push(text);
-        }
-    };
+    let mut left = stored.scan_prefix(keys::prefix(kind)).peekable();
+    let mut right = recomputed.peekable();
     loop {
-        let l = left.peek().map(|r| {
-            r.as_ref()
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .map_err(|e| e.clone())
-        });
-        let r = right.peek().map(|r| {
-            r.as_ref()
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .map_err(|e| e.clone())
-        });
-        match (l, r) {
+        let stored_key = match left.peek() {
+            Some(Ok((key, _))) => Some(key.to_vec()),
+            Some(Err(e)) => return Err(LogError::from(e.clone())),
+            None => None,
+        };
+        match (stored_key, right.peek()) {
             (None, None) => return Ok(()),
-            (Some(l), None) => {
-                let (k, _) = l?;
-                note(
-                    report,
-                    format!("{kind:?} {}: stored but not rebuilt", hex(&k)),
-                );
+            (Some(key), None) => {
+                report.note(format!("{kind:?} {}: stored but not rebuilt", hex(&key)));
                 left.next();
             }
-            (None, Some(r)) => {
-                let (k, _) = r?;
-                note(
-                    report,
-                    format!("{kind:?} {}: rebuilt but missing from the store", hex(&k)),
-                );
+            (None, Some((key, _))) => {
+                report.note(format!(
+                    "{kind:?} {}: rebuilt but missing from the store",
+                    hex(key)
+                ));
                 right.next();
             }
-            (Some(l), Some(r)) => {
-                let ((lk, lv), (rk, rv)) = (l?, r?);
-                match lk.cmp(&rk) {
+            (Some(stored_key), Some((key, value))) => {
+                match stored_key.as_slice().cmp(key.as_slice()) {
                     std::cmp::Ordering::Less => {
-                        note(
-                            report,
-                            format!("{kind:?} {}: stored but not rebuilt", hex(&lk)),
-                        );
+                        report.note(format!(
+                            "{kind:?} {}: stored but not rebuilt",
+                            hex(&stored_key)
+                        ));
                         left.next();
                     }
                     std::cmp::Ordering::Greater => {
-                        note(
-                            report,
-                            format!("{kind:?} {}: rebuilt but missing from the store", hex(&rk)),
-                        );
+                        report.note(format!(
+                            "{kind:?} {}: rebuilt but missing from the store",
+                            hex(key)
+                        ));
                         right.next();
                     }
                     std::cmp::Ordering::Equal => {
-                        if lv != rv {
-                            note(
-                                report,
-                                format!(
-                                    "{kind:?} {}: stored {} != rebuilt {}",
-                                    hex(&lk),
-                                    String::from_utf8_lossy(&lv),
-                                    String::from_utf8_lossy(&rv)
-                                ),
-                            );
+                        report.entries += 1;
+                        let (_, stored_value) = left.next().expect("peeked")?;
+                        if stored_value.as_ref() != value.as_slice() {
+                            report.note(format!(
+                                "{kind:?} {}: stored {} != rebuilt {}",
+                                hex(key),
+                                String::from_utf8_lossy(&stored_value),
+                                String::from_utf8_lossy(value)
+                            ));
                         }
-                        left.next();
                         right.next();
                     }
                 }
@@ -277,4 +377,66 @@ fn compare_kind(
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Projection entries written per batch while repairing.
+pub const REPAIR_BATCH_ENTRIES: usize = 10_000;
+
+/// The recovery path for damaged projections: deletes every stored
+/// projection entry and writes them again from the log alone, through the
+/// same code the writer uses, then flushes. The events are not touched.
+/// If it is interrupted, run it again before serving from the data dir.
+pub fn repair_projections(
+    reader: &LogReader,
+    mut progress: impl FnMut(u64),
+) -> Result<RebuildReport, LogError> {
+    const KINDS: [KeyKind; 8] = [
+        KeyKind::ClaimView,
+        KeyKind::Comment,
+        KeyKind::CaseView,
+        KeyKind::ClaimOrder,
+        KeyKind::CaseOrder,
+        KeyKind::Deadline,
+        KeyKind::PartnerClaims,
+        KeyKind::TenantClaims,
+    ];
+    for kind in KINDS {
+        let mut batch = sled::Batch::default();
+        let mut in_batch = 0;
+        for entry in reader.tree.scan_prefix(keys::prefix(kind)) {
+            batch.remove(entry?.0);
+            in_batch += 1;
+            if in_batch == REPAIR_BATCH_ENTRIES {
+                reader.tree.apply_batch(std::mem::take(&mut batch))?;
+                in_batch = 0;
+            }
+        }
+        reader.tree.apply_batch(batch)?;
+    }
+    let mut state = State::new();
+    let mut writer = ProjectionWriter::default();
+    let mut batch = sled::Batch::default();
+    let mut report = RebuildReport::default();
+    for entry in reader.events_from(1) {
+        let (position, bytes) = entry?;
+        let decoded = envelope::decode(&bytes)?;
+        writer.before(&state, &decoded.event);
+        state
+            .evolve(&decoded.event, decoded.time)
+            .map_err(|e| LogError::Corrupt(format!("position {position}: {e}")))?;
+        writer.after(&mut batch, &decoded.event, position, decoded.time);
+        report.events += 1;
+        if report.events % REBUILD_BATCH_EVENTS as u64 == 0 {
+            writer.finish(&mut batch, &state);
+            reader.tree.apply_batch(std::mem::take(&mut batch))?;
+            progress(report.events);
+        }
+    }
+    writer.finish(&mut batch, &state);
+    reader.tree.apply_batch(batch)?;
+    reader.flush_blocking()?;
+    progress(report.events);
+    report.claims = state.claims.len() as u64;
+    report.cases = state.cases.len() as u64;
+    Ok(report)
 }

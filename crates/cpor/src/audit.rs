@@ -115,10 +115,10 @@ pub(crate) struct RebuildArgs {
     /// The data dir of a stopped service.
     #[arg(long, value_name = "DIR")]
     data_dir: PathBuf,
-    /// Where to build the fresh store (a temp dir made inside it and removed
-    /// afterwards). Default: the system temp dir ($TMPDIR).
-    #[arg(long, value_name = "DIR")]
-    scratch_dir: Option<PathBuf>,
+    /// After reporting differences, rewrite every projection from the log
+    /// (the recovery path for damaged projections; the events are not touched).
+    #[arg(long)]
+    repair: bool,
 }
 
 /// Times are RFC 3339 with an offset, like the events' own.
@@ -862,21 +862,12 @@ pub(crate) fn rebuild(args: RebuildArgs) -> anyhow::Result<ExitCode> {
     run(|| {
         let reader = source::open_data_dir(&args.data_dir)?;
         let last = reader.last_position()?;
-        let parent = args.scratch_dir.clone().unwrap_or_else(std::env::temp_dir);
-        let scratch = tempfile::Builder::new()
-            .prefix("cpor-rebuild-")
-            .tempdir_in(&parent)
-            .with_context(|| format!("cannot make a scratch dir in {}", parent.display()))?;
-        progress::remove_on_signal(scratch.path());
         let mut progress = Progress::new("rebuild", Some(last));
-        let result =
-            cpor_log::rebuild_projections(&reader, &scratch.path().join("store"), |done| {
-                progress.set(done);
-            });
+        let result = cpor_log::rebuild_projections(&reader, |done| {
+            progress.set(done);
+        });
         let elapsed = progress.finish();
         progress::check()?;
-        progress::forget(scratch.path());
-        drop(scratch);
         let report = result.with_context(|| {
             format!(
                 "cannot rebuild the projections of {} from its log; `cpor verify --data-dir` tells whether the log is intact",
@@ -906,6 +897,23 @@ pub(crate) fn rebuild(args: RebuildArgs) -> anyhow::Result<ExitCode> {
         for difference in &report.differences {
             println!("  {difference}");
         }
-        Ok(ExitCode::from(1))
+        if !args.repair {
+            println!("run again with --repair to rewrite the projections from the log");
+            return Ok(ExitCode::from(1));
+        }
+        let mut progress = Progress::new("repair", Some(last));
+        let repaired = cpor_log::repair_projections(&reader, |done| progress.set(done));
+        progress.finish();
+        progress::check()?;
+        let repaired = repaired.context("cannot rewrite the projections; run `cpor rebuild --repair` again")?;
+        let check = cpor_log::rebuild_projections(&reader, |_| {})?;
+        if check.difference_count != 0 {
+            anyhow::bail!("the projections still differ from the log after the repair: {:?}", check.differences);
+        }
+        println!(
+            "repaired: every projection rewritten from {} events; a second comparison finds no differences",
+            repaired.events
+        );
+        Ok(ExitCode::SUCCESS)
     })
 }
