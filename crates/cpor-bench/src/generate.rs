@@ -68,7 +68,8 @@ pub struct GeneratedLog {
 /// # Panics
 /// When the log cannot be written; see [`try_generate_log`].
 pub fn generate_log(dir: &Path, target_events: u64, seed: u64) -> GeneratedLog {
-    try_generate_log(dir, target_events, seed, |_| {}).unwrap_or_else(|e| panic!("cannot generate a log in {}: {e}", dir.display()))
+    try_generate_log(dir, target_events, seed, |_| {})
+        .unwrap_or_else(|e| panic!("cannot generate a log in {}: {e}", dir.display()))
 }
 
 /// [`generate_log`], reporting progress (events so far) after each batch.
@@ -99,8 +100,13 @@ pub fn try_generate_log(
             out.commands += 1;
             let payload = req.payload();
             match wire::parse(&req.tail, &payload) {
-                Ok(Request::Command { envelope, fingerprint }) => {
-                    if let Outcome::Refused(_) = writer.command(&mut appender, &envelope, &fingerprint, now, false)? {
+                Ok(Request::Command {
+                    envelope,
+                    fingerprint,
+                }) => {
+                    if let Outcome::Refused(_) =
+                        writer.command(&mut appender, &envelope, &fingerprint, now, false)?
+                    {
                         out.refused += 1;
                     }
                 }
@@ -108,7 +114,8 @@ pub fn try_generate_log(
                 Err(_) => out.refused += 1,
             }
         }
-        out.deadline_events += writer.fire_deadlines(&mut appender, now, GENERATE_DEADLINES_PER_BATCH)?;
+        out.deadline_events +=
+            writer.fire_deadlines(&mut appender, now, GENERATE_DEADLINES_PER_BATCH)?;
         let position = writer.commit(appender)?;
         progress(position);
     }

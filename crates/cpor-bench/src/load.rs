@@ -113,7 +113,12 @@ struct ClientResult {
 /// Runs one client per script, all starting together; each stops at the end
 /// of its script or when `time_cap` has passed. With `check`, replies are
 /// compared with what the script expects.
-pub async fn run(connections: &[async_nats::Client], scripts: Vec<Vec<Prepared>>, time_cap: Duration, check: bool) -> LoadResult {
+pub async fn run(
+    connections: &[async_nats::Client],
+    scripts: Vec<Vec<Prepared>>,
+    time_cap: Duration,
+    check: bool,
+) -> LoadResult {
     let clients = scripts.len();
     let barrier = Arc::new(Barrier::new(clients + 1));
     let mut tasks = Vec::with_capacity(clients);
@@ -154,13 +159,17 @@ pub async fn run(connections: &[async_nats::Client], scripts: Vec<Vec<Prepared>>
                     Err(_) => {
                         out.failed += 1;
                         if out.examples.len() < EXAMPLES_MAX {
-                            out.examples.push(format!("{}: no reply in {REQUEST_TIMEOUT:?}", request.subject));
+                            out.examples.push(format!(
+                                "{}: no reply in {REQUEST_TIMEOUT:?}",
+                                request.subject
+                            ));
                         }
                         continue;
                     }
                 };
                 out.completed += 1;
-                out.latencies_us.push(latency.as_micros().min(u32::MAX as u128) as u32);
+                out.latencies_us
+                    .push(latency.as_micros().min(u32::MAX as u128) as u32);
                 if !check {
                     continue;
                 }

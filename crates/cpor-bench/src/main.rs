@@ -83,7 +83,11 @@ enum Sub {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Some(Sub::Generate { data_dir, events, seed }) => generate(&data_dir, events, seed),
+        Some(Sub::Generate {
+            data_dir,
+            events,
+            seed,
+        }) => generate(&data_dir, events, seed),
         Some(Sub::Echo { nats_url, subject }) => echo(&nats_url, &subject),
         Some(Sub::InspectMemory { data_dir }) => inspect_memory(&data_dir),
         None => bench(&cli),
@@ -119,7 +123,10 @@ fn generate(dir: &Path, events: u64, seed: u64) -> anyhow::Result<()> {
         generated.commands,
         generated.refused,
         generated.deadline_events,
-        generated.last_time.map(|t| t.to_rfc3339()).unwrap_or_default(),
+        generated
+            .last_time
+            .map(|t| t.to_rfc3339())
+            .unwrap_or_default(),
         generated.elapsed.as_secs_f64(),
         generated.events as f64 / generated.elapsed.as_secs_f64().max(1e-9)
     );
@@ -127,10 +134,21 @@ fn generate(dir: &Path, events: u64, seed: u64) -> anyhow::Result<()> {
 }
 
 fn inspect_memory(dir: &Path) -> anyhow::Result<()> {
-    let rss = || cpor_bench::procfs::sample(std::process::id()).unwrap_or_default().rss_kib as f64 / 1024.0;
+    let rss = || {
+        cpor_bench::procfs::sample(std::process::id())
+            .unwrap_or_default()
+            .rss_kib as f64
+            / 1024.0
+    };
     let before = rss();
+    let store_only = {
+        let _reader =
+            cpor_log::LogReader::open(dir).with_context(|| format!("open {}", dir.display()))?;
+        rss()
+    };
     let started = std::time::Instant::now();
-    let (log, state) = cpor_log::Log::open(dir).with_context(|| format!("open {}", dir.display()))?;
+    let (log, state) =
+        cpor_log::Log::open(dir).with_context(|| format!("open {}", dir.display()))?;
     let open_s = started.elapsed().as_secs_f64();
     let opened = rss();
     drop(log);
@@ -138,7 +156,8 @@ fn inspect_memory(dir: &Path) -> anyhow::Result<()> {
     let estimate = cpor_bench::memory::state_heap_bytes(&state) as f64 / (1024.0 * 1024.0);
     let claims = state.claims.len().max(1) as f64;
     println!(
-        "claims {}: open {open_s:.2} s; RSS {before:.0} MiB before, {opened:.0} MiB opened, {state_only:.0} MiB with the store closed; \
+        "claims {}: open {open_s:.2} s; RSS {before:.0} MiB before, {store_only:.0} MiB with the store open \
+         (not folded), {opened:.0} MiB opened and folded, {state_only:.0} MiB with the store closed again; \
          state estimated at {estimate:.0} MiB ({:.0} bytes/claim)",
         state.claims.len(),
         estimate * 1024.0 * 1024.0 / claims
@@ -147,7 +166,9 @@ fn inspect_memory(dir: &Path) -> anyhow::Result<()> {
 }
 
 fn echo(url: &str, subject: &str) -> anyhow::Result<()> {
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     runtime.block_on(cpor_bench::load::echo_responder(url, subject))
 }
 
@@ -160,22 +181,31 @@ fn workspace() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("."))
 }
 
-/// The `cpor` binary: `--cpor-bin`, `$CPOR_BIN`, else beside this
-/// executable (same target profile). From a release build it is rebuilt
-/// first (a no-op when up to date) so the figures are of the current code.
-fn cpor_bin(cli: &Cli, mode: Mode, exe: &Path) -> anyhow::Result<PathBuf> {
-    if let Some(bin) = cli.cpor_bin.clone().or_else(|| std::env::var_os("CPOR_BIN").filter(|s| !s.is_empty()).map(PathBuf::from)) {
+/// The `cpor` binary and how it came to be: `--cpor-bin`, `$CPOR_BIN`,
+/// else beside this executable (same target profile). From a release build
+/// it is rebuilt first (a no-op when up to date) so the figures are of the
+/// current code.
+fn cpor_bin(cli: &Cli, mode: Mode, exe: &Path) -> anyhow::Result<(PathBuf, String)> {
+    if let Some(bin) = cli.cpor_bin.clone().or_else(|| {
+        std::env::var_os("CPOR_BIN")
+            .filter(|s| !s.is_empty())
+            .map(PathBuf::from)
+    }) {
         if !bin.is_file() {
             bail!("the cpor binary {} does not exist", bin.display());
         }
-        return Ok(bin);
+        return Ok((bin, "given".to_string()));
     }
-    let mut profile_dir = exe.parent().context("the executable has a parent dir")?.to_path_buf();
+    let mut profile_dir = exe
+        .parent()
+        .context("the executable has a parent dir")?
+        .to_path_buf();
     if profile_dir.file_name().is_some_and(|n| n == "deps") {
         profile_dir.pop();
     }
     let bin = profile_dir.join(format!("cpor{}", std::env::consts::EXE_SUFFIX));
     let release = profile_dir.file_name().is_some_and(|n| n == "release");
+    let mut build = "as found (not rebuilt)".to_string();
     if release && !cli.no_build {
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
         eprintln!("cpor-bench: cargo build --release -p cpor");
@@ -183,8 +213,12 @@ fn cpor_bin(cli: &Cli, mode: Mode, exe: &Path) -> anyhow::Result<PathBuf> {
             .args(["build", "--release", "-p", "cpor"])
             .current_dir(workspace())
             .status();
-        if !status.is_ok_and(|s| s.success()) {
+        if status.is_ok_and(|s| s.success()) {
+            build = "rebuilt from the work tree".to_string();
+        } else {
             eprintln!("cpor-bench: could not build cpor; using the binary as it is");
+            build =
+                "STALE: the build of the work tree failed; an older binary was used".to_string();
         }
     }
     if !bin.is_file() {
@@ -194,9 +228,12 @@ fn cpor_bin(cli: &Cli, mode: Mode, exe: &Path) -> anyhow::Result<PathBuf> {
         );
     }
     if !release && mode != Mode::Smoke {
-        eprintln!("cpor-bench: warning: {} is not a release build; its figures mean little", bin.display());
+        eprintln!(
+            "cpor-bench: warning: {} is not a release build; its figures mean little",
+            bin.display()
+        );
     }
-    Ok(bin)
+    Ok((bin, build))
 }
 
 fn bench(cli: &Cli) -> anyhow::Result<()> {
@@ -208,10 +245,12 @@ fn bench(cli: &Cli) -> anyhow::Result<()> {
         Mode::Full
     };
     let exe = std::env::current_exe().context("path of this executable")?;
+    let (cpor_bin, cpor_build) = cpor_bin(cli, mode, &exe)?;
     let options = Options {
         mode,
         seed: cli.seed,
-        cpor_bin: cpor_bin(cli, mode, &exe)?,
+        cpor_bin,
+        cpor_build,
         nats_server: match &cli.nats_server {
             Some(p) => p.clone(),
             None => cpor_bench::processes::find_nats_server()?,

@@ -48,8 +48,10 @@ fn case_heap(case: &Case) -> usize {
 
 /// The estimated heap bytes of `state`.
 pub fn state_heap_bytes(state: &State) -> usize {
-    let claims: usize = btree_entries::<Uuid, Claim>(state.claims.len()) + state.claims.values().map(claim_heap).sum::<usize>();
-    let cases: usize = btree_entries::<Uuid, Case>(state.cases.len()) + state.cases.values().map(case_heap).sum::<usize>();
+    let claims: usize = btree_entries::<Uuid, Claim>(state.claims.len())
+        + state.claims.values().map(claim_heap).sum::<usize>();
+    let cases: usize = btree_entries::<Uuid, Case>(state.cases.len())
+        + state.cases.values().map(case_heap).sum::<usize>();
     let keys: usize = btree_entries::<ClaimKey, KeyEntry>(state.keys.len())
         + state
             .keys
@@ -57,13 +59,22 @@ pub fn state_heap_bytes(state: &State) -> usize {
             .map(|(k, e)| string(&k.product) + chunk(e.claim_ids.capacity() * size_of::<Uuid>()))
             .sum::<usize>();
     let deadlines = btree_entries::<(Timestamp, Uuid, DeadlineKind), ()>(state.deadlines.len());
-    let subscriptions: usize = btree_entries::<Uuid, cpor_domain::state::SubscriptionEntry>(state.subscriptions.len())
-        + state.subscriptions.values().map(|s| string(&s.record.product)).sum::<usize>();
-    let tenants: usize = btree_entries::<Uuid, cpor_domain::state::TenantRecord>(state.tenants.len())
-        + state
-            .tenants
-            .values()
-            .map(|t| chunk(t.domains.capacity() * size_of::<String>()) + t.domains.iter().map(|d| string(d)).sum::<usize>())
-            .sum::<usize>();
+    let subscriptions: usize =
+        btree_entries::<Uuid, cpor_domain::state::SubscriptionEntry>(state.subscriptions.len())
+            + state
+                .subscriptions
+                .values()
+                .map(|s| string(&s.record.product))
+                .sum::<usize>();
+    let tenants: usize =
+        btree_entries::<Uuid, cpor_domain::state::TenantRecord>(state.tenants.len())
+            + state
+                .tenants
+                .values()
+                .map(|t| {
+                    chunk(t.domains.capacity() * size_of::<String>())
+                        + t.domains.iter().map(|d| string(d)).sum::<usize>()
+                })
+                .sum::<usize>();
     claims + cases + keys + deadlines + subscriptions + tenants
 }

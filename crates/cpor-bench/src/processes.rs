@@ -66,7 +66,11 @@ impl Owned {
     pub fn check_alive(&mut self) -> anyhow::Result<()> {
         if let Some(child) = &mut self.child {
             if let Some(status) = child.try_wait()? {
-                bail!("{} exited ({status}); its log ends with:\n{}", self.name, self.log_tail(20));
+                bail!(
+                    "{} exited ({status}); its log ends with:\n{}",
+                    self.name,
+                    self.log_tail(20)
+                );
             }
         }
         Ok(())
@@ -81,8 +85,12 @@ impl Owned {
     /// SIGTERM, wait up to [`TERM_TIMEOUT`], then SIGKILL. Returns whether
     /// it exited with status 0 by itself.
     pub fn terminate(&mut self) -> bool {
-        let Some(mut child) = self.child.take() else { return false };
-        let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+        let Some(mut child) = self.child.take() else {
+            return false;
+        };
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
         let deadline = Instant::now() + TERM_TIMEOUT;
         while Instant::now() < deadline {
             if let Ok(Some(status)) = child.try_wait() {
@@ -132,7 +140,10 @@ impl NatsServer {
                 break;
             }
             if Instant::now() > deadline {
-                bail!("nats-server did not accept connections in {NATS_START_TIMEOUT:?}:\n{}", process.log_tail(20));
+                bail!(
+                    "nats-server did not accept connections in {NATS_START_TIMEOUT:?}:\n{}",
+                    process.log_tail(20)
+                );
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -145,7 +156,13 @@ impl NatsServer {
 
 /// Starts `cpor serve` on `data_dir` with its own prefix (wall clock, the
 /// default calendar). Its output goes to `log`.
-pub fn start_service(bin: &Path, nats_url: &str, data_dir: &Path, prefix: &str, log: PathBuf) -> anyhow::Result<Owned> {
+pub fn start_service(
+    bin: &Path,
+    nats_url: &str,
+    data_dir: &Path,
+    prefix: &str,
+    log: PathBuf,
+) -> anyhow::Result<Owned> {
     let mut command = Command::new(bin);
     command
         .arg("serve")
@@ -159,7 +176,12 @@ pub fn start_service(bin: &Path, nats_url: &str, data_dir: &Path, prefix: &str, 
 }
 
 /// Starts this executable's echo responder (`cpor-bench echo`).
-pub fn start_echo(exe: &Path, nats_url: &str, subject: &str, log: PathBuf) -> anyhow::Result<Owned> {
+pub fn start_echo(
+    exe: &Path,
+    nats_url: &str,
+    subject: &str,
+    log: PathBuf,
+) -> anyhow::Result<Owned> {
     let mut command = Command::new(exe);
     command.args(["echo", "--nats-url", nats_url, "--subject", subject]);
     Owned::spawn("echo responder", command, log)
@@ -168,10 +190,19 @@ pub fn start_echo(exe: &Path, nats_url: &str, subject: &str, log: PathBuf) -> an
 /// `(log_position, published_position)` from `{prefix}.qry.health`, or
 /// `None` when nothing answers in time.
 pub async fn health(client: &async_nats::Client, prefix: &str) -> Option<(u64, u64)> {
-    let request = client.request(format!("{prefix}.qry.health"), bytes::Bytes::from_static(b"{}"));
-    let reply = tokio::time::timeout(HEALTH_REPLY_TIMEOUT, request).await.ok()?.ok()?;
+    let request = client.request(
+        format!("{prefix}.qry.health"),
+        bytes::Bytes::from_static(b"{}"),
+    );
+    let reply = tokio::time::timeout(HEALTH_REPLY_TIMEOUT, request)
+        .await
+        .ok()?
+        .ok()?;
     let value: Value = serde_json::from_slice(&reply.payload).ok()?;
-    Some((value.get("log_position")?.as_u64()?, value.get("published_position")?.as_u64()?))
+    Some((
+        value.get("log_position")?.as_u64()?,
+        value.get("published_position")?.as_u64()?,
+    ))
 }
 
 /// Polls health until it answers; the time it took.
@@ -188,7 +219,10 @@ pub async fn wait_healthy(
         }
         service.check_alive()?;
         if started.elapsed() > timeout {
-            bail!("cpor serve did not answer {prefix}.qry.health in {timeout:?}:\n{}", service.log_tail(20));
+            bail!(
+                "cpor serve did not answer {prefix}.qry.health in {timeout:?}:\n{}",
+                service.log_tail(20)
+            );
         }
         tokio::time::sleep(HEALTH_POLL_EVERY).await;
     }
@@ -196,7 +230,11 @@ pub async fn wait_healthy(
 
 /// Polls health until everything logged is published; the time it took
 /// and the position reached.
-pub async fn wait_published(client: &async_nats::Client, prefix: &str, timeout: Duration) -> anyhow::Result<(Duration, u64)> {
+pub async fn wait_published(
+    client: &async_nats::Client,
+    prefix: &str,
+    timeout: Duration,
+) -> anyhow::Result<(Duration, u64)> {
     let started = Instant::now();
     loop {
         if let Some((log, published)) = health(client, prefix).await {

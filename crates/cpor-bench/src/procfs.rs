@@ -76,7 +76,10 @@ pub struct Machine {
 
 pub fn machine() -> Machine {
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let cores = cpuinfo.lines().filter(|l| l.starts_with("processor")).count() as u64;
+    let cores = cpuinfo
+        .lines()
+        .filter(|l| l.starts_with("processor"))
+        .count() as u64;
     let cores = if cores == 0 {
         std::thread::available_parallelism().map_or(1, |n| n.get() as u64)
     } else {
@@ -118,7 +121,9 @@ pub fn git_revision(dir: &Path) -> String {
 
 /// Bytes under `dir`, recursively (a data dir's size on disk).
 pub fn dir_bytes(dir: &Path) -> u64 {
-    let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
     entries
         .flatten()
         .map(|e| match e.metadata() {

@@ -125,7 +125,8 @@ impl ReplayFigures {
 
     /// RSS above the idle service, per claim (bytes).
     pub fn rss_bytes_per_claim(&self) -> f64 {
-        ((self.rss_mib - self.idle_rss_mib).max(0.0) * 1024.0 * 1024.0) / (self.claims.max(1) as f64)
+        ((self.rss_mib - self.idle_rss_mib).max(0.0) * 1024.0 * 1024.0)
+            / (self.claims.max(1) as f64)
     }
 
     /// Estimated decision state per claim (bytes).
@@ -150,6 +151,7 @@ pub struct Report {
     pub git_revision: String,
     pub machine: Machine,
     pub cpor_bin: String,
+    pub cpor_build: String,
     pub started_at: String,
     pub duration_s: f64,
     pub reference_commands: u64,
@@ -164,16 +166,28 @@ pub struct Report {
 impl Report {
     /// The level with the most clients (the headline one).
     pub fn top_level(&self) -> LevelFigures {
-        self.levels.iter().max_by_key(|l| l.clients).cloned().unwrap_or_default()
+        self.levels
+            .iter()
+            .max_by_key(|l| l.clients)
+            .cloned()
+            .unwrap_or_default()
     }
 
     /// Raw log figures at the largest batch (the engine's group commit).
     pub fn raw_group(&self) -> RawFigures {
-        self.raw.iter().max_by_key(|r| r.batch).cloned().unwrap_or_default()
+        self.raw
+            .iter()
+            .max_by_key(|r| r.batch)
+            .cloned()
+            .unwrap_or_default()
     }
 
     pub fn raw_single(&self) -> RawFigures {
-        self.raw.iter().find(|r| r.batch == 1).cloned().unwrap_or_default()
+        self.raw
+            .iter()
+            .find(|r| r.batch == 1)
+            .cloned()
+            .unwrap_or_default()
     }
 
     pub fn ratio_vs_echo(&self) -> f64 {
@@ -216,6 +230,7 @@ impl Report {
             "git_revision": self.git_revision,
             "started_at": self.started_at,
             "cpor_bin": self.cpor_bin,
+            "cpor_build": self.cpor_build,
             "machine": {
                 "cores": self.machine.cores,
                 "memory_mib": self.machine.memory_mib,
@@ -289,11 +304,20 @@ impl Report {
         let replay = &self.replay;
         let m = &self.machine;
         out.push_str(&format!(
-            "cpor-bench ({} mode), git {}, {} cores, {} MiB, {}\n\n",
-            self.mode, short(&self.git_revision), m.cores, m.memory_mib, m.cpu_model
+            "cpor-bench ({} mode), git {}, {} cores, {} MiB, {}\ncpor binary: {} ({})\n\n",
+            self.mode,
+            short(&self.git_revision),
+            m.cores,
+            m.memory_mib,
+            m.cpu_model,
+            self.cpor_bin,
+            self.cpor_build
         ));
         out.push_str("Raw log (the writer alone: decide + append + commit + flush, no NATS; best of two rounds)\n");
-        out.push_str(&format!("  {:>14} {:>10} {:>10} {:>14} {:>14}\n", "cmds/flush", "commands", "events", "commands/s", "events/s"));
+        out.push_str(&format!(
+            "  {:>14} {:>10} {:>10} {:>14} {:>14}\n",
+            "cmds/flush", "commands", "events", "commands/s", "events/s"
+        ));
         for r in &self.raw {
             out.push_str(&format!(
                 "  {:>14} {:>10} {:>10} {:>14} {:>14}\n",
@@ -307,7 +331,18 @@ impl Report {
         out.push_str("\nEnd to end over NATS (closed-loop clients; echo = trivial responder, same load, best of before/after)\n");
         out.push_str(&format!(
             "  {:>7} {:>10} {:>10} {:>7} {:>8} {:>8} {:>8} {:>9} {:>7} {:>8} {:>8} {:>6}\n",
-            "clients", "echo rps", "cmds/s", "/echo", "p50 ms", "p99 ms", "p999 ms", "relay ms", "cpu", "us/cmd", "RSS MiB", "bad"
+            "clients",
+            "echo rps",
+            "cmds/s",
+            "/echo",
+            "p50 ms",
+            "p99 ms",
+            "p999 ms",
+            "relay ms",
+            "cpu",
+            "us/cmd",
+            "RSS MiB",
+            "bad"
         ));
         for l in &self.levels {
             out.push_str(&format!(
@@ -411,7 +446,9 @@ impl Report {
         ];
         for (what, value, target, ok) in rows {
             let verdict = if target == "-" { "" } else { check(ok) };
-            out.push_str(&format!("  {what:<32} {value:>18}   {target:<22} {verdict}\n"));
+            out.push_str(&format!(
+                "  {what:<32} {value:>18}   {target:<22} {verdict}\n"
+            ));
         }
         if !self.warnings.is_empty() {
             out.push_str("\nWarnings\n");

@@ -80,7 +80,12 @@ pub const FULL_REPLAY_EVENTS: u64 = 1_050_000;
 /// service's writer was seen to form under load: a handful of commands per
 /// flush), and one command per flush.
 pub fn raw_batches() -> [usize; 4] {
-    [cpor_engine::WRITER_BATCH_MAX, LEVEL_CLIENTS[2], RAW_SMALL_BATCH, 1]
+    [
+        cpor_engine::WRITER_BATCH_MAX,
+        LEVEL_CLIENTS[2],
+        RAW_SMALL_BATCH,
+        1,
+    ]
 }
 
 /// The small group-commit size of the raw log series.
@@ -158,6 +163,8 @@ pub struct Options {
     pub keep: bool,
     /// The workspace, for `git rev-parse`.
     pub workspace: PathBuf,
+    /// How the `cpor` binary came to be (rebuilt, build failed, given).
+    pub cpor_build: String,
 }
 
 fn say(text: impl AsRef<str>) {
@@ -171,13 +178,19 @@ pub fn run(options: &Options) -> anyhow::Result<Report> {
     let ticks = procfs::clock_ticks_per_s();
     let temp = tempfile::Builder::new().prefix("cpor-bench-").tempdir()?;
     let dir = temp.path().to_path_buf();
-    say(format!("{} run in {} with {}", options.mode.name(), dir.display(), options.cpor_bin.display()));
+    say(format!(
+        "{} run in {} with {}",
+        options.mode.name(),
+        dir.display(),
+        options.cpor_bin.display()
+    ));
     let mut report = Report {
         mode: options.mode.name().to_string(),
         seed: options.seed,
         git_revision: procfs::git_revision(&options.workspace),
         machine: procfs::machine(),
         cpor_bin: options.cpor_bin.display().to_string(),
+        cpor_build: options.cpor_build.clone(),
         started_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         ..Report::default()
     };
@@ -189,7 +202,8 @@ pub fn run(options: &Options) -> anyhow::Result<Report> {
         .worker_threads(2)
         .enable_all()
         .build()?;
-    let idle_rss = runtime.block_on(end_to_end(options, &sizes, &nats, &dir, ticks, &mut report))?;
+    let idle_rss =
+        runtime.block_on(end_to_end(options, &sizes, &nats, &dir, ticks, &mut report))?;
 
     // The raw log again, after the service levels: a ceiling is the best of
     // two measurements, so a slow moment of the machine cannot inflate a ratio.
@@ -218,7 +232,9 @@ pub fn run(options: &Options) -> anyhow::Result<Report> {
         ));
     }
     if !report.service_clean_exit {
-        report.warnings.push("cpor serve did not exit 0 after SIGTERM".to_string());
+        report
+            .warnings
+            .push("cpor serve did not exit 0 after SIGTERM".to_string());
     }
     drop(nats);
     if options.keep {
@@ -230,7 +246,12 @@ pub fn run(options: &Options) -> anyhow::Result<Report> {
 }
 
 /// The raw log at every batch size of [`raw_batches`].
-fn raw_series(dir: &Path, seed: u64, sizes: &Sizes, round: &str) -> anyhow::Result<Vec<RawFigures>> {
+fn raw_series(
+    dir: &Path,
+    seed: u64,
+    sizes: &Sizes,
+    round: &str,
+) -> anyhow::Result<Vec<RawFigures>> {
     let mut series = Vec::new();
     for batch in raw_batches() {
         let commands = match batch {
@@ -256,7 +277,10 @@ fn raw_series(dir: &Path, seed: u64, sizes: &Sizes, round: &str) -> anyhow::Resu
 fn parse_commands(reqs: &[Req]) -> Vec<(cpor_domain::command::CommandEnvelope, String)> {
     reqs.iter()
         .filter_map(|req| match wire::parse(&req.tail, &req.payload()) {
-            Ok(Request::Command { envelope, fingerprint }) => Some((envelope, fingerprint)),
+            Ok(Request::Command {
+                envelope,
+                fingerprint,
+            }) => Some((envelope, fingerprint)),
             _ => None,
         })
         .collect()
@@ -289,7 +313,9 @@ pub fn raw_log(dir: &Path, seed: u64, commands: usize, batch: usize) -> anyhow::
         let mut appender = writer.begin();
         let now = chrono::Utc::now();
         for (envelope, fingerprint) in chunk {
-            if let Outcome::Refused("DUPLICATE") = writer.command(&mut appender, envelope, fingerprint, now, true)? {
+            if let Outcome::Refused("DUPLICATE") =
+                writer.command(&mut appender, envelope, fingerprint, now, true)?
+            {
                 bail!("the raw log mix repeats a command id");
             }
         }
@@ -354,9 +380,22 @@ async fn end_to_end(
         SERVICE_PREFIX,
         dir.join("cpor-serve.log"),
     )?;
-    let mut echo = processes::start_echo(&options.bench_exe, &nats.url, ECHO_SUBJECT, dir.join("echo.log"))?;
-    let control = async_nats::connect(&nats.url).await.context("connect to nats-server")?;
-    processes::wait_healthy(&control, SERVICE_PREFIX, &mut service, SERVICE_START_TIMEOUT).await?;
+    let mut echo = processes::start_echo(
+        &options.bench_exe,
+        &nats.url,
+        ECHO_SUBJECT,
+        dir.join("echo.log"),
+    )?;
+    let control = async_nats::connect(&nats.url)
+        .await
+        .context("connect to nats-server")?;
+    processes::wait_healthy(
+        &control,
+        SERVICE_PREFIX,
+        &mut service,
+        SERVICE_START_TIMEOUT,
+    )
+    .await?;
     wait_echo(&control, &mut echo).await?;
     let idle = procfs::sample(service.pid()).unwrap_or_default();
 
@@ -366,7 +405,8 @@ async fn end_to_end(
     let mut reference = planner.partners();
     let mut levels = Vec::new();
     for &(clients, commands) in &sizes.levels {
-        let (level_reference, scripts) = plan_clients(&mut planner, clients, commands.div_ceil(clients));
+        let (level_reference, scripts) =
+            plan_clients(&mut planner, clients, commands.div_ceil(clients));
         reference.extend(level_reference);
         let prepared: Vec<Vec<Prepared>> = scripts
             .iter()
@@ -378,7 +418,10 @@ async fn end_to_end(
 
     // Reference data: partners, tenants, subscriptions.
     let reference_scripts = split_round_robin(
-        reference.iter().map(|r| Prepared::new(SERVICE_PREFIX, r)).collect(),
+        reference
+            .iter()
+            .map(|r| Prepared::new(SERVICE_PREFIX, r))
+            .collect(),
         REFERENCE_CLIENTS,
     );
     let loaded = load::run(&connections, reference_scripts, REFERENCE_TIME_CAP, true).await;
@@ -411,19 +454,32 @@ async fn end_to_end(
                     .collect()
             })
             .collect();
-        let echoed = load::run(&connections, echo_scripts.clone(), sizes.level_time_cap, false).await;
+        let echoed = load::run(
+            &connections,
+            echo_scripts.clone(),
+            sizes.level_time_cap,
+            false,
+        )
+        .await;
         echo.check_alive()?;
 
-        let position_before = processes::health(&control, SERVICE_PREFIX).await.map_or(0, |h| h.0);
+        let position_before = processes::health(&control, SERVICE_PREFIX)
+            .await
+            .map_or(0, |h| h.0);
         let before = samples(service.pid(), nats.process.pid());
         let result = load::run(&connections, scripts, sizes.level_time_cap, true).await;
         let after = samples(service.pid(), nats.process.pid());
         service.check_alive()?;
-        let (publish, position_after) = processes::wait_published(&control, SERVICE_PREFIX, RELAY_PUBLISH_TIMEOUT).await?;
+        let (publish, position_after) =
+            processes::wait_published(&control, SERVICE_PREFIX, RELAY_PUBLISH_TIMEOUT).await?;
         // The echo ceiling again right after: the best of the two counts.
         let echoed_after = load::run(&connections, echo_scripts, sizes.level_time_cap, false).await;
         echo.check_alive()?;
-        let echoed = if echoed_after.per_second() > echoed.per_second() { echoed_after } else { echoed };
+        let echoed = if echoed_after.per_second() > echoed.per_second() {
+            echoed_after
+        } else {
+            echoed
+        };
         let wall = result.elapsed;
         let figures = LevelFigures {
             clients,
@@ -521,10 +577,19 @@ fn replay(
     if options.audit_tools {
         for (tool, extra) in [
             ("verify", vec![]),
-            ("export", vec!["--output".to_string(), dir.join("export.jsonl").display().to_string()]),
+            (
+                "export",
+                vec![
+                    "--output".to_string(),
+                    dir.join("export.jsonl").display().to_string(),
+                ],
+            ),
             ("rebuild", vec![]),
         ] {
-            figures.audit_tools.push((tool.to_string(), time_tool(&options.cpor_bin, tool, &data, &extra)));
+            figures.audit_tools.push((
+                tool.to_string(),
+                time_tool(&options.cpor_bin, tool, &data, &extra),
+            ));
         }
         let _ = std::fs::remove_file(dir.join("export.jsonl"));
     }
@@ -532,15 +597,23 @@ fn replay(
     runtime.block_on(async {
         let control = async_nats::connect(&nats.url).await?;
         let started = Instant::now();
-        let mut service =
-            processes::start_service(&options.cpor_bin, &nats.url, &data, REPLAY_PREFIX, dir.join("cpor-replay.log"))?;
+        let mut service = processes::start_service(
+            &options.cpor_bin,
+            &nats.url,
+            &data,
+            REPLAY_PREFIX,
+            dir.join("cpor-replay.log"),
+        )?;
         processes::wait_healthy(&control, REPLAY_PREFIX, &mut service, COLD_START_TIMEOUT).await?;
         figures.cold_start_s = started.elapsed().as_secs_f64();
         tokio::time::sleep(REPLAY_RSS_SETTLE).await;
         let sample = procfs::sample(service.pid()).unwrap_or_default();
         figures.rss_mib = mib(sample.rss_kib);
         figures.peak_rss_mib = mib(sample.hwm_kib);
-        say(format!("cold start: {:.2} s, RSS {:.0} MiB", figures.cold_start_s, figures.rss_mib));
+        say(format!(
+            "cold start: {:.2} s, RSS {:.0} MiB",
+            figures.cold_start_s, figures.rss_mib
+        ));
         // Its relay has begun publishing the whole log to JetStream; that
         // is not measured here, and the data dir is thrown away: kill it.
         service.kill();

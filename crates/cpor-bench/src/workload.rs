@@ -147,7 +147,9 @@ impl Rng {
     }
 
     fn hex(&mut self, bytes: usize) -> String {
-        (0..bytes).map(|_| format!("{:02x}", self.next_u64() as u8)).collect()
+        (0..bytes)
+            .map(|_| format!("{:02x}", self.next_u64() as u8))
+            .collect()
     }
 
     fn weighted<T: Copy>(&mut self, table: &[(T, u64)]) -> T {
@@ -165,7 +167,9 @@ impl Rng {
 
 /// A stable uuid for the `index`-th thing of a kind (tenants, subscriptions).
 fn derived_uuid(seed: u64, kind: u64, index: u64) -> Uuid {
-    let mut rng = Rng::new(seed ^ kind.wrapping_mul(0xA076_1D64_78BD_642F) ^ index.wrapping_mul(0xE703_7ED1_A0B4_28DB));
+    let mut rng = Rng::new(
+        seed ^ kind.wrapping_mul(0xA076_1D64_78BD_642F) ^ index.wrapping_mul(0xE703_7ED1_A0B4_28DB),
+    );
     rng.uuid()
 }
 
@@ -257,11 +261,18 @@ impl Planner {
     }
 
     fn subscription_id(&self, tenant: u64, product: u64) -> Uuid {
-        derived_uuid(self.seed, KIND_SUBSCRIPTION, tenant * SUBSCRIPTIONS_PER_TENANT + product)
+        derived_uuid(
+            self.seed,
+            KIND_SUBSCRIPTION,
+            tenant * SUBSCRIPTIONS_PER_TENANT + product,
+        )
     }
 
     fn domains(tenant: u64) -> [String; 2] {
-        [format!("customer-{tenant}.onmicrosoft.com"), format!("customer-{tenant}.com")]
+        [
+            format!("customer-{tenant}.onmicrosoft.com"),
+            format!("customer-{tenant}.com"),
+        ]
     }
 
     /// A fresh key; the tenant's reference data goes to `reference` the
@@ -294,10 +305,26 @@ impl Planner {
         });
         for (index, (product, channel, state)) in DYNAMICS_PRODUCTS.iter().enumerate() {
             let subscription_id = self.subscription_id(tenant, index as u64);
-            reference.push(self.subscription(subscription_id, tenant_id, product, "business_applications", true, channel, state));
+            reference.push(self.subscription(
+                subscription_id,
+                tenant_id,
+                product,
+                "business_applications",
+                true,
+                channel,
+                state,
+            ));
         }
         let subscription_id = self.subscription_id(tenant, DYNAMICS_PRODUCTS.len() as u64);
-        reference.push(self.subscription(subscription_id, tenant_id, M365_PRODUCT, "microsoft_365", false, "csp", "active"));
+        reference.push(self.subscription(
+            subscription_id,
+            tenant_id,
+            M365_PRODUCT,
+            "microsoft_365",
+            false,
+            "csp",
+            "active",
+        ));
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -380,7 +407,10 @@ impl Planner {
         map.insert("command_id".into(), json!(self.rng.uuid()));
         map.insert("actor".into(), actor);
         if self.rng.chance(CORRELATION_SHARE) {
-            map.insert("correlation_id".into(), json!(format!("crm-{}", self.rng.below(1 << 40))));
+            map.insert(
+                "correlation_id".into(),
+                json!(format!("crm-{}", self.rng.below(1 << 40))),
+            );
         }
         map
     }
@@ -390,7 +420,12 @@ impl Planner {
     }
 
     fn poe(&mut self, partner: u64) -> Value {
-        let names = ["statement-of-work.pdf", "deployment-report.pdf", "go-live-signoff.pdf", "usage-dashboard.png"];
+        let names = [
+            "statement-of-work.pdf",
+            "deployment-report.pdf",
+            "go-live-signoff.pdf",
+            "usage-dashboard.png",
+        ];
         let name = names[self.rng.below(names.len() as u64) as usize];
         json!([{
             "name": name,
@@ -399,10 +434,19 @@ impl Planner {
         }])
     }
 
-    fn submit_body(&mut self, partner: u64, key: Key, claim: Uuid) -> serde_json::Map<String, Value> {
+    fn submit_body(
+        &mut self,
+        partner: u64,
+        key: Key,
+        claim: Uuid,
+    ) -> serde_json::Map<String, Value> {
         let mut body = self.base(partner_actor(partner));
         let (enrolled, not_enrolled) = mpn_ids(partner);
-        let mpn = if self.rng.chance(UNENROLLED_MPN_SHARE) { not_enrolled } else { enrolled };
+        let mpn = if self.rng.chance(UNENROLLED_MPN_SHARE) {
+            not_enrolled
+        } else {
+            enrolled
+        };
         let domains = Planner::domains(key.tenant);
         let domain = domains[self.rng.below(2) as usize].clone();
         body.insert("claim_id".into(), json!(claim));
@@ -411,10 +455,19 @@ impl Planner {
         if key.slot < 9 {
             let product = key.slot / 3;
             body.insert("solution_area".into(), json!("business_applications"));
-            body.insert("activity".into(), json!(ACTIVITIES[(key.slot % 3) as usize]));
-            body.insert("product".into(), json!(DYNAMICS_PRODUCTS[product as usize].0));
+            body.insert(
+                "activity".into(),
+                json!(ACTIVITIES[(key.slot % 3) as usize]),
+            );
+            body.insert(
+                "product".into(),
+                json!(DYNAMICS_PRODUCTS[product as usize].0),
+            );
             if !self.rng.chance(WITHOUT_SUBSCRIPTION_ID_SHARE) {
-                body.insert("subscription_id".into(), json!(self.subscription_id(key.tenant, product)));
+                body.insert(
+                    "subscription_id".into(),
+                    json!(self.subscription_id(key.tenant, product)),
+                );
             }
         } else {
             body.insert("solution_area".into(), json!("microsoft_365"));
@@ -482,7 +535,12 @@ impl Planner {
         self.review(
             "request_poe",
             claim,
-            &[("text", json!("Please add a deployment report signed by the customer, with the go-live date."))],
+            &[(
+                "text",
+                json!(
+                    "Please add a deployment report signed by the customer, with the go-live date."
+                ),
+            )],
         )
     }
 
@@ -491,7 +549,11 @@ impl Planner {
     }
 
     fn approve(&mut self, claim: Uuid) -> Req {
-        self.review("approve", claim, &[("text", json!("Proof of execution verified."))])
+        self.review(
+            "approve",
+            claim,
+            &[("text", json!("Proof of execution verified."))],
+        )
     }
 
     fn reject(&mut self, claim: Uuid) -> Req {
@@ -500,7 +562,10 @@ impl Planner {
             claim,
             &[
                 ("reason", json!("NO_PROOF_OF_EXECUTION")),
-                ("text", json!("The documents do not show a deployment at this customer.")),
+                (
+                    "text",
+                    json!("The documents do not show a deployment at this customer."),
+                ),
             ],
         )
     }
@@ -520,7 +585,10 @@ impl Planner {
     fn withdraw(&mut self, partner: u64, claim: Uuid) -> Req {
         let mut body = self.base(partner_actor(partner));
         body.insert("claim_id".into(), json!(claim));
-        body.insert("reason".into(), json!("Submitted for the wrong customer tenant."));
+        body.insert(
+            "reason".into(),
+            json!("Submitted for the wrong customer tenant."),
+        );
         Req {
             tail: format!("cmd.partner.{}.withdraw", partner_id(partner)),
             body: Value::Object(body),
@@ -535,7 +603,10 @@ impl Planner {
             Invalid::BadDomain => {
                 let claim = self.rng.uuid();
                 let mut body = self.submit_body(partner, key, claim);
-                body.insert("domain".into(), json!(format!("typo-{}.example", key.tenant)));
+                body.insert(
+                    "domain".into(),
+                    json!(format!("typo-{}.example", key.tenant)),
+                );
                 Req {
                     tail: format!("cmd.partner.{}.submit", partner_id(partner)),
                     body: Value::Object(body),
@@ -566,7 +637,11 @@ impl Planner {
 /// `commands_per_client` commands each (whole lifecycles), and the
 /// reference data they need (send it first). Partners are not included:
 /// see [`Planner::partners`].
-pub fn plan_clients(planner: &mut Planner, clients: usize, commands_per_client: usize) -> (Vec<Req>, Vec<Vec<Req>>) {
+pub fn plan_clients(
+    planner: &mut Planner,
+    clients: usize,
+    commands_per_client: usize,
+) -> (Vec<Req>, Vec<Vec<Req>>) {
     let mut reference = Vec::new();
     let scripts = (0..clients)
         .map(|_| {

@@ -71,7 +71,13 @@ impl Writer {
         if let Err(rejection) = authorize(envelope) {
             return Ok(Outcome::Refused(rejection.code.as_str()));
         }
-        if lookup && self.log.reader().command_record(&envelope.command_id)?.is_some() {
+        if lookup
+            && self
+                .log
+                .reader()
+                .command_record(&envelope.command_id)?
+                .is_some()
+        {
             return Ok(Outcome::Refused("DUPLICATE"));
         }
         let ctx = Context {
@@ -120,7 +126,12 @@ impl Writer {
 
     /// Fires every watched deadline due by `now` (at most `max`), as the
     /// engine's scheduler does. Returns the events written.
-    pub fn fire_deadlines(&mut self, appender: &mut Appender, now: Timestamp, max: usize) -> Result<u64, LogError> {
+    pub fn fire_deadlines(
+        &mut self,
+        appender: &mut Appender,
+        now: Timestamp,
+        max: usize,
+    ) -> Result<u64, LogError> {
         let mut fired = 0;
         let mut written = 0;
         while fired < max {
@@ -130,7 +141,9 @@ impl Writer {
                 .iter()
                 .find(|d| !self.skipped_deadlines.contains(d))
                 .copied();
-            let Some((due, claim_id, kind)) = next else { break };
+            let Some((due, claim_id, kind)) = next else {
+                break;
+            };
             if due > now {
                 break;
             }
@@ -152,13 +165,22 @@ impl Writer {
                 now,
                 calendar: &self.calendar,
             };
-            let events = decide(&self.state, &envelope, &ctx).map(|d| d.events).unwrap_or_default();
+            let events = decide(&self.state, &envelope, &ctx)
+                .map(|d| d.events)
+                .unwrap_or_default();
             if events.is_empty() {
                 self.skipped_deadlines.insert((due, claim_id, kind));
                 continue;
             }
             for (index, event) in events.iter().enumerate() {
-                appender.append(&mut self.state, event, now, envelope.command_id, None, index as u32)?;
+                appender.append(
+                    &mut self.state,
+                    event,
+                    now,
+                    envelope.command_id,
+                    None,
+                    index as u32,
+                )?;
                 written += 1;
             }
         }

@@ -68,11 +68,18 @@ fn smoke_run_reports_every_figure() {
         if started.elapsed() > SMOKE_TIMEOUT {
             let _ = child.kill();
             let _ = child.wait();
-            panic!("the smoke run took more than {SMOKE_TIMEOUT:?}:\n{}", printed());
+            panic!(
+                "the smoke run took more than {SMOKE_TIMEOUT:?}:\n{}",
+                printed()
+            );
         }
         std::thread::sleep(Duration::from_millis(50));
     };
-    assert!(status.success(), "cpor-bench --smoke failed: {status}\n{}", printed());
+    assert!(
+        status.success(),
+        "cpor-bench --smoke failed: {status}\n{}",
+        printed()
+    );
 
     let text = std::fs::read_to_string(&json_path).expect("the JSON report was written");
     let report: Value = serde_json::from_str(&text).expect("the report is JSON");
@@ -84,14 +91,29 @@ fn smoke_run_reports_every_figure() {
             report.get(*key)
         );
     }
-    assert_eq!(report["unexpected_replies"], 0, "the service replied other than the mix expected:\n{text}");
+    assert_eq!(
+        report["unexpected_replies"], 0,
+        "the service replied other than the mix expected:\n{text}"
+    );
     assert_eq!(
         report["replay"]["rebuild_differences"], 0,
         "rebuilt projections differ from the stored ones:\n{text}"
     );
-    assert!(report["machine"]["cores"].as_u64().is_some_and(|c| c > 0), "machine.cores missing:\n{text}");
-    assert!(report["git_revision"].as_str().is_some_and(|r| !r.is_empty()), "git_revision missing:\n{text}");
-    assert_eq!(report["levels"].as_array().map(Vec::len), Some(3), "three concurrency levels:\n{text}");
+    assert!(
+        report["machine"]["cores"].as_u64().is_some_and(|c| c > 0),
+        "machine.cores missing:\n{text}"
+    );
+    assert!(
+        report["git_revision"]
+            .as_str()
+            .is_some_and(|r| !r.is_empty()),
+        "git_revision missing:\n{text}"
+    );
+    assert_eq!(
+        report["levels"].as_array().map(Vec::len),
+        Some(3),
+        "three concurrency levels:\n{text}"
+    );
 }
 
 #[test]
@@ -101,8 +123,14 @@ fn generated_logs_are_reproducible_and_consistent() {
     let first = cpor_bench::generate_log(&a.path().join("data"), 1_500, 7);
     let second = cpor_bench::generate_log(&b.path().join("data"), 1_500, 7);
     assert!(first.events >= 1_500, "at least the target: {first:?}");
-    assert!(first.claims > 0 && first.cases > 0, "claims and arbitration cases: {first:?}");
-    assert!(first.refused > 0, "refused commands are in the mix: {first:?}");
+    assert!(
+        first.claims > 0 && first.cases > 0,
+        "claims and arbitration cases: {first:?}"
+    );
+    assert!(
+        first.refused > 0,
+        "refused commands are in the mix: {first:?}"
+    );
     assert_eq!(
         (first.events, first.claims, first.cases, first.refused),
         (second.events, second.claims, second.cases, second.refused),
@@ -110,12 +138,19 @@ fn generated_logs_are_reproducible_and_consistent() {
     );
     let export = |dir: &std::path::Path| -> Vec<Vec<u8>> {
         let reader = cpor_log::LogReader::open(dir).expect("open the generated log");
-        reader.events_from(1).map(|e| e.expect("readable event").1).collect()
+        reader
+            .events_from(1)
+            .map(|e| e.expect("readable event").1)
+            .collect()
     };
-    assert_eq!(export(&a.path().join("data")), export(&b.path().join("data")), "byte for byte");
+    assert_eq!(
+        export(&a.path().join("data")),
+        export(&b.path().join("data")),
+        "byte for byte"
+    );
 
     let reader = cpor_log::LogReader::open(&a.path().join("data")).expect("open the generated log");
-    let report = cpor_log::rebuild_projections(&reader, &a.path().join("scratch"), |_| {}).expect("rebuild");
+    let report = cpor_log::rebuild_projections(&reader, |_| {}).expect("rebuild");
     assert_eq!(report.events, first.events);
     assert_eq!(report.difference_count, 0, "{:?}", report.differences);
 }
