@@ -3,10 +3,12 @@
 //! A single writer task owns the decision [`State`] and the [`Log`]. Requests
 //! reach it through a bounded queue; it takes as many as are waiting (up to
 //! [`WRITER_BATCH_MAX`]), decides each against the state as left by the ones
-//! before, writes all their events in one atomic batch, awaits one flush, and
-//! only then answers every request of the batch. This is group commit: one
-//! flush pays for many commands, and nothing is acknowledged before it is on
-//! disk.
+//! before, and writes all their events in one atomic batch. The batch's
+//! replies then go to the flusher task, which makes every batch waiting
+//! durable with one flush and only then answers their requests, while the
+//! writer already decides the next batch. This is group commit, pipelined:
+//! one flush pays for many commands, the disk and the CPU work at the same
+//! time, and nothing is acknowledged before it is on disk.
 //!
 //! Time enters here and nowhere else. The writer reads its [`Clock`] once per
 //! batch and hands the instant to `decide`. Deadlines are watched in the
@@ -133,17 +135,29 @@ impl Engine {
         };
         tracing::info!(position = head, claims = state.claims.len(), "log opened");
         let (tx, rx) = mpsc::channel(WRITER_QUEUE_MAX);
+        let (flush_tx, flush_rx) = mpsc::channel(FLUSH_QUEUE_MAX);
+        let flusher_task = tokio::spawn(flusher(
+            reader.clone(),
+            flush_rx,
+            positions.clone(),
+            committed_tx,
+        ));
         let writer = Writer {
             log,
             state,
             calendar: options.calendar,
             clock,
             requests: rx,
-            positions: positions.clone(),
-            committed: committed_tx,
+            flushes: flush_tx,
             skipped_deadlines: BTreeSet::new(),
         };
-        let task = tokio::spawn(writer.run());
+        // The writer is CPU-bound and runs long synchronous stretches
+        // (deciding and applying a whole batch): on a runtime worker it would
+        // stall every request task queued behind it. It gets a thread of its
+        // own instead, and drives its few awaits (queue, timer, flush queue)
+        // on the runtime's handle.
+        let runtime = tokio::runtime::Handle::current();
+        let task = tokio::task::spawn_blocking(move || runtime.block_on(writer.run(flusher_task)));
         Ok((
             Engine {
                 requests: tx,
@@ -248,21 +262,91 @@ enum Pending {
     ),
 }
 
+impl Pending {
+    fn send(self) {
+        match self {
+            Pending::Command(reply, outcome) => {
+                let _ = reply.send(outcome);
+            }
+            Pending::Clock(reply, result) => {
+                let _ = reply.send(result);
+            }
+        }
+    }
+
+    fn fail(self) {
+        match self {
+            Pending::Command(reply, _) => {
+                let _ = reply.send(Outcome::Rejected(Rejection::new(ErrorCode::Unavailable)));
+            }
+            Pending::Clock(reply, _) => {
+                let _ = reply.send(Err(Rejection::new(ErrorCode::Unavailable)));
+            }
+        }
+    }
+}
+
+/// A batch written to sled (applied) whose replies wait for a flush.
+struct AppliedBatch {
+    /// The log's head after the batch.
+    position: u64,
+    pending: Vec<Pending>,
+}
+
+/// Batches applied but not yet flushed, at most: bounds the replies held
+/// back and lets the writer decide the next batch while the disk syncs the
+/// previous ones (CPU and I/O overlap instead of alternating).
+pub const FLUSH_QUEUE_MAX: usize = 4;
+
+/// The flusher: takes every applied batch waiting, makes them durable with
+/// one flush, then announces the position and sends their replies. A flush
+/// that fails is fatal: after a failed sync the OS may have dropped the
+/// dirty pages, so nothing in memory can be trusted ("fsyncgate"); the
+/// process exits and start-up checks the log's tail.
+async fn flusher(
+    reader: LogReader,
+    mut batches: mpsc::Receiver<AppliedBatch>,
+    positions: Arc<Positions>,
+    committed: watch::Sender<u64>,
+) {
+    let mut ready = Vec::with_capacity(FLUSH_QUEUE_MAX);
+    while batches.recv_many(&mut ready, FLUSH_QUEUE_MAX).await > 0 {
+        if let Err(error) = reader.flush().await {
+            tracing::error!(%error, "flushing the log failed; answering UNAVAILABLE and exiting");
+            for batch in ready.drain(..) {
+                batch.pending.into_iter().for_each(Pending::fail);
+            }
+            std::process::exit(70);
+        }
+        let position = ready.last().map_or(0, |b| b.position);
+        positions.log.fetch_max(position, Ordering::SeqCst);
+        committed.send_if_modified(|current| {
+            let advanced = position > *current;
+            *current = (*current).max(position);
+            advanced
+        });
+        for batch in ready.drain(..) {
+            batch.pending.into_iter().for_each(Pending::send);
+        }
+    }
+}
+
 struct Writer {
     log: Log,
     state: State,
     calendar: Calendar,
     clock: Clock,
     requests: mpsc::Receiver<Request>,
-    positions: Arc<Positions>,
-    committed: watch::Sender<u64>,
+    /// Applied batches on their way to the flusher (bounded: at most
+    /// [`FLUSH_QUEUE_MAX`] batches are applied but not yet durable).
+    flushes: mpsc::Sender<AppliedBatch>,
     /// Deadlines whose command decided nothing (should not happen; kept so
     /// that a bug cannot spin the scheduler).
     skipped_deadlines: BTreeSet<(Timestamp, Uuid, DeadlineKind)>,
 }
 
 impl Writer {
-    async fn run(mut self) {
+    async fn run(mut self, flusher: tokio::task::JoinHandle<()>) {
         let mut batch = Vec::with_capacity(WRITER_BATCH_MAX);
         loop {
             let sleep = self.until_next_deadline();
@@ -276,7 +360,12 @@ impl Writer {
             }
             self.process(std::mem::take(&mut batch)).await;
         }
-        tracing::info!(position = self.log.head().position, "writer stopped");
+        // Everything applied is flushed and answered before the writer's
+        // task ends (shutdown waits on it).
+        let position = self.log.head().position;
+        drop(self);
+        let _ = flusher.await;
+        tracing::info!(position, "writer stopped");
     }
 
     fn is_wall_clock(&self) -> bool {
@@ -368,48 +457,31 @@ impl Writer {
         {
             failed = true;
         }
-        let durable = if failed {
+        let applied = if failed {
             Err(LogError::Corrupt("a decided event did not apply".into()))
+        } else if appender.is_empty() {
+            // Only refusals and duplicates: nothing to write, but their
+            // replies may rest on batches not yet durable, so they queue
+            // behind them like any other.
+            Ok(self.log.head().position)
         } else {
-            self.commit(appender).await
+            self.log
+                .commit(appender, &self.state)
+                .map(|head| head.position)
         };
-        if let Err(error) = durable {
-            tracing::error!(%error, "could not write the batch; answering UNAVAILABLE and reloading the state from the log");
-            self.reload();
-            for p in pending {
-                match p {
-                    Pending::Command(reply, _) => {
-                        let _ =
-                            reply.send(Outcome::Rejected(Rejection::new(ErrorCode::Unavailable)));
-                    }
-                    Pending::Clock(reply, _) => {
-                        let _ = reply.send(Err(Rejection::new(ErrorCode::Unavailable)));
-                    }
-                }
+        match applied {
+            Ok(position) => {
+                // Backpressure: waits when FLUSH_QUEUE_MAX batches are in flight.
+                let _ = self.flushes.send(AppliedBatch { position, pending }).await;
             }
-            return;
-        }
-        for p in pending {
-            match p {
-                Pending::Command(reply, outcome) => {
-                    let _ = reply.send(outcome);
-                }
-                Pending::Clock(reply, result) => {
-                    let _ = reply.send(result);
+            Err(error) => {
+                tracing::error!(%error, "could not write the batch; answering UNAVAILABLE and reloading the state from the log");
+                self.reload();
+                for p in pending {
+                    p.fail();
                 }
             }
         }
-    }
-
-    async fn commit(&mut self, appender: cpor_log::Appender) -> Result<(), LogError> {
-        if appender.is_empty() {
-            return Ok(()); // only refusals and duplicates: nothing to write
-        }
-        let head = self.log.commit(appender, &self.state)?;
-        self.log.reader().flush().await?;
-        self.positions.log.store(head.position, Ordering::SeqCst);
-        let _ = self.committed.send(head.position);
-        Ok(())
     }
 
     /// After a failed write the in-memory state may be ahead of the store:
