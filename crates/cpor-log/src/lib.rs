@@ -43,6 +43,10 @@ pub use query::{
 
 use keys::KeyKind;
 
+/// sled's page cache. Its default (1 GiB) was most of the service's memory
+/// (1.4 GiB RSS with 177k claims); reads of recent data stay hot with less.
+pub const SLED_CACHE_BYTES: u64 = 64 * 1024 * 1024;
+
 /// How many of the newest events start-up re-hashes to check the tail of
 /// the chain (sled's hazards: an unclean stop may damage the newest writes).
 pub const TAIL_CHECK_EVENTS: u64 = 1_000;
@@ -230,15 +234,19 @@ impl LogReader {
     pub fn open(dir: &Path) -> Result<LogReader, LogError> {
         std::fs::create_dir_all(dir)
             .map_err(|e| LogError::Storage(format!("cannot create {}: {e}", dir.display())))?;
-        let db = sled::Config::new().path(dir).open().map_err(|e| match &e {
-            sled::Error::Io(io)
-                if io.to_string().contains("lock")
-                    || io.kind() == std::io::ErrorKind::WouldBlock =>
-            {
-                LogError::Locked(dir.display().to_string())
-            }
-            _ => LogError::from(e),
-        })?;
+        let db = sled::Config::new()
+            .path(dir)
+            .cache_capacity(SLED_CACHE_BYTES)
+            .open()
+            .map_err(|e| match &e {
+                sled::Error::Io(io)
+                    if io.to_string().contains("lock")
+                        || io.kind() == std::io::ErrorKind::WouldBlock =>
+                {
+                    LogError::Locked(dir.display().to_string())
+                }
+                _ => LogError::from(e),
+            })?;
         let tree = db.open_tree("cpor")?;
         Ok(LogReader { db, tree })
     }
