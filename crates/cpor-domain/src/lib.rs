@@ -1,11 +1,11 @@
 //! The CPOR claim workflow as a pure state machine.
 pub mod calendar;
 pub mod command;
+pub mod decide;
 pub mod error;
 pub mod event;
-pub mod types;
-pub mod decide;
 pub mod state;
+pub mod types;
 pub mod view;
 
 #[cfg(test)]

@@ -430,7 +430,11 @@ impl State {
     }
 
     /// The subscriptions of one product on one tenant, in id order.
-    pub fn subscriptions_of(&self, tenant_id: Uuid, product: &str) -> impl Iterator<Item = &SubscriptionRecord> {
+    pub fn subscriptions_of(
+        &self,
+        tenant_id: Uuid,
+        product: &str,
+    ) -> impl Iterator<Item = &SubscriptionRecord> {
         self.subscriptions_by_product
             .get(&(tenant_id, product.to_string()))
             .into_iter()

@@ -36,8 +36,7 @@ mod rfc3339 {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[derive(schemars::JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ClaimView {
     pub claim_id: Uuid,
     pub partner_id: String,
@@ -93,8 +92,7 @@ impl ClaimView {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[derive(schemars::JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct CaseView {
     pub case_id: Uuid,
     pub tenant_id: Uuid,
@@ -130,8 +128,7 @@ impl CaseView {
 /// One entry of a claim's conversation: the comments, and the texts that
 /// reviewers and partners exchange through PoE requests, answers and
 /// disputes (the claim's comments are their only channel).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[derive(schemars::JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct CommentView {
     #[serde(serialize_with = "rfc3339::serialize")]
     pub at: Timestamp,

@@ -632,8 +632,7 @@ fn review_command(name: &str, body: Value) -> Result<CommandEnvelope, Rejection>
     }
 }
 
-#[derive(Deserialize)]
-#[derive(schemars::JsonSchema)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct ClockDto {
     actor: Actor,
@@ -653,8 +652,7 @@ fn parse_clock(body: Value) -> Result<Request, Rejection> {
     Ok(Request::Clock { now })
 }
 
-#[derive(Deserialize)]
-#[derive(schemars::JsonSchema)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct ClaimQueryDto {
     actor: Actor,
@@ -663,8 +661,7 @@ struct ClaimQueryDto {
     claim_id: Uuid,
 }
 
-#[derive(Deserialize)]
-#[derive(schemars::JsonSchema)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct ListDto {
     actor: Actor,
@@ -680,8 +677,7 @@ struct ListDto {
     after: Option<String>,
 }
 
-#[derive(Deserialize)]
-#[derive(schemars::JsonSchema)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct CaseGetDto {
     actor: Actor,
@@ -690,8 +686,7 @@ struct CaseGetDto {
     case_id: Uuid,
 }
 
-#[derive(Deserialize)]
-#[derive(schemars::JsonSchema)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct CaseListDto {
     actor: Actor,

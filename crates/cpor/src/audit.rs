@@ -905,10 +905,14 @@ pub(crate) fn rebuild(args: RebuildArgs) -> anyhow::Result<ExitCode> {
         let repaired = cpor_log::repair_projections(&reader, |done| progress.set(done));
         progress.finish();
         progress::check()?;
-        let repaired = repaired.context("cannot rewrite the projections; run `cpor rebuild --repair` again")?;
+        let repaired = repaired
+            .context("cannot rewrite the projections; run `cpor rebuild --repair` again")?;
         let check = cpor_log::rebuild_projections(&reader, |_| {})?;
         if check.difference_count != 0 {
-            anyhow::bail!("the projections still differ from the log after the repair: {:?}", check.differences);
+            anyhow::bail!(
+                "the projections still differ from the log after the repair: {:?}",
+                check.differences
+            );
         }
         println!(
             "repaired: every projection rewritten from {} events; a second comparison finds no differences",
