@@ -562,7 +562,7 @@ fn replay(
     ));
 
     {
-        let reader = LogReader::open(&data)?;
+        let reader = LogReader::open_with_cache(&data, cpor_log::SLED_CACHE_BYTES_SCAN)?;
         let started = Instant::now();
         let rebuilt = cpor_log::rebuild_projections(&reader, |_| {})?;
         figures.rebuild_s = started.elapsed().as_secs_f64();

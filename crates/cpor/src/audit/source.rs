@@ -269,7 +269,7 @@ pub(crate) fn open_data_dir(dir: &Path) -> anyhow::Result<LogReader> {
             dir.display()
         );
     }
-    match LogReader::open(dir) {
+    match LogReader::open_with_cache(dir, cpor_log::SLED_CACHE_BYTES_SCAN) {
         Ok(reader) => Ok(reader),
         Err(LogError::Locked(_)) => bail!(
             "the data dir {} is locked: a running `cpor serve` holds it (sled allows one process per data dir). \
