@@ -886,3 +886,55 @@ fn the_published_hash_test_vectors_verify() {
         "469d9eff8c4aea2c1efd45c3f0dacce74fac8b5e5b38c5738d503c3e31865c55"
     );
 }
+
+/// `cpor watch` (the dashboard view): every claim's current status from the
+/// last-value stream, and with `--events` the event log as published.
+#[tokio::test(flavor = "multi_thread")]
+async fn watch_follows_statuses_and_events() {
+    let nats = NatsServer::shared_or_own();
+    let prefix = unique_prefix();
+    let mut service =
+        Service::start(ServiceOptions::new(nats.url(), &prefix).manual_clock(true)).await;
+    let client = nats.connect().await;
+    let history = drive_history(&client, &prefix).await;
+    let log_position = wait_published(&service).await;
+
+    let watch = |extra: &[&str]| {
+        let mut command = Command::new(cpor_bin());
+        command
+            .args(["watch", "--nats-url", nats.url(), "--prefix", &prefix])
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        command.spawn().expect("cpor watch starts")
+    };
+    // It follows live changes, so it never ends by itself: read what it
+    // printed within a few seconds, then stop it.
+    let read_for = |mut child: std::process::Child| {
+        std::thread::sleep(Duration::from_secs(3));
+        let _ = child.kill();
+        let output = child.wait_with_output().unwrap();
+        String::from_utf8_lossy(&output.stdout).to_string()
+    };
+    let statuses = read_for(watch(&[]));
+    for (claim, status) in [(history.c1, "approved"), (history.c3, "submitted")] {
+        let line = statuses
+            .lines()
+            .find(|l| l.starts_with(&claim.to_string()))
+            .unwrap_or_else(|| panic!("no status line for {claim}:\n{statuses}"));
+        assert!(line.contains(status), "{claim} should be {status}: {line}");
+    }
+    let events = read_for(watch(&["--events"]));
+    assert_eq!(
+        events.lines().count() as u64,
+        log_position,
+        "one line per published event:\n{events}"
+    );
+    assert!(
+        events.contains("cpor.claim.review_deadline_missed"),
+        "{events}"
+    );
+
+    service.terminate().await;
+    delete_streams(&async_nats::jetstream::new(client), &prefix).await;
+}

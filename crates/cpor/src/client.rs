@@ -90,10 +90,10 @@ pub(crate) fn watch(args: WatchArgs) -> anyhow::Result<ExitCode> {
             .get_stream(&stream_name)
             .await
             .context("no such stream: is the service running with this prefix?")?;
-        // An ordered push consumer from the start: every claim's current
-        // status first (last-value stream), then live changes.
+        // An ordered consumer from the start: every claim's current status
+        // first (last-value stream), then live changes.
         let consumer = stream
-            .create_consumer(consumer::push::OrderedConfig {
+            .create_consumer(consumer::pull::OrderedConfig {
                 filter_subject: filter,
                 deliver_policy: consumer::DeliverPolicy::All,
                 ..Default::default()
