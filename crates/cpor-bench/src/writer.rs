@@ -9,12 +9,11 @@ use std::path::Path;
 use uuid::Uuid;
 
 use cpor_domain::calendar::Calendar;
-use cpor_domain::command::{Command, CommandEnvelope};
+use cpor_domain::command::CommandEnvelope;
 use cpor_domain::decide::{authorize, decide, Context};
 use cpor_domain::state::State;
-use cpor_domain::types::{Actor, DeadlineKind, Timestamp};
-use cpor_engine::Accepted;
-use cpor_log::{Appender, CommandRecord, Log, LogError};
+use cpor_domain::types::{DeadlineKind, Timestamp};
+use cpor_log::{Appender, Log, LogError};
 
 /// What one command did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -88,40 +87,16 @@ impl Writer {
             Ok(decision) => decision,
             Err(rejection) => return Ok(Outcome::Refused(rejection.code.as_str())),
         };
-        let mut types = Vec::with_capacity(decision.events.len());
-        for (index, event) in decision.events.iter().enumerate() {
-            types.push(format!(
-                "{}.{}.{}",
-                cpor_log::envelope::EVENT_TYPE_PREFIX,
-                event.data.aggregate_kind().as_str(),
-                event.data.name()
-            ));
-            appender.append(
-                &mut self.state,
-                event,
-                now,
-                envelope.command_id,
-                envelope.correlation_id.as_deref(),
-                index as u32,
-            )?;
-        }
-        let version = match (&decision.claim_id, decision.events.first()) {
-            (Some(claim_id), _) => self.state.claims.get(claim_id).map_or(0, |c| c.version),
-            (None, Some(event)) => self.state.version_of(&event.data.aggregate()),
-            (None, None) => 0,
-        };
-        let accepted = Accepted {
-            claim_id: decision.claim_id,
-            version,
-            events: types,
-            warnings: decision.warnings,
-        };
-        let record = CommandRecord {
-            fingerprint: fingerprint.to_string(),
-            reply: serde_json::to_value(&accepted).expect("replies serialize"),
-        };
-        appender.record_command(&envelope.command_id, &record);
-        Ok(Outcome::Accepted(decision.events.len()))
+        let events = decision.events.len();
+        cpor_engine::append_decision(
+            &mut self.state,
+            appender,
+            envelope,
+            decision,
+            now,
+            fingerprint,
+        )?;
+        Ok(Outcome::Accepted(events))
     }
 
     /// Fires every watched deadline due by `now` (at most `max`), as the
@@ -132,59 +107,14 @@ impl Writer {
         now: Timestamp,
         max: usize,
     ) -> Result<u64, LogError> {
-        let mut fired = 0;
-        let mut written = 0;
-        while fired < max {
-            let next = self
-                .state
-                .deadlines
-                .iter()
-                .find(|d| !self.skipped_deadlines.contains(d))
-                .copied();
-            let Some((due, claim_id, kind)) = next else {
-                break;
-            };
-            if due > now {
-                break;
-            }
-            fired += 1;
-            let envelope = CommandEnvelope {
-                command_id: cpor_engine::deadline_command_id(claim_id, kind, due),
-                actor: Actor::System {
-                    id: "cpor-scheduler".to_string(),
-                },
-                correlation_id: None,
-                expected_version: None,
-                command: Command::DeadlineElapsed {
-                    claim_id,
-                    kind,
-                    due_at: due,
-                },
-            };
-            let ctx = Context {
-                now,
-                calendar: &self.calendar,
-            };
-            let events = decide(&self.state, &envelope, &ctx)
-                .map(|d| d.events)
-                .unwrap_or_default();
-            if events.is_empty() {
-                self.skipped_deadlines.insert((due, claim_id, kind));
-                continue;
-            }
-            for (index, event) in events.iter().enumerate() {
-                appender.append(
-                    &mut self.state,
-                    event,
-                    now,
-                    envelope.command_id,
-                    None,
-                    index as u32,
-                )?;
-                written += 1;
-            }
-        }
-        Ok(written)
+        cpor_engine::fire_due_deadlines(
+            &mut self.state,
+            appender,
+            &self.calendar,
+            &mut self.skipped_deadlines,
+            now,
+            max,
+        )
     }
 
     /// Writes the batch (not yet durable).

@@ -544,41 +544,14 @@ impl Writer {
             Ok(decision) => decision,
             Err(rejection) => return Ok(Outcome::Rejected(rejection)),
         };
-        let mut types = Vec::with_capacity(decision.events.len());
-        for (index, event) in decision.events.iter().enumerate() {
-            types.push(format!(
-                "{}.{}.{}",
-                cpor_log::envelope::EVENT_TYPE_PREFIX,
-                event.data.aggregate_kind().as_str(),
-                event.data.name()
-            ));
-            appender.append(
-                &mut self.state,
-                event,
-                now,
-                envelope.command_id,
-                envelope.correlation_id.as_deref(),
-                index as u32,
-            )?;
-        }
-        let main_aggregate: Option<AggregateId> =
-            decision.events.first().map(|e| e.data.aggregate());
-        let version = match (&decision.claim_id, &main_aggregate) {
-            (Some(claim_id), _) => self.state.claims.get(claim_id).map_or(0, |c| c.version),
-            (None, Some(aggregate)) => self.state.version_of(aggregate),
-            (None, None) => 0,
-        };
-        let accepted = Accepted {
-            claim_id: decision.claim_id,
-            version,
-            events: types,
-            warnings: decision.warnings,
-        };
-        let record = CommandRecord {
-            fingerprint: fingerprint.clone(),
-            reply: serde_json::to_value(&accepted).expect("replies serialize"),
-        };
-        appender.record_command(&envelope.command_id, &record);
+        let accepted = append_decision(
+            &mut self.state,
+            appender,
+            &envelope,
+            decision,
+            now,
+            &fingerprint,
+        )?;
         in_batch.insert(envelope.command_id, (fingerprint, accepted.clone()));
         Ok(Outcome::Accepted {
             accepted,
@@ -594,57 +567,128 @@ impl Writer {
         now: Timestamp,
         max: usize,
     ) -> Result<(), LogError> {
-        let mut fired = 0;
-        while fired < max {
-            let Some((due, claim_id, kind)) = self.next_due() else {
-                break;
-            };
-            if due > now {
-                break;
-            }
-            fired += 1;
-            let envelope = CommandEnvelope {
-                command_id: deadline_command_id(claim_id, kind, due),
-                actor: Actor::System {
-                    id: "cpor-scheduler".to_string(),
-                },
-                correlation_id: None,
-                expected_version: None,
-                command: Command::DeadlineElapsed {
-                    claim_id,
-                    kind,
-                    due_at: due,
-                },
-            };
-            let ctx = Context {
-                now,
-                calendar: &self.calendar,
-            };
-            let events = match decide(&self.state, &envelope, &ctx) {
-                Ok(decision) => decision.events,
-                Err(rejection) => {
-                    tracing::warn!(%claim_id, ?kind, %rejection, "deadline command refused");
-                    Vec::new()
-                }
-            };
-            if events.is_empty() {
-                tracing::warn!(%claim_id, ?kind, %due, "deadline decided nothing; skipping it");
-                self.skipped_deadlines.insert((due, claim_id, kind));
-                continue;
-            }
-            for (index, event) in events.iter().enumerate() {
-                appender.append(
-                    &mut self.state,
-                    event,
-                    now,
-                    envelope.command_id,
-                    None,
-                    index as u32,
-                )?;
-            }
-        }
-        Ok(())
+        fire_due_deadlines(
+            &mut self.state,
+            appender,
+            &self.calendar,
+            &mut self.skipped_deadlines,
+            now,
+            max,
+        )
+        .map(|_| ())
     }
+}
+
+/// Writes an accepted decision into the batch: folds and appends its events
+/// (each with its position, stream version and hash), and records the
+/// command with its reply for idempotent repeats. Returns the reply fields.
+/// Shared by the engine's writer and the benchmark's raw-log writer, so the
+/// two measure and write the same thing.
+pub fn append_decision(
+    state: &mut State,
+    appender: &mut cpor_log::Appender,
+    envelope: &CommandEnvelope,
+    decision: cpor_domain::decide::Decision,
+    now: Timestamp,
+    fingerprint: &str,
+) -> Result<Accepted, LogError> {
+    let mut types = Vec::with_capacity(decision.events.len());
+    for (index, event) in decision.events.iter().enumerate() {
+        types.push(format!(
+            "{}.{}.{}",
+            cpor_log::envelope::EVENT_TYPE_PREFIX,
+            event.data.aggregate_kind().as_str(),
+            event.data.name()
+        ));
+        appender.append(
+            state,
+            event,
+            now,
+            envelope.command_id,
+            envelope.correlation_id.as_deref(),
+            index as u32,
+        )?;
+    }
+    let main_aggregate: Option<AggregateId> = decision.events.first().map(|e| e.data.aggregate());
+    let version = match (&decision.claim_id, &main_aggregate) {
+        (Some(claim_id), _) => state.claims.get(claim_id).map_or(0, |c| c.version),
+        (None, Some(aggregate)) => state.version_of(aggregate),
+        (None, None) => 0,
+    };
+    let accepted = Accepted {
+        claim_id: decision.claim_id,
+        version,
+        events: types,
+        warnings: decision.warnings,
+    };
+    let record = CommandRecord {
+        fingerprint: fingerprint.to_string(),
+        reply: serde_json::to_value(&accepted).expect("replies serialize"),
+    };
+    appender.record_command(&envelope.command_id, &record);
+    Ok(accepted)
+}
+
+/// The scheduler's step: decides `DeadlineElapsed` for every watched
+/// deadline due by `now`, earliest first, up to `max`, and appends the
+/// events. A deadline whose command decides nothing (it should not happen)
+/// goes into `skipped` so that a bug cannot spin the scheduler. Returns the
+/// number of events written. Shared with the benchmark's log generator.
+pub fn fire_due_deadlines(
+    state: &mut State,
+    appender: &mut cpor_log::Appender,
+    calendar: &Calendar,
+    skipped: &mut BTreeSet<(Timestamp, Uuid, DeadlineKind)>,
+    now: Timestamp,
+    max: usize,
+) -> Result<u64, LogError> {
+    let mut fired = 0;
+    let mut written = 0;
+    while fired < max {
+        let next = state
+            .deadlines
+            .iter()
+            .find(|d| !skipped.contains(d))
+            .copied();
+        let Some((due, claim_id, kind)) = next else {
+            break;
+        };
+        if due > now {
+            break;
+        }
+        fired += 1;
+        let envelope = CommandEnvelope {
+            command_id: deadline_command_id(claim_id, kind, due),
+            actor: Actor::System {
+                id: "cpor-scheduler".to_string(),
+            },
+            correlation_id: None,
+            expected_version: None,
+            command: Command::DeadlineElapsed {
+                claim_id,
+                kind,
+                due_at: due,
+            },
+        };
+        let ctx = Context { now, calendar };
+        let events = match decide(state, &envelope, &ctx) {
+            Ok(decision) => decision.events,
+            Err(rejection) => {
+                tracing::warn!(%claim_id, ?kind, %rejection, "deadline command refused");
+                Vec::new()
+            }
+        };
+        if events.is_empty() {
+            tracing::warn!(%claim_id, ?kind, %due, "deadline decided nothing; skipping it");
+            skipped.insert((due, claim_id, kind));
+            continue;
+        }
+        for (index, event) in events.iter().enumerate() {
+            appender.append(state, event, now, envelope.command_id, None, index as u32)?;
+            written += 1;
+        }
+    }
+    Ok(written)
 }
 
 /// The command id of a deadline firing: derived from what fires, so the same
