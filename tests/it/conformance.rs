@@ -47,14 +47,21 @@ fn load_fixtures() -> Fixtures {
     Fixtures::load(&scenarios_dir().join(FIXTURES_FILE)).unwrap_or_else(|e| panic!("{e}"))
 }
 
-fn load_scenario(name: &str) -> Scenario {
-    Scenario::load(&scenarios_dir().join(format!("{name}.json"))).unwrap_or_else(|e| panic!("{e}"))
+/// The project's own scenarios, in the same language: flows the public
+/// scenarios do not cover (incumbents, partner-response deadlines, disputes,
+/// refusals). They use the shared fixtures.
+fn project_scenarios_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios-project")
 }
 
 /// Runs one scenario file on a fresh prefix and data dir.
 async fn run_scenario(name: &str) {
+    run_scenario_file(&scenarios_dir().join(format!("{name}.json"))).await;
+}
+
+async fn run_scenario_file(path: &Path) {
     let fixtures = load_fixtures();
-    let scenario = load_scenario(name);
+    let scenario = Scenario::load(path).unwrap_or_else(|e| panic!("{e}"));
     scenario
         .check_fixtures(&fixtures)
         .unwrap_or_else(|e| panic!("{e}"));
@@ -85,6 +92,20 @@ async fn run_scenario(name: &str) {
     // Leave the shared server as we found it.
     if !keep {
         delete_streams(&async_nats::jetstream::new(client), &prefix).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn project_scenarios() {
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(project_scenarios_dir())
+        .expect("tests/scenarios-project exists")
+        .map(|entry| entry.expect("read dir").path())
+        .filter(|path| path.extension().is_some_and(|e| e == "json"))
+        .collect();
+    paths.sort();
+    assert!(!paths.is_empty(), "no project scenarios found");
+    for path in paths {
+        run_scenario_file(&path).await;
     }
 }
 
@@ -154,7 +175,8 @@ fn scenarios_are_well_formed() {
         "fixture `standard` is missing"
     );
     for name in scenario_files() {
-        let scenario = load_scenario(&name);
+        let scenario = Scenario::load(&scenarios_dir().join(format!("{name}.json")))
+            .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(
             scenario.name, name,
             "scenario `name` differs from its file name"
