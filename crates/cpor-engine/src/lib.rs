@@ -294,9 +294,11 @@ struct AppliedBatch {
 }
 
 /// Batches applied but not yet flushed, at most: bounds the replies held
-/// back and lets the writer decide the next batch while the disk syncs the
-/// previous ones (CPU and I/O overlap instead of alternating).
-pub const FLUSH_QUEUE_MAX: usize = 4;
+/// back and lets the writer decide the next batches while the disk syncs the
+/// previous ones (CPU and I/O overlap instead of alternating). Measured: 4
+/// gave 7.9–8.3k commands/s at 64 clients, 32 gives 8.9–9.4k (one flush
+/// covers more batches).
+pub const FLUSH_QUEUE_MAX: usize = 32;
 
 /// The flusher: takes every applied batch waiting, makes them durable with
 /// one flush, then announces the position and sends their replies. A flush
