@@ -292,6 +292,20 @@ fn envelope(
     })
 }
 
+/// The envelope of a command about an existing claim, from its DTO `d`
+/// (whose other fields the command has already taken).
+macro_rules! claim_envelope {
+    ($d:ident, $command:expr) => {
+        envelope(
+            $d.command_id,
+            $d.actor,
+            $d.correlation_id,
+            $d.expected_version,
+            $command,
+        )
+    };
+}
+
 /// Which actor a subject family admits.
 enum SubjectActor<'a> {
     System,
@@ -421,13 +435,7 @@ fn parse_command(tail: &str, parts: &[&str], body: Value) -> Result<Request, Rej
                 reason: d.reason,
             };
             (
-                envelope(
-                    d.command_id,
-                    d.actor,
-                    d.correlation_id,
-                    d.expected_version,
-                    command,
-                )?,
+                claim_envelope!(d, command)?,
                 SubjectActor::Customer(tenant_id),
             )
         }
@@ -478,13 +486,7 @@ fn partner_command(name: &str, body: Value) -> Result<CommandEnvelope, Rejection
                 claim_id: d.claim_id,
                 text: d.text,
             };
-            envelope(
-                d.command_id,
-                d.actor,
-                d.correlation_id,
-                d.expected_version,
-                command,
-            )
+            claim_envelope!(d, command)
         }
         "submit_poe" => {
             let d: SubmitPoeDto = decode(body)?;
@@ -495,13 +497,7 @@ fn partner_command(name: &str, body: Value) -> Result<CommandEnvelope, Rejection
                 proof_of_execution: d.proof_of_execution,
                 text: d.text,
             };
-            envelope(
-                d.command_id,
-                d.actor,
-                d.correlation_id,
-                d.expected_version,
-                command,
-            )
+            claim_envelope!(d, command)
         }
         "withdraw" => {
             let d: OptionalReasonDto = decode(body)?;
@@ -510,13 +506,7 @@ fn partner_command(name: &str, body: Value) -> Result<CommandEnvelope, Rejection
                 claim_id: d.claim_id,
                 reason: d.reason,
             };
-            envelope(
-                d.command_id,
-                d.actor,
-                d.correlation_id,
-                d.expected_version,
-                command,
-            )
+            claim_envelope!(d, command)
         }
         "dispute" => {
             let d: DisputeDto = decode(body)?;
@@ -528,13 +518,7 @@ fn partner_command(name: &str, body: Value) -> Result<CommandEnvelope, Rejection
                 text: d.text,
                 proof_of_execution,
             };
-            envelope(
-                d.command_id,
-                d.actor,
-                d.correlation_id,
-                d.expected_version,
-                command,
-            )
+            claim_envelope!(d, command)
         }
         "disassociate" => {
             let d: ReasonDto = decode(body)?;
@@ -543,13 +527,7 @@ fn partner_command(name: &str, body: Value) -> Result<CommandEnvelope, Rejection
                 claim_id: d.claim_id,
                 reason: d.reason,
             };
-            envelope(
-                d.command_id,
-                d.actor,
-                d.correlation_id,
-                d.expected_version,
-                command,
-            )
+            claim_envelope!(d, command)
         }
         other => Err(invalid(format!("unknown partner command: {other}"))),
     }
@@ -562,13 +540,7 @@ fn review_command(name: &str, body: Value) -> Result<CommandEnvelope, Rejection>
             let command = Command::StartReview {
                 claim_id: d.claim_id,
             };
-            envelope(
-                d.command_id,
-                d.actor,
-                d.correlation_id,
-                d.expected_version,
-                command,
-            )
+            claim_envelope!(d, command)
         }
         "comment" | "request_poe" => {
             let d: TextDto = decode(body)?;
@@ -584,13 +556,7 @@ fn review_command(name: &str, body: Value) -> Result<CommandEnvelope, Rejection>
                     text: d.text,
                 }
             };
-            envelope(
-                d.command_id,
-                d.actor,
-                d.correlation_id,
-                d.expected_version,
-                command,
-            )
+            claim_envelope!(d, command)
         }
         "approve" => {
             let d: OptionalTextDto = decode(body)?;
@@ -599,13 +565,7 @@ fn review_command(name: &str, body: Value) -> Result<CommandEnvelope, Rejection>
                 claim_id: d.claim_id,
                 text: d.text,
             };
-            envelope(
-                d.command_id,
-                d.actor,
-                d.correlation_id,
-                d.expected_version,
-                command,
-            )
+            claim_envelope!(d, command)
         }
         "reject" => {
             let d: RejectDto = decode(body)?;
@@ -620,13 +580,7 @@ fn review_command(name: &str, body: Value) -> Result<CommandEnvelope, Rejection>
                 reason: d.reason,
                 text: d.text,
             };
-            envelope(
-                d.command_id,
-                d.actor,
-                d.correlation_id,
-                d.expected_version,
-                command,
-            )
+            claim_envelope!(d, command)
         }
         other => Err(invalid(format!("unknown review command: {other}"))),
     }
