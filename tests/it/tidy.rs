@@ -10,6 +10,8 @@
 //! - No test is switched off (an `ignore` attribute) or passes by
 //!   panicking (a `should_panic` attribute).
 //! - Every crate says what it is (`description`) and takes the workspace lints.
+//! - CI (`.ci/run` → `scripts/test`) checks formatting and runs clippy with
+//!   warnings as errors before the tests.
 //!
 //! Every failure names the file and the rule it breaks.
 
@@ -432,5 +434,53 @@ fn the_async_nats_rule_reads_paths_right() {
     assert_eq!(
         direct_async_nats_lines("fn f() { async_nats::connect(url); }"),
         vec![1]
+    );
+}
+
+/// The commands a shell script runs: its lines without comments and blanks.
+fn script_commands(path: &Path) -> Vec<String> {
+    read(path)
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty() && !line.starts_with('#'))
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn ci_checks_format_and_lints() {
+    let ci = root().join(".ci/run");
+    let test = root().join("scripts/test");
+    let mut violations = Vec::new();
+    if !script_commands(&ci)
+        .iter()
+        .any(|line| line.starts_with("scripts/test"))
+    {
+        violations.push(format!("{}: does not run scripts/test", shown(&ci)));
+    }
+    let commands = script_commands(&test);
+    let runs = |words: &[&str]| {
+        commands
+            .iter()
+            .any(|line| words.iter().all(|word| line.contains(word)))
+    };
+    if !runs(&["cargo fmt", "--check"]) {
+        violations.push(format!("{}: no `cargo fmt --check`", shown(&test)));
+    }
+    if !runs(&[
+        "cargo clippy",
+        "--workspace",
+        "--all-targets",
+        "-D warnings",
+    ]) {
+        violations.push(format!(
+            "{}: no `cargo clippy --workspace --all-targets -- -D warnings`",
+            shown(&test)
+        ));
+    }
+    assert_no_violations(
+        "CI checks formatting and runs clippy with warnings as errors (the workspace lints \
+         only hold if something enforces them)",
+        &violations,
     );
 }
