@@ -5,5 +5,6 @@
 mod audit;
 mod conformance;
 mod crash;
+mod faults;
 mod support;
 mod tidy;

@@ -102,6 +102,28 @@ async fn serve(settings: Settings) -> anyhow::Result<ExitCode> {
         clock,
     })
     .with_context(|| format!("cannot open the log in {}", settings.data_dir.display()))?;
+    // Whatever happens from here on, the writer is stopped before this
+    // returns: on an error path the runtime shuts down right after, and a
+    // writer thread still driving its timers on a runtime being shut down
+    // panics ("A Tokio 1.x context was found, but it is being shutdown").
+    // `run` owns every engine handle, so once it returns the writer's queue
+    // is closed and the writer finishes.
+    let mut writer = Some(writer);
+    let result = run(settings, engine, &mut writer).await;
+    if let Some(writer) = writer {
+        let _ = writer.await;
+    }
+    result
+}
+
+/// Everything after the log is open: NATS, lease, relay, requests. Takes
+/// the only engine handle, so when this returns, the writer stops; it takes
+/// the writer's join handle when it waits for it itself.
+async fn run(
+    settings: Settings,
+    engine: Engine,
+    writer: &mut Option<tokio::task::JoinHandle<()>>,
+) -> anyhow::Result<ExitCode> {
     let instance = instance_id(&engine)?;
     tracing::info!(
         data_dir = %settings.data_dir.display(),
@@ -182,9 +204,12 @@ async fn serve(settings: Settings) -> anyhow::Result<ExitCode> {
         .await
         .map_err(|e| anyhow::anyhow!("serving requests: {e}"))?;
 
-    // Every request is answered; let the writer finish and stop.
+    // Every request is answered; let the writer finish and stop (this waits
+    // until everything queued is durable).
     drop(engine);
-    writer.await.context("the writer task failed")?;
+    if let Some(writer) = writer.take() {
+        writer.await.context("the writer task failed")?;
+    }
     let _ = stop_relay.send(true);
     match tokio::time::timeout(RELAY_DRAIN_TIMEOUT, relay_task).await {
         Ok(_) => tracing::info!("everything written is published"),
