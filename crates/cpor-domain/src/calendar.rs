@@ -10,7 +10,8 @@
 //! Where local midnight of `B + 1` does not exist (a daylight-saving gap at
 //! midnight, as in America/Santiago or America/Havana), the day begins at the
 //! first valid instant after the gap; where it exists twice (a fall-back onto
-//! midnight), the earliest of the two counts.
+//! midnight), the earliest of the two counts. A local date the zone skipped
+//! altogether (`Pacific/Apia`, 2011-12-30) has no hours and is no business day.
 //!
 //! The calendar (time zone, weekend days, holiday dates) is configuration
 //! (contract §8, `[calendar]`); the default is UTC, Saturday/Sunday, no
@@ -176,9 +177,25 @@ impl Calendar {
         &self.holidays
     }
 
-    /// A day is a business day when it is neither a weekend day nor a holiday.
+    /// A day is a business day when it is neither a weekend day nor a
+    /// holiday, and it has local hours at all: a date the time zone skipped
+    /// (Samoa's Friday 2011-12-30 in `Pacific/Apia`, Kiribati's 1994-12-31 in
+    /// `Pacific/Kiritimati`, when they moved across the date line) never
+    /// existed there, so nobody could work on it.
     pub fn is_business_day(&self, day: NaiveDate) -> bool {
-        !self.weekend.contains(day.weekday()) && !self.holidays.contains(&day)
+        !self.weekend.contains(day.weekday())
+            && !self.holidays.contains(&day)
+            && self.has_local_hours(day)
+    }
+
+    /// Whether local day `day` lasts any time at all: it begins before the
+    /// next one does. A day the zone skipped entirely begins (at the end of
+    /// the gap) at the same instant as the day after it.
+    fn has_local_hours(&self, day: NaiveDate) -> bool {
+        match day.succ_opt() {
+            Some(next) => self.start_of_local_day(day) < self.start_of_local_day(next),
+            None => true,
+        }
     }
 
     /// End (24:00 local, i.e. the instant the next local day starts) of the
@@ -499,6 +516,31 @@ mod tests {
         // Wed 10 (2), Thu 11 (3), Fri 12 (4), Sat 13 (5) -> 2027-03-14T05:00Z.
         ("Havana: midnight gap, day begins after the gap", "America/Havana", &["sun"], &[],
          "2027-03-08T15:00:00Z", "2027-03-14T05:00:00Z"),
+
+        // --- Days that never existed (issue 11 case 13). ---
+        // Samoa moved across the date line: Thu 2011-12-29 23:59:59 -10
+        // (09:59:59Z Dec 30) was followed by Sat 2011-12-31 00:00 +14; Friday
+        // Dec 30 has no local hours and is no business day.
+        // Thu 29 12:00 -10 (22:00Z): Fri 30 never was, Sat 31, Sun 1 weekend,
+        // Mon 2 (1), Tue 3 (2), Wed 4 (3), Thu 5 (4), Fri 6 (5)
+        // -> Sat Jan 7 00:00 +14 = 2012-01-06T10:00Z.
+        ("Apia: skipped Friday is no business day, Thursday start", "Pacific/Apia", SAT_SUN, &[],
+         "2011-12-29T22:00:00Z", "2012-01-06T10:00:00Z"),
+        // Wed 28 12:00 -10: Thu 29 (1), Fri 30 never was, Mon 2 (2), Tue 3 (3),
+        // Wed 4 (4), Thu 5 (5) -> Fri Jan 6 00:00 +14 = 2012-01-05T10:00Z.
+        ("Apia: skipped Friday is no business day, Wednesday start", "Pacific/Apia", SAT_SUN, &[],
+         "2011-12-28T22:00:00Z", "2012-01-05T10:00:00Z"),
+        // Fri 23 12:00 -10: Mon 26 (1), Tue 27 (2), Wed 28 (3), Thu 29 (4),
+        // Fri 30 never was, Mon 2 (5) -> Tue Jan 3 00:00 +14 = 2012-01-02T10:00Z.
+        ("Apia: the window spans the skipped day", "Pacific/Apia", SAT_SUN, &[],
+         "2011-12-23T22:00:00Z", "2012-01-02T10:00:00Z"),
+        // Kiribati's Line Islands: Fri 1994-12-30 23:59:59 -10 was followed by
+        // Sun 1995-01-01 00:00 +14; Saturday Dec 31 never was. Weekend Sunday
+        // only, so Saturday would otherwise count. Fri 30 12:00 -10 (22:00Z):
+        // Sat 31 never was, Sun 1 weekend, Mon 2 (1), Tue 3 (2), Wed 4 (3),
+        // Thu 5 (4), Fri 6 (5) -> Sat Jan 7 00:00 +14 = 1995-01-06T10:00Z.
+        ("Kiritimati: skipped Saturday is no business day", "Pacific/Kiritimati", &["sun"], &[],
+         "1994-12-30T22:00:00Z", "1995-01-06T10:00:00Z"),
     ];
 
     #[test]
@@ -751,6 +793,30 @@ mod tests {
                 expected,
                 "row {row:?}: {day}"
             );
+        }
+    }
+
+    /// (time zone, weekend, date, is business day): days a zone skipped.
+    #[rustfmt::skip]
+    const SKIPPED_DAY_ROWS: &[(&str, &[&str], &str, bool)] = &[
+        ("Pacific/Apia", SAT_SUN, "2011-12-29", true),
+        ("Pacific/Apia", SAT_SUN, "2011-12-30", false),
+        ("Pacific/Apia", &[], "2011-12-30", false),
+        ("Pacific/Apia", &[], "2011-12-31", true),
+        ("Pacific/Apia", SAT_SUN, "2012-01-02", true),
+        ("Pacific/Kiritimati", &["sun"], "1994-12-30", true),
+        ("Pacific/Kiritimati", &["sun"], "1994-12-31", false),
+        ("Pacific/Kiritimati", &["sun"], "1995-01-02", true),
+        // A midnight gap of one hour leaves the day 23 hours: a business day.
+        ("America/Santiago", &["sun"], "2026-09-05", true),
+        ("America/Havana", &["sun"], "2027-03-13", true),
+    ];
+
+    #[test]
+    fn a_day_the_zone_skipped_is_not_a_business_day() {
+        for &(tz, weekend, day, expected) in SKIPPED_DAY_ROWS {
+            let cal = calendar(tz, tz, weekend, &[]);
+            assert_eq!(cal.is_business_day(date(day)), expected, "{tz} {day}");
         }
     }
 
