@@ -6,6 +6,8 @@
 //! - Only `cpor-log` names sled; only `cpor-nats` names async-nats (besides
 //!   the benchmark harness and the tests), and the binary reaches it through
 //!   `cpor_nats::async_nats`.
+//! - `cpor-jcs` (RFC 8785) is a leaf: it depends on no other workspace crate,
+//!   and nothing outside `cpor-log` reaches canonical JSON through the log.
 //! - `anyhow` only in the binaries (`cpor`, `cpor-bench`).
 //! - No test is switched off (an `ignore` attribute) or passes by
 //!   panicking (a `should_panic` attribute).
@@ -114,6 +116,7 @@ fn crates() -> BTreeMap<String, Package> {
         "cpor",
         "cpor-domain",
         "cpor-engine",
+        "cpor-jcs",
         "cpor-log",
         "cpor-nats",
     ] {
@@ -226,6 +229,29 @@ fn domain_reads_no_clock_and_does_no_io() {
             "cpor-domain reads no clock and does no IO: its sources never mention {forbidden:?} \
              (take the time as an argument)"
         ),
+        &violations,
+    );
+}
+
+#[test]
+fn canonical_json_is_a_leaf_crate() {
+    let mut violations = Vec::new();
+    let packages = crates();
+    let jcs = &packages["cpor-jcs"];
+    for (name, table) in jcs.dependencies(SHIPPED_DEPENDENCY_KINDS) {
+        if name.starts_with("cpor") {
+            violations.push(format!("{}: {table} has {name}", shown(&jcs.manifest_path)));
+        }
+    }
+    // Spelled in two parts so this file does not match itself.
+    let needle = concat!("cpor_log::", "canonical");
+    let mut files: Vec<PathBuf> = packages.values().flat_map(|p| p.sources()).collect();
+    files.extend(rust_files(&root().join("tests")));
+    for path in files {
+        violations.extend(lines_with(&path, &read(&path), needle));
+    }
+    assert_no_violations(
+        "cpor-jcs depends on no workspace crate, and canonical JSON is reached through cpor_jcs",
         &violations,
     );
 }

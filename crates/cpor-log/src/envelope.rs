@@ -12,8 +12,8 @@ use cpor_domain::event::{AggregateKind, Event, EventData};
 use cpor_domain::types::{Actor, Timestamp};
 use cpor_domain::view::format_time;
 
-use crate::canonical::{event_hash, write_canonical_json};
 use crate::LogError;
+use cpor_jcs::{event_hash, write_canonical_json};
 
 /// The CloudEvents `source` of every event this service writes.
 pub const EVENT_SOURCE: &str = "/cpor";

@@ -11,11 +11,12 @@
 //! Layout:
 //! - `keys`: the key space (one kind byte per table, big-endian integers).
 //! - `envelope`: the CloudEvent form, sealing into the hash chain, decoding.
-//! - `canonical`: RFC 8785 canonical JSON and the contract's `hash`.
 //! - `projection`: the read models written beside the events.
 //! - this file: opening, appending, reading, start-up checks.
+//!
+//! RFC 8785 canonical JSON and the contract's `hash` live in the leaf crate
+//! `cpor-jcs`, shared with the wire layer's idempotency fingerprints.
 
-pub mod canonical;
 pub mod envelope;
 mod keys;
 mod projection;
@@ -314,7 +315,7 @@ impl LogReader {
                 .and_then(Value::as_str)
                 .unwrap_or_default()
                 .to_string();
-            let expected = canonical::event_hash(&previous_hash, &value)
+            let expected = cpor_jcs::event_hash(&previous_hash, &value)
                 .map_err(|e| LogError::Corrupt(e.to_string()))?;
             if stored != expected {
                 return Err(LogError::Corrupt(format!(

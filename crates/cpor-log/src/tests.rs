@@ -207,11 +207,11 @@ fn reopening_gives_the_same_state_head_and_chain() {
         assert_eq!(position, expected);
         let value: Value = serde_json::from_slice(&bytes).unwrap();
         assert_eq!(value["position"], position);
-        let hash = canonical::event_hash(&previous, &value).unwrap();
+        let hash = cpor_jcs::event_hash(&previous, &value).unwrap();
         assert_eq!(value["hash"], hash.as_str(), "hash at {position}");
         // Stored bytes are the canonical form, hash included.
         assert_eq!(
-            canonical::canonical_json(&value).unwrap().as_bytes(),
+            cpor_jcs::canonical_json(&value).unwrap().as_bytes(),
             &bytes[..]
         );
         previous = hash;

@@ -19,7 +19,7 @@ use cpor_domain::types::{
     Activity, Actor, ActorKind, Channel, ClaimStatus, Mpn, PoeDocument, SolutionArea,
     SubscriptionState, Timestamp,
 };
-use cpor_log::canonical::canonical_json;
+use cpor_jcs::canonical_json;
 use cpor_log::ClaimFilter;
 
 /// Largest request payload (contract §3).
@@ -119,17 +119,23 @@ fn decode<T: DeserializeOwned>(body: Value) -> Result<T, Rejection> {
 
 /// `sha256(subject tail ‖ "\n" ‖ RFC 8785 body)`: the same command sent
 /// again with its keys in another order is still the same command.
-fn fingerprint(tail: &str, body: &Value) -> String {
-    let canonical = canonical_json(body).unwrap_or_else(|_| body.to_string());
+///
+/// # Errors
+///
+/// `INVALID_COMMAND` for a body with no RFC 8785 form (a number with no
+/// finite double): there is no fingerprint to remember it by, so it is
+/// refused rather than fingerprinted some other way.
+fn fingerprint(tail: &str, body: &Value) -> Result<String, Rejection> {
+    let canonical = canonical_json(body).map_err(|e| invalid(e.to_string()))?;
     let mut hasher = Sha256::new();
     hasher.update(tail.as_bytes());
     hasher.update(b"\n");
     hasher.update(canonical.as_bytes());
-    hasher
+    Ok(hasher
         .finalize()
         .iter()
         .map(|b| format!("{b:02x}"))
-        .collect()
+        .collect())
 }
 
 pub fn is_subject_id(text: &str) -> bool {
@@ -352,7 +358,7 @@ fn check_subject_actor(expected: SubjectActor<'_>, actor: &Actor) -> Result<(), 
 }
 
 fn parse_command(tail: &str, parts: &[&str], body: Value) -> Result<Request, Rejection> {
-    let print = fingerprint(tail, &body);
+    let print = fingerprint(tail, &body)?;
     let (envelope, subject_actor) = match parts {
         ["ref", "tenant"] => {
             let d: RefTenantDto = decode(body)?;

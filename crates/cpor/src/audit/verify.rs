@@ -12,7 +12,7 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use cpor_domain::event::AggregateKind;
-use cpor_log::canonical::{event_hash, write_canonical_json};
+use cpor_jcs::{event_hash, write_canonical_json};
 
 /// Where a failure is: the position the log should have there, and the
 /// line of the input (files only).
@@ -390,7 +390,7 @@ impl Summary {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use cpor_log::canonical::canonical_json;
+    use cpor_jcs::canonical_json;
     use serde_json::json;
 
     /// A chain of `n` events on two claims, as the service would seal them.
