@@ -83,3 +83,91 @@ async fn refused_starts_exit_2_without_a_panic() {
     owner.terminate().await;
     delete_streams(&jetstream::new(nats.connect().await), &prefix).await;
 }
+
+/// Issue 11 case 4: one message on `{prefix}.lease` shut the service down
+/// with exit 0. A message that is not a cpor lease record (any text, a
+/// malformed or oversized record) is reported and overwritten; only a valid
+/// record of another instance takes the lease, and then the service exits
+/// non-zero (so a supervisor restarts it). The refused start of a second
+/// instance names the holder.
+#[tokio::test(flavor = "multi_thread")]
+async fn foreign_lease_messages_are_reported_and_a_lost_lease_exits_non_zero() {
+    let nats = NatsServer::start_own();
+    let prefix = unique_prefix();
+    let mut service =
+        Service::start(ServiceOptions::new(nats.url(), &prefix).manual_clock(true)).await;
+    let client = nats.connect().await;
+    let js = jetstream::new(client.clone());
+    let subject = format!("{prefix}.lease");
+    let garbage: [&[u8]; 3] = [
+        b"attacker",
+        b"\xff\x00{\"cpor_lease\":1}",
+        br#"{"cpor_lease":1,"instance":"not-a-uuid","host":"x","pid":1}"#,
+    ];
+    for payload in garbage {
+        js.publish(subject.clone(), payload.to_vec().into())
+            .await
+            .expect("publish")
+            .await
+            .expect("ack");
+        // Longer than a renewal period (5 s): the service renews over it.
+        tokio::time::sleep(Duration::from_millis(5_500)).await;
+        let health = service.health().await.expect("still serving");
+        assert_eq!(health["ok"], true, "{health}");
+    }
+    let log = std::fs::read_to_string(service.log_path()).expect("service log");
+    assert!(
+        log.matches("not a cpor lease record").count() >= garbage.len(),
+        "each foreign lease message is reported:\n{log}"
+    );
+    // A start on another data dir sees the lease held by the service (its
+    // record, written over the garbage), named with host and pid.
+    let dirs = tempfile::tempdir().expect("temp dir");
+    let (code, stderr) = serve_until_exit(&[
+        "--nats-url",
+        nats.url(),
+        "--data-dir",
+        path_arg(&dirs.path().join("second")),
+        "--prefix",
+        &prefix,
+    ])
+    .await;
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains("owns prefix") && stderr.contains("pid"),
+        "{stderr}"
+    );
+
+    // A valid record of another instance: the lease is lost, exit non-zero.
+    let other = format!(
+        r#"{{"cpor_lease":1,"instance":"{}","host":"elsewhere","pid":4242}}"#,
+        uuid::Uuid::new_v4()
+    );
+    js.publish(subject.clone(), other.into())
+        .await
+        .expect("publish")
+        .await
+        .expect("ack");
+    let status = service.wait_exit(Duration::from_secs(20)).await;
+    assert!(
+        status.is_some_and(|s| !s.success()),
+        "losing the lease must exit non-zero, got {status:?}:\n{}",
+        service.take_log_tail(20)
+    );
+    delete_streams(&js, &prefix).await;
+}
+
+/// Issue 11 case 4, the unit: the shipped systemd unit restarts the service
+/// on every exit but the one systemd asked for (`Restart=on-failure` left it
+/// down after an exit 0).
+#[test]
+fn the_systemd_unit_restarts_on_every_exit_but_a_stop() {
+    let unit_path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/cpor.service");
+    let unit = std::fs::read_to_string(&unit_path).expect("deploy/cpor.service");
+    let restart: Vec<&str> = unit
+        .lines()
+        .map(str::trim)
+        .filter(|l| l.starts_with("Restart="))
+        .collect();
+    assert_eq!(restart, ["Restart=always"], "{}", unit_path.display());
+}

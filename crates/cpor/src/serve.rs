@@ -6,7 +6,9 @@
 //!
 //! Stop (SIGTERM/SIGINT): stop taking requests → answer those in flight →
 //! the writer drains its queue and exits → the relay publishes everything
-//! durable → release the lease → exit 0.
+//! durable → release the lease → exit 0. Losing the lease to another
+//! instance: the same drain, then exit 2 (a failure, so that a supervisor
+//! restarts it).
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -79,13 +81,15 @@ async fn connect(url: &str) -> async_nats::Client {
 }
 
 /// The data dir's identity, for the prefix lease: created once, kept.
-fn instance_id(engine: &Engine) -> anyhow::Result<String> {
+fn instance_id(engine: &Engine) -> anyhow::Result<Uuid> {
     let reader = engine.reader();
     if let Some(bytes) = reader.get_meta_bytes("instance_id")? {
-        return Ok(String::from_utf8_lossy(&bytes).to_string());
+        let text = String::from_utf8_lossy(&bytes).to_string();
+        return Uuid::parse_str(&text)
+            .with_context(|| format!("the data dir's instance id {text:?} is not a UUID"));
     }
-    let id = Uuid::new_v4().to_string();
-    reader.put_meta_bytes("instance_id", id.as_bytes())?;
+    let id = Uuid::new_v4();
+    reader.put_meta_bytes("instance_id", id.to_string().as_bytes())?;
     reader.flush_blocking()?;
     Ok(id)
 }
@@ -147,7 +151,7 @@ async fn run(
             }
         }
     }
-    let mut lease = Lease::acquire(&js, &settings.prefix, &instance).await?;
+    let mut lease = Lease::acquire(&js, &settings.prefix, instance).await?;
 
     let (stop_relay, relay_stop) = watch::channel(false);
     let relay = Relay {
@@ -170,6 +174,7 @@ async fn run(
 
     // Shutdown comes from a signal or from losing the lease.
     let (lease_lost_tx, mut lease_lost) = watch::channel(None::<String>);
+    let lease_lost_reason = lease_lost.clone();
     let (stop_lease, mut lease_stop) = watch::channel(false);
     let lease_task = tokio::spawn(async move {
         loop {
@@ -222,6 +227,11 @@ async fn run(
         lease.release().await;
     }
     let _ = client.flush().await;
+    // Losing the lease is no clean shutdown: a supervisor must see a
+    // failure (and restart, to find the prefix held or free again).
+    if let Some(reason) = lease_lost_reason.borrow().clone() {
+        anyhow::bail!("{reason}; stopped serving");
+    }
     tracing::info!("stopped");
     Ok(ExitCode::SUCCESS)
 }

@@ -292,6 +292,23 @@ impl Service {
         }
     }
 
+    /// Waits up to `timeout` for the service to exit by itself: its exit
+    /// status, or `None` if it still runs (it is left running).
+    pub(crate) async fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let child = self.child.as_mut()?;
+            if let Ok(Some(status)) = child.try_wait() {
+                self.child = None;
+                return Some(status);
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// Starts the service again (same data dir, NATS and prefix) after it
     /// was stopped, and waits for health.
     pub(crate) async fn start_again(&mut self) {
