@@ -5,6 +5,7 @@
 mod audit;
 mod conformance;
 mod crash;
+mod docs;
 mod faults;
 mod support;
 mod tidy;
