@@ -888,7 +888,8 @@ fn the_published_hash_test_vectors_verify() {
 }
 
 /// `cpor watch` (the dashboard view): every claim's current status from the
-/// last-value stream, and with `--events` the event log as published.
+/// last-value stream, or with `--partner` one partner's, and with `--events`
+/// the event log as published.
 #[tokio::test(flavor = "multi_thread")]
 async fn watch_follows_statuses_and_events() {
     let nats = NatsServer::shared_or_own();
@@ -924,6 +925,10 @@ async fn watch_follows_statuses_and_events() {
             .unwrap_or_else(|| panic!("no status line for {claim}:\n{statuses}"));
         assert!(line.contains(status), "{claim} should be {status}: {line}");
     }
+    // One partner's dashboard: `{prefix}.status.claim.P-300.>` only.
+    let own = read_for(watch(&["--partner", "P-300"]));
+    let claims: Vec<&str> = own.lines().filter_map(|l| l.split(' ').next()).collect();
+    assert_eq!(claims, [history.c3.to_string()], "{own}");
     let events = read_for(watch(&["--events"]));
     assert_eq!(
         events.lines().count() as u64,

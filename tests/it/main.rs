@@ -7,5 +7,6 @@ mod conformance;
 mod crash;
 mod docs;
 mod faults;
+mod status_migration;
 mod support;
 mod tidy;

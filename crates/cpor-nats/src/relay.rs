@@ -23,6 +23,9 @@ use tokio::sync::watch;
 use cpor_engine::Positions;
 use cpor_log::LogReader;
 
+mod migrate;
+pub use migrate::StatusMigration;
+
 /// Events published per window (acks awaited together).
 pub const RELAY_WINDOW_EVENTS: usize = 512;
 /// Retry delay bounds while JetStream is unreachable.
@@ -37,6 +40,19 @@ const META_PUBLISHED_POSITION: &str = "published_position";
 pub fn stream_names(prefix: &str) -> (String, String) {
     let upper = prefix.to_uppercase();
     (format!("{upper}_EVENTS"), format!("{upper}_STATUS"))
+}
+
+/// The status stream's subjects: every status subject of the prefix,
+/// `{prefix}.status.claim.{partner_id}.{claim_id}` (contract v1.1 §5).
+pub fn status_stream_subjects(prefix: &str) -> Vec<String> {
+    vec![format!("{prefix}.status.>")]
+}
+
+/// The subject a claim's status is published on (contract v1.1 §5): the
+/// owner is in the subject so that a partner's dashboard can be allowed
+/// exactly `{prefix}.status.claim.{partner_id}.>`.
+pub fn status_subject(prefix: &str, partner_id: &str, claim_id: &str) -> String {
+    format!("{prefix}.status.claim.{partner_id}.{claim_id}")
 }
 
 /// Creates the two streams if absent. Settings are in code and in
@@ -62,7 +78,7 @@ pub async fn ensure_streams(
         .get_or_create_stream(stream::Config {
             name: status_name,
             description: Some("CPOR claim status: the last ClaimView per claim".into()),
-            subjects: vec![format!("{prefix}.status.>")],
+            subjects: status_stream_subjects(prefix),
             storage: stream::StorageType::File,
             max_messages_per_subject: 1,
             allow_direct: true,
@@ -320,7 +336,10 @@ impl Relay {
             if view_version > published_version {
                 continue;
             }
-            let subject = format!("{}.status.claim.{claim_id}", self.prefix);
+            let Some(partner_id) = view.get("partner_id").and_then(Value::as_str) else {
+                continue;
+            };
+            let subject = status_subject(&self.prefix, partner_id, &claim_id);
             let payload = serde_json::to_vec(&view)?;
             status_acks.push(self.js.publish(subject, payload.into()).await?);
         }

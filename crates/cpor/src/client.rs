@@ -32,10 +32,23 @@ pub(crate) struct WatchArgs {
     /// Follow events (`{prefix}.evt.>`) instead of claim statuses.
     #[arg(long)]
     events: bool,
+    /// Follow only this partner's claim statuses
+    /// (`{prefix}.status.claim.{partner_id}.>`, contract v1.1 §5).
+    #[arg(long, conflicts_with = "events", value_parser = partner_id)]
+    partner: Option<String>,
     #[arg(long, env = "CPOR_NATS_URL", default_value = "nats://127.0.0.1:4222")]
     nats_url: String,
     #[arg(long, env = "CPOR_PREFIX", default_value = "cpor")]
     prefix: String,
+}
+
+/// A partner id as subjects carry it (contract §2: `^[A-Za-z0-9_-]{1,64}$`).
+fn partner_id(value: &str) -> Result<String, String> {
+    if cpor_nats::wire::is_subject_id(value) {
+        Ok(value.to_string())
+    } else {
+        Err("a partner id matches ^[A-Za-z0-9_-]{1,64}$".into())
+    }
 }
 
 pub(crate) fn request(args: RequestArgs) -> anyhow::Result<ExitCode> {
@@ -81,9 +94,10 @@ pub(crate) fn watch(args: WatchArgs) -> anyhow::Result<ExitCode> {
         let (stream_name, filter) = if args.events {
             (format!("{upper}_EVENTS"), format!("{}.evt.>", args.prefix))
         } else {
+            let owner = args.partner.as_deref().unwrap_or("*");
             (
                 format!("{upper}_STATUS"),
-                format!("{}.status.claim.>", args.prefix),
+                format!("{}.status.claim.{owner}.>", args.prefix),
             )
         };
         let stream = js

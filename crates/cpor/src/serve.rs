@@ -169,6 +169,10 @@ async fn run(
             return Err(anyhow::Error::new(error).context("cannot resume publishing"));
         }
     };
+    if let Err(error) = relay.migrate_status_subjects(published).await {
+        lease.release().await;
+        return Err(anyhow::Error::new(error).context("cannot migrate the status stream"));
+    }
     tracing::info!(published, "relay resumes");
     let relay_task = tokio::spawn(relay.run(published, relay_stop));
 

@@ -112,7 +112,9 @@ pub(crate) async fn last_on_subject(
     }
 }
 
-/// The last ClaimView published on `{prefix}.status.claim.{claim_id}`.
+/// The last ClaimView published on `{prefix}.status.claim.{partner_id}.{claim_id}`
+/// for any partner id (contract v1.1 §5): the subject
+/// [`status_subject_any_partner`].
 pub(crate) async fn last_status(
     js: &Context,
     prefix: &str,
@@ -121,9 +123,14 @@ pub(crate) async fn last_status(
     last_on_subject(
         js,
         &status_stream(prefix),
-        &format!("{prefix}.status.claim.{claim_id}"),
+        &status_subject_any_partner(prefix, claim_id),
     )
     .await
+}
+
+/// `{prefix}.status.claim.*.{claim_id}`: a claim's status subject whoever owns it.
+pub(crate) fn status_subject_any_partner(prefix: &str, claim_id: &str) -> String {
+    format!("{prefix}.status.claim.*.{claim_id}")
 }
 
 /// Deletes every stream of a prefix (`{PREFIX}_EVENTS`, `{PREFIX}_STATUS` and
@@ -238,9 +245,19 @@ mod tests {
         assert_eq!(big[1500], "last");
 
         assert_eq!(last_status(&js, &p, "c1").await.unwrap(), None);
+        // The old (v1.0) form is not the claim's status.
+        js.publish(
+            format!("{p}.status.claim.c1"),
+            json!({"claim_id": "c1", "version": 9}).to_string().into(),
+        )
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+        assert_eq!(last_status(&js, &p, "c1").await.unwrap(), None);
         for v in 1..=3 {
             js.publish(
-                format!("{p}.status.claim.c1"),
+                format!("{p}.status.claim.P-1.c1"),
                 json!({"claim_id": "c1", "version": v}).to_string().into(),
             )
             .await

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use super::jetstream::{event_types, last_status};
+use super::jetstream::{event_types, last_status, status_subject_any_partner};
 use super::matcher::matches;
 use super::nats::try_request;
 use super::service::{clock_body, Service};
@@ -457,7 +457,7 @@ impl<'a> Runner<'a> {
                     let (js, prefix) = (js.clone(), prefix.clone());
                     let (claim, expect) = (claim.clone(), expect.clone());
                     async move {
-                        let subject = format!("{prefix}.status.claim.{claim}");
+                        let subject = status_subject_any_partner(&prefix, &claim);
                         match last_status(&js, &prefix, &claim).await? {
                             None => Err(format!(
                                 "no message on {subject}\nexpected: {}",
@@ -658,7 +658,7 @@ mod tests {
                         .await
                         .unwrap();
                         js.publish(
-                            format!("{prefix}.status.claim.{id}"),
+                            format!("{prefix}.status.claim.P-1.{id}"),
                             json!({"claim_id": id, "status": "submitted", "review_due_at": "2026-12-03T00:00:00Z", "decided_at": null, "version": 1}).to_string().into(),
                         )
                         .await.unwrap().await.unwrap();

@@ -659,7 +659,7 @@ fn generate() -> BTreeMap<String, Value> {
         (
             "claim-view.json",
             "ClaimView",
-            "A claim's current state (contract §4); also the payload of {prefix}.status.claim.{claim_id}.",
+            "A claim's current state (contract §4); also the payload of {prefix}.status.claim.{partner_id}.{claim_id}.",
             serialize_schema::<ClaimView>(),
         ),
         (
@@ -2264,7 +2264,7 @@ fn asyncapi_has_a_channel_for_every_subject() {
         );
     }
     let status = by_address
-        .get("{prefix}.status.claim.{claim_id}")
+        .get("{prefix}.status.claim.{partner_id}.{claim_id}")
         .expect("the status channel");
     let status_files: BTreeSet<String> = status["messages"]
         .as_object()
@@ -2278,7 +2278,7 @@ fn asyncapi_has_a_channel_for_every_subject() {
     );
     for address in [
         "{prefix}.evt.{aggregate}.{id}.{event}",
-        "{prefix}.status.claim.{claim_id}",
+        "{prefix}.status.claim.{partner_id}.{claim_id}",
     ] {
         let channel = by_address[address];
         assert!(
