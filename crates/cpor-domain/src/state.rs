@@ -6,7 +6,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use uuid::Uuid;
 
 use crate::command::SubscriptionRecord;
-use crate::event::{AggregateId, AggregateKind, Event, EventData};
+use crate::event::{
+    AggregateId, AggregateKind, ArbitrationOpened, ClaimSubmitted, Event, EventData,
+    PartnerUpserted, TenantUpserted,
+};
 use crate::types::{
     Activity, ActorKind, CaseStatus, ClaimKey, ClaimStatus, DeadlineKind, Mpn, SolutionArea,
     Timestamp,
@@ -168,102 +171,183 @@ impl State {
     }
 
     /// Folds one event written at `at`; returns the aggregate's new version.
+    ///
+    /// # Errors
+    ///
+    /// [`EvolveError`] when the event does not fit the state (a second
+    /// creation of an aggregate, or a change to one that does not exist):
+    /// the log and the state disagree, which is a bug or a damaged log.
     pub fn evolve(&mut self, event: &Event, at: Timestamp) -> Result<u64, EvolveError> {
+        match &event.data {
+            EventData::TenantUpserted(e) => Ok(self.apply_tenant_upserted(e)),
+            EventData::SubscriptionUpserted(e) => Ok(self.apply_subscription_upserted(e)),
+            EventData::PartnerUpserted(e) => Ok(self.apply_partner_upserted(e)),
+            EventData::ClaimSubmitted(e) => self.apply_claim_submitted(e, at),
+            EventData::ArbitrationOpened(e) => self.apply_arbitration_opened(e, at),
+            EventData::ArbitrationClaimJoined(e) => {
+                self.claim_mut(e.claim_id)?.arbitration_case_id = Some(e.case_id);
+                let case = self.case_mut(e.case_id)?;
+                if !case.claim_ids.contains(&e.claim_id) {
+                    case.claim_ids.push(e.claim_id);
+                }
+                case.version += 1;
+                Ok(case.version)
+            }
+            EventData::ArbitrationResolved(e) => {
+                self.close_case(e.case_id, Some(e.winner_claim_id), at)
+            }
+            EventData::ArbitrationClosed(e) => self.close_case(e.case_id, None, at),
+            _ => self.apply_claim_change(event, at),
+        }
+    }
+
+    fn apply_tenant_upserted(&mut self, e: &TenantUpserted) -> u64 {
+        let entry = self.tenants.entry(e.tenant_id).or_insert(TenantRecord {
+            domains: Vec::new(),
+            version: 0,
+        });
+        entry.domains = e.domains.clone();
+        entry.version += 1;
+        entry.version
+    }
+
+    fn apply_subscription_upserted(&mut self, e: &SubscriptionRecord) -> u64 {
+        let version = self
+            .subscriptions
+            .get(&e.subscription_id)
+            .map_or(0, |s| s.version)
+            + 1;
+        if let Some(old) = self.subscriptions.get(&e.subscription_id) {
+            let old_key = (old.record.tenant_id, old.record.product.clone());
+            if let Some(ids) = self.subscriptions_by_product.get_mut(&old_key) {
+                ids.remove(&e.subscription_id);
+                if ids.is_empty() {
+                    self.subscriptions_by_product.remove(&old_key);
+                }
+            }
+        }
+        self.subscriptions_by_product
+            .entry((e.tenant_id, e.product.clone()))
+            .or_default()
+            .insert(e.subscription_id);
+        self.subscriptions.insert(
+            e.subscription_id,
+            SubscriptionEntry {
+                record: e.clone(),
+                version,
+            },
+        );
+        version
+    }
+
+    fn apply_partner_upserted(&mut self, e: &PartnerUpserted) -> u64 {
+        let entry = self
+            .partners
+            .entry(e.partner_id.clone())
+            .or_insert(PartnerRecord {
+                mpns: Vec::new(),
+                version: 0,
+            });
+        entry.mpns = e.mpns.clone();
+        entry.version += 1;
+        entry.version
+    }
+
+    fn apply_claim_submitted(
+        &mut self,
+        e: &ClaimSubmitted,
+        at: Timestamp,
+    ) -> Result<u64, EvolveError> {
+        if self.claims.contains_key(&e.claim_id) {
+            return Err(EvolveError::DuplicateAggregate(format!(
+                "claim {}",
+                e.claim_id
+            )));
+        }
+        self.claim_count += 1;
+        let mut subscription_ids = e.subscription_ids.clone();
+        subscription_ids.sort();
+        let claim = Claim {
+            claim_id: e.claim_id,
+            seq: self.claim_count,
+            partner_id: e.partner_id.clone(),
+            mpn_id: e.mpn_id.clone(),
+            tenant_id: e.tenant_id,
+            domain: e.domain.clone(),
+            solution_area: e.solution_area,
+            activity: e.activity,
+            product: e.product.clone(),
+            subscription_ids,
+            status: ClaimStatus::Submitted,
+            reason: None,
+            incentive_eligible: e.incentive_eligible,
+            disputed: false,
+            overdue: false,
+            arbitration_case_id: None,
+            submitted_at: at,
+            review_due_at: Some(e.review_due_at),
+            partner_response_due_at: None,
+            decided_at: None,
+            rejected_at: None,
+            version: 1,
+            updated_at: at,
+        };
+        self.deadlines.extend(claim.watched_deadlines());
+        self.keys
+            .entry(claim.key())
+            .or_default()
+            .claim_ids
+            .push(claim.claim_id);
+        self.claims.insert(claim.claim_id, claim);
+        Ok(1)
+    }
+
+    fn apply_arbitration_opened(
+        &mut self,
+        e: &ArbitrationOpened,
+        at: Timestamp,
+    ) -> Result<u64, EvolveError> {
+        if self.cases.contains_key(&e.case_id) {
+            return Err(EvolveError::DuplicateAggregate(format!(
+                "case {}",
+                e.case_id
+            )));
+        }
+        for claim_id in &e.claim_ids {
+            self.claim_mut(*claim_id)?.arbitration_case_id = Some(e.case_id);
+        }
+        self.case_count += 1;
+        let key = ClaimKey {
+            tenant_id: e.tenant_id,
+            product: e.product.clone(),
+            activity: e.activity,
+        };
+        self.keys.entry(key).or_default().open_case = Some(e.case_id);
+        self.cases.insert(
+            e.case_id,
+            Case {
+                case_id: e.case_id,
+                seq: self.case_count,
+                tenant_id: e.tenant_id,
+                product: e.product.clone(),
+                activity: e.activity,
+                status: CaseStatus::Open,
+                claim_ids: e.claim_ids.clone(),
+                incumbent_claim_id: e.incumbent_claim_id,
+                winner_claim_id: None,
+                opened_at: at,
+                closed_at: None,
+                version: 1,
+            },
+        );
+        Ok(1)
+    }
+
+    /// The events that change one existing claim's view (every claim event
+    /// but `submitted`).
+    fn apply_claim_change(&mut self, event: &Event, at: Timestamp) -> Result<u64, EvolveError> {
         let reviewer = event.actor.kind() == ActorKind::Reviewer;
         match &event.data {
-            EventData::TenantUpserted(e) => {
-                let entry = self.tenants.entry(e.tenant_id).or_insert(TenantRecord {
-                    domains: Vec::new(),
-                    version: 0,
-                });
-                entry.domains = e.domains.clone();
-                entry.version += 1;
-                Ok(entry.version)
-            }
-            EventData::SubscriptionUpserted(e) => {
-                let version = self
-                    .subscriptions
-                    .get(&e.subscription_id)
-                    .map_or(0, |s| s.version)
-                    + 1;
-                if let Some(old) = self.subscriptions.get(&e.subscription_id) {
-                    let old_key = (old.record.tenant_id, old.record.product.clone());
-                    if let Some(ids) = self.subscriptions_by_product.get_mut(&old_key) {
-                        ids.remove(&e.subscription_id);
-                        if ids.is_empty() {
-                            self.subscriptions_by_product.remove(&old_key);
-                        }
-                    }
-                }
-                self.subscriptions_by_product
-                    .entry((e.tenant_id, e.product.clone()))
-                    .or_default()
-                    .insert(e.subscription_id);
-                self.subscriptions.insert(
-                    e.subscription_id,
-                    SubscriptionEntry {
-                        record: e.clone(),
-                        version,
-                    },
-                );
-                Ok(version)
-            }
-            EventData::PartnerUpserted(e) => {
-                let entry = self
-                    .partners
-                    .entry(e.partner_id.clone())
-                    .or_insert(PartnerRecord {
-                        mpns: Vec::new(),
-                        version: 0,
-                    });
-                entry.mpns = e.mpns.clone();
-                entry.version += 1;
-                Ok(entry.version)
-            }
-            EventData::ClaimSubmitted(e) => {
-                if self.claims.contains_key(&e.claim_id) {
-                    return Err(EvolveError::DuplicateAggregate(format!(
-                        "claim {}",
-                        e.claim_id
-                    )));
-                }
-                self.claim_count += 1;
-                let mut subscription_ids = e.subscription_ids.clone();
-                subscription_ids.sort();
-                let claim = Claim {
-                    claim_id: e.claim_id,
-                    seq: self.claim_count,
-                    partner_id: e.partner_id.clone(),
-                    mpn_id: e.mpn_id.clone(),
-                    tenant_id: e.tenant_id,
-                    domain: e.domain.clone(),
-                    solution_area: e.solution_area,
-                    activity: e.activity,
-                    product: e.product.clone(),
-                    subscription_ids,
-                    status: ClaimStatus::Submitted,
-                    reason: None,
-                    incentive_eligible: e.incentive_eligible,
-                    disputed: false,
-                    overdue: false,
-                    arbitration_case_id: None,
-                    submitted_at: at,
-                    review_due_at: Some(e.review_due_at),
-                    partner_response_due_at: None,
-                    decided_at: None,
-                    rejected_at: None,
-                    version: 1,
-                    updated_at: at,
-                };
-                self.deadlines.extend(claim.watched_deadlines());
-                self.keys
-                    .entry(claim.key())
-                    .or_default()
-                    .claim_ids
-                    .push(claim.claim_id);
-                self.claims.insert(claim.claim_id, claim);
-                Ok(1)
-            }
             EventData::ReviewStarted(e) => self.update_claim(e.claim_id, at, |c| {
                 if c.status == ClaimStatus::Submitted {
                     c.status = ClaimStatus::UnderReview;
@@ -319,55 +403,16 @@ impl State {
             EventData::PartnerResponseMissed(e) => self.update_claim(e.claim_id, at, |c| {
                 c.partner_response_due_at = None;
             }),
-            EventData::ArbitrationOpened(e) => {
-                if self.cases.contains_key(&e.case_id) {
-                    return Err(EvolveError::DuplicateAggregate(format!(
-                        "case {}",
-                        e.case_id
-                    )));
-                }
-                for claim_id in &e.claim_ids {
-                    self.claim_mut(*claim_id)?.arbitration_case_id = Some(e.case_id);
-                }
-                self.case_count += 1;
-                let key = ClaimKey {
-                    tenant_id: e.tenant_id,
-                    product: e.product.clone(),
-                    activity: e.activity,
-                };
-                self.keys.entry(key).or_default().open_case = Some(e.case_id);
-                self.cases.insert(
-                    e.case_id,
-                    Case {
-                        case_id: e.case_id,
-                        seq: self.case_count,
-                        tenant_id: e.tenant_id,
-                        product: e.product.clone(),
-                        activity: e.activity,
-                        status: CaseStatus::Open,
-                        claim_ids: e.claim_ids.clone(),
-                        incumbent_claim_id: e.incumbent_claim_id,
-                        winner_claim_id: None,
-                        opened_at: at,
-                        closed_at: None,
-                        version: 1,
-                    },
-                );
-                Ok(1)
+            EventData::TenantUpserted(_)
+            | EventData::SubscriptionUpserted(_)
+            | EventData::PartnerUpserted(_)
+            | EventData::ClaimSubmitted(_)
+            | EventData::ArbitrationOpened(_)
+            | EventData::ArbitrationClaimJoined(_)
+            | EventData::ArbitrationResolved(_)
+            | EventData::ArbitrationClosed(_) => {
+                unreachable!("evolve folds {:?} itself", event.data)
             }
-            EventData::ArbitrationClaimJoined(e) => {
-                self.claim_mut(e.claim_id)?.arbitration_case_id = Some(e.case_id);
-                let case = self.case_mut(e.case_id)?;
-                if !case.claim_ids.contains(&e.claim_id) {
-                    case.claim_ids.push(e.claim_id);
-                }
-                case.version += 1;
-                Ok(case.version)
-            }
-            EventData::ArbitrationResolved(e) => {
-                self.close_case(e.case_id, Some(e.winner_claim_id), at)
-            }
-            EventData::ArbitrationClosed(e) => self.close_case(e.case_id, None, at),
         }
     }
 
