@@ -300,8 +300,6 @@ impl Report {
     /// The human table.
     pub fn table(&self) -> String {
         let mut out = String::new();
-        let top = self.top_level();
-        let replay = &self.replay;
         let m = &self.machine;
         out.push_str(&format!(
             "cpor-bench ({} mode), git {}, {} cores, {} MiB, {}\ncpor binary: {} ({})\n\n",
@@ -313,6 +311,21 @@ impl Report {
             self.cpor_bin,
             self.cpor_build
         ));
+        self.raw_section(&mut out);
+        self.end_to_end_section(&mut out);
+        self.replay_section(&mut out);
+        self.targets_section(&mut out);
+        if !self.warnings.is_empty() {
+            out.push_str("\nWarnings\n");
+            for w in &self.warnings {
+                out.push_str(&format!("  - {w}\n"));
+            }
+        }
+        out.push_str(&format!("\nRun took {:.1} s.\n", self.duration_s));
+        out
+    }
+
+    fn raw_section(&self, out: &mut String) {
         out.push_str("Raw log (the writer alone: decide + append + commit + flush, no NATS; best of two rounds)\n");
         out.push_str(&format!(
             "  {:>14} {:>10} {:>10} {:>14} {:>14}\n",
@@ -328,6 +341,10 @@ impl Report {
                 fmt_int(r.events_per_s())
             ));
         }
+    }
+
+    fn end_to_end_section(&self, out: &mut String) {
+        let top = self.top_level();
         out.push_str("\nEnd to end over NATS (closed-loop clients; echo = trivial responder, same load, best of before/after)\n");
         out.push_str(&format!(
             "  {:>7} {:>10} {:>10} {:>7} {:>8} {:>8} {:>8} {:>9} {:>7} {:>8} {:>8} {:>6}\n",
@@ -367,6 +384,10 @@ impl Report {
             100.0 * top.bench_cpu_cores,
             top.clients
         ));
+    }
+
+    fn replay_section(&self, out: &mut String) {
+        let replay = &self.replay;
         out.push_str(&format!(
             "\nReplay ({} events, {} claims, {} cases, {:.0} MiB on disk; generated at {} events/s)\n",
             replay.events,
@@ -404,6 +425,11 @@ impl Report {
                 Err(e) => out.push_str(&format!("  cpor {tool}: {e}\n")),
             }
         }
+    }
+
+    fn targets_section(&self, out: &mut String) {
+        let top = self.top_level();
+        let replay = &self.replay;
         out.push_str("\nRatios and targets\n");
         let check = |ok: bool| if ok { "met" } else { "NOT met" };
         let rows = [
@@ -450,14 +476,6 @@ impl Report {
                 "  {what:<32} {value:>18}   {target:<22} {verdict}\n"
             ));
         }
-        if !self.warnings.is_empty() {
-            out.push_str("\nWarnings\n");
-            for w in &self.warnings {
-                out.push_str(&format!("  - {w}\n"));
-            }
-        }
-        out.push_str(&format!("\nRun took {:.1} s.\n", self.duration_s));
-        out
     }
 }
 

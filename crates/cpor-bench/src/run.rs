@@ -416,7 +416,33 @@ async fn end_to_end(
     }
     let connections = load::connect(&nats.url, LEVEL_CLIENTS[2]).await?;
 
-    // Reference data: partners, tenants, subscriptions.
+    load_reference(&connections, &control, &reference, report).await?;
+    for (clients, scripts) in levels {
+        let figures = run_level(
+            &connections,
+            &control,
+            (&mut service, &mut echo),
+            nats,
+            (clients, scripts),
+            sizes.level_time_cap,
+            ticks,
+        )
+        .await?;
+        report.levels.push(figures);
+    }
+    report.service_clean_exit = service.terminate();
+    echo.kill();
+    Ok(mib(idle.rss_kib))
+}
+
+/// Loads the reference data (partners, tenants, subscriptions) every level
+/// needs, and waits until it is published.
+async fn load_reference(
+    connections: &[async_nats::Client],
+    control: &async_nats::Client,
+    reference: &[Req],
+    report: &mut Report,
+) -> anyhow::Result<()> {
     let reference_scripts = split_round_robin(
         reference
             .iter()
@@ -424,7 +450,7 @@ async fn end_to_end(
             .collect(),
         REFERENCE_CLIENTS,
     );
-    let loaded = load::run(&connections, reference_scripts, REFERENCE_TIME_CAP, true).await;
+    let loaded = load::run(connections, reference_scripts, REFERENCE_TIME_CAP, true).await;
     report.reference_commands = loaded.completed;
     report.reference_per_s = loaded.per_second();
     if loaded.unexpected + loaded.failed > 0 {
@@ -435,90 +461,93 @@ async fn end_to_end(
             loaded.examples
         );
     }
-    processes::wait_published(&control, SERVICE_PREFIX, RELAY_PUBLISH_TIMEOUT).await?;
+    processes::wait_published(control, SERVICE_PREFIX, RELAY_PUBLISH_TIMEOUT).await?;
     say(format!(
         "reference data: {} commands at {}/s",
         loaded.completed,
         crate::report::fmt_int(loaded.per_second())
     ));
 
-    for (clients, scripts) in levels {
-        let echo_scripts: Vec<Vec<Prepared>> = scripts
-            .iter()
-            .map(|s| {
-                s.iter()
-                    .map(|p| Prepared {
-                        subject: ECHO_SUBJECT.to_string(),
-                        ..p.clone()
-                    })
-                    .collect()
-            })
-            .collect();
-        let echoed = load::run(
-            &connections,
-            echo_scripts.clone(),
-            sizes.level_time_cap,
-            false,
-        )
-        .await;
-        echo.check_alive()?;
+    Ok(())
+}
 
-        let position_before = processes::health(&control, SERVICE_PREFIX)
-            .await
-            .map_or(0, |h| h.0);
-        let before = samples(service.pid(), nats.process.pid());
-        let result = load::run(&connections, scripts, sizes.level_time_cap, true).await;
-        let after = samples(service.pid(), nats.process.pid());
-        service.check_alive()?;
-        let (publish, position_after) =
-            processes::wait_published(&control, SERVICE_PREFIX, RELAY_PUBLISH_TIMEOUT).await?;
-        // The echo ceiling again right after: the best of the two counts.
-        let echoed_after = load::run(&connections, echo_scripts, sizes.level_time_cap, false).await;
-        echo.check_alive()?;
-        let echoed = if echoed_after.per_second() > echoed.per_second() {
-            echoed_after
-        } else {
-            echoed
-        };
-        let wall = result.elapsed;
-        let figures = LevelFigures {
-            clients,
-            echo_rps: echoed.per_second(),
-            echo_p50_ms: echoed.latency_ms(0.50),
-            echo_p99_ms: echoed.latency_ms(0.99),
-            commands: result.completed,
-            cmds_per_s: result.per_second(),
-            p50_ms: result.latency_ms(0.50),
-            p99_ms: result.latency_ms(0.99),
-            p999_ms: result.latency_ms(0.999),
-            max_ms: result.latency_ms(1.0),
-            refused: result.refused,
-            unexpected: result.unexpected,
-            failed: result.failed,
-            examples: result.examples.clone(),
-            events: position_after.saturating_sub(position_before),
-            relay_publish_ms: publish.as_secs_f64() * 1000.0,
-            service_cpu_cores: procfs::cores_used(before.service, after.service, wall, ticks),
-            service_cpu_us_per_cmd: procfs::cpu_seconds(before.service, after.service, ticks) * 1e6
-                / result.completed.max(1) as f64,
-            nats_cpu_cores: procfs::cores_used(before.nats, after.nats, wall, ticks),
-            bench_cpu_cores: procfs::cores_used(before.bench, after.bench, wall, ticks),
-            service_rss_mib: mib(after.service.rss_kib),
-            service_peak_rss_mib: mib(after.service.hwm_kib),
-        };
-        say(format!(
-            "{clients} clients: echo {}/s, service {} cmds/s, p99 {:.2} ms, relay +{:.0} ms, {} unexpected",
-            crate::report::fmt_int(figures.echo_rps),
-            crate::report::fmt_int(figures.cmds_per_s),
-            figures.p99_ms,
-            figures.relay_publish_ms,
-            figures.unexpected + figures.failed
-        ));
-        report.levels.push(figures);
-    }
-    report.service_clean_exit = service.terminate();
-    echo.kill();
-    Ok(mib(idle.rss_kib))
+/// One load level: the echo ceiling before and after, the service between,
+/// with the CPU, memory and relay figures of the same interval.
+async fn run_level(
+    connections: &[async_nats::Client],
+    control: &async_nats::Client,
+    (service, echo): (&mut processes::Owned, &mut processes::Owned),
+    nats: &NatsServer,
+    (clients, scripts): (usize, Vec<Vec<Prepared>>),
+    level_time_cap: Duration,
+    ticks: u64,
+) -> anyhow::Result<LevelFigures> {
+    let echo_scripts: Vec<Vec<Prepared>> = scripts
+        .iter()
+        .map(|s| {
+            s.iter()
+                .map(|p| Prepared {
+                    subject: ECHO_SUBJECT.to_string(),
+                    ..p.clone()
+                })
+                .collect()
+        })
+        .collect();
+    let echoed = load::run(connections, echo_scripts.clone(), level_time_cap, false).await;
+    echo.check_alive()?;
+
+    let position_before = processes::health(control, SERVICE_PREFIX)
+        .await
+        .map_or(0, |h| h.0);
+    let before = samples(service.pid(), nats.process.pid());
+    let result = load::run(connections, scripts, level_time_cap, true).await;
+    let after = samples(service.pid(), nats.process.pid());
+    service.check_alive()?;
+    let (publish, position_after) =
+        processes::wait_published(control, SERVICE_PREFIX, RELAY_PUBLISH_TIMEOUT).await?;
+    // The echo ceiling again right after: the best of the two counts.
+    let echoed_after = load::run(connections, echo_scripts, level_time_cap, false).await;
+    echo.check_alive()?;
+    let echoed = if echoed_after.per_second() > echoed.per_second() {
+        echoed_after
+    } else {
+        echoed
+    };
+    let wall = result.elapsed;
+    let figures = LevelFigures {
+        clients,
+        echo_rps: echoed.per_second(),
+        echo_p50_ms: echoed.latency_ms(0.50),
+        echo_p99_ms: echoed.latency_ms(0.99),
+        commands: result.completed,
+        cmds_per_s: result.per_second(),
+        p50_ms: result.latency_ms(0.50),
+        p99_ms: result.latency_ms(0.99),
+        p999_ms: result.latency_ms(0.999),
+        max_ms: result.latency_ms(1.0),
+        refused: result.refused,
+        unexpected: result.unexpected,
+        failed: result.failed,
+        examples: result.examples.clone(),
+        events: position_after.saturating_sub(position_before),
+        relay_publish_ms: publish.as_secs_f64() * 1000.0,
+        service_cpu_cores: procfs::cores_used(before.service, after.service, wall, ticks),
+        service_cpu_us_per_cmd: procfs::cpu_seconds(before.service, after.service, ticks) * 1e6
+            / result.completed.max(1) as f64,
+        nats_cpu_cores: procfs::cores_used(before.nats, after.nats, wall, ticks),
+        bench_cpu_cores: procfs::cores_used(before.bench, after.bench, wall, ticks),
+        service_rss_mib: mib(after.service.rss_kib),
+        service_peak_rss_mib: mib(after.service.hwm_kib),
+    };
+    say(format!(
+        "{clients} clients: echo {}/s, service {} cmds/s, p99 {:.2} ms, relay +{:.0} ms, {} unexpected",
+        crate::report::fmt_int(figures.echo_rps),
+        crate::report::fmt_int(figures.cmds_per_s),
+        figures.p99_ms,
+        figures.relay_publish_ms,
+        figures.unexpected + figures.failed
+    ));
+    Ok(figures)
 }
 
 fn split_round_robin(items: Vec<Prepared>, parts: usize) -> Vec<Vec<Prepared>> {
