@@ -595,7 +595,7 @@ pub fn append_decision(
     fingerprint: &str,
 ) -> Result<Accepted, LogError> {
     let mut types = Vec::with_capacity(decision.events.len());
-    for (index, event) in decision.events.iter().enumerate() {
+    for event in decision.events.iter() {
         types.push(format!(
             "{}.{}.{}",
             cpor_log::envelope::EVENT_TYPE_PREFIX,
@@ -608,7 +608,6 @@ pub fn append_decision(
             now,
             envelope.command_id,
             envelope.correlation_id.as_deref(),
-            index as u32,
         )?;
     }
     let main_aggregate: Option<AggregateId> = decision.events.first().map(|e| e.data.aggregate());
@@ -660,7 +659,7 @@ pub fn fire_due_deadlines(
         }
         fired += 1;
         let envelope = CommandEnvelope {
-            command_id: deadline_command_id(claim_id, kind, due),
+            command_id: deadline_command_id(),
             actor: Actor::System {
                 id: "cpor-scheduler".to_string(),
             },
@@ -685,23 +684,22 @@ pub fn fire_due_deadlines(
             skipped.insert((due, claim_id, kind));
             continue;
         }
-        for (index, event) in events.iter().enumerate() {
-            appender.append(state, event, now, envelope.command_id, None, index as u32)?;
+        for event in events.iter() {
+            appender.append(state, event, now, envelope.command_id, None)?;
             written += 1;
         }
     }
     Ok(written)
 }
 
-/// The command id of a deadline firing: derived from what fires, so the same
-/// deadline can never be written twice under two ids.
-pub fn deadline_command_id(claim_id: Uuid, kind: DeadlineKind, due: Timestamp) -> Uuid {
-    let kind_name = match kind {
-        DeadlineKind::Review => "review",
-        DeadlineKind::PartnerResponse => "partner_response",
-    };
-    let name = format!("{kind_name}:{}", due.timestamp_millis());
-    Uuid::new_v5(&claim_id, name.as_bytes())
+/// The command id of a deadline firing: random (OS CSPRNG), stored as the
+/// `causationid` of the events it writes. It used to be derived from the
+/// claim, kind and due time, which any client can compute; an id derived
+/// from public data lets an outsider predict the ids of the events it
+/// causes (issue 10). A deadline still fires once: its firing removes it
+/// from the state in the same batch that writes its events.
+pub fn deadline_command_id() -> Uuid {
+    Uuid::new_v4()
 }
 
 #[cfg(test)]

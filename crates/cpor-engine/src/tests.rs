@@ -316,3 +316,73 @@ async fn a_wall_clock_service_refuses_clock_requests_and_fires_past_deadlines() 
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
 }
+
+/// Issue 10: event ids (the events stream's `Nats-Msg-Id`) and deadline
+/// command ids used to be uuid5 of data a client sees or chooses: an
+/// outsider could publish a forgery under an event's id before the relay.
+/// The old formulas never match what is written now, and a restart keeps
+/// the stored ids.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn event_and_deadline_ids_cannot_be_computed_from_client_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let (engine, writer) = start(dir.path(), ClockMode::Manual);
+    engine.set_clock(at("2026-11-25T09:00:00Z")).await.unwrap();
+    let reference = reference(&engine).await;
+    let submit_envelope = envelope(partner("P-1"), submit(&reference, Activity::Usage));
+    let command_id = submit_envelope.command_id;
+    let claim = accept(&engine, submit_envelope).await.claim_id.unwrap();
+    // The review deadline (due 2026-12-03T00:00:00Z) fires.
+    engine.set_clock(at("2026-12-03T00:00:00Z")).await.unwrap();
+    let reader = engine.reader().clone();
+    let positions = reader
+        .stream_positions(&cpor_domain::event::AggregateId {
+            kind: cpor_domain::event::AggregateKind::Claim,
+            id: claim.to_string(),
+        })
+        .unwrap();
+    let events: Vec<serde_json::Value> = positions
+        .iter()
+        .map(|p| serde_json::from_slice(&reader.event_bytes(*p).unwrap().unwrap()).unwrap())
+        .collect();
+    assert_eq!(events.len(), 2, "submitted and review_deadline_missed");
+    let id = |e: &serde_json::Value, field: &str| e[field].as_str().unwrap().to_string();
+    // The old guesses: uuid5(command id, index) for events, uuid5(claim,
+    // "review:{due ms}") for a deadline's command.
+    let guessed_submit = Uuid::new_v5(&command_id, &0u32.to_be_bytes()).to_string();
+    assert_eq!(id(&events[0], "causationid"), command_id.to_string());
+    assert_ne!(id(&events[0], "id"), guessed_submit);
+    let due_ms = at("2026-12-03T00:00:00Z").timestamp_millis();
+    let guessed_deadline_command =
+        Uuid::new_v5(&claim, format!("review:{due_ms}").as_bytes());
+    let deadline_command: Uuid = id(&events[1], "causationid").parse().unwrap();
+    assert_ne!(deadline_command, guessed_deadline_command);
+    assert_ne!(
+        id(&events[1], "id"),
+        Uuid::new_v5(&guessed_deadline_command, &0u32.to_be_bytes()).to_string()
+    );
+    // Every id of the log is a random (v4) uuid, none equal.
+    let all: Vec<Uuid> = reader
+        .events_from(1)
+        .map(|e| {
+            let value: serde_json::Value = serde_json::from_slice(&e.unwrap().1).unwrap();
+            value["id"].as_str().unwrap().parse().unwrap()
+        })
+        .collect();
+    assert!(all.iter().all(|u| u.get_version_num() == 4));
+    let distinct: std::collections::HashSet<&Uuid> = all.iter().collect();
+    assert_eq!(distinct.len(), all.len());
+    // A restart reads the same ids back (they are stored, not recomputed).
+    drop(engine);
+    writer.await.unwrap();
+    drop(reader);
+    let (engine, _writer) = start(dir.path(), ClockMode::Manual);
+    let again: Vec<Uuid> = engine
+        .reader()
+        .events_from(1)
+        .map(|e| {
+            let value: serde_json::Value = serde_json::from_slice(&e.unwrap().1).unwrap();
+            value["id"].as_str().unwrap().parse().unwrap()
+        })
+        .collect();
+    assert_eq!(again, all);
+}

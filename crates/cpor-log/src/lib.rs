@@ -185,7 +185,6 @@ impl Appender {
         time: Timestamp,
         causation_id: Uuid,
         correlation_id: Option<&str>,
-        index_in_command: u32,
     ) -> Result<u64, LogError> {
         let aggregate: AggregateId = event.data.aggregate();
         self.dirty = true;
@@ -195,8 +194,11 @@ impl Appender {
             .map_err(|e| LogError::Corrupt(format!("decided event does not apply: {e}")))?;
         let position = self.head.position + 1;
         let meta = EventMeta {
-            // Deterministic: the n-th event of a command always has the same id.
-            event_id: Uuid::new_v5(&causation_id, &index_in_command.to_be_bytes()),
+            // Random at write time (OS CSPRNG) and stored with the event: an
+            // id nobody can compute before the event exists, so nobody can
+            // take its `Nats-Msg-Id` in the events stream ahead of the relay
+            // (issue 10). A republish reads the stored id back.
+            event_id: Uuid::new_v4(),
             time,
             position,
             stream_version,

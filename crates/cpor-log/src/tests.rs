@@ -52,17 +52,10 @@ fn run(log: &mut Log, state: &mut State, actor: Actor, command: Command, now: &s
     let decision = decide(state, &envelope, &ctx).expect("the test's commands are valid");
     let mut appender = log.begin();
     let mut positions = Vec::new();
-    for (i, event) in decision.events.iter().enumerate() {
+    for event in decision.events.iter() {
         positions.push(
             appender
-                .append(
-                    state,
-                    event,
-                    at(now),
-                    envelope.command_id,
-                    Some("corr-1"),
-                    i as u32,
-                )
+                .append(state, event, at(now), envelope.command_id, Some("corr-1"))
                 .unwrap(),
         );
     }
