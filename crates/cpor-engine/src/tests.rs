@@ -352,8 +352,7 @@ async fn event_and_deadline_ids_cannot_be_computed_from_client_data() {
     assert_eq!(id(&events[0], "causationid"), command_id.to_string());
     assert_ne!(id(&events[0], "id"), guessed_submit);
     let due_ms = at("2026-12-03T00:00:00Z").timestamp_millis();
-    let guessed_deadline_command =
-        Uuid::new_v5(&claim, format!("review:{due_ms}").as_bytes());
+    let guessed_deadline_command = Uuid::new_v5(&claim, format!("review:{due_ms}").as_bytes());
     let deadline_command: Uuid = id(&events[1], "causationid").parse().unwrap();
     assert_ne!(deadline_command, guessed_deadline_command);
     assert_ne!(
