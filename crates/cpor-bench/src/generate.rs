@@ -88,6 +88,8 @@ pub fn try_generate_log(
             writer.log().head().position
         )));
     }
+    // A generated log is reproducible byte for byte, ids included.
+    writer.set_id_source(cpor_log::IdSource::Seeded(seed));
     let mut stream = Stream::new(seed, GENERATE_LANES);
     let mut out = GeneratedLog::default();
     let mut now = generate_start();

@@ -52,6 +52,11 @@ impl Writer {
         &self.state
     }
 
+    /// Where new ids come from (random unless set; the generator seeds them).
+    pub fn set_id_source(&mut self, ids: cpor_log::IdSource) {
+        self.log.set_id_source(ids);
+    }
+
     pub fn begin(&self) -> Appender {
         self.log.begin()
     }

@@ -659,7 +659,11 @@ pub fn fire_due_deadlines(
         }
         fired += 1;
         let envelope = CommandEnvelope {
-            command_id: deadline_command_id(),
+            // Random, stored as the events' `causationid`: it used to be
+            // derived from (claim, kind, due), which any client can compute
+            // (issue 10). The deadline still fires once: firing removes it
+            // from the state in the batch that writes its events.
+            command_id: appender.new_command_id(),
             actor: Actor::System {
                 id: "cpor-scheduler".to_string(),
             },
@@ -690,16 +694,6 @@ pub fn fire_due_deadlines(
         }
     }
     Ok(written)
-}
-
-/// The command id of a deadline firing: random (OS CSPRNG), stored as the
-/// `causationid` of the events it writes. It used to be derived from the
-/// claim, kind and due time, which any client can compute; an id derived
-/// from public data lets an outsider predict the ids of the events it
-/// causes (issue 10). A deadline still fires once: its firing removes it
-/// from the state in the same batch that writes its events.
-pub fn deadline_command_id() -> Uuid {
-    Uuid::new_v4()
 }
 
 #[cfg(test)]

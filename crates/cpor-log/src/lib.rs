@@ -100,7 +100,24 @@ pub struct LogReader {
 pub struct Log {
     reader: LogReader,
     head: Head,
+    ids: IdSource,
 }
+
+/// Where the ids the log makes up come from: event ids (the events
+/// stream's `Nats-Msg-Id`) and the scheduler's command ids.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum IdSource {
+    /// Random UUID v4 from the OS CSPRNG, stored with the event: nobody can
+    /// compute an id before the event exists (issue 10). The service's.
+    #[default]
+    Random,
+    /// UUID v5 of a seed and the position: byte-reproducible logs for the
+    /// benchmark's generator. Guessable: never for a service.
+    Seeded(u64),
+}
+
+/// The namespace of [`IdSource::Seeded`] ids.
+const SEEDED_ID_NAMESPACE: Uuid = Uuid::from_u128(0x6d2a_61c4_3f1e_4b8e_9a57_c0de_5eed_1d5a);
 
 fn meta_u64(tree: &sled::Tree, name: &str) -> Result<Option<u64>, LogError> {
     Ok(tree
@@ -116,7 +133,19 @@ impl Log {
         let reader = LogReader::open(dir)?;
         let head = reader.check_tail()?;
         let state = reader.fold_state(None)?;
-        Ok((Log { reader, head }, state))
+        Ok((
+            Log {
+                reader,
+                head,
+                ids: IdSource::Random,
+            },
+            state,
+        ))
+    }
+
+    /// Chooses where new ids come from (random unless set).
+    pub fn set_id_source(&mut self, ids: IdSource) {
+        self.ids = ids;
     }
 
     pub fn reader(&self) -> &LogReader {
@@ -141,6 +170,7 @@ impl Log {
             head: self.head.clone(),
             projection: projection::ProjectionWriter::default(),
             dirty: false,
+            ids: self.ids,
         }
     }
 
@@ -169,11 +199,28 @@ pub struct Appender {
     projection: projection::ProjectionWriter,
     /// Whether anything was added: an empty batch is not written.
     dirty: bool,
+    ids: IdSource,
 }
 
 impl Appender {
     pub fn is_empty(&self) -> bool {
         !self.dirty
+    }
+
+    /// A new id for a command the service makes up itself (a deadline
+    /// firing), drawn like event ids: random for the service.
+    pub fn new_command_id(&self) -> Uuid {
+        self.new_id("command")
+    }
+
+    fn new_id(&self, purpose: &str) -> Uuid {
+        match self.ids {
+            IdSource::Random => Uuid::new_v4(),
+            IdSource::Seeded(seed) => {
+                let name = format!("{seed}:{}:{purpose}", self.head.position + 1);
+                Uuid::new_v5(&SEEDED_ID_NAMESPACE, name.as_bytes())
+            }
+        }
     }
 
     /// Folds one event into `state` and adds it to the batch: position,
@@ -198,7 +245,7 @@ impl Appender {
             // id nobody can compute before the event exists, so nobody can
             // take its `Nats-Msg-Id` in the events stream ahead of the relay
             // (issue 10). A republish reads the stored id back.
-            event_id: Uuid::new_v4(),
+            event_id: self.new_id("event"),
             time,
             position,
             stream_version,
