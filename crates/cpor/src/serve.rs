@@ -1,8 +1,12 @@
 //! `cpor serve`: wiring and the shutdown choreography.
 //!
-//! Start: open the log (checks its tail, folds the state) → connect to NATS
-//! (retrying with backoff) → create the streams → take the prefix lease →
-//! start the relay → take requests.
+//! Start: catch SIGINT/SIGTERM → open the log (checks its tail, folds the
+//! state) → connect to NATS (retrying with backoff) → create the streams →
+//! take the prefix lease → start the relay → take requests. A signal at any
+//! point of the start stops it with exit 0 (after the log open, which only
+//! reads, has finished; the lease is released if it was taken). A start
+//! that never served removes the data dir again if it created it, so a
+//! refused start leaves nothing behind.
 //!
 //! Stop (SIGTERM/SIGINT): stop taking requests → answer those in flight →
 //! the writer drains its queue and exits → the relay publishes everything
@@ -10,10 +14,13 @@
 //! instance: the same drain, then exit 2 (a failure, so that a supervisor
 //! restarts it).
 
+use std::future::Future;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
+use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio::sync::watch;
 use uuid::Uuid;
 
@@ -35,11 +42,94 @@ const RELAY_DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 pub(crate) fn main(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let settings = args.validate()?;
     init_tracing(settings.log_format);
+    // Found before anything is opened: the directory this start creates.
+    let created = first_missing_ancestor(&settings.data_dir);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(serve(settings))
+    let mut progress = Progress::Starting;
+    let result = runtime.block_on(serve(settings, &mut progress));
+    // The log is closed once the runtime is gone (every handle dropped).
+    drop(runtime);
+    if progress == Progress::LogOpened {
+        if let Some(dir) = created {
+            match std::fs::remove_dir_all(&dir) {
+                Ok(()) => {
+                    tracing::info!(dir = %dir.display(), "removed the data dir this start created")
+                }
+                Err(error) => {
+                    tracing::warn!(dir = %dir.display(), %error, "cannot remove the data dir this start created")
+                }
+            }
+        }
+    }
+    result
+}
+
+/// How far a run of `cpor serve` got: a start that opened the log but never
+/// served leaves no data dir it created.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Progress {
+    /// The log is not open (never was, or could not be: the data dir may be
+    /// another instance's, so it is not touched).
+    Starting,
+    /// This process opened the log (and holds its lock); not serving yet.
+    LogOpened,
+    /// Requests were taken: the data dir is the service's now.
+    Served,
+}
+
+/// The top-most directory of `path` that does not exist yet (`path` itself
+/// when only it is missing), or `None` when `path` exists.
+fn first_missing_ancestor(path: &Path) -> Option<PathBuf> {
+    let absolute = std::path::absolute(path).ok()?;
+    absolute
+        .ancestors()
+        .take_while(|dir| !dir.exists())
+        .last()
+        .map(Path::to_path_buf)
+}
+
+/// SIGINT and SIGTERM, caught from the first moment of `cpor serve` on:
+/// once installed, a signal is a request to stop, never the default kill,
+/// and one that arrives while nothing listens (the log open) waits here to
+/// be received. Installing a handler also undoes an inherited "ignore"
+/// (a shell starts background jobs with SIGINT ignored).
+struct StopSignals {
+    interrupt: Signal,
+    terminate: Signal,
+}
+
+impl StopSignals {
+    fn install() -> anyhow::Result<StopSignals> {
+        Ok(StopSignals {
+            interrupt: signal(SignalKind::interrupt()).context("cannot catch SIGINT")?,
+            terminate: signal(SignalKind::terminate()).context("cannot catch SIGTERM")?,
+        })
+    }
+
+    /// Waits for the next SIGINT or SIGTERM; its name.
+    async fn recv(&mut self) -> &'static str {
+        tokio::select! {
+            _ = self.interrupt.recv() => "SIGINT",
+            _ = self.terminate.recv() => "SIGTERM",
+        }
+    }
+
+    /// Runs one phase of the start-up unless a signal comes first (then
+    /// `None`, logged with the phase's name). The phase is dropped at its
+    /// next await point.
+    async fn unless_stopped<T>(&mut self, phase: &str, work: impl Future<Output = T>) -> Option<T> {
+        tokio::select! {
+            biased;
+            signal = self.recv() => {
+                tracing::info!(phase, "{signal} during start-up: stopping");
+                None
+            }
+            done = work => Some(done),
+        }
+    }
 }
 
 fn init_tracing(format: LogFormat) {
@@ -80,6 +170,29 @@ async fn connect(url: &str) -> async_nats::Client {
     }
 }
 
+/// Connects to NATS, creates the streams and takes the prefix lease,
+/// retrying the first two with backoff until they succeed.
+async fn connect_and_lease(
+    settings: &Settings,
+    instance: Uuid,
+) -> anyhow::Result<(async_nats::Client, async_nats::jetstream::Context, Lease)> {
+    let client = connect(&settings.nats_url).await;
+    let js = async_nats::jetstream::new(client.clone());
+    let mut backoff = CONNECT_BACKOFF_MIN;
+    loop {
+        match ensure_streams(&js, &settings.prefix).await {
+            Ok(_) => break,
+            Err(error) => {
+                tracing::warn!(%error, ?backoff, "cannot create the JetStream streams (is JetStream enabled?); retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(CONNECT_BACKOFF_MAX);
+            }
+        }
+    }
+    let lease = Lease::acquire(&js, &settings.prefix, instance).await?;
+    Ok((client, js, lease))
+}
+
 /// The data dir's identity, for the prefix lease: created once, kept.
 fn instance_id(engine: &Engine) -> anyhow::Result<Uuid> {
     let reader = engine.reader();
@@ -94,7 +207,8 @@ fn instance_id(engine: &Engine) -> anyhow::Result<Uuid> {
     Ok(id)
 }
 
-async fn serve(settings: Settings) -> anyhow::Result<ExitCode> {
+async fn serve(settings: Settings, progress: &mut Progress) -> anyhow::Result<ExitCode> {
+    let mut signals = StopSignals::install()?;
     let clock = if settings.manual_clock {
         ClockMode::Manual
     } else {
@@ -106,6 +220,7 @@ async fn serve(settings: Settings) -> anyhow::Result<ExitCode> {
         clock,
     })
     .with_context(|| format!("cannot open the log in {}", settings.data_dir.display()))?;
+    *progress = Progress::LogOpened;
     // Whatever happens from here on, the writer is stopped before this
     // returns: on an error path the runtime shuts down right after, and a
     // writer thread still driving its timers on a runtime being shut down
@@ -113,7 +228,7 @@ async fn serve(settings: Settings) -> anyhow::Result<ExitCode> {
     // `run` owns every engine handle, so once it returns the writer's queue
     // is closed and the writer finishes.
     let mut writer = Some(writer);
-    let result = run(settings, engine, &mut writer).await;
+    let result = run(settings, engine, &mut writer, &mut signals, progress).await;
     if let Some(writer) = writer {
         let _ = writer.await;
     }
@@ -127,6 +242,8 @@ async fn run(
     settings: Settings,
     engine: Engine,
     writer: &mut Option<tokio::task::JoinHandle<()>>,
+    signals: &mut StopSignals,
+    progress: &mut Progress,
 ) -> anyhow::Result<ExitCode> {
     let instance = instance_id(&engine)?;
     tracing::info!(
@@ -138,20 +255,16 @@ async fn run(
         "starting"
     );
 
-    let client = connect(&settings.nats_url).await;
-    let js = async_nats::jetstream::new(client.clone());
-    let mut backoff = CONNECT_BACKOFF_MIN;
-    loop {
-        match ensure_streams(&js, &settings.prefix).await {
-            Ok(_) => break,
-            Err(error) => {
-                tracing::warn!(%error, ?backoff, "cannot create the JetStream streams (is JetStream enabled?); retrying");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(CONNECT_BACKOFF_MAX);
-            }
-        }
-    }
-    let mut lease = Lease::acquire(&js, &settings.prefix, instance).await?;
+    // A signal while the lease is being taken may leave it held by this
+    // instance id: a restart on this data dir takes it over at once, another
+    // instance waits for it to expire.
+    let Some(started) = signals
+        .unless_stopped("connect", connect_and_lease(&settings, instance))
+        .await
+    else {
+        return Ok(ExitCode::SUCCESS);
+    };
+    let (client, js, mut lease) = started?;
 
     let (stop_relay, relay_stop) = watch::channel(false);
     let relay = Relay {
@@ -161,9 +274,16 @@ async fn run(
         committed: engine.committed(),
         prefix: settings.prefix.clone(),
     };
-    let published = match relay.resume_position().await {
-        Ok(published) => published,
-        Err(error) => {
+    let published = match signals
+        .unless_stopped("resume", relay.resume_position())
+        .await
+    {
+        Some(Ok(published)) => published,
+        None => {
+            lease.release().await;
+            return Ok(ExitCode::SUCCESS);
+        }
+        Some(Err(error)) => {
             // Refusing to start must not keep the prefix from its owner.
             lease.release().await;
             return Err(anyhow::Error::new(error).context("cannot resume publishing"));
@@ -198,15 +318,12 @@ async fn run(
     });
 
     let shutdown = async move {
-        let mut terminate =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-                .expect("can install a SIGTERM handler");
         tokio::select! {
-            _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: shutting down"),
-            _ = terminate.recv() => tracing::info!("SIGTERM: shutting down"),
+            signal = signals.recv() => tracing::info!("{signal}: shutting down"),
             _ = lease_lost.changed() => tracing::error!("lost the prefix lease: shutting down"),
         }
     };
+    *progress = Progress::Served;
     let server = Server::new(client.clone(), engine.clone(), settings.prefix.clone());
     server
         .run(shutdown)
