@@ -107,10 +107,13 @@ pub fn decide(
             }))],
             ..Decision::default()
         }),
-        Command::UpsertSubscription(record) => Ok(Decision {
-            events: upsert_subscription(state, actor, record),
-            ..Decision::default()
-        }),
+        Command::UpsertSubscription(record) => {
+            check_subscription_limit(state, record)?;
+            Ok(Decision {
+                events: upsert_subscription(state, actor, record),
+                ..Decision::default()
+            })
+        }
         Command::Submit(submit) => submit_claim(state, envelope, submit, ctx),
         command => {
             let claim_id = command
@@ -436,11 +439,9 @@ fn submit_claim(
     match state.tenants.get(&submit.tenant_id) {
         None => reasons.push(ErrorCode::TenantUnknown),
         Some(tenant) => {
-            if !tenant
-                .domains
-                .iter()
-                .any(|d| d.eq_ignore_ascii_case(submit.domain.trim()))
-            {
+            // Compared as DNS names (UTS 46, case-insensitive, root dot ignored).
+            let domain = crate::dns::domain_key_lenient(&submit.domain);
+            if !tenant.domains.contains(&domain) {
                 reasons.push(ErrorCode::DomainTenantMismatch);
             }
         }
@@ -783,6 +784,31 @@ fn cases_closing(state: &State, leaving: &[Uuid]) -> Vec<Event> {
 /// A subscription upsert, and the ends of approved associations it causes:
 /// an approved claim ends when none of its subscriptions (for Microsoft 365:
 /// none of the tenant's subscriptions of its product) is active or in grace.
+/// A tenant holds at most [`SUBSCRIPTIONS_PER_TENANT_PRODUCT_MAX`]
+/// subscriptions of one product: an upsert that would add one more is
+/// refused (an update of one it holds is not).
+///
+/// [`SUBSCRIPTIONS_PER_TENANT_PRODUCT_MAX`]: crate::limits::SUBSCRIPTIONS_PER_TENANT_PRODUCT_MAX
+fn check_subscription_limit(state: &State, record: &SubscriptionRecord) -> Result<(), Rejection> {
+    use crate::limits::SUBSCRIPTIONS_PER_TENANT_PRODUCT_MAX as MAX;
+    let held = state
+        .subscriptions_by_product
+        .get(&(record.tenant_id, record.product.clone()));
+    let count = held.map_or(0, |ids| ids.len());
+    let already = held.is_some_and(|ids| ids.contains(&record.subscription_id));
+    if already || count < MAX {
+        return Ok(());
+    }
+    Err(Rejection::with_message(
+        ErrorCode::InvalidCommand,
+        format!(
+            "subscription_id: tenant {} already has {count} subscriptions of product {}, \
+             the most one tenant may hold of one product ({MAX})",
+            record.tenant_id, record.product
+        ),
+    ))
+}
+
 fn upsert_subscription(state: &State, actor: &Actor, record: &SubscriptionRecord) -> Vec<Event> {
     let mut events = vec![Event {
         actor: actor.clone(),

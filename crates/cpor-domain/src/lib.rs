@@ -2,8 +2,10 @@
 pub mod calendar;
 pub mod command;
 pub mod decide;
+pub mod dns;
 pub mod error;
 pub mod event;
+pub mod limits;
 pub mod state;
 pub mod types;
 pub mod view;

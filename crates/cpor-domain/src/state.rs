@@ -17,6 +17,9 @@ use crate::types::{
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TenantRecord {
+    /// The tenant's domains as comparison keys ([`crate::dns::domain_key`]:
+    /// A-labels, lowercase, no trailing dot); the event keeps the spelling
+    /// upstream sent.
     pub domains: Vec<String>,
     pub version: u64,
 }
@@ -206,7 +209,11 @@ impl State {
             domains: Vec::new(),
             version: 0,
         });
-        entry.domains = e.domains.clone();
+        entry.domains = e
+            .domains
+            .iter()
+            .map(|d| crate::dns::domain_key_lenient(d))
+            .collect();
         entry.version += 1;
         entry.version
     }

@@ -14,6 +14,8 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use cpor_domain::command::{Command, CommandEnvelope, SubmitClaim, SubscriptionRecord};
+use cpor_domain::dns::domain_key;
+use cpor_domain::limits::{DOMAINS_PER_TENANT_MAX, MPNS_PER_PARTNER_MAX, MPN_ID_MAX_CHARS};
 use cpor_domain::error::{ErrorCode, Rejection};
 use cpor_domain::types::{
     Activity, Actor, ActorKind, Channel, ClaimStatus, Mpn, PoeDocument, SolutionArea,
@@ -29,9 +31,10 @@ pub const TEXT_MAX_CHARS: usize = 4_000;
 /// Proof-of-execution documents in one request.
 pub const POE_DOCUMENTS_MAX: usize = 20;
 pub const CORRELATION_ID_MAX_CHARS: usize = 128;
-/// Domains of one tenant, MPNs of one partner.
-pub const REFERENCE_LIST_MAX: usize = 100;
-/// Product names, MPN ids, domain names, reviewer ids and other short strings.
+/// Role strings of one partner actor.
+pub const ACTOR_ROLES_MAX: usize = 100;
+/// Product names, domain names (as written, before the DNS-name check of
+/// [`cpor_domain::dns`]), reviewer ids and other short strings.
 pub const NAME_MAX_CHARS: usize = 256;
 pub const URI_MAX_CHARS: usize = 2_048;
 
@@ -155,6 +158,15 @@ fn check_text(field: &str, text: &str, min: usize, max: usize) -> Result<(), Rej
     Ok(())
 }
 
+/// A domain name: at most [`NAME_MAX_CHARS`] as written, and a DNS name
+/// (UTS 46; see [`cpor_domain::dns`]).
+fn check_domain(field: &str, domain: &str) -> Result<(), Rejection> {
+    check_text(field, domain, 1, NAME_MAX_CHARS)?;
+    domain_key(domain)
+        .map(|_| ())
+        .map_err(|e| invalid(format!("{field}: {domain:?} {e}")))
+}
+
 fn check_optional_text(field: &str, text: &Option<String>, max: usize) -> Result<(), Rejection> {
     match text {
         Some(text) => check_text(field, text, 0, max),
@@ -194,7 +206,7 @@ fn check_actor(actor: &Actor) -> Result<(), Rejection> {
                 ));
             }
             check_optional_text("actor.user", user, NAME_MAX_CHARS)?;
-            if roles.len() > REFERENCE_LIST_MAX {
+            if roles.len() > ACTOR_ROLES_MAX {
                 return Err(invalid("actor.roles: too many roles"));
             }
             for role in roles {
@@ -362,13 +374,14 @@ fn parse_command(tail: &str, parts: &[&str], body: Value) -> Result<Request, Rej
     let (envelope, subject_actor) = match parts {
         ["ref", "tenant"] => {
             let d: RefTenantDto = decode(body)?;
-            if d.domains.is_empty() || d.domains.len() > REFERENCE_LIST_MAX {
+            if d.domains.is_empty() || d.domains.len() > DOMAINS_PER_TENANT_MAX {
                 return Err(invalid(format!(
-                    "domains: must list 1 to {REFERENCE_LIST_MAX} domains"
+                    "domains: must list 1 to {DOMAINS_PER_TENANT_MAX} domains, got {}",
+                    d.domains.len()
                 )));
             }
-            for domain in &d.domains {
-                check_text("domains[]", domain, 1, NAME_MAX_CHARS)?;
+            for (i, domain) in d.domains.iter().enumerate() {
+                check_domain(&format!("domains[{i}]"), domain)?;
             }
             let command = Command::UpsertTenant {
                 tenant_id: d.tenant_id,
@@ -401,13 +414,14 @@ fn parse_command(tail: &str, parts: &[&str], body: Value) -> Result<Request, Rej
             if !is_subject_id(&d.partner_id) {
                 return Err(invalid("partner_id: must match ^[A-Za-z0-9_-]{1,64}$"));
             }
-            if d.mpns.len() > REFERENCE_LIST_MAX {
+            if d.mpns.len() > MPNS_PER_PARTNER_MAX {
                 return Err(invalid(format!(
-                    "mpns: at most {REFERENCE_LIST_MAX} MPN ids"
+                    "mpns: at most {MPNS_PER_PARTNER_MAX} MPN ids, got {}",
+                    d.mpns.len()
                 )));
             }
-            for mpn in &d.mpns {
-                check_text("mpns[].mpn_id", &mpn.mpn_id, 1, 64)?;
+            for (i, mpn) in d.mpns.iter().enumerate() {
+                check_text(&format!("mpns[{i}].mpn_id"), &mpn.mpn_id, 1, MPN_ID_MAX_CHARS)?;
             }
             let command = Command::UpsertPartner {
                 partner_id: d.partner_id,
@@ -458,9 +472,9 @@ fn partner_command(name: &str, body: Value) -> Result<CommandEnvelope, Rejection
     match name {
         "submit" => {
             let d: SubmitDto = decode(body)?;
-            check_text("domain", &d.domain, 1, NAME_MAX_CHARS)?;
+            check_domain("domain", &d.domain)?;
             check_text("product", &d.product, 1, NAME_MAX_CHARS)?;
-            check_text("mpn_id", &d.mpn_id, 1, 64)?;
+            check_text("mpn_id", &d.mpn_id, 1, MPN_ID_MAX_CHARS)?;
             check_optional_text("subscription_id", &d.subscription_id, NAME_MAX_CHARS)?;
             check_optional_text("note", &d.note, TEXT_MAX_CHARS)?;
             if d.solution_area == SolutionArea::Microsoft365 && d.subscription_id.is_some() {

@@ -190,3 +190,125 @@ fn the_standard_fixture_holds_what_the_scenarios_expect() {
     assert!(world.state.claims.is_empty() && world.state.deadlines.is_empty());
     assert_eq!(world.log.len(), 13);
 }
+
+/// Issue 11 case 12: domains compare as DNS names, in reference data and
+/// claims alike: Unicode case, NFD spellings, A-labels, one trailing dot.
+#[test]
+fn domains_compare_as_dns_names() {
+    // (registered, claimed): each pair is one name.
+    let same = [
+        ("müller-bau.example", "MÜLLER-BAU.EXAMPLE"),
+        ("MÜLLER-BAU.EXAMPLE", "müller-bau.example"),
+        ("müller-bau.example", "xn--mller-bau-q9a.example"),
+        ("xn--mller-bau-q9a.example", "Müller-Bau.example"),
+        ("müller-bau.example", "mu\u{308}ller-bau.example"),
+        ("mu\u{308}ller-bau.example", "MÜLLER-BAU.EXAMPLE."),
+        ("contoso.com.", "contoso.com"),
+        ("contoso.com", "CONTOSO.COM."),
+    ];
+    for (registered, claimed) in same {
+        let mut w = World::standard();
+        w.exec(
+            system(),
+            Command::UpsertTenant {
+                tenant_id: uid("t1"),
+                domains: vec![registered.to_string()],
+            },
+        );
+        Given::from(w)
+            .when(
+                partner("P-100"),
+                Command::Submit(SubmitClaim {
+                    domain: claimed.to_string(),
+                    ..sales_claim("c1", "P-100")
+                }),
+            )
+            .then_events(&["claim.submitted"]);
+    }
+    // Different names stay different.
+    for (registered, claimed) in [
+        ("müller-bau.example", "muller-bau.example"),
+        ("contoso.com", "contoso.com.."),
+    ] {
+        let mut w = World::standard();
+        w.exec(
+            system(),
+            Command::UpsertTenant {
+                tenant_id: uid("t1"),
+                domains: vec![registered.to_string()],
+            },
+        );
+        Given::from(w)
+            .when(
+                partner("P-100"),
+                Command::Submit(SubmitClaim {
+                    domain: claimed.to_string(),
+                    ..sales_claim("c1", "P-100")
+                }),
+            )
+            .then_reasons(&[DomainTenantMismatch]);
+    }
+}
+
+/// Issue 11 case 11: a tenant holds at most
+/// `SUBSCRIPTIONS_PER_TENANT_PRODUCT_MAX` subscriptions of one product; one
+/// more is `InvalidCommand` naming `subscription_id`, an update of a held
+/// one and another product are not refused.
+#[test]
+fn subscriptions_per_tenant_and_product_are_bounded() {
+    use crate::limits::SUBSCRIPTIONS_PER_TENANT_PRODUCT_MAX as MAX;
+    let record = |i: usize, product: &str| {
+        subscription(
+            &format!("bulk-{product}-{i}"),
+            "t1",
+            product,
+            true,
+            Channel::VolumeLicensing,
+            SubscriptionState::Active,
+        )
+    };
+    let mut w = World::standard();
+    let held = w
+        .state
+        .subscriptions_by_product
+        .get(&(uid("t1"), "dynamics_365_sales".to_string()))
+        .map_or(0, |ids| ids.len());
+    for i in held..MAX {
+        w.exec(
+            system(),
+            Command::UpsertSubscription(record(i, "dynamics_365_sales")),
+        );
+    }
+    let refused = w
+        .try_exec(
+            system(),
+            Command::UpsertSubscription(record(MAX, "dynamics_365_sales")),
+        )
+        .unwrap_err();
+    assert_eq!(refused.code, InvalidCommand);
+    assert!(
+        refused.message.starts_with("subscription_id:") && refused.message.contains("250"),
+        "{}",
+        refused.message
+    );
+    // Updating one the tenant holds is fine, and so is another product.
+    let mut expired = record(held, "dynamics_365_sales");
+    expired.state = SubscriptionState::Expired;
+    w.exec(system(), Command::UpsertSubscription(expired));
+    w.exec(
+        system(),
+        Command::UpsertSubscription(record(0, "dynamics_365_marketing")),
+    );
+    // A claim covers at most that many subscriptions.
+    let decision = w.exec(
+        partner("P-100"),
+        Command::Submit(SubmitClaim {
+            subscription_id: None,
+            ..sales_claim("c1", "P-100")
+        }),
+    );
+    let EventData::ClaimSubmitted(submitted) = &decision.events[0].data else {
+        panic!("not a submission: {:?}", decision.events[0]);
+    };
+    assert!(submitted.subscription_ids.len() <= crate::limits::SUBSCRIPTIONS_PER_CLAIM_MAX);
+}

@@ -46,7 +46,6 @@ const SUBJECT_ID_PATTERN: &str = "^[A-Za-z0-9_-]{1,64}$";
 const REASON_CODE_PATTERN: &str = "^[A-Z][A-Z0-9_]{0,63}$";
 const SHA256_PATTERN: &str = "^[0-9a-fA-F]{64}$";
 const HASH_PATTERN: &str = "^[0-9a-f]{64}$";
-const MPN_ID_MAX_CHARS: usize = 64;
 
 fn docs_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs")
@@ -854,7 +853,7 @@ fn constrain_property(name: &str, property: &mut Value, required: bool, subject:
             set("maxLength", json!(NAME_MAX_CHARS));
         }
         "roles" => {
-            set("maxItems", json!(REFERENCE_LIST_MAX));
+            set("maxItems", json!(ACTOR_ROLES_MAX));
             set(
                 "items",
                 json!({"type": "string", "minLength": 1, "maxLength": NAME_MAX_CHARS}),
@@ -862,13 +861,13 @@ fn constrain_property(name: &str, property: &mut Value, required: bool, subject:
         }
         "domains" => {
             set("minItems", json!(1));
-            set("maxItems", json!(REFERENCE_LIST_MAX));
+            set("maxItems", json!(DOMAINS_PER_TENANT_MAX));
             set(
                 "items",
                 json!({"type": "string", "minLength": 1, "maxLength": NAME_MAX_CHARS}),
             );
         }
-        "mpns" => set("maxItems", json!(REFERENCE_LIST_MAX)),
+        "mpns" => set("maxItems", json!(MPNS_PER_PARTNER_MAX)),
         "domain" | "product" | "name" if is_string => {
             set("minLength", json!(1));
             set("maxLength", json!(NAME_MAX_CHARS));
@@ -1665,7 +1664,7 @@ fn request_schemas_carry_the_parser_limits() {
             "cmd.ref.tenant",
             set(
                 "/domains",
-                json!(vec!["contoso.com"; REFERENCE_LIST_MAX + 1]),
+                json!(vec!["contoso.com"; DOMAINS_PER_TENANT_MAX + 1]),
             ),
             false,
         ),

@@ -489,3 +489,66 @@ fn error_replies_follow_the_contract() {
     assert_eq!(reply["error"]["current_version"], 4);
     assert!(!reply["error"]["message"].as_str().unwrap().is_empty());
 }
+
+/// Issue 11 cases 11 and 12: reference lists have named limits, and domain
+/// names are DNS names (as written ≤ 256 characters; A-label ≤ 253 octets).
+#[test]
+fn reference_data_limits_and_domain_names() {
+    let refused = |subject: &str, key: &str, value: Value, field: &str| {
+        let mut body = valid(subject);
+        body[key] = value.clone();
+        let rejection = parse_value(subject, &body).unwrap_err();
+        assert_eq!(rejection.code, ErrorCode::InvalidCommand, "{key}={value}");
+        assert!(
+            rejection.message.starts_with(field),
+            "{key}={value}: {:?} should name {field}",
+            rejection.message
+        );
+    };
+    let accepted = |subject: &str, key: &str, value: Value| {
+        let mut body = valid(subject);
+        body[key] = value.clone();
+        parse_value(subject, &body).unwrap_or_else(|e| panic!("{key}={value}: {e:?}"));
+    };
+    let tenant = "cmd.ref.tenant";
+    let submit = "cmd.partner.P-100.submit";
+    let long_label = "a".repeat(64);
+    for (name, ok) in [
+        ("müller-bau.example", true),
+        ("MÜLLER-BAU.EXAMPLE.", true),
+        ("xn--mller-bau-q9a.example", true),
+        ("mu\u{308}ller-bau.example", true),
+        ("contoso.com.", true),
+        ("contoso.com..", false),
+        ("contoso com", false),
+        ("con_toso.com", false),
+        ("-contoso.com", false),
+        ("contoso.com\n", false),
+        (long_label.as_str(), false),
+    ] {
+        if ok {
+            accepted(tenant, "domains", json!(["contoso.com", name]));
+            accepted(submit, "domain", json!(name));
+        } else {
+            refused(tenant, "domains", json!(["contoso.com", name]), "domains[1]:");
+            refused(submit, "domain", json!(name), "domain:");
+        }
+    }
+    let many = |n: usize| -> Vec<String> { (0..n).map(|i| format!("d{i}.example")).collect() };
+    accepted(tenant, "domains", json!(many(DOMAINS_PER_TENANT_MAX)));
+    refused(tenant, "domains", json!(many(DOMAINS_PER_TENANT_MAX + 1)), "domains:");
+    let mpns = |n: usize| -> Vec<Value> {
+        (0..n)
+            .map(|i| json!({"mpn_id": format!("{}", 4_400_000 + i), "incentive_enrolled": true}))
+            .collect()
+    };
+    let partner = "cmd.ref.partner";
+    accepted(partner, "mpns", json!(mpns(MPNS_PER_PARTNER_MAX)));
+    refused(partner, "mpns", json!(mpns(MPNS_PER_PARTNER_MAX + 1)), "mpns:");
+    refused(
+        partner,
+        "mpns",
+        json!([{"mpn_id": "1".repeat(MPN_ID_MAX_CHARS + 1), "incentive_enrolled": true}]),
+        "mpns[0].mpn_id:",
+    );
+}
