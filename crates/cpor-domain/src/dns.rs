@@ -82,7 +82,10 @@ mod tests {
 
     #[test]
     fn different_names_have_different_keys() {
-        assert_ne!(domain_key("muller-bau.example"), domain_key("müller-bau.example"));
+        assert_ne!(
+            domain_key("muller-bau.example"),
+            domain_key("müller-bau.example")
+        );
         assert_ne!(domain_key("contoso.com"), domain_key("contoso.co"));
     }
 
@@ -111,7 +114,10 @@ mod tests {
         let longest = format!("{l61}.{l61}.{l61}.{l61}.abcde");
         assert_eq!(longest.len(), DOMAIN_NAME_MAX_OCTETS);
         assert!(domain_key(&longest).is_ok());
-        assert!(domain_key(&format!("{longest}.")).is_ok(), "trailing dot is not counted");
+        assert!(
+            domain_key(&format!("{longest}.")).is_ok(),
+            "trailing dot is not counted"
+        );
         assert!(domain_key(&format!("{l61}.{l61}.{l61}.{l61}.abcdef")).is_err());
         // A-label form counts: 60 ü encode to far more than 63 octets.
         assert!(domain_key(&format!("{}.com", "ü".repeat(60))).is_err());

@@ -15,8 +15,8 @@ use uuid::Uuid;
 
 use cpor_domain::command::{Command, CommandEnvelope, SubmitClaim, SubscriptionRecord};
 use cpor_domain::dns::domain_key;
-use cpor_domain::limits::{DOMAINS_PER_TENANT_MAX, MPNS_PER_PARTNER_MAX, MPN_ID_MAX_CHARS};
 use cpor_domain::error::{ErrorCode, Rejection};
+use cpor_domain::limits::{DOMAINS_PER_TENANT_MAX, MPNS_PER_PARTNER_MAX, MPN_ID_MAX_CHARS};
 use cpor_domain::types::{
     Activity, Actor, ActorKind, Channel, ClaimStatus, Mpn, PoeDocument, SolutionArea,
     SubscriptionState, Timestamp,
@@ -421,7 +421,12 @@ fn parse_command(tail: &str, parts: &[&str], body: Value) -> Result<Request, Rej
                 )));
             }
             for (i, mpn) in d.mpns.iter().enumerate() {
-                check_text(&format!("mpns[{i}].mpn_id"), &mpn.mpn_id, 1, MPN_ID_MAX_CHARS)?;
+                check_text(
+                    &format!("mpns[{i}].mpn_id"),
+                    &mpn.mpn_id,
+                    1,
+                    MPN_ID_MAX_CHARS,
+                )?;
             }
             let command = Command::UpsertPartner {
                 partner_id: d.partner_id,

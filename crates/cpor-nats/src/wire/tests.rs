@@ -530,13 +530,23 @@ fn reference_data_limits_and_domain_names() {
             accepted(tenant, "domains", json!(["contoso.com", name]));
             accepted(submit, "domain", json!(name));
         } else {
-            refused(tenant, "domains", json!(["contoso.com", name]), "domains[1]:");
+            refused(
+                tenant,
+                "domains",
+                json!(["contoso.com", name]),
+                "domains[1]:",
+            );
             refused(submit, "domain", json!(name), "domain:");
         }
     }
     let many = |n: usize| -> Vec<String> { (0..n).map(|i| format!("d{i}.example")).collect() };
     accepted(tenant, "domains", json!(many(DOMAINS_PER_TENANT_MAX)));
-    refused(tenant, "domains", json!(many(DOMAINS_PER_TENANT_MAX + 1)), "domains:");
+    refused(
+        tenant,
+        "domains",
+        json!(many(DOMAINS_PER_TENANT_MAX + 1)),
+        "domains:",
+    );
     let mpns = |n: usize| -> Vec<Value> {
         (0..n)
             .map(|i| json!({"mpn_id": format!("{}", 4_400_000 + i), "incentive_enrolled": true}))
@@ -544,7 +554,12 @@ fn reference_data_limits_and_domain_names() {
     };
     let partner = "cmd.ref.partner";
     accepted(partner, "mpns", json!(mpns(MPNS_PER_PARTNER_MAX)));
-    refused(partner, "mpns", json!(mpns(MPNS_PER_PARTNER_MAX + 1)), "mpns:");
+    refused(
+        partner,
+        "mpns",
+        json!(mpns(MPNS_PER_PARTNER_MAX + 1)),
+        "mpns:",
+    );
     refused(
         partner,
         "mpns",
