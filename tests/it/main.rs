@@ -7,6 +7,7 @@ mod conformance;
 mod crash;
 mod docs;
 mod faults;
+mod identity;
 mod startup;
 mod status_migration;
 mod support;

@@ -4,8 +4,8 @@
 //! - `cpor-domain` does no IO and reads no clock: no IO crates among its
 //!   dependencies, no clock, file, network or randomness calls in its sources.
 //! - Only `cpor-log` names sled; only `cpor-nats` names async-nats (besides
-//!   the benchmark harness and the tests), and the binary reaches it through
-//!   `cpor_nats::async_nats`.
+//!   the benchmark harness and the tests): the binary names no async-nats
+//!   item and `cpor-nats` does not re-export the crate.
 //! - `cpor-jcs` (RFC 8785) is a leaf: it depends on no other workspace crate,
 //!   and nothing outside `cpor-log` reaches canonical JSON through the log.
 //! - `anyhow` only in the binaries (`cpor`, `cpor-bench`).
@@ -311,19 +311,30 @@ fn only_cpor_nats_names_async_nats() {
         &violations,
     );
 
-    // The binary reaches NATS through `cpor_nats::async_nats`.
+    // The binary reaches NATS through `cpor_nats::connect` and the
+    // crate's own types, never naming async-nats.
     let binary = &crates()["cpor"];
     let mut violations = Vec::new();
     for path in binary.sources() {
         let text = read(&path);
-        for n in direct_async_nats_lines(&text) {
+        for n in async_nats_lines(&text) {
             let line = text.lines().nth(n - 1).unwrap_or_default();
             violations.push(format!("{}:{n}: {}", shown(&path), line.trim()));
         }
     }
+    let nats = &crates()["cpor-nats"];
+    for path in nats.sources() {
+        let text = read(&path);
+        for (n, line) in text.lines().enumerate() {
+            let code = line.split("//").next().unwrap_or_default();
+            if code.contains("pub use async_nats") {
+                violations.push(format!("{}:{}: {}", shown(&path), n + 1, line.trim()));
+            }
+        }
+    }
     assert_no_violations(
-        "crates/cpor/src uses async-nats only through `cpor_nats::async_nats` \
-         (add `use cpor_nats::async_nats;`)",
+        "crates/cpor/src names no async-nats item and cpor-nats does not re-export it \
+         (use cpor_nats::connect and cpor_nats::connection)",
         &violations,
     );
 }
@@ -405,15 +416,12 @@ fn every_crate_has_a_description_and_the_workspace_lints() {
     );
 }
 
-/// The lines (1-based) of a source file of the binary that reach async-nats
-/// other than through `cpor_nats::async_nats`: a path starting with
-/// `async_nats::` is fine only in a file that imported that name with
-/// `use cpor_nats::async_nats;`; `use async_nats…`, `::async_nats` and
-/// `extern crate async_nats` never are. Comments and log filter strings
+/// The lines (1-based) of a source file that name async-nats: a path
+/// `async_nats::…`, `use async_nats`, `extern crate async_nats`. Comments,
+/// words containing the name and log filter strings
 /// (`"info,async_nats=warn"`) do not count.
-fn direct_async_nats_lines(text: &str) -> Vec<usize> {
+fn async_nats_lines(text: &str) -> Vec<usize> {
     const NAME: &str = "async_nats";
-    let imported = text.contains("use cpor_nats::async_nats;");
     let mut lines = Vec::new();
     for (n, line) in text.lines().enumerate() {
         let code = line.split("//").next().unwrap_or_default();
@@ -428,19 +436,8 @@ fn direct_async_nats_lines(text: &str) -> Vec<usize> {
             {
                 continue; // part of another word, or a log filter
             }
-            let before = before.trim_end();
-            let ok = if before.ends_with("cpor_nats::") {
-                true
-            } else if before.ends_with("::") || before.ends_with("crate") || before.ends_with("use")
-            {
-                false
-            } else {
-                imported
-            };
-            if !ok {
-                lines.push(n + 1);
-                break;
-            }
+            lines.push(n + 1);
+            break;
         }
     }
     lines
@@ -448,19 +445,15 @@ fn direct_async_nats_lines(text: &str) -> Vec<usize> {
 
 #[test]
 fn the_async_nats_rule_reads_paths_right() {
-    let via = "use cpor_nats::async_nats;\nuse cpor_nats::async_nats::jetstream::consumer;\n\
-               fn f() { async_nats::connect(url); }\n\
-               let filter = \"info,async_nats=warn\"; // async_nats in a comment\n";
-    assert_eq!(direct_async_nats_lines(via), Vec::<usize>::new());
-    let direct = "use async_nats::jetstream;\nextern crate async_nats;\n\
-                  let c = ::async_nats::connect(url);\nuse async_nats;\n\
-                  let d = cpor_nats::async_nats::connect(url);\n";
-    assert_eq!(direct_async_nats_lines(direct), vec![1, 2, 3, 4]);
-    // Without the import, a bare path is not through cpor_nats.
-    assert_eq!(
-        direct_async_nats_lines("fn f() { async_nats::connect(url); }"),
-        vec![1]
-    );
+    let fine = "use cpor_nats::connection::ReadFrom;\n\
+                let filter = \"info,async_nats=warn\"; // async_nats in a comment\n\
+                let my_async_nats_thing = 1;\n";
+    assert_eq!(async_nats_lines(fine), Vec::<usize>::new());
+    let named = "use async_nats::jetstream;\nextern crate async_nats;\n\
+                 let c = ::async_nats::connect(url);\nuse async_nats;\n\
+                 let d = cpor_nats::async_nats::connect(url);\n\
+                 fn f() { async_nats::connect(url); }\n";
+    assert_eq!(async_nats_lines(named), vec![1, 2, 3, 4, 5, 6]);
 }
 
 /// The commands a shell script runs: its lines without comments and blanks.

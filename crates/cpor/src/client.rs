@@ -6,10 +6,10 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
-use futures::StreamExt;
 
-use cpor_nats::async_nats;
-use cpor_nats::async_nats::jetstream::consumer;
+use cpor_nats::connection::ReadFrom;
+
+use crate::nats_flags::{NatsArgs, TOOL_CONNECT_WAIT};
 
 /// How long `cpor request` waits for a reply.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
@@ -21,8 +21,8 @@ pub(crate) struct RequestArgs {
     /// JSON body; `command_id` is added (a fresh uuid) to `cmd.*` requests without one.
     #[arg(default_value = "{}")]
     body: String,
-    #[arg(long, env = "CPOR_NATS_URL", default_value = "nats://127.0.0.1:4222")]
-    nats_url: String,
+    #[command(flatten)]
+    nats: NatsArgs,
     #[arg(long, env = "CPOR_PREFIX", default_value = "cpor")]
     prefix: String,
 }
@@ -36,8 +36,8 @@ pub(crate) struct WatchArgs {
     /// (`{prefix}.status.claim.{partner_id}.>`, contract v1.1 §5).
     #[arg(long, conflicts_with = "events", value_parser = partner_id)]
     partner: Option<String>,
-    #[arg(long, env = "CPOR_NATS_URL", default_value = "nats://127.0.0.1:4222")]
-    nats_url: String,
+    #[command(flatten)]
+    nats: NatsArgs,
     #[arg(long, env = "CPOR_PREFIX", default_value = "cpor")]
     prefix: String,
 }
@@ -62,18 +62,14 @@ pub(crate) fn request(args: RequestArgs) -> anyhow::Result<ExitCode> {
                     .or_insert_with(|| uuid::Uuid::new_v4().to_string().into());
             }
         }
-        let client = async_nats::connect(&args.nats_url)
-            .await
-            .context("cannot reach NATS")?;
+        let nats = cpor_nats::connect(&args.nats.options("cpor request", Some(TOOL_CONNECT_WAIT))?)
+            .await?;
         let subject = format!("{}.{}", args.prefix, args.subject);
-        let reply = tokio::time::timeout(
-            REQUEST_TIMEOUT,
-            client.request(subject, serde_json::to_vec(&body)?.into()),
-        )
-        .await
-        .context("no reply in time")?
-        .context("request failed (is `cpor serve` running with this prefix?)")?;
-        let value: serde_json::Value = serde_json::from_slice(&reply.payload)?;
+        let reply = nats
+            .request(&subject, serde_json::to_vec(&body)?, REQUEST_TIMEOUT)
+            .await
+            .context("request failed (is `cpor serve` running with this prefix?)")?;
+        let value: serde_json::Value = serde_json::from_slice(&reply)?;
         println!("{}", serde_json::to_string_pretty(&value)?);
         Ok(if value.get("ok") == Some(&serde_json::Value::Bool(true)) {
             ExitCode::SUCCESS
@@ -86,10 +82,8 @@ pub(crate) fn request(args: RequestArgs) -> anyhow::Result<ExitCode> {
 pub(crate) fn watch(args: WatchArgs) -> anyhow::Result<ExitCode> {
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
-        let client = async_nats::connect(&args.nats_url)
-            .await
-            .context("cannot reach NATS")?;
-        let js = async_nats::jetstream::new(client);
+        let nats =
+            cpor_nats::connect(&args.nats.options("cpor watch", Some(TOOL_CONNECT_WAIT))?).await?;
         let upper = args.prefix.to_uppercase();
         let (stream_name, filter) = if args.events {
             (format!("{upper}_EVENTS"), format!("{}.evt.>", args.prefix))
@@ -100,20 +94,12 @@ pub(crate) fn watch(args: WatchArgs) -> anyhow::Result<ExitCode> {
                 format!("{}.status.claim.{owner}.>", args.prefix),
             )
         };
-        let stream = js
-            .get_stream(&stream_name)
-            .await
-            .context("no such stream: is the service running with this prefix?")?;
         // An ordered consumer from the start: every claim's current status
         // first (last-value stream), then live changes.
-        let consumer = stream
-            .create_consumer(consumer::pull::OrderedConfig {
-                filter_subject: filter,
-                deliver_policy: consumer::DeliverPolicy::All,
-                ..Default::default()
-            })
-            .await?;
-        let mut messages = consumer.messages().await?;
+        let mut messages = nats
+            .read_stream(&stream_name, ReadFrom::Start, Some(filter), "cpor watch")
+            .await
+            .context("is the service running with this prefix?")?;
         while let Some(message) = messages.next().await {
             let message = message?;
             let value: serde_json::Value =

@@ -8,12 +8,15 @@ use clap::{Args, ValueEnum};
 use serde::Deserialize;
 
 use cpor_domain::calendar::Calendar;
+use cpor_nats::ConnectOptions;
+
+use crate::nats_flags::NatsArgs;
 
 #[derive(Args, Debug, Clone)]
 pub(crate) struct ServeArgs {
-    /// NATS server to serve on.
-    #[arg(long, env = "CPOR_NATS_URL", default_value = "nats://127.0.0.1:4222")]
-    pub(crate) nats_url: String,
+    /// The NATS server to serve on, and how to authenticate to it.
+    #[command(flatten)]
+    pub(crate) nats: NatsArgs,
     /// Where the log lives (sled); one service per data dir.
     #[arg(long, env = "CPOR_DATA_DIR", default_value = "./data")]
     pub(crate) data_dir: PathBuf,
@@ -74,7 +77,8 @@ fn default_weekend() -> Vec<String> {
 
 /// Validated settings.
 pub(crate) struct Settings {
-    pub(crate) nats_url: String,
+    /// Waits for the server for ever (a supervisor restarts a failed service).
+    pub(crate) nats: ConnectOptions,
     pub(crate) data_dir: PathBuf,
     pub(crate) prefix: String,
     pub(crate) calendar: Calendar,
@@ -114,7 +118,7 @@ impl ServeArgs {
             }
         };
         Ok(Settings {
-            nats_url: self.nats_url,
+            nats: self.nats.options("cpor serve", None)?,
             data_dir: self.data_dir,
             prefix: self.prefix,
             calendar,

@@ -6,6 +6,7 @@
 mod audit;
 mod client;
 mod config;
+mod nats_flags;
 mod serve;
 
 use std::process::ExitCode;

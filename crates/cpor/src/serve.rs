@@ -1,12 +1,13 @@
 //! `cpor serve`: wiring and the shutdown choreography.
 //!
 //! Start: catch SIGINT/SIGTERM → open the log (checks its tail, folds the
-//! state) → connect to NATS (retrying with backoff) → create the streams →
-//! take the prefix lease → start the relay → take requests. A signal at any
-//! point of the start stops it with exit 0 (after the log open, which only
-//! reads, has finished; the lease is released if it was taken). A start
-//! that never served removes the data dir again if it created it, so a
-//! refused start leaves nothing behind.
+//! state) → connect to NATS (`cpor_nats::connect`: refused credentials or
+//! TLS end the start with exit 2; a server not up yet is waited for) →
+//! create the streams → take the prefix lease → start the relay → take
+//! requests. A signal at any point of the start stops it with exit 0 (after
+//! the log open, which only reads, has finished; the lease is released if it
+//! was taken). A start that never served removes the data dir again if it
+//! created it, so a refused start leaves nothing behind.
 //!
 //! Stop (SIGTERM/SIGINT): stop taking requests → answer those in flight →
 //! the writer drains its queue and exits → the relay publishes everything
@@ -25,14 +26,13 @@ use tokio::sync::watch;
 use uuid::Uuid;
 
 use cpor_engine::{ClockMode, Engine, Options};
-use cpor_nats::async_nats;
 use cpor_nats::lease::{Lease, LEASE_RENEW_EVERY};
 use cpor_nats::relay::{ensure_streams, Relay};
 use cpor_nats::server::Server;
 
 use crate::config::{LogFormat, ServeArgs, Settings};
 
-/// Bounds of the NATS connection retry at start-up.
+/// Bounds of the retry creating the streams at start-up.
 const CONNECT_BACKOFF_MIN: Duration = Duration::from_millis(200);
 const CONNECT_BACKOFF_MAX: Duration = Duration::from_secs(10);
 /// How long shutdown waits for the relay to publish what is written
@@ -144,43 +144,19 @@ fn init_tracing(format: LogFormat) {
     }
 }
 
-async fn connect(url: &str) -> async_nats::Client {
-    let mut backoff = CONNECT_BACKOFF_MIN;
-    loop {
-        let options = async_nats::ConnectOptions::new()
-            .name("cpor serve")
-            .connection_timeout(Duration::from_secs(5))
-            .event_callback(|event| async move {
-                match event {
-                    async_nats::Event::Disconnected => {
-                        tracing::warn!("NATS disconnected; reconnecting")
-                    }
-                    async_nats::Event::Connected => tracing::info!("NATS connected"),
-                    other => tracing::info!(event = %other, "NATS event"),
-                }
-            });
-        match options.connect(url).await {
-            Ok(client) => return client,
-            Err(error) => {
-                tracing::warn!(%error, url, ?backoff, "cannot reach NATS; retrying");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(CONNECT_BACKOFF_MAX);
-            }
-        }
-    }
-}
-
 /// Connects to NATS, creates the streams and takes the prefix lease,
-/// retrying the first two with backoff until they succeed.
+/// retrying the streams with backoff until they succeed.
 async fn connect_and_lease(
     settings: &Settings,
     instance: Uuid,
-) -> anyhow::Result<(async_nats::Client, async_nats::jetstream::Context, Lease)> {
-    let client = connect(&settings.nats_url).await;
-    let js = async_nats::jetstream::new(client.clone());
+) -> anyhow::Result<(cpor_nats::Nats, Lease)> {
+    let nats = cpor_nats::connect(&settings.nats)
+        .await
+        .context("cannot connect to NATS")?;
+    let js = nats.jetstream();
     let mut backoff = CONNECT_BACKOFF_MIN;
     loop {
-        match ensure_streams(&js, &settings.prefix).await {
+        match ensure_streams(js, &settings.prefix).await {
             Ok(_) => break,
             Err(error) => {
                 tracing::warn!(%error, ?backoff, "cannot create the JetStream streams (is JetStream enabled?); retrying");
@@ -189,8 +165,8 @@ async fn connect_and_lease(
             }
         }
     }
-    let lease = Lease::acquire(&js, &settings.prefix, instance).await?;
-    Ok((client, js, lease))
+    let lease = Lease::acquire(js, &settings.prefix, instance).await?;
+    Ok((nats, lease))
 }
 
 /// The data dir's identity, for the prefix lease: created once, kept.
@@ -264,7 +240,8 @@ async fn run(
     else {
         return Ok(ExitCode::SUCCESS);
     };
-    let (client, js, mut lease) = started?;
+    let (nats, mut lease) = started?;
+    let js = nats.jetstream().clone();
 
     let (stop_relay, relay_stop) = watch::channel(false);
     let relay = Relay {
@@ -324,7 +301,11 @@ async fn run(
         }
     };
     *progress = Progress::Served;
-    let server = Server::new(client.clone(), engine.clone(), settings.prefix.clone());
+    let server = Server::new(
+        nats.client().clone(),
+        engine.clone(),
+        settings.prefix.clone(),
+    );
     server
         .run(shutdown)
         .await
@@ -347,7 +328,7 @@ async fn run(
     if let Ok(Some(lease)) = lease_task.await {
         lease.release().await;
     }
-    let _ = client.flush().await;
+    let _ = nats.flush().await;
     // Losing the lease is no clean shutdown: a supervisor must see a
     // failure (and restart, to find the prefix held or free again).
     if let Some(reason) = lease_lost_reason.borrow().clone() {

@@ -27,6 +27,10 @@ pub(crate) struct NatsServer {
 struct OwnServer {
     port: u16,
     binary: PathBuf,
+    /// More arguments after the standard ones (e.g. `-c nats.conf`).
+    extra_args: Vec<String>,
+    /// Environment of the server (values a config file refers to as `$VAR`).
+    env: Vec<(String, String)>,
     /// Holds the JetStream store (`store/`) and the server log.
     dir: TempDir,
     child: Option<Child>,
@@ -63,10 +67,22 @@ impl NatsServer {
     /// Starts `nats-server -a 127.0.0.1 -p <free port> -js -sd <tempdir>` and
     /// waits until it accepts connections.
     pub(crate) fn start_own() -> Self {
+        Self::start_own_with(&[], &[])
+    }
+
+    /// Like [`Self::start_own`], with more arguments (e.g. `-c FILE`, whose
+    /// `listen`/`port`/`store_dir` the standard flags override) and
+    /// environment variables.
+    pub(crate) fn start_own_with(extra_args: &[&str], env: &[(&str, &str)]) -> Self {
         let port = free_port();
         let mut own = OwnServer {
             port,
             binary: nats_server_bin(),
+            extra_args: extra_args.iter().map(|a| a.to_string()).collect(),
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             dir: tempfile::Builder::new()
                 .prefix("cpor-nats-")
                 .tempdir()
@@ -87,6 +103,19 @@ impl NatsServer {
     /// True when this test started the server (so it may stop it).
     pub(crate) fn is_own(&self) -> bool {
         self.own.is_some()
+    }
+
+    /// The port the server listens on.
+    pub(crate) fn port(&self) -> u16 {
+        self.own.as_ref().map_or_else(
+            || socket_addr(&self.url).map_or(4222, |a| a.port()),
+            |o| o.port,
+        )
+    }
+
+    /// A temp dir of an own server's, for files it reads (config, certificates).
+    pub(crate) fn dir(&self) -> Option<&Path> {
+        self.own.as_ref().map(|o| o.dir.path())
     }
 
     /// The JetStream store directory of an own server.
@@ -183,6 +212,8 @@ impl OwnServer {
                 "-sd",
             ])
             .arg(&store)
+            .args(&self.extra_args)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("clone log handle"))
             .stderr(log)
@@ -348,6 +379,67 @@ pub(crate) fn free_port() -> u16 {
         .and_then(|l| l.local_addr())
         .expect("find a free port")
         .port()
+}
+
+/// How a test client authenticates to a secured server.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct ClientAuth {
+    pub(crate) user: Option<(String, String)>,
+    /// The CA of the server's certificate (turns TLS on).
+    pub(crate) tls_ca: Option<PathBuf>,
+    /// The client's reply subject prefix instead of `_INBOX`.
+    pub(crate) inbox_prefix: Option<String>,
+}
+
+impl ClientAuth {
+    pub(crate) fn user(user: &str, password: &str) -> Self {
+        ClientAuth {
+            user: Some((user.to_string(), password.to_string())),
+            ..Default::default()
+        }
+    }
+
+    pub(crate) fn tls_ca(mut self, ca: impl Into<PathBuf>) -> Self {
+        self.tls_ca = Some(ca.into());
+        self
+    }
+
+    pub(crate) fn inbox_prefix(mut self, prefix: &str) -> Self {
+        self.inbox_prefix = Some(prefix.to_string());
+        self
+    }
+}
+
+/// Connects with `auth`; the server's errors (permission violations) are
+/// sent to `events` when given.
+pub(crate) async fn connect_as(
+    url: &str,
+    auth: &ClientAuth,
+    events: Option<tokio::sync::mpsc::UnboundedSender<String>>,
+) -> Result<async_nats::Client, String> {
+    let mut options = async_nats::ConnectOptions::new()
+        .request_timeout(Some(REQUEST_TIMEOUT))
+        .event_callback(move |event| {
+            let events = events.clone();
+            async move {
+                if let Some(events) = events {
+                    let _ = events.send(event.to_string());
+                }
+            }
+        });
+    if let Some((user, password)) = &auth.user {
+        options = options.user_and_password(user.clone(), password.clone());
+    }
+    if let Some(ca) = &auth.tls_ca {
+        options = options.add_root_certificates(ca.clone()).require_tls(true);
+    }
+    if let Some(prefix) = &auth.inbox_prefix {
+        options = options.custom_inbox_prefix(prefix);
+    }
+    options
+        .connect(url)
+        .await
+        .map_err(|e| format!("cannot connect to NATS at {url}: {e}"))
 }
 
 /// Connects to a NATS server, panicking with the URL on failure.

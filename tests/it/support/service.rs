@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 use tempfile::TempDir;
 
-use super::nats::{connect, send_signal, tail, try_request};
+use super::nats::{connect, connect_as, send_signal, tail, try_request, ClientAuth};
 
 /// How long a service may take to answer `qry.health` after it starts.
 pub(crate) const HEALTH_TIMEOUT: Duration = Duration::from_secs(20);
@@ -63,6 +63,9 @@ pub(crate) struct ServiceOptions {
     pub(crate) extra_args: Vec<String>,
     /// More environment variables.
     pub(crate) env: Vec<(String, String)>,
+    /// How the helper's own client (health checks, [`Service::client`])
+    /// authenticates; plain when `None`.
+    pub(crate) helper_auth: Option<ClientAuth>,
 }
 
 impl ServiceOptions {
@@ -76,6 +79,7 @@ impl ServiceOptions {
             data_dir: None,
             extra_args: Vec::new(),
             env: Vec::new(),
+            helper_auth: None,
         }
     }
 
@@ -124,7 +128,12 @@ impl Service {
             .clone()
             .unwrap_or_else(|| dir.path().join("data"));
         let log_path = dir.path().join("cpor.log");
-        let client = connect(&opts.nats_url).await;
+        let client = match &opts.helper_auth {
+            None => connect(&opts.nats_url).await,
+            Some(auth) => connect_as(&opts.nats_url, auth, None)
+                .await
+                .unwrap_or_else(|e| panic!("{e}")),
+        };
         let mut service = Service {
             opts,
             bin,
@@ -380,6 +389,15 @@ impl Service {
             "CPOR_PREFIX",
             "CPOR_CONFIG",
             "CPOR_MANUAL_CLOCK",
+            "CPOR_NATS_CREDS",
+            "CPOR_NATS_NKEY",
+            "CPOR_NATS_USER",
+            "CPOR_NATS_PASSWORD",
+            "CPOR_NATS_TOKEN",
+            "CPOR_NATS_TLS_CA",
+            "CPOR_NATS_TLS_CERT",
+            "CPOR_NATS_TLS_KEY",
+            "CPOR_NATS_INBOX_PREFIX",
         ] {
             if !self.opts.env.iter().any(|(k, _)| k == var) {
                 cmd.env_remove(var);

@@ -10,23 +10,17 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use clap::Args;
-use futures::StreamExt;
 
 use cpor_log::{LogError, LogReader};
-use cpor_nats::async_nats;
-use cpor_nats::async_nats::jetstream::consumer::{pull, DeliverPolicy};
+use cpor_nats::connection::{ReadFrom, StreamMessages};
 use cpor_nats::relay::stream_names;
 
 use super::progress;
-
-/// Environment variable of the NATS URL (shared with `cpor serve`).
-const NATS_URL_ENV: &str = "CPOR_NATS_URL";
+use crate::nats_flags::{NatsAuthArgs, NATS_URL_ENV, TOOL_CONNECT_WAIT};
 /// How long a stream read may wait for the next message before giving up.
 const STREAM_STALL_TIMEOUT: Duration = Duration::from_secs(30);
 /// How often a waiting stream read looks at the interrupt flag.
 const STREAM_POLL: Duration = Duration::from_millis(250);
-/// How long connecting to NATS may take.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Lines longer than this are not events of this service (an event is at
 /// most a few hundred KiB); reading stops there so memory stays bounded.
 const MAX_LINE_BYTES: u64 = 16 * 1024 * 1024;
@@ -49,6 +43,9 @@ pub(crate) struct SourceArgs {
         value_name = "PREFIX"
     )]
     pub(crate) prefix: String,
+    /// How to authenticate to NATS (with --nats-url).
+    #[command(flatten)]
+    pub(crate) nats: NatsAuthArgs,
 }
 
 /// One source, chosen from the flags.
@@ -58,6 +55,7 @@ pub(crate) enum SourceSpec {
     Stream {
         nats_url: String,
         prefix: String,
+        auth: Box<NatsAuthArgs>,
     },
     /// A file of CloudEvents JSON lines; `-` is stdin.
     File(PathBuf),
@@ -84,6 +82,7 @@ impl SourceArgs {
         let stream = self.nats_url.as_ref().map(|url| SourceSpec::Stream {
             nats_url: url.clone(),
             prefix: self.prefix.clone(),
+            auth: Box::new(self.nats.clone()),
         });
         if nats_explicit {
             given.push(("--nats-url", stream.clone().expect("nats_url is set")));
@@ -163,9 +162,13 @@ impl EventSource {
                 from: from.max(1),
                 dir: dir.clone(),
             }),
-            SourceSpec::Stream { nats_url, prefix } => Ok(EventSource::Stream(Box::new(
-                StreamSource::open(nats_url, prefix, from)?,
-            ))),
+            SourceSpec::Stream {
+                nats_url,
+                prefix,
+                auth,
+            } => Ok(EventSource::Stream(Box::new(StreamSource::open(
+                nats_url, prefix, auth, from,
+            )?))),
             SourceSpec::File(path) if path.as_os_str() == "-" => Ok(EventSource::File {
                 reader: Box::new(BufReader::with_capacity(1 << 16, std::io::stdin())),
                 name: "stdin".into(),
@@ -287,13 +290,18 @@ pub(crate) struct StreamSource {
     runtime: tokio::runtime::Runtime,
     url: String,
     stream_name: String,
-    messages: Option<pull::Ordered>,
+    messages: Option<StreamMessages>,
     start_sequence: u64,
     last_sequence: u64,
 }
 
 impl StreamSource {
-    fn open(url: &str, prefix: &str, from: u64) -> anyhow::Result<StreamSource> {
+    fn open(
+        url: &str,
+        prefix: &str,
+        auth: &NatsAuthArgs,
+        from: u64,
+    ) -> anyhow::Result<StreamSource> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .enable_all()
@@ -301,17 +309,10 @@ impl StreamSource {
             .context("cannot start the async runtime")?;
         let (stream_name, _) = stream_names(prefix);
         let (messages, start_sequence, last_sequence) = runtime.block_on(async {
-            let client = async_nats::ConnectOptions::new()
-                .name("cpor audit")
-                .connection_timeout(CONNECT_TIMEOUT)
-                .connect(url)
-                .await
-                .with_context(|| format!("cannot reach NATS at {url}"))?;
-            let js = async_nats::jetstream::new(client);
-            let mut stream = js.get_stream(&stream_name).await.with_context(|| {
+            let nats = cpor_nats::connect(&auth.options(url, "cpor audit", Some(TOOL_CONNECT_WAIT))?).await?;
+            let state = nats.stream_state(&stream_name).await.with_context(|| {
                 format!("no JetStream stream {stream_name} at {url}: is a service running (or has one run) with prefix {prefix}?")
             })?;
-            let state = stream.info().await.context("cannot read the stream's state")?.state.clone();
             // Snapshot: read up to the last message there now, while the service goes on.
             let last = state.last_sequence;
             if last == 0 || state.messages == 0 {
@@ -321,8 +322,8 @@ impl StreamSource {
             // stream; seek only when the message at `from` confirms it.
             let mut start = state.first_sequence.max(1);
             if from > start && from <= last {
-                if let Ok(message) = stream.get_raw_message(from).await {
-                    if event_position(&message.payload) == Some(from) {
+                if let Ok(payload) = nats.stream_message(&stream_name, from).await {
+                    if event_position(&payload) == Some(from) {
                         start = from;
                     }
                 }
@@ -330,20 +331,9 @@ impl StreamSource {
             if start > last {
                 return Ok((None, start, last));
             }
-            let deliver_policy = if start <= 1 {
-                DeliverPolicy::All
-            } else {
-                DeliverPolicy::ByStartSequence { start_sequence: start }
-            };
-            let consumer = stream
-                .create_consumer(pull::OrderedConfig {
-                    deliver_policy,
-                    description: Some("cpor audit read".into()),
-                    ..Default::default()
-                })
-                .await
-                .context("cannot create a consumer on the stream")?;
-            let messages = consumer.messages().await.context("cannot read the stream")?;
+            let messages = nats
+                .read_stream(&stream_name, ReadFrom::Sequence(start), None, "cpor audit read")
+                .await?;
             Ok((Some(messages), start, last))
         })?;
         Ok(StreamSource {
@@ -398,10 +388,7 @@ impl StreamSource {
                 Some(Err(error)) => bail!("reading the stream {}: {error}", self.stream_name),
                 Some(Ok(message)) => message,
             };
-            let sequence = message
-                .info()
-                .map_err(|e| anyhow::anyhow!("a message without JetStream metadata: {e}"))?
-                .stream_sequence;
+            let sequence = message.sequence;
             let position = event_position(&message.payload);
             let repeated = position.is_some_and(|p| last_position != 0 && p <= last_position);
             if repeated {
@@ -466,6 +453,7 @@ mod tests {
             data_dir: data_dir.map(PathBuf::from),
             nats_url: nats_url.map(str::to_string),
             prefix: "cpor".into(),
+            nats: NatsAuthArgs::default(),
         }
     }
 
@@ -482,7 +470,8 @@ mod tests {
             args(None, Some(url)).resolve(None, false).unwrap(),
             SourceSpec::Stream {
                 nats_url: url.into(),
-                prefix: "cpor".into()
+                prefix: "cpor".into(),
+                auth: Box::default(),
             }
         );
         assert_eq!(
