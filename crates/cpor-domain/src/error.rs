@@ -49,34 +49,9 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
+    /// The wire code (`"CLAIM_NOT_FOUND"`), as serde spells it.
     pub fn as_str(self) -> &'static str {
-        match self {
-            ErrorCode::PayloadTooLarge => "PAYLOAD_TOO_LARGE",
-            ErrorCode::InvalidJson => "INVALID_JSON",
-            ErrorCode::InvalidCommand => "INVALID_COMMAND",
-            ErrorCode::Forbidden => "FORBIDDEN",
-            ErrorCode::IdempotencyConflict => "IDEMPOTENCY_CONFLICT",
-            ErrorCode::ClaimNotFound => "CLAIM_NOT_FOUND",
-            ErrorCode::ClaimExists => "CLAIM_EXISTS",
-            ErrorCode::VersionConflict => "VERSION_CONFLICT",
-            ErrorCode::InvalidTransition => "INVALID_TRANSITION",
-            ErrorCode::DisputeWindowClosed => "DISPUTE_WINDOW_CLOSED",
-            ErrorCode::TenantUnknown => "TENANT_UNKNOWN",
-            ErrorCode::DomainTenantMismatch => "DOMAIN_TENANT_MISMATCH",
-            ErrorCode::ActivityNotAllowed => "ACTIVITY_NOT_ALLOWED",
-            ErrorCode::PartnerUnknown => "PARTNER_UNKNOWN",
-            ErrorCode::MpnNotOwned => "MPN_NOT_OWNED",
-            ErrorCode::NotASubscriptionId => "NOT_A_SUBSCRIPTION_ID",
-            ErrorCode::SubscriptionUnknown => "SUBSCRIPTION_UNKNOWN",
-            ErrorCode::ProductNotOnTenant => "PRODUCT_NOT_ON_TENANT",
-            ErrorCode::SubscriptionNotDynamics => "SUBSCRIPTION_NOT_DYNAMICS",
-            ErrorCode::SubscriptionIsCsp => "SUBSCRIPTION_IS_CSP",
-            ErrorCode::SubscriptionNotProvisioned => "SUBSCRIPTION_NOT_PROVISIONED",
-            ErrorCode::SubscriptionNotActive => "SUBSCRIPTION_NOT_ACTIVE",
-            ErrorCode::SubscriptionAlreadyClaimed => "SUBSCRIPTION_ALREADY_CLAIMED",
-            ErrorCode::ClockNotManual => "CLOCK_NOT_MANUAL",
-            ErrorCode::Unavailable => "UNAVAILABLE",
-        }
+        crate::types::wire_name(&self)
     }
 
     /// A sentence a partner (or an integrator) understands, saying what to do.

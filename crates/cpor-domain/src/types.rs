@@ -194,6 +194,7 @@ pub struct Mpn {
     Serialize,
     Deserialize,
     schemars::JsonSchema,
+    strum::VariantArray,
 )]
 #[serde(rename_all = "snake_case")]
 pub enum ClaimStatus {
@@ -215,17 +216,25 @@ impl ClaimStatus {
         )
     }
 
+    /// The wire name (`"under_review"`), as serde spells it: the one
+    /// spelling of a status.
     pub fn as_str(self) -> &'static str {
-        match self {
-            ClaimStatus::Submitted => "submitted",
-            ClaimStatus::UnderReview => "under_review",
-            ClaimStatus::PartnerActionRequired => "partner_action_required",
-            ClaimStatus::Approved => "approved",
-            ClaimStatus::Rejected => "rejected",
-            ClaimStatus::Withdrawn => "withdrawn",
-            ClaimStatus::Ended => "ended",
-        }
+        wire_name(&self)
     }
+
+    /// The status with that wire name, if any.
+    pub fn parse(text: &str) -> Option<ClaimStatus> {
+        <ClaimStatus as strum::VariantArray>::VARIANTS
+            .iter()
+            .copied()
+            .find(|s| s.as_str() == text)
+    }
+}
+
+/// The name serde gives a unit variant of a wire enum (its `rename_all`
+/// applied), so that names are declared once, on the enum.
+pub(crate) fn wire_name<T: Serialize>(value: &T) -> &'static str {
+    serde_variant::to_variant_name(value).expect("wire enums are unit variants")
 }
 
 #[derive(
@@ -253,6 +262,13 @@ pub enum CaseStatus {
 pub enum DeadlineKind {
     Review,
     PartnerResponse,
+}
+
+impl DeadlineKind {
+    /// `"review"` or `"partner_response"`, as serde spells it.
+    pub fn as_str(self) -> &'static str {
+        wire_name(&self)
+    }
 }
 
 /// The arbitration key: one partner of record per customer, product and activity.

@@ -165,9 +165,3 @@ impl CommentView {
 pub fn in_open_case(claim: &Claim, case: Option<&Case>) -> bool {
     claim.is_contender() && case.is_some_and(|c| c.status == CaseStatus::Open)
 }
-
-impl ClaimStatus {
-    pub fn parse(text: &str) -> Option<ClaimStatus> {
-        serde_json::from_value(serde_json::Value::String(text.to_string())).ok()
-    }
-}

@@ -141,6 +141,17 @@ fn fingerprint(tail: &str, body: &Value) -> Result<String, Rejection> {
         .collect())
 }
 
+/// Contract §8: a service prefix matches `^[a-z][a-z0-9_]{0,31}$`, so it is
+/// one NATS subject token and upper-cases into a stream name.
+pub fn is_valid_prefix(prefix: &str) -> bool {
+    let bytes = prefix.as_bytes();
+    (1..=32).contains(&bytes.len())
+        && bytes[0].is_ascii_lowercase()
+        && bytes[1..]
+            .iter()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'_')
+}
+
 pub fn is_subject_id(text: &str) -> bool {
     (1..=64).contains(&text.len())
         && text

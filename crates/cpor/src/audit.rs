@@ -35,7 +35,7 @@ use uuid::Uuid;
 
 use cpor_domain::event::{AggregateKind, EventData};
 use cpor_domain::state::State;
-use cpor_domain::types::{Actor, CaseStatus, ClaimStatus, DeadlineKind, Timestamp};
+use cpor_domain::types::{Actor, CaseStatus, ClaimStatus, Timestamp};
 use cpor_domain::view::{format_time, CaseView, ClaimView};
 use cpor_log::envelope::{decode, DecodedEvent};
 
@@ -619,22 +619,8 @@ fn render_history(
 
 // ---------------------------------------------------------------- replay
 
-const STATUSES: [ClaimStatus; 7] = [
-    ClaimStatus::Submitted,
-    ClaimStatus::UnderReview,
-    ClaimStatus::PartnerActionRequired,
-    ClaimStatus::Approved,
-    ClaimStatus::Rejected,
-    ClaimStatus::Withdrawn,
-    ClaimStatus::Ended,
-];
-
-fn deadline_name(kind: DeadlineKind) -> &'static str {
-    match kind {
-        DeadlineKind::Review => "review",
-        DeadlineKind::PartnerResponse => "partner_response",
-    }
-}
+/// Every status, in declaration order (the order of the contract's diagram).
+const STATUSES: &[ClaimStatus] = <ClaimStatus as strum::VariantArray>::VARIANTS;
 
 pub(crate) fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     run(|| {
@@ -703,7 +689,7 @@ fn replay_report(folded: &Folded, as_of: Timestamp, source: &str) -> Value {
         .map(|(due, claim_id, kind)| {
             json!({
                 "claim_id": claim_id,
-                "deadline": deadline_name(*kind),
+                "deadline": kind.as_str(),
                 "due_at": format_time(due),
                 "status": state.claims.get(claim_id).map(|c| c.status.as_str()),
             })
@@ -766,7 +752,7 @@ fn render_replay(report: &Value) -> String {
     );
     let _ = writeln!(out);
     let _ = writeln!(out, "claims: {}", report["claims"]["total"]);
-    for status in STATUSES.map(ClaimStatus::as_str) {
+    for status in STATUSES.iter().map(|s| s.as_str()) {
         let _ = writeln!(
             out,
             "  {status:<24} {:>6}",

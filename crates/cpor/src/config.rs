@@ -86,18 +86,9 @@ pub(crate) struct Settings {
     pub(crate) log_format: LogFormat,
 }
 
-pub(crate) fn is_valid_prefix(prefix: &str) -> bool {
-    let bytes = prefix.as_bytes();
-    (1..=32).contains(&bytes.len())
-        && bytes[0].is_ascii_lowercase()
-        && bytes[1..]
-            .iter()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'_')
-}
-
 impl ServeArgs {
     pub(crate) fn validate(self) -> anyhow::Result<Settings> {
-        if !is_valid_prefix(&self.prefix) {
+        if !cpor_nats::wire::is_valid_prefix(&self.prefix) {
             bail!(
                 "bad prefix {:?}: use 1 to 32 lowercase letters, digits or underscores, starting with a letter (^[a-z][a-z0-9_]{{0,31}}$)",
                 self.prefix

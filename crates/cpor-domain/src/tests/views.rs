@@ -225,3 +225,23 @@ fn statuses_parse_from_their_names_and_in_arbitration_means_an_open_case() {
         case_of(&world, "c2").as_ref()
     ));
 }
+
+#[test]
+fn wire_names_are_serdes_names() {
+    use crate::error::ErrorCode;
+    use crate::types::{ClaimStatus, DeadlineKind};
+    use strum::VariantArray;
+    for status in ClaimStatus::VARIANTS {
+        let serde = serde_json::to_value(status).unwrap();
+        assert_eq!(serde, status.as_str());
+        assert_eq!(ClaimStatus::parse(status.as_str()), Some(*status));
+    }
+    assert_eq!(
+        ClaimStatus::VARIANTS.len(),
+        7,
+        "contract §1 lists seven statuses"
+    );
+    assert_eq!(ClaimStatus::parse("open"), None);
+    assert_eq!(ErrorCode::ClaimNotFound.as_str(), "CLAIM_NOT_FOUND");
+    assert_eq!(DeadlineKind::PartnerResponse.as_str(), "partner_response");
+}

@@ -566,4 +566,22 @@ fn reference_data_limits_and_domain_names() {
         json!([{"mpn_id": "1".repeat(MPN_ID_MAX_CHARS + 1), "incentive_enrolled": true}]),
         "mpns[0].mpn_id:",
     );
+#[test]
+fn prefixes_follow_contract_section_8() {
+    for good in ["cpor", "t1", "a", "a_b_9", &"a".repeat(32)] {
+        assert!(is_valid_prefix(good), "{good}");
+    }
+    for bad in [
+        "",
+        "1a",
+        "_a",
+        "Cpor",
+        "cp-or",
+        "cp.or",
+        "cp*",
+        &"a".repeat(33),
+        "é",
+    ] {
+        assert!(!is_valid_prefix(bad), "{bad}");
+    }
 }

@@ -115,11 +115,7 @@ impl SourceArgs {
 
 /// Contract §8: `^[a-z][a-z0-9_]{0,31}$`.
 fn check_prefix(prefix: &str) -> anyhow::Result<()> {
-    let mut chars = prefix.chars();
-    let valid = prefix.len() <= 32
-        && chars.next().is_some_and(|c| c.is_ascii_lowercase())
-        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
-    if !valid {
+    if !cpor_nats::wire::is_valid_prefix(prefix) {
         bail!("--prefix {prefix:?} is not a service prefix (^[a-z][a-z0-9_]{{0,31}}$)");
     }
     Ok(())
