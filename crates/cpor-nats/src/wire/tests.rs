@@ -566,6 +566,8 @@ fn reference_data_limits_and_domain_names() {
         json!([{"mpn_id": "1".repeat(MPN_ID_MAX_CHARS + 1), "incentive_enrolled": true}]),
         "mpns[0].mpn_id:",
     );
+}
+
 #[test]
 fn prefixes_follow_contract_section_8() {
     for good in ["cpor", "t1", "a", "a_b_9", &"a".repeat(32)] {
