@@ -8,9 +8,10 @@ use std::path::Path;
 
 use uuid::Uuid;
 
+use cpor_domain::access::authorize_envelope;
 use cpor_domain::calendar::Calendar;
 use cpor_domain::command::CommandEnvelope;
-use cpor_domain::decide::{authorize, decide, Context};
+use cpor_domain::decide::{decide, Context};
 use cpor_domain::state::State;
 use cpor_domain::types::{DeadlineKind, Timestamp};
 use cpor_log::{Appender, Log, LogError};
@@ -72,7 +73,7 @@ impl Writer {
         now: Timestamp,
         lookup: bool,
     ) -> Result<Outcome, LogError> {
-        if let Err(rejection) = authorize(envelope) {
+        if let Err(rejection) = authorize_envelope(envelope) {
             return Ok(Outcome::Refused(rejection.code.as_str()));
         }
         if lookup

@@ -8,6 +8,7 @@
 
 use uuid::Uuid;
 
+use crate::access::may_see;
 use crate::calendar::Calendar;
 use crate::command::{Command, CommandEnvelope, SubmitClaim, SubscriptionRecord};
 use crate::error::{ErrorCode, Rejection};
@@ -44,44 +45,7 @@ pub const ARBITRATION_NOTICE: &str = "Another partner claims the same customer a
 This claim is now in arbitration: reviewers will compare the proofs of execution, \
 may ask for more, and the review may take longer than five business days.";
 
-/// Stateless permission check, done before idempotency (contract precedence:
-/// `FORBIDDEN` comes before `IDEMPOTENCY_CONFLICT`).
-pub fn authorize(envelope: &CommandEnvelope) -> Result<(), Rejection> {
-    let actor = &envelope.actor;
-    let partner_ok = actor.partner_with_allowed_role().is_some();
-    let allowed = match &envelope.command {
-        Command::UpsertTenant { .. }
-        | Command::UpsertSubscription(_)
-        | Command::UpsertPartner { .. }
-        | Command::DeadlineElapsed { .. } => actor.kind() == ActorKind::System,
-        Command::Submit(_)
-        | Command::SubmitPoe { .. }
-        | Command::Withdraw { .. }
-        | Command::Dispute { .. }
-        | Command::Disassociate { .. } => partner_ok,
-        Command::Comment { .. } => partner_ok || actor.kind() == ActorKind::Reviewer,
-        Command::StartReview { .. }
-        | Command::RequestPoe { .. }
-        | Command::Approve { .. }
-        | Command::Reject { .. } => actor.kind() == ActorKind::Reviewer,
-        Command::CustomerDecline { .. } => actor.kind() == ActorKind::Customer,
-    };
-    if allowed {
-        Ok(())
-    } else if actor.kind() == ActorKind::Partner && !partner_ok {
-        Err(Rejection::with_message(
-            ErrorCode::Forbidden,
-            "Your user needs the Global admin, Billing admin or Incentives admin role to work on claims.",
-        ))
-    } else {
-        Err(Rejection::with_message(
-            ErrorCode::Forbidden,
-            format!("A {:?} actor may not send this command.", actor.kind()).to_lowercase(),
-        ))
-    }
-}
-
-/// Decides one command. Assumes [`authorize`] passed.
+/// Decides one command. Assumes [`crate::access::authorize_envelope`] passed.
 pub fn decide(
     state: &State,
     envelope: &CommandEnvelope,
@@ -154,16 +118,6 @@ pub fn visible_claim<'s>(
 ) -> Result<&'s Claim, Rejection> {
     let claim = state.claims.get(&claim_id).filter(|c| may_see(actor, c));
     claim.ok_or_else(|| Rejection::new(ErrorCode::ClaimNotFound))
-}
-
-/// Partners see their own claims, customers their tenant's, reviewers and
-/// systems every claim.
-pub fn may_see(actor: &Actor, claim: &Claim) -> bool {
-    match actor {
-        Actor::Partner { partner_id, .. } => *partner_id == claim.partner_id,
-        Actor::Customer { tenant_id, .. } => *tenant_id == claim.tenant_id,
-        Actor::Reviewer { .. } | Actor::System { .. } => true,
-    }
 }
 
 fn invalid_transition(claim: &Claim, action: &str) -> Rejection {

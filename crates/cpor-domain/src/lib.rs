@@ -1,4 +1,5 @@
 //! The CPOR claim workflow as a pure state machine.
+pub mod access;
 pub mod calendar;
 pub mod command;
 pub mod decide;

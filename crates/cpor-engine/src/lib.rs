@@ -25,9 +25,10 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot, watch};
 use uuid::Uuid;
 
+use cpor_domain::access::authorize_envelope;
 use cpor_domain::calendar::Calendar;
 use cpor_domain::command::{Command, CommandEnvelope};
-use cpor_domain::decide::{authorize, decide, Context};
+use cpor_domain::decide::{decide, Context};
 use cpor_domain::error::{ErrorCode, Rejection};
 use cpor_domain::event::AggregateId;
 use cpor_domain::state::State;
@@ -511,7 +512,7 @@ impl Writer {
         fingerprint: String,
         now: Timestamp,
     ) -> Result<Outcome, LogError> {
-        if let Err(rejection) = authorize(&envelope) {
+        if let Err(rejection) = authorize_envelope(&envelope) {
             return Ok(Outcome::Rejected(rejection));
         }
         let earlier = match in_batch.get(&envelope.command_id) {

@@ -3,8 +3,8 @@
 //! history.
 
 use super::harness::*;
+use crate::access::authorize_envelope as authorize;
 use crate::command::{Command, CommandEnvelope};
-use crate::decide::authorize;
 use crate::error::ErrorCode;
 use crate::types::{Actor, ActorKind, DeadlineKind, Mpn};
 

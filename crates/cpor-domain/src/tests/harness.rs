@@ -18,9 +18,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use chrono::{DateTime, Duration, Utc};
 use uuid::Uuid;
 
+use crate::access::authorize_envelope;
 use crate::calendar::Calendar;
 use crate::command::{Command, CommandEnvelope, SubmitClaim, SubscriptionRecord};
-use crate::decide::{authorize, decide, Context, Decision};
+use crate::decide::{decide, Context, Decision};
 use crate::error::{ErrorCode, Rejection};
 use crate::event::{Event, EventData, PartnerUpserted, TenantUpserted};
 use crate::state::{Claim, State};
@@ -409,7 +410,7 @@ impl World {
 
     /// What the engine does before writing: authorize, then decide.
     pub(crate) fn decide(&self, envelope: &CommandEnvelope) -> Result<Decision, Rejection> {
-        authorize(envelope)?;
+        authorize_envelope(envelope)?;
         let ctx = Context {
             now: self.now,
             calendar: &self.calendar,

@@ -4,6 +4,7 @@
 //!
 //! | module | contract |
 //! |---|---|
+//! | `access` | §3, §4, v1.1 §8a: subject scope × actor × action → `FORBIDDEN` or what the actor sees |
 //! | `authorize` | §3 actors: who may send what (`FORBIDDEN`) |
 //! | `errors` | §3 error codes: precedence, `code`/`reasons` |
 //! | `submit` | §1 table, §3 `submit` and every submit error code |
@@ -23,6 +24,7 @@
 
 mod harness;
 
+mod access;
 mod arbitration;
 mod authorize;
 mod claim_errors;
