@@ -137,6 +137,7 @@ scenario_tests!(
     restart_keeps_everything,
     review_deadline_met_by_comment,
     review_deadline_missed,
+    scoped_queries,
     submit_and_approve,
     subscription_is_csp,
     subscription_not_provisioned,

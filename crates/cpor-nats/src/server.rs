@@ -15,9 +15,9 @@ use serde_json::{json, Value};
 use tokio::sync::Semaphore;
 use tracing::Instrument;
 
+use cpor_domain::access::Visibility;
 use cpor_domain::error::{ErrorCode, Rejection};
 use cpor_domain::event::{AggregateId, AggregateKind};
-use cpor_domain::types::Actor;
 use cpor_engine::{Engine, Outcome};
 
 use crate::wire::{self, error_reply, Query, Request};
@@ -200,13 +200,19 @@ impl Server {
             Rejection::new(ErrorCode::Unavailable)
         };
         match query {
-            Query::ClaimGet { actor, claim_id } => {
-                let view = visible_view(reader, &actor, &claim_id)?;
+            Query::ClaimGet {
+                visibility,
+                claim_id,
+            } => {
+                let view = visible_view(reader, &visibility, &claim_id)?;
                 let comments = reader.comments(&claim_id).map_err(unavailable)?;
                 Ok(json!({"ok": true, "claim": view, "comments": comments}))
             }
-            Query::ClaimHistory { actor, claim_id } => {
-                visible_view(reader, &actor, &claim_id)?;
+            Query::ClaimHistory {
+                visibility,
+                claim_id,
+            } => {
+                visible_view(reader, &visibility, &claim_id)?;
                 let aggregate = AggregateId {
                     kind: AggregateKind::Claim,
                     id: claim_id.to_string(),
@@ -226,23 +232,20 @@ impl Server {
                 filter,
                 limit,
                 after,
-                ..
             } => {
                 let page = reader
                     .list_claims(&filter, after, limit)
                     .map_err(unavailable)?;
                 Ok(json!({"ok": true, "claims": page.claims, "next": page.next}))
             }
-            Query::CaseGet { case_id, .. } => {
-                match reader.case_view(&case_id).map_err(unavailable)? {
-                    Some(case) => Ok(json!({"ok": true, "case": case})),
-                    None => Err(Rejection::with_message(
-                        ErrorCode::InvalidCommand,
-                        "case_id: no such arbitration case",
-                    )),
-                }
-            }
-            Query::CaseList { status, .. } => {
+            Query::CaseGet { case_id } => match reader.case_view(&case_id).map_err(unavailable)? {
+                Some(case) => Ok(json!({"ok": true, "case": case})),
+                None => Err(Rejection::with_message(
+                    ErrorCode::InvalidCommand,
+                    "case_id: no such arbitration case",
+                )),
+            },
+            Query::CaseList { status } => {
                 let cases = reader.list_cases(status.as_deref()).map_err(unavailable)?;
                 Ok(json!({"ok": true, "cases": cases}))
             }
@@ -250,33 +253,24 @@ impl Server {
     }
 }
 
-/// The stored view of a claim the actor may see, or `CLAIM_NOT_FOUND`
-/// (the domain's `may_see` rule, applied to the stored view).
+/// The stored view of a claim within `visibility` (decided by
+/// [`cpor_domain::access::authorize`]), or `CLAIM_NOT_FOUND`.
 fn visible_view(
     reader: &cpor_log::LogReader,
-    actor: &Actor,
+    visibility: &Visibility,
     claim_id: &uuid::Uuid,
 ) -> Result<Value, Rejection> {
     let view = reader
         .claim_view(claim_id)
         .map_err(|_| Rejection::new(ErrorCode::Unavailable))?
         .ok_or_else(|| Rejection::new(ErrorCode::ClaimNotFound))?;
-    let owner = view
-        .get("partner_id")
-        .and_then(Value::as_str)
-        .unwrap_or_default();
+    let owner = view.get("partner_id").and_then(Value::as_str);
     let tenant = view
         .get("tenant_id")
         .and_then(Value::as_str)
-        .unwrap_or_default();
-    let visible = match actor {
-        Actor::Partner { partner_id, .. } => partner_id == owner,
-        Actor::Customer { tenant_id, .. } => tenant_id.to_string() == tenant,
-        Actor::Reviewer { .. } | Actor::System { .. } => true,
-    };
-    if visible {
-        Ok(view)
-    } else {
-        Err(Rejection::new(ErrorCode::ClaimNotFound))
+        .and_then(|t| t.parse::<uuid::Uuid>().ok());
+    match (owner, tenant) {
+        (Some(owner), Some(tenant)) if visibility.sees(owner, tenant) => Ok(view),
+        _ => Err(Rejection::new(ErrorCode::ClaimNotFound)),
     }
 }

@@ -13,13 +13,14 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
+use cpor_domain::access::{self, Action, Scope, Visibility};
 use cpor_domain::command::{Command, CommandEnvelope, SubmitClaim, SubscriptionRecord};
 use cpor_domain::dns::domain_key;
 use cpor_domain::error::{ErrorCode, Rejection};
 use cpor_domain::limits::{DOMAINS_PER_TENANT_MAX, MPNS_PER_PARTNER_MAX, MPN_ID_MAX_CHARS};
 use cpor_domain::types::{
-    Activity, Actor, ActorKind, Channel, ClaimStatus, Mpn, PoeDocument, SolutionArea,
-    SubscriptionState, Timestamp,
+    Activity, Actor, Channel, ClaimStatus, Mpn, PoeDocument, SolutionArea, SubscriptionState,
+    Timestamp,
 };
 use cpor_jcs::canonical_json;
 use cpor_log::ClaimFilter;
@@ -38,6 +39,9 @@ pub const ACTOR_ROLES_MAX: usize = 100;
 pub const NAME_MAX_CHARS: usize = 256;
 pub const URI_MAX_CHARS: usize = 2_048;
 
+// A request lives for one message and is moved once; boxing the command
+// would only add an allocation per command.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum Request {
     Command {
@@ -52,27 +56,29 @@ pub enum Request {
 }
 
 #[derive(Debug, Clone, PartialEq)]
+/// A query the caller is allowed to make ([`access::authorize`]), with the
+/// claims it may see.
 pub enum Query {
+    /// `CLAIM_NOT_FOUND` unless the claim is within `visibility`.
     ClaimGet {
-        actor: Actor,
+        visibility: Visibility,
         claim_id: Uuid,
     },
+    /// `CLAIM_NOT_FOUND` unless the claim is within `visibility`.
     ClaimHistory {
-        actor: Actor,
+        visibility: Visibility,
         claim_id: Uuid,
     },
+    /// `filter` is already narrowed to what the caller sees.
     ClaimsList {
-        actor: Actor,
         filter: ClaimFilter,
         limit: usize,
         after: Option<u64>,
     },
     CaseGet {
-        actor: Actor,
         case_id: Uuid,
     },
     CaseList {
-        actor: Actor,
         status: Option<String>,
     },
 }
@@ -81,9 +87,10 @@ fn invalid(message: impl Into<String>) -> Rejection {
     Rejection::with_message(ErrorCode::InvalidCommand, message)
 }
 
-fn forbidden(message: impl Into<String>) -> Rejection {
-    Rejection::with_message(ErrorCode::Forbidden, message)
-}
+/// Queries on `{prefix}.qry.partner.{partner_id}.…` (contract v1.1 §4).
+pub const PARTNER_QUERIES: [&str; 3] = ["claim.get", "claim.history", "claims.list"];
+/// Queries on `{prefix}.qry.customer.{tenant_id}.…` (contract v1.1 §4).
+pub const CUSTOMER_QUERIES: [&str; 2] = ["claim.get", "claims.list"];
 
 /// Parses one request. `tail` is the subject without `{prefix}.`.
 pub fn parse(tail: &str, payload: &[u8]) -> Result<Request, Rejection> {
@@ -101,7 +108,29 @@ pub fn parse(tail: &str, payload: &[u8]) -> Result<Request, Rejection> {
     let parts: Vec<&str> = tail.split('.').collect();
     match parts.as_slice() {
         ["cmd", ..] => parse_command(tail, &parts[1..], body),
-        ["qry", rest @ ..] => parse_query(&rest.join("."), body).map(Request::Query),
+        ["qry", "partner", partner_id, rest @ ..] => {
+            subject_partner(partner_id)?;
+            let name = rest.join(".");
+            if !PARTNER_QUERIES.contains(&name.as_str()) {
+                return Err(invalid(format!(
+                    "unknown query: partner.{{partner_id}}.{name}"
+                )));
+            }
+            parse_query(Scope::Partner(partner_id.to_string()), &name, body).map(Request::Query)
+        }
+        ["qry", "customer", tenant_id, rest @ ..] => {
+            let tenant_id = subject_tenant(tenant_id)?;
+            let name = rest.join(".");
+            if !CUSTOMER_QUERIES.contains(&name.as_str()) {
+                return Err(invalid(format!(
+                    "unknown query: customer.{{tenant_id}}.{name}"
+                )));
+            }
+            parse_query(Scope::Customer(tenant_id), &name, body).map(Request::Query)
+        }
+        ["qry", rest @ ..] => {
+            parse_query(Scope::Console, &rest.join("."), body).map(Request::Query)
+        }
         ["admin", "clock"] => parse_clock(body),
         _ => Err(invalid(format!("unknown subject name: {tail}"))),
     }
@@ -335,54 +364,25 @@ macro_rules! claim_envelope {
     };
 }
 
-/// Which actor a subject family admits.
-enum SubjectActor<'a> {
-    System,
-    Partner(&'a str),
-    Reviewer,
-    Customer(&'a str),
+/// The partner id a subject carries, checked (`INVALID_COMMAND` otherwise).
+fn subject_partner(partner_id: &str) -> Result<(), Rejection> {
+    if is_subject_id(partner_id) {
+        Ok(())
+    } else {
+        Err(invalid(
+            "subject: the partner id must match ^[A-Za-z0-9_-]{1,64}$",
+        ))
+    }
 }
 
-fn check_subject_actor(expected: SubjectActor<'_>, actor: &Actor) -> Result<(), Rejection> {
-    match (expected, actor) {
-        (SubjectActor::System, Actor::System { .. })
-        | (SubjectActor::Reviewer, Actor::Reviewer { .. }) => Ok(()),
-        (SubjectActor::Partner(subject_partner), Actor::Partner { partner_id, .. }) => {
-            if subject_partner == partner_id {
-                Ok(())
-            } else {
-                Err(forbidden(format!(
-                    "The subject is for partner {subject_partner} but the actor is partner {partner_id}."
-                )))
-            }
-        }
-        (SubjectActor::Customer(subject_tenant), Actor::Customer { tenant_id, .. }) => {
-            if Uuid::parse_str(subject_tenant).ok() == Some(*tenant_id) {
-                Ok(())
-            } else {
-                Err(forbidden(
-                    "The subject's tenant is not the customer's tenant.",
-                ))
-            }
-        }
-        (expected, actor) => {
-            let wanted = match expected {
-                SubjectActor::System => "system",
-                SubjectActor::Partner(_) => "partner",
-                SubjectActor::Reviewer => "reviewer",
-                SubjectActor::Customer(_) => "customer",
-            };
-            Err(forbidden(format!(
-                "This subject takes a {wanted} actor, not a {}.",
-                format!("{:?}", actor.kind()).to_lowercase()
-            )))
-        }
-    }
+/// The tenant id a subject carries (`INVALID_COMMAND` unless a uuid).
+fn subject_tenant(tenant_id: &str) -> Result<Uuid, Rejection> {
+    Uuid::parse_str(tenant_id).map_err(|_| invalid("subject: the tenant id must be a uuid"))
 }
 
 fn parse_command(tail: &str, parts: &[&str], body: Value) -> Result<Request, Rejection> {
     let print = fingerprint(tail, &body)?;
-    let (envelope, subject_actor) = match parts {
+    let (envelope, scope) = match parts {
         ["ref", "tenant"] => {
             let d: RefTenantDto = decode(body)?;
             if d.domains.is_empty() || d.domains.len() > DOMAINS_PER_TENANT_MAX {
@@ -400,7 +400,7 @@ fn parse_command(tail: &str, parts: &[&str], body: Value) -> Result<Request, Rej
             };
             (
                 envelope(d.command_id, d.actor, d.correlation_id, None, command)?,
-                SubjectActor::System,
+                Scope::System,
             )
         }
         ["ref", "subscription"] => {
@@ -417,7 +417,7 @@ fn parse_command(tail: &str, parts: &[&str], body: Value) -> Result<Request, Rej
             });
             (
                 envelope(d.command_id, d.actor, d.correlation_id, None, command)?,
-                SubjectActor::System,
+                Scope::System,
             )
         }
         ["ref", "partner"] => {
@@ -445,39 +445,30 @@ fn parse_command(tail: &str, parts: &[&str], body: Value) -> Result<Request, Rej
             };
             (
                 envelope(d.command_id, d.actor, d.correlation_id, None, command)?,
-                SubjectActor::System,
+                Scope::System,
             )
         }
         ["partner", partner_id, name] => {
-            if !is_subject_id(partner_id) {
-                return Err(invalid(
-                    "subject: the partner id must match ^[A-Za-z0-9_-]{1,64}$",
-                ));
-            }
+            subject_partner(partner_id)?;
             (
                 partner_command(name, body)?,
-                SubjectActor::Partner(partner_id),
+                Scope::Partner(partner_id.to_string()),
             )
         }
-        ["review", name] => (review_command(name, body)?, SubjectActor::Reviewer),
+        ["review", name] => (review_command(name, body)?, Scope::Review),
         ["customer", tenant_id, "decline"] => {
-            if Uuid::parse_str(tenant_id).is_err() {
-                return Err(invalid("subject: the tenant id must be a uuid"));
-            }
+            let tenant_id = subject_tenant(tenant_id)?;
             let d: OptionalReasonDto = decode(body)?;
             check_optional_text("reason", &d.reason, TEXT_MAX_CHARS)?;
             let command = Command::CustomerDecline {
                 claim_id: d.claim_id,
                 reason: d.reason,
             };
-            (
-                claim_envelope!(d, command)?,
-                SubjectActor::Customer(tenant_id),
-            )
+            (claim_envelope!(d, command)?, Scope::Customer(tenant_id))
         }
         _ => return Err(invalid(format!("unknown subject name: {tail}"))),
     };
-    check_subject_actor(subject_actor, &envelope.actor)?;
+    access::authorize(&scope, &envelope.actor, Action::Command(&envelope.command))?;
     Ok(Request::Command {
         envelope,
         fingerprint: print,
@@ -636,9 +627,7 @@ fn parse_clock(body: Value) -> Result<Request, Rejection> {
     let now = chrono::DateTime::parse_from_rfc3339(&d.now)
         .map_err(|_| invalid("now: must be an RFC 3339 time with offset"))?
         .with_timezone(&chrono::Utc);
-    if d.actor.kind() != ActorKind::System {
-        return Err(forbidden("The clock takes a system actor."));
-    }
+    access::authorize(&Scope::System, &d.actor, Action::SetClock)?;
     Ok(Request::Clock { now })
 }
 
@@ -686,31 +675,22 @@ struct CaseListDto {
     status: Option<String>,
 }
 
-/// Partners need a claim role to read claims, as to write them.
-fn check_query_actor(actor: &Actor) -> Result<(), Rejection> {
-    check_actor(actor)?;
-    if actor.kind() == ActorKind::Partner && actor.partner_with_allowed_role().is_none() {
-        return Err(forbidden(
-            "Your user needs the Global admin, Billing admin or Incentives admin role to see claims.",
-        ));
-    }
-    Ok(())
-}
-
-fn parse_query(name: &str, body: Value) -> Result<Query, Rejection> {
+/// Parses a query asked on a subject of `scope` and authorizes it.
+fn parse_query(scope: Scope, name: &str, body: Value) -> Result<Query, Rejection> {
     match name {
         "claim.get" | "claim.history" => {
             let d: ClaimQueryDto = decode(body)?;
             check_correlation(&d.correlation_id)?;
-            check_query_actor(&d.actor)?;
+            check_actor(&d.actor)?;
+            let visibility = access::authorize(&scope, &d.actor, Action::ReadClaim)?;
             Ok(if name == "claim.get" {
                 Query::ClaimGet {
-                    actor: d.actor,
+                    visibility,
                     claim_id: d.claim_id,
                 }
             } else {
                 Query::ClaimHistory {
-                    actor: d.actor,
+                    visibility,
                     claim_id: d.claim_id,
                 }
             })
@@ -748,7 +728,15 @@ fn parse_query(name: &str, body: Value) -> Result<Query, Rejection> {
                     return Err(invalid("partner_id: must match ^[A-Za-z0-9_-]{1,64}$"));
                 }
             }
-            check_query_actor(&d.actor)?;
+            check_actor(&d.actor)?;
+            let visibility = access::authorize(
+                &scope,
+                &d.actor,
+                Action::ListClaims {
+                    partner_id: d.partner_id.as_deref(),
+                    tenant_id: d.tenant_id,
+                },
+            )?;
             let mut filter = ClaimFilter {
                 partner_id: d.partner_id,
                 tenant_id: d.tenant_id,
@@ -756,26 +744,12 @@ fn parse_query(name: &str, body: Value) -> Result<Query, Rejection> {
                 overdue: d.overdue,
                 in_arbitration: d.in_arbitration,
             };
-            // A partner sees only its own claims, a customer only its tenant's.
-            match &d.actor {
-                Actor::Partner { partner_id, .. } => {
-                    if filter.partner_id.as_ref().is_some_and(|p| p != partner_id) {
-                        return Err(forbidden("A partner can list only its own claims."));
-                    }
-                    filter.partner_id = Some(partner_id.clone());
-                }
-                Actor::Customer { tenant_id, .. } => {
-                    if filter.tenant_id.is_some_and(|t| t != *tenant_id) {
-                        return Err(forbidden(
-                            "A customer can list only its own tenant's claims.",
-                        ));
-                    }
-                    filter.tenant_id = Some(*tenant_id);
-                }
-                Actor::Reviewer { .. } | Actor::System { .. } => {}
+            match visibility {
+                Visibility::Every => {}
+                Visibility::Partner(partner_id) => filter.partner_id = Some(partner_id),
+                Visibility::Tenant(tenant_id) => filter.tenant_id = Some(tenant_id),
             }
             Ok(Query::ClaimsList {
-                actor: d.actor,
                 filter,
                 limit,
                 after,
@@ -784,11 +758,9 @@ fn parse_query(name: &str, body: Value) -> Result<Query, Rejection> {
         "arbitration.get" => {
             let d: CaseGetDto = decode(body)?;
             check_correlation(&d.correlation_id)?;
-            check_case_actor(&d.actor)?;
-            Ok(Query::CaseGet {
-                actor: d.actor,
-                case_id: d.case_id,
-            })
+            check_actor(&d.actor)?;
+            access::authorize(&scope, &d.actor, Action::ReadCases)?;
+            Ok(Query::CaseGet { case_id: d.case_id })
         }
         "arbitration.list" => {
             let d: CaseListDto = decode(body)?;
@@ -798,21 +770,11 @@ fn parse_query(name: &str, body: Value) -> Result<Query, Rejection> {
                     return Err(invalid("status: must be open or closed"));
                 }
             }
-            check_case_actor(&d.actor)?;
-            Ok(Query::CaseList {
-                actor: d.actor,
-                status: d.status,
-            })
+            check_actor(&d.actor)?;
+            access::authorize(&scope, &d.actor, Action::ReadCases)?;
+            Ok(Query::CaseList { status: d.status })
         }
         other => Err(invalid(format!("unknown query: {other}"))),
-    }
-}
-
-fn check_case_actor(actor: &Actor) -> Result<(), Rejection> {
-    check_actor(actor)?;
-    match actor.kind() {
-        ActorKind::Reviewer | ActorKind::System => Ok(()),
-        _ => Err(forbidden("Arbitration cases are for reviewers.")),
     }
 }
 

@@ -359,6 +359,31 @@ fn request_docs() -> Vec<RequestDoc> {
             schema: deserialize_schema::<ListDto>,
         },
         RequestDoc {
+            subject: "qry.partner.{partner_id}.claim.get",
+            summary: "One of the partner's claims: view and comments (partner actor of that partner; contract v1.1).",
+            schema: deserialize_schema::<ClaimQueryDto>,
+        },
+        RequestDoc {
+            subject: "qry.partner.{partner_id}.claim.history",
+            summary: "The events of one of the partner's claims, in order (partner actor of that partner; contract v1.1).",
+            schema: deserialize_schema::<ClaimQueryDto>,
+        },
+        RequestDoc {
+            subject: "qry.partner.{partner_id}.claims.list",
+            summary: "A page of the partner's claims, filtered (partner actor of that partner; contract v1.1).",
+            schema: deserialize_schema::<ListDto>,
+        },
+        RequestDoc {
+            subject: "qry.customer.{tenant_id}.claim.get",
+            summary: "A claim on the customer's tenant: view and comments (customer actor of that tenant; contract v1.1).",
+            schema: deserialize_schema::<ClaimQueryDto>,
+        },
+        RequestDoc {
+            subject: "qry.customer.{tenant_id}.claims.list",
+            summary: "A page of the claims on the customer's tenant, filtered (customer actor of that tenant; contract v1.1).",
+            schema: deserialize_schema::<ListDto>,
+        },
+        RequestDoc {
             subject: "qry.arbitration.get",
             summary: "An arbitration case (reviewer actor).",
             schema: deserialize_schema::<CaseGetDto>,
@@ -386,10 +411,17 @@ fn request_file(subject: &str) -> String {
     format!("requests/{}.json", without_parameters(subject))
 }
 
+/// Scoped queries reply as their unscoped forms do (contract v1.1 §4).
 fn reply_file(subject: &str) -> String {
     match subject {
         s if s.starts_with("cmd.") => "replies/command.json".to_string(),
-        s => format!("replies/{s}.json"),
+        s => {
+            let unscoped = s
+                .strip_prefix("qry.partner.{partner_id}.")
+                .or_else(|| s.strip_prefix("qry.customer.{tenant_id}."))
+                .map(|rest| format!("qry.{rest}"));
+            format!("replies/{}.json", unscoped.as_deref().unwrap_or(s))
+        }
     }
 }
 
@@ -1260,6 +1292,28 @@ fn full_and_minimal(subject: &str) -> (Value, Value) {
             json!({}),
             json!({"partner_id": "P-100", "tenant_id": TENANT, "status": "under_review", "overdue": false,
                    "in_arbitration": true, "limit": 50, "after": "42", "correlation_id": "dashboard-7"}),
+        ),
+        "qry.partner.{partner_id}.claim.get" | "qry.partner.{partner_id}.claim.history" => (
+            partner_actor(),
+            json!({"claim_id": CLAIM}),
+            json!({"correlation_id": "partner-portal-3"}),
+        ),
+        "qry.partner.{partner_id}.claims.list" => (
+            partner_actor(),
+            json!({}),
+            json!({"partner_id": "P-100", "tenant_id": TENANT, "status": "approved", "overdue": false,
+                   "in_arbitration": false, "limit": 50, "after": "42", "correlation_id": "partner-portal-3"}),
+        ),
+        "qry.customer.{tenant_id}.claim.get" => (
+            customer_actor(),
+            json!({"claim_id": CLAIM}),
+            json!({"correlation_id": "customer-gateway-1"}),
+        ),
+        "qry.customer.{tenant_id}.claims.list" => (
+            customer_actor(),
+            json!({}),
+            json!({"partner_id": "P-100", "tenant_id": TENANT, "status": "approved", "overdue": false,
+                   "in_arbitration": false, "limit": 50, "after": "42", "correlation_id": "customer-gateway-1"}),
         ),
         "qry.arbitration.get" => (
             reviewer_actor(),
@@ -2231,6 +2285,12 @@ fn asyncapi_has_a_channel_for_every_subject() {
         "qry.claim.",
         "qry.claims.",
         "qry.arbitration.",
+        "qry.partner.P-100.",
+        "qry.partner.P-100.claim.",
+        "qry.partner.P-100.claims.",
+        "qry.customer.5cc7f541-f9ba-4761-a888-039121ca9485.",
+        "qry.customer.5cc7f541-f9ba-4761-a888-039121ca9485.claim.",
+        "qry.customer.5cc7f541-f9ba-4761-a888-039121ca9485.claims.",
         "admin.",
     ] {
         for name in &names {

@@ -449,6 +449,121 @@ fn queries_refuse_bad_filters_and_scope_actors() {
     );
 }
 
+/// Contract v1.1 §4: the scoped query subjects take only the actor of
+/// their scope, and their answers see only that scope.
+#[test]
+fn scoped_query_subjects_take_only_the_actor_of_their_scope() {
+    let partner_subject = |name: &str| format!("qry.partner.P-100.{name}");
+    let customer_subject = |name: &str| format!("qry.customer.{TENANT}.{name}");
+    let get = json!({"actor": partner("P-100"), "claim_id": CLAIM});
+    for name in ["claim.get", "claim.history"] {
+        match parse_value(&partner_subject(name), &get).unwrap() {
+            Request::Query(Query::ClaimGet { visibility, .. })
+            | Request::Query(Query::ClaimHistory { visibility, .. }) => {
+                assert_eq!(visibility, Visibility::Partner("P-100".into()))
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    match parse_value(
+        &partner_subject("claims.list"),
+        &json!({"actor": partner("P-100"), "status": "submitted"}),
+    )
+    .unwrap()
+    {
+        Request::Query(Query::ClaimsList { filter, .. }) => {
+            assert_eq!(filter.partner_id.as_deref(), Some("P-100"))
+        }
+        other => panic!("{other:?}"),
+    }
+    match parse_value(
+        &customer_subject("claims.list"),
+        &json!({"actor": customer(), "partner_id": "P-200"}),
+    )
+    .unwrap()
+    {
+        Request::Query(Query::ClaimsList { filter, .. }) => {
+            assert_eq!(filter.tenant_id.unwrap().to_string(), TENANT);
+            assert_eq!(filter.partner_id.as_deref(), Some("P-200"));
+        }
+        other => panic!("{other:?}"),
+    }
+    let forbidden = [
+        // another partner's subject
+        ("qry.partner.P-200.claim.get".to_string(), get.clone()),
+        // a filter naming another partner
+        (
+            partner_subject("claims.list"),
+            json!({"actor": partner("P-100"), "partner_id": "P-200"}),
+        ),
+        // other actor types
+        (partner_subject("claims.list"), json!({"actor": reviewer()})),
+        (
+            partner_subject("claim.get"),
+            json!({"actor": customer(), "claim_id": CLAIM}),
+        ),
+        (
+            partner_subject("claim.get"),
+            json!({"actor": system(), "claim_id": CLAIM}),
+        ),
+        // a partner user without an allowed role
+        (
+            partner_subject("claim.get"),
+            json!({"actor": {"type": "partner", "partner_id": "P-100", "roles": ["sales_agent"]},
+                   "claim_id": CLAIM}),
+        ),
+        (
+            customer_subject("claim.get"),
+            json!({"actor": partner("P-100"), "claim_id": CLAIM}),
+        ),
+        (
+            customer_subject("claims.list"),
+            json!({"actor": reviewer()}),
+        ),
+        (
+            "qry.customer.0f8e4d8c-7a51-4f55-9a3e-5a1c31b0c5e2.claim.get".to_string(),
+            json!({"actor": customer(), "claim_id": CLAIM}),
+        ),
+        (
+            customer_subject("claims.list"),
+            json!({"actor": customer(), "tenant_id": "0f8e4d8c-7a51-4f55-9a3e-5a1c31b0c5e2"}),
+        ),
+    ];
+    for (subject, body) in forbidden {
+        assert_eq!(
+            code(&subject, &body),
+            ErrorCode::Forbidden,
+            "{subject} {body}"
+        );
+    }
+    // Shape comes before permission; unknown scoped names and bad scope ids
+    // are INVALID_COMMAND.
+    let invalid = [
+        (partner_subject("claim.get"), json!({"actor": reviewer()})),
+        (
+            partner_subject("arbitration.list"),
+            json!({"actor": partner("P-100")}),
+        ),
+        (
+            customer_subject("claim.history"),
+            json!({"actor": customer(), "claim_id": CLAIM}),
+        ),
+        ("qry.partner.bad id.claim.get".to_string(), get.clone()),
+        (
+            "qry.customer.not-a-uuid.claim.get".to_string(),
+            json!({"actor": customer(), "claim_id": CLAIM}),
+        ),
+        ("qry.partner.P-100".to_string(), get.clone()),
+    ];
+    for (subject, body) in invalid {
+        assert_eq!(
+            code(&subject, &body),
+            ErrorCode::InvalidCommand,
+            "{subject} {body}"
+        );
+    }
+}
+
 #[test]
 fn health_answers_anything_and_the_clock_is_checked() {
     assert_eq!(parse("qry.health", b"").unwrap(), Request::Health);
