@@ -3,12 +3,14 @@
 
 use std::path::Path;
 use std::process::Stdio;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_nats::jetstream;
+use serde_json::{json, Value};
+use uuid::Uuid;
 
 use crate::support::jetstream::delete_streams;
-use crate::support::{cpor_bin, unique_prefix, NatsServer, Service, ServiceOptions};
+use crate::support::{cpor_bin, request, unique_prefix, NatsServer, Service, ServiceOptions};
 
 /// How long a `cpor serve` that must refuse to start may take to exit.
 const REFUSAL_TIMEOUT: Duration = Duration::from_secs(30);
@@ -170,4 +172,153 @@ fn the_systemd_unit_restarts_on_every_exit_but_a_stop() {
         .filter(|l| l.starts_with("Restart="))
         .collect();
     assert_eq!(restart, ["Restart=always"], "{}", unit_path.display());
+}
+
+const PARTNER: &str = "P-100";
+const MPN: &str = "4412001";
+
+fn system_actor() -> Value {
+    json!({"type": "system", "id": "faults-test"})
+}
+
+fn partner_actor() -> Value {
+    json!({"type": "partner", "partner_id": PARTNER, "user": "a@p-100.example",
+           "roles": ["incentives_admin"]})
+}
+
+/// Sends one command (a fresh `command_id`) and returns the reply.
+async fn command(client: &async_nats::Client, prefix: &str, tail: &str, mut body: Value) -> Value {
+    body["command_id"] = json!(Uuid::new_v4());
+    request(client, &format!("{prefix}.{tail}"), body.to_string()).await
+}
+
+async fn command_ok(client: &async_nats::Client, prefix: &str, tail: &str, body: Value) -> Value {
+    let reply = command(client, prefix, tail, body).await;
+    assert_eq!(reply["ok"], true, "{tail}: {reply}");
+    reply
+}
+
+/// The reference data of one tenant with one active Dynamics 365 Sales
+/// subscription, and partner P-100. Returns the tenant id.
+async fn reference_data(client: &async_nats::Client, prefix: &str) -> Uuid {
+    let tenant = Uuid::new_v4();
+    command_ok(
+        client,
+        prefix,
+        "cmd.ref.partner",
+        json!({"actor": system_actor(),
+        "partner_id": PARTNER, "mpns": [{"mpn_id": MPN, "incentive_enrolled": true}]}),
+    )
+    .await;
+    command_ok(
+        client,
+        prefix,
+        "cmd.ref.tenant",
+        json!({"actor": system_actor(),
+        "tenant_id": tenant, "domains": ["contoso.example"]}),
+    )
+    .await;
+    command_ok(
+        client,
+        prefix,
+        "cmd.ref.subscription",
+        json!({"actor": system_actor(),
+        "subscription_id": Uuid::new_v4(), "tenant_id": tenant, "product": "dynamics_365_sales",
+        "solution_area": "business_applications", "is_dynamics": true,
+        "channel": "volume_licensing", "state": "active"}),
+    )
+    .await;
+    tenant
+}
+
+/// A Dynamics 365 Sales claim on `tenant`, padded with 20 proof-of-execution
+/// documents (multi-byte names) and a note so that the request body is
+/// exactly `bytes` long.
+fn padded_submit(tenant: Uuid, bytes: usize) -> Value {
+    let documents: Vec<Value> = (0..20)
+        .map(|i| {
+            json!({"name": format!("{i:02}-{}", "€".repeat(250)),
+                        "uri": format!("https://docs.example/{i:02}/{}", "u".repeat(2_000)),
+                        "sha256": "ab".repeat(32)})
+        })
+        .collect();
+    let mut body = json!({"actor": partner_actor(), "command_id": Uuid::new_v4(),
+        "claim_id": Uuid::new_v4(), "tenant_id": tenant, "domain": "contoso.example",
+        "solution_area": "business_applications", "activity": "usage",
+        "product": "dynamics_365_sales", "mpn_id": MPN,
+        "proof_of_execution": documents, "note": ""});
+    let unpadded = body.to_string().len();
+    assert!(unpadded < bytes, "{unpadded} >= {bytes}");
+    // Two bytes a character, to stay within the note's 4,000 characters.
+    let padding = bytes - unpadded;
+    body["note"] = json!(format!(
+        "{}{}",
+        "é".repeat(padding / 2),
+        "x".repeat(padding % 2)
+    ));
+    assert_eq!(body.to_string().len(), bytes);
+    body
+}
+
+/// Polls `qry.health` until everything written is published; returns the
+/// log position. Panics after 30 s: publishing stalled.
+async fn wait_published(client: &async_nats::Client, prefix: &str) -> u64 {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let health = request(client, &format!("{prefix}.qry.health"), "{}").await;
+        let log = health["log_position"].as_u64().expect("log_position");
+        if health["published_position"].as_u64() == Some(log) {
+            return log;
+        }
+        assert!(Instant::now() < deadline, "publishing stalled: {health}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Issue 11 case 1: an accepted event over the NATS server's `max_payload`
+/// stopped publishing for good. On a server with `max_payload: 65536`, a
+/// 65,000-byte submit (its event is larger than the server takes) is
+/// refused `PAYLOAD_TOO_LARGE` naming the sizes, a 62,000-byte one is
+/// accepted and published, and so is everything after. (The other way to an
+/// oversized event, a claim covering very many subscriptions, is bounded by
+/// the reference-data limits: `cpor-domain` tests.)
+#[tokio::test(flavor = "multi_thread")]
+async fn no_event_too_large_to_publish_is_accepted() {
+    let config = tempfile::tempdir().expect("temp dir");
+    let config_path = config.path().join("nats-server.conf");
+    std::fs::write(&config_path, "max_payload: 65536\n").expect("write the config");
+    let nats = NatsServer::start_own_with(&["-c", path_arg(&config_path)], &[]);
+    let prefix = unique_prefix();
+    let mut service =
+        Service::start(ServiceOptions::new(nats.url(), &prefix).manual_clock(true)).await;
+    let client = nats.connect().await;
+    assert_eq!(client.server_info().max_payload, 65_536);
+    let tenant = reference_data(&client, &prefix).await;
+    let submit = format!("cmd.partner.{PARTNER}.submit");
+
+    let reply = command(&client, &prefix, &submit, padded_submit(tenant, 65_000)).await;
+    assert_eq!(reply["ok"], false, "{reply}");
+    assert_eq!(reply["error"]["code"], "PAYLOAD_TOO_LARGE", "{reply}");
+    let message = reply["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("claim.submitted") || message.contains("submitted"),
+        "{message}"
+    );
+    assert!(message.contains(&(65_536 - 1_024).to_string()), "{message}");
+
+    let accepted = command_ok(&client, &prefix, &submit, padded_submit(tenant, 62_000)).await;
+    let log = wait_published(&client, &prefix).await;
+
+    // Everything after is published too.
+    command_ok(
+        &client,
+        &prefix,
+        &format!("cmd.partner.{PARTNER}.comment"),
+        json!({"actor": partner_actor(), "claim_id": accepted["claim_id"], "text": "after"}),
+    )
+    .await;
+    let after = wait_published(&client, &prefix).await;
+    assert_eq!(after, log + 1);
+    service.terminate().await;
+    delete_streams(&jetstream::new(client), &prefix).await;
 }

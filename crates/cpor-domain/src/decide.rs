@@ -13,6 +13,7 @@ use crate::calendar::Calendar;
 use crate::command::{Command, CommandEnvelope, SubmitClaim, SubscriptionRecord};
 use crate::error::{ErrorCode, Rejection};
 use crate::event::*;
+use crate::limits::SUBSCRIPTIONS_PER_CLAIM_MAX;
 use crate::state::{Claim, State};
 use crate::types::{
     reason, Actor, ActorKind, Channel, ClaimKey, ClaimStatus, DeadlineKind, SolutionArea,
@@ -411,7 +412,20 @@ fn submit_claim(
             Some(mpn) => mpn_enrolled = Some(mpn.incentive_enrolled),
         },
     }
+    let mut message = None;
     let subscription_ids = match subscription_checks(state, submit) {
+        // Only a log written before the limit on subscriptions per tenant
+        // and product gets here; the event must stay publishable.
+        Ok(ids) if ids.len() > SUBSCRIPTIONS_PER_CLAIM_MAX => {
+            reasons.push(ErrorCode::InvalidCommand);
+            message = Some(format!(
+                "subscription_id: the tenant has {} usable subscriptions of this product, \
+                 more than one claim may cover ({SUBSCRIPTIONS_PER_CLAIM_MAX}); \
+                 name the subscription you worked on",
+                ids.len()
+            ));
+            Vec::new()
+        }
         Ok(ids) => ids,
         Err(found) => {
             reasons.extend(found);
@@ -427,7 +441,11 @@ fn submit_claim(
         reasons.push(ErrorCode::SubscriptionAlreadyClaimed);
     }
     if !reasons.is_empty() {
-        return Err(Rejection::from_reasons(reasons));
+        let mut rejection = Rejection::from_reasons(reasons);
+        if let Some(message) = message.filter(|_| rejection.code == ErrorCode::InvalidCommand) {
+            rejection.message = message;
+        }
+        return Err(rejection);
     }
 
     let enrolled = mpn_enrolled.unwrap_or(false);

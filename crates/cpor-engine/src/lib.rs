@@ -18,7 +18,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -43,12 +43,29 @@ pub const WRITER_BATCH_MAX: usize = 512;
 /// Deadlines fired per group commit; more wait for the next batch.
 pub const DEADLINES_PER_BATCH_MAX: usize = 256;
 
+/// The largest event (sealed CloudEvent bytes) a command may write until
+/// the publisher says what it can send ([`Engine::set_event_bytes_max`]):
+/// what fits NATS's default `max_payload` (1 MiB) with 1 KiB left for the
+/// publish headers.
+pub const EVENT_BYTES_MAX_DEFAULT: usize = 1_048_576 - 1_024;
+
 const META_MANUAL_CLOCK_MS: &str = "manual_clock_ms";
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error(transparent)]
     Log(#[from] LogError),
+}
+
+/// A handle on the engine's event size bound (see
+/// [`Engine::set_event_bytes_max`]) that does not keep the writer running.
+#[derive(Clone, Debug)]
+pub struct EventBytesMax(Arc<AtomicUsize>);
+
+impl EventBytesMax {
+    pub fn set(&self, bytes: usize) {
+        self.0.store(bytes, Ordering::Relaxed);
+    }
 }
 
 /// Where the writer takes the time from.
@@ -112,6 +129,8 @@ pub struct Engine {
     positions: Arc<Positions>,
     committed: watch::Receiver<u64>,
     clock: ClockMode,
+    /// Shared with the writer: the largest event a command may write.
+    event_bytes_max: Arc<AtomicUsize>,
 }
 
 impl Engine {
@@ -135,6 +154,7 @@ impl Engine {
             },
         };
         tracing::info!(position = head, claims = state.claims.len(), "log opened");
+        let event_bytes_max = Arc::new(AtomicUsize::new(EVENT_BYTES_MAX_DEFAULT));
         let (tx, rx) = mpsc::channel(WRITER_QUEUE_MAX);
         let (flush_tx, flush_rx) = mpsc::channel(FLUSH_QUEUE_MAX);
         let flusher_task = tokio::spawn(flusher(
@@ -151,6 +171,7 @@ impl Engine {
             requests: rx,
             flushes: flush_tx,
             skipped_deadlines: BTreeSet::new(),
+            event_bytes_max: event_bytes_max.clone(),
         };
         // The writer is CPU-bound and runs long synchronous stretches
         // (deciding and applying a whole batch): on a runtime worker it would
@@ -166,6 +187,7 @@ impl Engine {
                 positions,
                 committed: committed_rx,
                 clock: options.clock,
+                event_bytes_max,
             },
             task,
         ))
@@ -209,6 +231,20 @@ impl Engine {
 
     pub fn reader(&self) -> &LogReader {
         &self.reader
+    }
+
+    /// Bounds the size of every event a command writes from now on (bytes
+    /// of the sealed CloudEvent): a command that would write a larger one
+    /// is refused `PAYLOAD_TOO_LARGE` and writes nothing, so that every
+    /// accepted event can be published. The publisher sets it from what its
+    /// server accepts; [`EVENT_BYTES_MAX_DEFAULT`] until then.
+    pub fn set_event_bytes_max(&self, bytes: usize) {
+        self.event_bytes_max_handle().set(bytes);
+    }
+
+    /// The same bound as a handle that does not keep the writer running.
+    pub fn event_bytes_max_handle(&self) -> EventBytesMax {
+        EventBytesMax(self.event_bytes_max.clone())
     }
 
     pub fn positions(&self) -> &Arc<Positions> {
@@ -346,6 +382,8 @@ struct Writer {
     /// Deadlines whose command decided nothing (should not happen; kept so
     /// that a bug cannot spin the scheduler).
     skipped_deadlines: BTreeSet<(Timestamp, Uuid, DeadlineKind)>,
+    /// See [`Engine::set_event_bytes_max`].
+    event_bytes_max: Arc<AtomicUsize>,
 }
 
 impl Writer {
@@ -547,6 +585,10 @@ impl Writer {
             Ok(decision) => decision,
             Err(rejection) => return Ok(Outcome::Rejected(rejection)),
         };
+        let limit = self.event_bytes_max.load(Ordering::Relaxed);
+        if let Some(rejection) = oversized_event(&decision, &envelope, now, limit)? {
+            return Ok(Outcome::Rejected(rejection));
+        }
         let accepted = append_decision(
             &mut self.state,
             appender,
@@ -580,6 +622,40 @@ impl Writer {
         )
         .map(|_| ())
     }
+}
+
+/// The refusal of a decision with an event larger than `limit` bytes once
+/// sealed (see [`Engine::set_event_bytes_max`]), naming both sizes.
+fn oversized_event(
+    decision: &cpor_domain::decide::Decision,
+    envelope: &CommandEnvelope,
+    now: Timestamp,
+    limit: usize,
+) -> Result<Option<Rejection>, LogError> {
+    for event in &decision.events {
+        let meta = cpor_log::EventMeta {
+            // Same length as the real id; the widths are what count.
+            event_id: envelope.command_id,
+            time: now,
+            position: 0,
+            stream_version: 0,
+            causation_id: envelope.command_id,
+            correlation_id: envelope.correlation_id.clone(),
+        };
+        let bytes = cpor_log::envelope::sealed_len_max(event, &meta)?;
+        if bytes > limit {
+            return Ok(Some(Rejection::with_message(
+                ErrorCode::PayloadTooLarge,
+                format!(
+                    "the {} event this command would write is {bytes} bytes, more than the \
+                     {limit} bytes the service can publish; send less data (fewer or shorter \
+                     proof-of-execution documents, a shorter note or text)",
+                    event.data.name()
+                ),
+            )));
+        }
+    }
+    Ok(None)
 }
 
 /// Writes an accepted decision into the batch: folds and appends its events

@@ -88,6 +88,25 @@ pub fn to_cloud_event(event: &Event, meta: &EventMeta) -> Value {
     Value::Object(ce)
 }
 
+/// What [`seal`] adds to the canonical form: `,"hash":"` + 64 hex digits + `"`.
+const HASH_MEMBER_BYTES: usize = 75;
+
+/// The size, in bytes, an event will have once sealed (as stored, exported
+/// and published), at most: exact but for `position` and `streamversion`,
+/// counted at their widest. For refusing an event too large to publish
+/// before it is appended.
+pub fn sealed_len_max(event: &Event, meta: &EventMeta) -> Result<usize, LogError> {
+    let widest = EventMeta {
+        position: u64::MAX,
+        stream_version: u64::MAX,
+        ..meta.clone()
+    };
+    let mut out = String::with_capacity(1024);
+    write_canonical_json(&to_cloud_event(event, &widest), &mut out)
+        .map_err(|e| LogError::Encode(e.to_string()))?;
+    Ok(out.len() + HASH_MEMBER_BYTES)
+}
+
 /// Seals a CloudEvent into the chain: computes its `hash` from the previous
 /// one, adds it, and returns the canonical bytes to store and the new hash.
 pub fn seal(mut cloud_event: Value, previous_hash: &str) -> Result<(Vec<u8>, String), LogError> {

@@ -460,3 +460,32 @@ fn a_version_1_claim_submitted_record_still_decodes() {
         other => panic!("decoded as {other:?}"),
     }
 }
+
+/// Issue 11 case 1: the writer refuses an event by its size before
+/// appending it, so the measure must never be smaller than the stored bytes
+/// (and not much larger: only the widths of two integers are guessed).
+#[test]
+fn the_sealed_size_bound_covers_every_stored_event() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut log, mut state) = Log::open(dir.path()).unwrap();
+    history(&mut log, &mut state);
+    for entry in log.reader().events_from(1) {
+        let (position, bytes) = entry.unwrap();
+        let value: Value = serde_json::from_slice(&bytes).unwrap();
+        let decoded = envelope::decode(&bytes).unwrap();
+        let meta = EventMeta {
+            event_id: Uuid::new_v4(),
+            time: decoded.time,
+            position: 0,
+            stream_version: 0,
+            causation_id: Uuid::new_v4(),
+            correlation_id: value["correlationid"].as_str().map(str::to_string),
+        };
+        let bound = envelope::sealed_len_max(&decoded.event, &meta).unwrap();
+        assert!(
+            bound >= bytes.len() && bound <= bytes.len() + 40,
+            "position {position}: bound {bound}, stored {}",
+            bytes.len()
+        );
+    }
+}

@@ -38,6 +38,9 @@ const CONNECT_BACKOFF_MAX: Duration = Duration::from_secs(10);
 /// How long shutdown waits for the relay to publish what is written
 /// (what it cannot publish in time is published at the next start).
 const RELAY_DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+/// How often the NATS server's `max_payload` is read again (a reconnect may
+/// land on another server of the cluster).
+const SERVER_INFO_REFRESH_EVERY: Duration = Duration::from_secs(5);
 
 pub(crate) fn main(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let settings = args.validate()?;
@@ -242,6 +245,23 @@ async fn run(
     };
     let (nats, mut lease) = started?;
     let js = nats.jetstream().clone();
+    // Every event a command writes must be publishable through this server:
+    // the engine refuses larger ones. Re-read now and then, in case the
+    // client reconnected to a server with another `max_payload`.
+    engine.set_event_bytes_max(cpor_nats::event_bytes_max(nats.client()));
+    tracing::info!(
+        max_payload = nats.client().server_info().max_payload,
+        "events are bounded by the NATS server's max_payload"
+    );
+    let refresh = {
+        let (client, engine) = (nats.client().clone(), engine.event_bytes_max_handle());
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(SERVER_INFO_REFRESH_EVERY).await;
+                engine.set(cpor_nats::event_bytes_max(&client));
+            }
+        })
+    };
 
     let (stop_relay, relay_stop) = watch::channel(false);
     let relay = Relay {
@@ -324,6 +344,7 @@ async fn run(
             tracing::warn!("relay did not drain in time; the rest is published at the next start")
         }
     }
+    refresh.abort();
     let _ = stop_lease.send(true);
     if let Ok(Some(lease)) = lease_task.await {
         lease.release().await;

@@ -732,3 +732,72 @@ fn a_microsoft_365_claim_covers_no_subscription_ids() {
     assert!(claim.subscription_ids.is_empty());
     assert!(claim.incentive_eligible);
 }
+
+/// Issue 11 case 1: a claim without `subscription_id` covers every usable
+/// subscription of its product; beyond `SUBSCRIPTIONS_PER_CLAIM_MAX` (a
+/// state from a log written before the limit on subscriptions per tenant
+/// and product) the event would be too large to publish, so the submit must
+/// name one.
+/// Exactly the limit is accepted, one more is `INVALID_COMMAND` naming
+/// `subscription_id` (listed with the other broken rules), and naming one
+/// of them is accepted.
+#[test]
+fn a_claim_covers_at_most_the_named_number_of_subscriptions() {
+    use crate::limits::SUBSCRIPTIONS_PER_CLAIM_MAX as COVERED_SUBSCRIPTIONS_MAX;
+    let many = |n: usize| -> Vec<Event> {
+        (0..n)
+            .map(|i| {
+                subscription_upserted(subscription(
+                    &format!("s_many_{i}"),
+                    "t1",
+                    "dynamics_365_field_service",
+                    true,
+                    Channel::VolumeLicensing,
+                    SubscriptionState::Active,
+                ))
+            })
+            .collect()
+    };
+    let at_limit = Given::standard().and_events(many(COVERED_SUBSCRIPTIONS_MAX));
+    let then = at_limit.when(
+        partner("P-100"),
+        Command::Submit(claim_on("dynamics_365_field_service")),
+    );
+    let EventData::ClaimSubmitted(submitted) = &then.events()[0].data else {
+        panic!("not a submission")
+    };
+    assert_eq!(submitted.subscription_ids.len(), COVERED_SUBSCRIPTIONS_MAX);
+
+    let over = || Given::standard().and_events(many(COVERED_SUBSCRIPTIONS_MAX + 1));
+    let then = over().when(
+        partner("P-100"),
+        Command::Submit(claim_on("dynamics_365_field_service")),
+    );
+    let rejection = then.rejection();
+    assert_eq!(rejection.code, InvalidCommand);
+    assert!(
+        rejection.message.starts_with("subscription_id:")
+            && rejection
+                .message
+                .contains(&COVERED_SUBSCRIPTIONS_MAX.to_string()),
+        "{}",
+        rejection.message
+    );
+    // With another broken rule, both are listed.
+    let then = over().when(
+        partner("P-100"),
+        Command::Submit(SubmitClaim {
+            mpn_id: "9999999".to_string(),
+            ..claim_on("dynamics_365_field_service")
+        }),
+    );
+    assert_eq!(then.rejection().reasons, vec![InvalidCommand, MpnNotOwned]);
+    let then = over().when(
+        partner("P-100"),
+        Command::Submit(with_subscription("dynamics_365_field_service", "s_many_7")),
+    );
+    let EventData::ClaimSubmitted(submitted) = &then.events()[0].data else {
+        panic!("not a submission")
+    };
+    assert_eq!(submitted.subscription_ids, vec![uid("s_many_7")]);
+}
