@@ -12,3 +12,4 @@ mod startup;
 mod status_migration;
 mod support;
 mod tidy;
+mod tools;

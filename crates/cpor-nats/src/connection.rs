@@ -339,6 +339,9 @@ pub enum ReadFrom {
     Start,
     /// The message with this stream sequence (or the next one there).
     Sequence(u64),
+    /// The last message of each subject (the current value of every key
+    /// of a last-value stream), then new ones.
+    LastPerSubject,
 }
 
 /// A stream's extent, as [`Nats::stream_state`] reads it.
@@ -457,6 +460,25 @@ impl Nats {
         })
     }
 
+    /// Whether `stream` exists (`false` when the server answers "stream not
+    /// found"; any other failure is an error).
+    pub async fn stream_exists(&self, stream: &str) -> Result<bool, NatsError> {
+        use jetstream::context::GetStreamErrorKind;
+        match self.jetstream.get_stream(stream).await {
+            Ok(_) => Ok(true),
+            Err(error) => match error.kind() {
+                GetStreamErrorKind::JetStream(inner)
+                    if inner.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND =>
+                {
+                    Ok(false)
+                }
+                _ => Err(operation(format!(
+                    "looking up the JetStream stream {stream}"
+                ))(error.into())),
+            },
+        }
+    }
+
     /// The payload of the message with `sequence` in `stream`.
     pub async fn stream_message(&self, stream: &str, sequence: u64) -> Result<Bytes, NatsError> {
         let handle = self
@@ -491,6 +513,7 @@ impl Nats {
             ReadFrom::Sequence(start_sequence) => {
                 jetstream::consumer::DeliverPolicy::ByStartSequence { start_sequence }
             }
+            ReadFrom::LastPerSubject => jetstream::consumer::DeliverPolicy::LastPerSubject,
         };
         let consumer = handle
             .create_consumer(jetstream::consumer::pull::OrderedConfig {

@@ -1,6 +1,7 @@
 //! Small NATS clients for people: `cpor request` sends one request and
 //! prints the reply; `cpor watch` follows claim statuses like a dashboard.
 
+use std::io::Write;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -13,6 +14,9 @@ use crate::nats_flags::{NatsArgs, TOOL_CONNECT_WAIT};
 
 /// How long `cpor request` waits for a reply.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often `cpor watch` looks again for a stream the service has not
+/// created yet.
+const WATCH_STREAM_RETRY: Duration = Duration::from_secs(1);
 
 #[derive(Args, Debug)]
 pub(crate) struct RequestArgs {
@@ -36,6 +40,10 @@ pub(crate) struct WatchArgs {
     /// (`{prefix}.status.claim.{partner_id}.>`, contract v1.1 §5).
     #[arg(long, conflicts_with = "events", value_parser = partner_id)]
     partner: Option<String>,
+    /// Print each view (or event) as it is published: one JSON object per
+    /// line, for programs.
+    #[arg(long)]
+    json: bool,
     #[command(flatten)]
     nats: NatsArgs,
     #[arg(long, env = "CPOR_PREFIX", default_value = "cpor")]
@@ -94,35 +102,89 @@ pub(crate) fn watch(args: WatchArgs) -> anyhow::Result<ExitCode> {
                 format!("{}.status.claim.{owner}.>", args.prefix),
             )
         };
-        // An ordered consumer from the start: every claim's current status
-        // first (last-value stream), then live changes.
+        wait_for_stream(&nats, &stream_name, &args.prefix).await?;
+        // An ordered consumer: for statuses, the last view of every claim
+        // first, then live changes; for events, the whole log, then live.
+        let from = if args.events {
+            ReadFrom::Start
+        } else {
+            ReadFrom::LastPerSubject
+        };
         let mut messages = nats
-            .read_stream(&stream_name, ReadFrom::Start, Some(filter), "cpor watch")
-            .await
-            .context("is the service running with this prefix?")?;
+            .read_stream(&stream_name, from, Some(filter), "cpor watch")
+            .await?;
+        if !args.json {
+            if args.events {
+                println!("{:>8}  {:<20}  {:<28}  SUBJECT", "POSITION", "TIME", "TYPE");
+            } else {
+                println!(
+                    "{:<36}  {:<10}  {:<23}  {:>7}  {:<7}  CASE",
+                    "CLAIM", "PARTNER", "STATUS", "VERSION", "OVERDUE"
+                );
+            }
+        }
         while let Some(message) = messages.next().await {
             let message = message?;
             let value: serde_json::Value =
                 serde_json::from_slice(&message.payload).unwrap_or_default();
-            if args.events {
-                println!(
-                    "{:>6} {} {} {}",
-                    value["position"],
-                    value["time"].as_str().unwrap_or(""),
-                    value["type"].as_str().unwrap_or(""),
-                    value["subject"].as_str().unwrap_or("")
-                );
+            let line = if args.json {
+                serde_json::to_string(&value)?
+            } else if args.events {
+                event_line(&value)
             } else {
-                println!(
-                    "{} {:<24} v{} overdue={} case={}",
-                    value["claim_id"].as_str().unwrap_or(""),
-                    value["status"].as_str().unwrap_or(""),
-                    value["version"],
-                    value["overdue"],
-                    value["arbitration_case_id"].as_str().unwrap_or("-")
-                );
-            }
+                view_line(&value)
+            };
+            let mut out = std::io::stdout().lock();
+            writeln!(out, "{line}")?;
+            out.flush()?;
         }
         Ok(ExitCode::SUCCESS)
     })
+}
+
+/// Returns once `stream` exists: until the service has created it, says so
+/// on stderr (once) and looks again every [`WATCH_STREAM_RETRY`]. Other
+/// errors (no JetStream, no permission) end the watch.
+async fn wait_for_stream(nats: &cpor_nats::Nats, stream: &str, prefix: &str) -> anyhow::Result<()> {
+    let mut said = false;
+    while !nats.stream_exists(stream).await? {
+        if !said {
+            eprintln!(
+                "cpor watch: no stream {stream} yet (no `cpor serve --prefix {prefix}` has \
+                 created it); waiting, looking again every {} s",
+                WATCH_STREAM_RETRY.as_secs()
+            );
+            said = true;
+        }
+        tokio::time::sleep(WATCH_STREAM_RETRY).await;
+    }
+    if said {
+        eprintln!("cpor watch: stream {stream} is there; watching");
+    }
+    Ok(())
+}
+
+/// One claim view as a table row.
+fn view_line(view: &serde_json::Value) -> String {
+    let text = |key: &str| view[key].as_str().unwrap_or("-").to_string();
+    format!(
+        "{:<36}  {:<10}  {:<23}  {:>7}  {:<7}  {}",
+        text("claim_id"),
+        text("partner_id"),
+        text("status"),
+        view["version"],
+        view["overdue"],
+        text("arbitration_case_id"),
+    )
+}
+
+/// One CloudEvent as a table row.
+fn event_line(event: &serde_json::Value) -> String {
+    format!(
+        "{:>8}  {:<20}  {:<28}  {}",
+        event["position"],
+        event["time"].as_str().unwrap_or(""),
+        event["type"].as_str().unwrap_or(""),
+        event["subject"].as_str().unwrap_or("")
+    )
 }

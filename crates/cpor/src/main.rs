@@ -66,8 +66,71 @@ fn main() -> ExitCode {
             {
                 return ExitCode::SUCCESS;
             }
-            eprintln!("cpor: {error:#}");
+            eprintln!("cpor: {}", error_text(&error));
             ExitCode::from(2)
         }
+    }
+}
+
+/// `error` and its causes, `: `-separated, each said once. Some library
+/// errors (async-nats') print their source in their own text as well as
+/// returning it as their source, which `{:#}` would repeat: "no responders:
+/// no responders: no responders".
+fn error_text(error: &anyhow::Error) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    for cause in error.chain() {
+        let mut text = cause.to_string();
+        if let Some(source) = cause.source().map(ToString::to_string) {
+            if text != source {
+                if let Some(own) = text.strip_suffix(&source) {
+                    text = own.trim_end_matches([':', ' ']).to_string();
+                }
+            }
+        }
+        if !text.is_empty() && parts.last() != Some(&text) {
+            parts.push(text);
+        }
+    }
+    parts.join(": ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::error_text;
+
+    /// An error that, like async-nats', prints its source in its own text.
+    #[derive(Debug)]
+    struct Wrapping(std::io::Error);
+
+    impl std::fmt::Display for Wrapping {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "IO error: {}", self.0)
+        }
+    }
+
+    impl std::error::Error for Wrapping {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&self.0)
+        }
+    }
+
+    #[test]
+    fn each_cause_is_said_once() {
+        let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+        let error = anyhow::Error::new(Wrapping(io)).context("cannot reach NATS");
+        assert_eq!(
+            format!("{error:#}"),
+            "cannot reach NATS: IO error: refused: refused"
+        );
+        assert_eq!(error_text(&error), "cannot reach NATS: IO error: refused");
+
+        let repeated = std::io::Error::other("no responders");
+        let error = anyhow::Error::new(repeated)
+            .context("no responders")
+            .context("request failed");
+        assert_eq!(error_text(&error), "request failed: no responders");
+
+        let plain = anyhow::anyhow!("bad").context("outer");
+        assert_eq!(error_text(&plain), "outer: bad");
     }
 }

@@ -1,0 +1,172 @@
+//! The tools for people, as a first user meets them: `cpor watch` started
+//! before the service, its `--json` and partner column; `cpor request`
+//! errors that say their cause once.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use tokio::io::{AsyncBufReadExt, BufReader, Lines};
+use tokio::process::{Child, ChildStdout, Command};
+
+use crate::support::jetstream::delete_streams;
+use crate::support::{cpor_bin, request, unique_prefix, NatsServer, Service, ServiceOptions};
+
+/// How long a watcher may take to print what the test waits for.
+const WATCH_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// `cpor ARGS` with stdout and stderr piped, killed when dropped.
+fn cpor(args: &[&str]) -> Child {
+    Command::new(cpor_bin())
+        .args(args)
+        .env("NO_COLOR", "1")
+        .env_remove("CPOR_NATS_URL")
+        .env_remove("CPOR_PREFIX")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start cpor")
+}
+
+/// The next line of `lines` within [`WATCH_TIMEOUT`].
+async fn next_line<R: tokio::io::AsyncBufRead + Unpin>(lines: &mut Lines<R>, what: &str) -> String {
+    tokio::time::timeout(WATCH_TIMEOUT, lines.next_line())
+        .await
+        .unwrap_or_else(|_| panic!("no line from {what} within {WATCH_TIMEOUT:?}"))
+        .expect("read a line")
+        .unwrap_or_else(|| panic!("{what} closed its output"))
+}
+
+/// Reference data and one submitted claim of partner P-100; its id.
+async fn submit_one_claim(client: &async_nats::Client, prefix: &str) -> String {
+    let system = json!({"type": "system", "id": "test-sync"});
+    let tenant = uuid::Uuid::new_v4().to_string();
+    let subscription = uuid::Uuid::new_v4().to_string();
+    let claim = uuid::Uuid::new_v4().to_string();
+    let commands = [
+        (
+            "cmd.ref.tenant",
+            json!({"actor": system, "tenant_id": tenant, "domains": ["contoso.com"]}),
+        ),
+        (
+            "cmd.ref.subscription",
+            json!({"actor": system, "subscription_id": subscription, "tenant_id": tenant,
+                   "product": "dynamics_365_sales", "solution_area": "business_applications",
+                   "is_dynamics": true, "channel": "volume_licensing", "state": "active"}),
+        ),
+        (
+            "cmd.ref.partner",
+            json!({"actor": system, "partner_id": "P-100",
+                   "mpns": [{"mpn_id": "4412001", "incentive_enrolled": true}]}),
+        ),
+        (
+            "cmd.partner.P-100.submit",
+            json!({"actor": {"type": "partner", "partner_id": "P-100", "user": "a@p.example",
+                             "roles": ["incentives_admin"]},
+                   "claim_id": claim, "tenant_id": tenant, "domain": "contoso.com",
+                   "solution_area": "business_applications", "activity": "usage",
+                   "product": "dynamics_365_sales", "mpn_id": "4412001",
+                   "subscription_id": subscription}),
+        ),
+    ];
+    for (subject, mut body) in commands {
+        body["command_id"] = json!(uuid::Uuid::new_v4());
+        let reply = request(client, &format!("{prefix}.{subject}"), body.to_string()).await;
+        assert_eq!(reply["ok"], true, "{subject}: {reply}");
+    }
+    claim
+}
+
+/// Reads lines until one holds `needle`; the line.
+async fn line_with(lines: &mut Lines<BufReader<ChildStdout>>, needle: &str, what: &str) -> String {
+    loop {
+        let line = next_line(lines, what).await;
+        if line.contains(needle) {
+            return line;
+        }
+    }
+}
+
+/// A dashboard may start before the service: `cpor watch` says it waits
+/// for the stream, then shows the views once the service publishes them,
+/// with `--json` one view per line and in the table a partner column.
+#[tokio::test(flavor = "multi_thread")]
+async fn watch_started_before_the_service_waits_for_its_streams() {
+    let nats = NatsServer::shared_or_own();
+    let prefix = unique_prefix();
+    let mut json_watch = cpor(&[
+        "watch",
+        "--json",
+        "--nats-url",
+        nats.url(),
+        "--prefix",
+        &prefix,
+    ]);
+    let mut stderr = BufReader::new(json_watch.stderr.take().expect("stderr")).lines();
+    let said = next_line(&mut stderr, "cpor watch's stderr").await;
+    assert!(
+        said.contains("waiting") && said.contains(&format!("{}_STATUS", prefix.to_uppercase())),
+        "cpor watch should say it waits for the stream: {said}"
+    );
+    // Still waiting a while later, not exited.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(
+        json_watch.try_wait().expect("try_wait").is_none(),
+        "cpor watch exited while waiting for the stream"
+    );
+
+    let mut service =
+        Service::start(ServiceOptions::new(nats.url(), &prefix).manual_clock(true)).await;
+    let client = nats.connect().await;
+    let claim = submit_one_claim(&client, &prefix).await;
+
+    let mut stdout = BufReader::new(json_watch.stdout.take().expect("stdout")).lines();
+    let line = line_with(&mut stdout, &claim, "cpor watch --json").await;
+    let view: Value = serde_json::from_str(&line).unwrap_or_else(|e| {
+        panic!("cpor watch --json printed a line that is not JSON ({e}): {line}")
+    });
+    assert_eq!(view["claim_id"], claim.as_str(), "{view}");
+    assert_eq!(view["partner_id"], "P-100", "{view}");
+    assert_eq!(view["status"], "submitted", "{view}");
+
+    // The table, started after the claim: a header with a partner column,
+    // then the claim's row naming its partner.
+    let mut table = cpor(&["watch", "--nats-url", nats.url(), "--prefix", &prefix]);
+    let mut rows = BufReader::new(table.stdout.take().expect("stdout")).lines();
+    let header = next_line(&mut rows, "cpor watch").await;
+    assert!(
+        header.contains("PARTNER") && header.contains("STATUS"),
+        "{header}"
+    );
+    let row = line_with(&mut rows, &claim, "cpor watch").await;
+    assert!(row.contains("P-100") && row.contains("submitted"), "{row}");
+
+    let _ = json_watch.kill().await;
+    let _ = table.kill().await;
+    service.terminate().await;
+    delete_streams(&async_nats::jetstream::new(client), &prefix).await;
+}
+
+/// A client error names its cause once ("no responders", not "no
+/// responders: no responders: no responders"), exit 2.
+#[tokio::test(flavor = "multi_thread")]
+async fn request_errors_say_their_cause_once() {
+    let nats = NatsServer::shared_or_own();
+    let nobody = unique_prefix();
+    let output = cpor(&[
+        "request",
+        "--nats-url",
+        nats.url(),
+        "--prefix",
+        &nobody,
+        "qry.health",
+    ])
+    .wait_with_output()
+    .await
+    .expect("run cpor request");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert_eq!(stderr.matches("no responders").count(), 1, "{stderr}");
+}
