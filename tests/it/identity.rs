@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::support::nats::ClientAuth;
+use futures::StreamExt;
+
+use crate::support::nats::{connect_as, ClientAuth};
 use crate::support::{cpor_bin, request, unique_prefix, NatsServer, Service, ServiceOptions};
 
 /// How long a `cpor` run that must end may take.
@@ -219,4 +221,606 @@ async fn serve_waits_for_a_nats_server_that_is_not_up_yet() {
         .expect("exits after SIGTERM")
         .unwrap();
     assert!(status.success(), "{status}:\n{}", log_text());
+}
+
+/// A role of `deploy/nats/accounts.conf`: its user, the environment
+/// variable of its password hash, its reply inbox prefix.
+struct Role {
+    user: &'static str,
+    hash_env: &'static str,
+    inbox: &'static str,
+}
+
+const ROLES: [Role; 8] = [
+    Role {
+        user: "cpor-service",
+        hash_env: "CPOR_NATS_HASH_SERVICE",
+        inbox: "_INBOX_cpor_service",
+    },
+    Role {
+        user: "reviewer-console",
+        hash_env: "CPOR_NATS_HASH_REVIEWER",
+        inbox: "_INBOX_reviewer",
+    },
+    Role {
+        user: "refdata-sync",
+        hash_env: "CPOR_NATS_HASH_REFDATA",
+        inbox: "_INBOX_refdata",
+    },
+    Role {
+        user: "customer-gateway",
+        hash_env: "CPOR_NATS_HASH_CUSTOMER_GATEWAY",
+        inbox: "_INBOX_customer_gateway",
+    },
+    Role {
+        user: "dashboard",
+        hash_env: "CPOR_NATS_HASH_DASHBOARD",
+        inbox: "_INBOX_dashboard",
+    },
+    Role {
+        user: "auditor",
+        hash_env: "CPOR_NATS_HASH_AUDITOR",
+        inbox: "_INBOX_auditor",
+    },
+    Role {
+        user: "partner-P-100",
+        hash_env: "CPOR_NATS_HASH_PARTNER_P_100",
+        inbox: "_INBOX_P-100",
+    },
+    Role {
+        user: "partner-P-200",
+        hash_env: "CPOR_NATS_HASH_PARTNER_P_200",
+        inbox: "_INBOX_P-200",
+    },
+];
+
+/// The prefix `deploy/nats/accounts.conf` is written for.
+const DEPLOY_PREFIX: &str = "cpor";
+
+/// A nats-server running `deploy/nats/nats-server-tls.conf` as shipped:
+/// certificates made here (a CA and a server certificate for 127.0.0.1),
+/// a random password per role, its bcrypt hash in the server's environment.
+struct SecuredServer {
+    nats: NatsServer,
+    certs: tempfile::TempDir,
+    passwords: Vec<(&'static str, String)>,
+}
+
+impl SecuredServer {
+    fn start() -> SecuredServer {
+        let certs = tempfile::tempdir().unwrap();
+        let ca_key = rcgen::KeyPair::generate().unwrap();
+        let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        ca_params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "cpor test CA");
+        let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+        let issuer = rcgen::Issuer::from_params(&ca_params, &ca_key);
+        let server_key = rcgen::KeyPair::generate().unwrap();
+        let server_params =
+            rcgen::CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])
+                .unwrap();
+        let server_cert = server_params.signed_by(&server_key, &issuer).unwrap();
+        std::fs::write(certs.path().join("ca.pem"), ca_cert.pem()).unwrap();
+        std::fs::write(certs.path().join("server-cert.pem"), server_cert.pem()).unwrap();
+        std::fs::write(
+            certs.path().join("server-key.pem"),
+            server_key.serialize_pem(),
+        )
+        .unwrap();
+
+        let passwords: Vec<(&'static str, String)> = ROLES
+            .iter()
+            .map(|r| (r.user, uuid::Uuid::new_v4().simple().to_string()))
+            .collect();
+        let mut env: Vec<(String, String)> = ROLES
+            .iter()
+            .zip(&passwords)
+            .map(|(role, (_, password))| {
+                // The lowest cost nats-server accepts keeps the test fast.
+                let hash = bcrypt::hash(password, 4).unwrap();
+                // Quoted: nats-server parses an environment value as a
+                // config value, and a bare `$2b$…` would be a variable.
+                (role.hash_env.to_string(), format!("\"{hash}\""))
+            })
+            .collect();
+        for (var, file) in [
+            ("CPOR_NATS_TLS_SERVER_CERT", "server-cert.pem"),
+            ("CPOR_NATS_TLS_SERVER_KEY", "server-key.pem"),
+        ] {
+            env.push((
+                var.to_string(),
+                certs.path().join(file).to_str().unwrap().to_string(),
+            ));
+        }
+        // The shipped files, with the store dir moved into the temp dir.
+        let deploy = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/nats");
+        for file in ["nats-server-tls.conf", "accounts.conf"] {
+            let text = std::fs::read_to_string(deploy.join(file)).unwrap();
+            let store = certs.path().join("store");
+            let text = text.replace(
+                "store_dir: /var/lib/nats",
+                &format!("store_dir: {:?}", store.to_str().unwrap()),
+            );
+            std::fs::write(certs.path().join(file), text).unwrap();
+        }
+        let config = certs.path().join("nats-server-tls.conf");
+        let env_refs: Vec<(&str, &str)> =
+            env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let nats = NatsServer::start_own_with(&["-c", config.to_str().unwrap()], &env_refs);
+        SecuredServer {
+            nats,
+            certs,
+            passwords,
+        }
+    }
+
+    fn url(&self) -> &str {
+        self.nats.url()
+    }
+
+    fn ca(&self) -> std::path::PathBuf {
+        self.certs.path().join("ca.pem")
+    }
+
+    fn role(user: &str) -> &'static Role {
+        ROLES.iter().find(|r| r.user == user).expect("a role")
+    }
+
+    fn password(&self, user: &str) -> &str {
+        &self.passwords.iter().find(|(u, _)| *u == user).unwrap().1
+    }
+
+    fn auth(&self, user: &str) -> ClientAuth {
+        ClientAuth::user(user, self.password(user))
+            .tls_ca(self.ca())
+            .inbox_prefix(Self::role(user).inbox)
+    }
+
+    /// A client of `user`, and the server's errors it gets (permission
+    /// violations), as text.
+    async fn connect(
+        &self,
+        user: &str,
+    ) -> (
+        async_nats::Client,
+        tokio::sync::mpsc::UnboundedReceiver<String>,
+    ) {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let client = connect_as(self.url(), &self.auth(user), Some(tx))
+            .await
+            .unwrap_or_else(|e| panic!("{user}: {e}"));
+        (client, rx)
+    }
+
+    /// `cpor` flags and environment to connect as `user`.
+    fn cli(&self, user: &str) -> (Vec<String>, Vec<(&'static str, String)>) {
+        (
+            vec![
+                "--nats-url".into(),
+                self.url().into(),
+                "--nats-user".into(),
+                user.into(),
+                "--nats-tls-ca".into(),
+                self.ca().to_str().unwrap().into(),
+                "--nats-inbox-prefix".into(),
+                Self::role(user).inbox.into(),
+            ],
+            vec![("CPOR_NATS_PASSWORD", self.password(user).to_string())],
+        )
+    }
+}
+
+/// How long a refusal by the server may take to arrive.
+const REFUSAL_WAIT: Duration = Duration::from_secs(5);
+
+/// Waits for the server's permission violation naming `what` ("publish
+/// to \"subject\"" or "subscription to \"subject\"").
+async fn expect_violation(
+    who: &str,
+    events: &mut tokio::sync::mpsc::UnboundedReceiver<String>,
+    what: &str,
+) {
+    let wanted = what.to_lowercase();
+    let deadline = tokio::time::Instant::now() + REFUSAL_WAIT;
+    loop {
+        match tokio::time::timeout_at(deadline, events.recv()).await {
+            Ok(Some(event)) if event.to_lowercase().contains(&wanted) => return,
+            Ok(Some(_)) => {}
+            Ok(None) | Err(_) => {
+                panic!("{who}: the server did not refuse {what} within {REFUSAL_WAIT:?}")
+            }
+        }
+    }
+}
+
+async fn refused_publish(
+    who: &str,
+    client: &async_nats::Client,
+    events: &mut tokio::sync::mpsc::UnboundedReceiver<String>,
+    subject: &str,
+) {
+    client
+        .publish(subject.to_string(), r#"{"forged":true}"#.into())
+        .await
+        .unwrap();
+    client.flush().await.unwrap();
+    expect_violation(who, events, &format!("publish to \"{subject}\"")).await;
+}
+
+async fn refused_subscribe(
+    who: &str,
+    client: &async_nats::Client,
+    events: &mut tokio::sync::mpsc::UnboundedReceiver<String>,
+    subject: &str,
+) {
+    let _subscription = client.subscribe(subject.to_string()).await.unwrap();
+    client.flush().await.unwrap();
+    expect_violation(who, events, &format!("subscription to \"{subject}\"")).await;
+}
+
+fn command(mut body: Value) -> String {
+    body["command_id"] = json!(uuid::Uuid::new_v4().to_string());
+    body.to_string()
+}
+
+fn partner(id: &str) -> Value {
+    json!({"type": "partner", "partner_id": id, "user": format!("admin@{id}.example"), "roles": ["incentives_admin"]})
+}
+
+/// Issue 9, items 6 and 7: `deploy/nats/nats-server-tls.conf` as shipped,
+/// TLS on: each role connects with its user and does what it may; every
+/// forbidden act is refused by the server (or, for an actor that does not
+/// match the subject, by the service); afterwards `cpor verify` as the
+/// auditor finds the live stream OK and neither stream holds anything forged.
+#[tokio::test(flavor = "multi_thread")]
+async fn every_role_does_what_it_may_and_nothing_more() {
+    let server = SecuredServer::start();
+    let (service_args, service_env) = server.cli("cpor-service");
+    let mut opts = ServiceOptions::new(server.url(), DEPLOY_PREFIX);
+    // `--nats-url` comes from the options; the rest of the connection flags here.
+    opts.extra_args = service_args[2..].to_vec();
+    opts.env = service_env
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.clone()))
+        .collect();
+    opts.helper_auth = Some(server.auth("reviewer-console"));
+    let mut service = Service::start(opts).await;
+    let subject = |rest: &str| format!("{DEPLOY_PREFIX}.{rest}");
+
+    // Reference data, by the reference sync.
+    let (refdata, mut refdata_events) = server.connect("refdata-sync").await;
+    let sync = json!({"type": "system", "id": "crm-sync"});
+    let tenant = uuid::Uuid::new_v4().to_string();
+    let sub_sales = uuid::Uuid::new_v4().to_string();
+    let sub_service = uuid::Uuid::new_v4().to_string();
+    for (name, body) in [
+        (
+            "cmd.ref.tenant",
+            json!({"actor": sync, "tenant_id": tenant, "domains": ["contoso.com"]}),
+        ),
+        (
+            "cmd.ref.subscription",
+            json!({"actor": sync, "subscription_id": sub_sales, "tenant_id": tenant, "product": "dynamics_365_sales", "solution_area": "business_applications", "is_dynamics": true, "channel": "volume_licensing", "state": "active"}),
+        ),
+        (
+            "cmd.ref.subscription",
+            json!({"actor": sync, "subscription_id": sub_service, "tenant_id": tenant, "product": "dynamics_365_customer_service", "solution_area": "business_applications", "is_dynamics": true, "channel": "volume_licensing", "state": "active"}),
+        ),
+        (
+            "cmd.ref.partner",
+            json!({"actor": sync, "partner_id": "P-100", "mpns": [{"mpn_id": "4412001", "incentive_enrolled": true}]}),
+        ),
+        (
+            "cmd.ref.partner",
+            json!({"actor": sync, "partner_id": "P-200", "mpns": [{"mpn_id": "5500001", "incentive_enrolled": true}]}),
+        ),
+    ] {
+        let reply = request(&refdata, &subject(name), command(body)).await;
+        assert_eq!(reply["ok"], true, "{name}: {reply}");
+    }
+
+    // Partners: each submits a claim and sees its own status.
+    let (p100, mut p100_events) = server.connect("partner-P-100").await;
+    let (p200, mut p200_events) = server.connect("partner-P-200").await;
+    let mut p100_status = p100
+        .subscribe(subject("status.claim.P-100.>"))
+        .await
+        .unwrap();
+    p100.flush().await.unwrap();
+    let submit = |id: &str, mpn: &str, product: &str, sub: &str| json!({"actor": partner(id), "tenant_id": tenant, "domain": "contoso.com", "solution_area": "business_applications", "activity": "usage", "product": product, "mpn_id": mpn, "subscription_id": sub});
+    let reply = request(
+        &p100,
+        &subject("cmd.partner.P-100.submit"),
+        command(submit("P-100", "4412001", "dynamics_365_sales", &sub_sales)),
+    )
+    .await;
+    assert_eq!(reply["ok"], true, "{reply}");
+    let claim_100 = reply["claim_id"].as_str().unwrap().to_string();
+    let reply = request(
+        &p200,
+        &subject("cmd.partner.P-200.submit"),
+        command(submit(
+            "P-200",
+            "5500001",
+            "dynamics_365_customer_service",
+            &sub_service,
+        )),
+    )
+    .await;
+    assert_eq!(reply["ok"], true, "{reply}");
+    let claim_200 = reply["claim_id"].as_str().unwrap().to_string();
+    let status = tokio::time::timeout(Duration::from_secs(10), p100_status.next())
+        .await
+        .expect("P-100 gets its claim's status")
+        .unwrap();
+    let view: Value = serde_json::from_slice(&status.payload).unwrap();
+    assert_eq!(view["claim_id"], claim_100.as_str(), "{view}");
+
+    // The service refuses an actor that does not match the subject's scope.
+    let reply = request(
+        &p100,
+        &subject("cmd.partner.P-100.submit"),
+        command(submit("P-200", "5500001", "dynamics_365_sales", &sub_sales)),
+    )
+    .await;
+    assert_eq!(reply["ok"], false, "{reply}");
+    assert_eq!(reply["error"]["code"], "FORBIDDEN", "{reply}");
+
+    // The reviewer approves and lists; the customer gateway declines.
+    let (reviewer, mut reviewer_events) = server.connect("reviewer-console").await;
+    let rev = json!({"type": "reviewer", "id": "rev-1"});
+    let reply = request(
+        &reviewer,
+        &subject("cmd.review.approve"),
+        command(json!({"actor": rev, "claim_id": claim_100})),
+    )
+    .await;
+    assert_eq!(reply["ok"], true, "{reply}");
+    let reply = request(
+        &reviewer,
+        &subject("qry.claims.list"),
+        json!({"actor": rev}).to_string(),
+    )
+    .await;
+    assert_eq!(reply["claims"].as_array().map(Vec::len), Some(2), "{reply}");
+    let (gateway, mut gateway_events) = server.connect("customer-gateway").await;
+    let reply = request(
+        &gateway,
+        &subject(&format!("cmd.customer.{tenant}.decline")),
+        command(json!({"actor": {"type": "customer", "tenant_id": tenant, "user": "it@contoso.com"}, "claim_id": claim_200})),
+    )
+    .await;
+    assert_eq!(reply["ok"], true, "{reply}");
+
+    // What the server refuses, role by role.
+    for forbidden in [
+        "cmd.review.approve",
+        "cmd.partner.P-200.submit",
+        "qry.partner.P-200.claims.list",
+        "qry.claims.list",
+        "qry.claim.get",
+        "evt.claim.forged.submitted",
+        "status.claim.P-100.forged",
+        "lease",
+        "admin.clock",
+    ] {
+        refused_publish("P-100", &p100, &mut p100_events, &subject(forbidden)).await;
+    }
+    for forbidden in [
+        "$JS.API.STREAM.PURGE.CPOR_EVENTS",
+        "$JS.API.STREAM.DELETE.CPOR_STATUS",
+        "$JS.API.CONSUMER.CREATE.CPOR_STATUS",
+    ] {
+        refused_publish("P-100", &p100, &mut p100_events, forbidden).await;
+    }
+    for forbidden in [
+        "_INBOX.>",
+        "_INBOX_P-200.>",
+        "cpor.status.claim.P-200.>",
+        "cpor.status.claim.>",
+        "cpor.cmd.>",
+        "cpor.evt.>",
+    ] {
+        refused_subscribe("P-100", &p100, &mut p100_events, forbidden).await;
+    }
+    refused_publish(
+        "P-200",
+        &p200,
+        &mut p200_events,
+        &subject("cmd.partner.P-100.withdraw"),
+    )
+    .await;
+    refused_subscribe("P-200", &p200, &mut p200_events, "_INBOX_P-100.>").await;
+    for forbidden in ["cmd.review.approve", "evt.tenant.forged.upserted"] {
+        refused_publish(
+            "refdata-sync",
+            &refdata,
+            &mut refdata_events,
+            &subject(forbidden),
+        )
+        .await;
+    }
+    for forbidden in [
+        "cmd.partner.P-100.submit",
+        "qry.claims.list",
+        "status.claim.P-100.forged",
+    ] {
+        refused_publish(
+            "customer-gateway",
+            &gateway,
+            &mut gateway_events,
+            &subject(forbidden),
+        )
+        .await;
+    }
+    for forbidden in [
+        "evt.claim.forged.approved",
+        "status.claim.P-100.forged",
+        "cmd.partner.P-100.submit",
+    ] {
+        refused_publish(
+            "reviewer-console",
+            &reviewer,
+            &mut reviewer_events,
+            &subject(forbidden),
+        )
+        .await;
+    }
+    refused_subscribe(
+        "reviewer-console",
+        &reviewer,
+        &mut reviewer_events,
+        "_INBOX.>",
+    )
+    .await;
+
+    // The dashboard reads the status stream through a consumer, and writes nothing.
+    let (dashboard, mut dashboard_events) = server.connect("dashboard").await;
+    let views = read_stream_payloads(&dashboard, "CPOR_STATUS", 2).await;
+    let mut claims: Vec<String> = views
+        .iter()
+        .map(|v| v["claim_id"].as_str().unwrap_or("?").to_string())
+        .collect();
+    claims.sort();
+    let mut expected = vec![claim_100.clone(), claim_200.clone()];
+    expected.sort();
+    assert_eq!(claims, expected);
+    for forbidden in [
+        "cpor.status.claim.P-100.forged",
+        "cpor.evt.claim.forged.submitted",
+        "cpor.cmd.review.approve",
+        "cpor.qry.claims.list",
+        "$JS.API.STREAM.PURGE.CPOR_STATUS",
+        "$JS.API.STREAM.DELETE.CPOR_STATUS",
+        "$JS.API.STREAM.MSG.DELETE.CPOR_STATUS",
+        "$JS.API.CONSUMER.DURABLE.CREATE.CPOR_STATUS.mine",
+        "$JS.API.CONSUMER.CREATE.CPOR_EVENTS",
+        "$JS.API.STREAM.INFO.CPOR_EVENTS",
+    ] {
+        refused_publish("dashboard", &dashboard, &mut dashboard_events, forbidden).await;
+    }
+    refused_subscribe(
+        "dashboard",
+        &dashboard,
+        &mut dashboard_events,
+        "cpor.status.>",
+    )
+    .await;
+
+    // The auditor reads the events stream, and nothing else.
+    let (auditor, mut auditor_events) = server.connect("auditor").await;
+    for forbidden in [
+        "$JS.API.CONSUMER.CREATE.CPOR_STATUS",
+        "$JS.API.CONSUMER.CREATE.CPOR_STATUS.watch.cpor.status.claim.>",
+        "$JS.API.STREAM.INFO.CPOR_STATUS",
+        "$JS.API.DIRECT.GET.CPOR_STATUS",
+        "$JS.API.STREAM.PURGE.CPOR_EVENTS",
+        "$JS.API.STREAM.MSG.DELETE.CPOR_EVENTS",
+        "cpor.evt.claim.forged.submitted",
+    ] {
+        refused_publish("auditor", &auditor, &mut auditor_events, forbidden).await;
+    }
+    let js = async_nats::jetstream::new(auditor.clone());
+    assert!(
+        js.get_stream("CPOR_STATUS").await.is_err(),
+        "the auditor may not read the status stream"
+    );
+
+    // Afterwards: the live stream verifies, as the auditor, and holds exactly
+    // the service's events; the status stream exactly the two claims' views.
+    let (mut args, env) = server.cli("auditor");
+    args.splice(0..0, ["verify".to_string()]);
+    args.extend(["--prefix".to_string(), DEPLOY_PREFIX.to_string()]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let (code, stdout, stderr) = run_cpor(&args, &env).await;
+    assert_eq!(
+        code,
+        Some(0),
+        "cpor verify as the auditor:\n{stdout}\n{stderr}"
+    );
+    assert!(stdout.contains("OK"), "{stdout}");
+    let health = request(&reviewer, &subject("qry.health"), "{}").await;
+    let log_position = health["log_position"].as_u64().unwrap();
+    let events = read_stream_payloads(&auditor, "CPOR_EVENTS", log_position as usize).await;
+    for (n, event) in events.iter().enumerate() {
+        assert_eq!(event["position"], n as u64 + 1, "{event}");
+        assert!(event.get("forged").is_none(), "{event}");
+    }
+    let views = read_stream_payloads(&dashboard, "CPOR_STATUS", 2).await;
+    assert!(views
+        .iter()
+        .all(|v| v.get("forged").is_none() && v["claim_id"].is_string()));
+    service.terminate().await;
+}
+
+/// Every message of `stream` (which must hold exactly `count`), as JSON,
+/// read through an ordered consumer like `cpor watch` and the audit tools.
+async fn read_stream_payloads(
+    client: &async_nats::Client,
+    stream: &str,
+    count: usize,
+) -> Vec<Value> {
+    use async_nats::jetstream::consumer;
+    let js = async_nats::jetstream::new(client.clone());
+    let mut handle = js
+        .get_stream(stream)
+        .await
+        .unwrap_or_else(|e| panic!("{stream}: {e}"));
+    let info = handle.info().await.unwrap();
+    assert_eq!(info.state.messages, count as u64, "messages in {stream}");
+    let consumer = handle
+        .create_consumer(consumer::pull::OrderedConfig {
+            deliver_policy: consumer::DeliverPolicy::All,
+            ..Default::default()
+        })
+        .await
+        .unwrap_or_else(|e| panic!("a consumer on {stream}: {e}"));
+    let mut messages = consumer.messages().await.unwrap();
+    let mut out = Vec::new();
+    while out.len() < count {
+        let message = tokio::time::timeout(Duration::from_secs(10), messages.next())
+            .await
+            .unwrap_or_else(|_| panic!("{stream}: only {} of {count} messages", out.len()))
+            .unwrap()
+            .unwrap();
+        out.push(serde_json::from_slice(&message.payload).unwrap());
+    }
+    out
+}
+
+/// The service with a wrong password, or without the CA that signed the
+/// server's certificate, exits 2 at once naming the refusal.
+#[tokio::test(flavor = "multi_thread")]
+async fn serve_with_wrong_credentials_exits_2() {
+    let server = SecuredServer::start();
+    let data = tempfile::tempdir().unwrap();
+    let data_dir = data.path().join("data");
+    let (args, _) = server.cli("cpor-service");
+    let mut serve: Vec<&str> = vec!["serve", "--prefix", DEPLOY_PREFIX, "--data-dir"];
+    serve.push(data_dir.to_str().unwrap());
+    serve.extend(args.iter().map(String::as_str));
+
+    let (code, _, stderr) = run_cpor(&serve, &[("CPOR_NATS_PASSWORD", "not-the-password")]).await;
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("authorization violation"), "{stderr}");
+
+    // Another user's password is no better.
+    let other = server.password("partner-P-100").to_string();
+    let (code, _, stderr) = run_cpor(&serve, &[("CPOR_NATS_PASSWORD", &other)]).await;
+    assert_eq!(code, Some(2), "{stderr}");
+
+    // Without --nats-tls-ca the server's certificate is not trusted.
+    let without_ca: Vec<&str> = {
+        let at = serve.iter().position(|a| *a == "--nats-tls-ca").unwrap();
+        let mut v = serve.clone();
+        v.drain(at..at + 2);
+        v
+    };
+    let password = server.password("cpor-service").to_string();
+    let (code, _, stderr) = run_cpor(&without_ca, &[("CPOR_NATS_PASSWORD", &password)]).await;
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("TLS"), "{stderr}");
 }

@@ -133,6 +133,12 @@ pub async fn connect(options: &ConnectOptions) -> Result<Nats, NatsError> {
                 reason: describe(&error),
             })
         }
+        Err(error) if is_tls_handshake_failure(&error) => {
+            return Err(NatsError::Refused {
+                url,
+                reason: format!("TLS handshake failed: {}", describe(&error)),
+            })
+        }
         Err(error) => describe(&error),
     };
     if options.wait == Some(Duration::ZERO) {
@@ -207,6 +213,19 @@ const REFUSALS: [async_nats::ConnectErrorKind; 3] = [
 
 fn is_refusal(kind: async_nats::ConnectErrorKind) -> bool {
     REFUSALS.contains(&kind)
+}
+
+/// A TLS handshake that failed (the server's certificate is not trusted,
+/// or one side does not speak TLS): async-nats reports it as an IO error
+/// whose source is an `InvalidData` IO error from rustls. Retrying cannot
+/// help.
+fn is_tls_handshake_failure(error: &async_nats::ConnectError) -> bool {
+    use std::error::Error as _;
+    error.kind() == async_nats::ConnectErrorKind::Io
+        && error
+            .source()
+            .and_then(|s| s.downcast_ref::<std::io::Error>())
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::InvalidData)
 }
 
 /// An async-nats error in one line. Its `Display` already appends the

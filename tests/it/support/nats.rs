@@ -70,9 +70,9 @@ impl NatsServer {
         Self::start_own_with(&[], &[])
     }
 
-    /// Like [`Self::start_own`], with more arguments (e.g. `-c FILE`, whose
-    /// `listen`/`port`/`store_dir` the standard flags override) and
-    /// environment variables.
+    /// Like [`Self::start_own`], with more arguments and environment
+    /// variables. With `-c FILE` the file must enable JetStream itself (its
+    /// store dir, e.g. [`Self::dir`]`/store`); its `listen` is overridden.
     pub(crate) fn start_own_with(extra_args: &[&str], env: &[(&str, &str)]) -> Self {
         let port = free_port();
         let mut own = OwnServer {
@@ -202,16 +202,14 @@ impl OwnServer {
             .open(self.log_path())
             .expect("open the nats-server log");
         let store = self.dir.path().join("store");
-        let child = Command::new(&self.binary)
-            .args([
-                "-a",
-                "127.0.0.1",
-                "-p",
-                &self.port.to_string(),
-                "-js",
-                "-sd",
-            ])
-            .arg(&store)
+        let mut command = Command::new(&self.binary);
+        command.args(["-a", "127.0.0.1", "-p", &self.port.to_string()]);
+        // A config file (`-c`) sets up JetStream itself (nats-server refuses
+        // a store dir given twice); otherwise JetStream in the temp dir.
+        if !self.extra_args.iter().any(|a| a == "-c") {
+            command.args(["-js", "-sd"]).arg(&store);
+        }
+        let child = command
             .args(&self.extra_args)
             .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
