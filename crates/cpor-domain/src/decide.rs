@@ -550,7 +550,7 @@ fn subscription_checks(state: &State, submit: &SubmitClaim) -> Result<Vec<Uuid>,
         }
         SolutionArea::BusinessApplications => match &submit.subscription_id {
             Some(text) => {
-                let Ok(id) = Uuid::parse_str(text.trim()) else {
+                let Some(id) = crate::types::parse_uuid(text.trim()) else {
                     return Err(vec![ErrorCode::NotASubscriptionId]);
                 };
                 let Some(entry) = state.subscriptions.get(&id) else {

@@ -11,6 +11,58 @@ use uuid::Uuid;
 /// Instants are UTC; the calendar converts to local days where it matters.
 pub type Timestamp = DateTime<Utc>;
 
+/// Parses an id as the contract writes it (§ "IDs written `uuid` are RFC
+/// 4122 strings"): the hyphenated form `xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx`,
+/// hex digits in any case. The other spellings the `uuid` crate also takes
+/// (`{…}`, `urn:uuid:…`, 32 digits without hyphens) are `None`. The id is
+/// stored and written back in lowercase, RFC 4122's output form.
+pub fn parse_uuid(text: &str) -> Option<Uuid> {
+    if text.len() == 36 {
+        Uuid::try_parse(text).ok()
+    } else {
+        None
+    }
+}
+
+/// Serde adapters for ids in request bodies: only [`parse_uuid`]'s form.
+pub mod rfc4122 {
+    use serde::{de, Deserialize, Deserializer};
+    use uuid::Uuid;
+
+    const EXPECTED: &str =
+        "a uuid written xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx (RFC 4122, hex digits)";
+
+    fn parse<E: de::Error>(text: &str) -> Result<Uuid, E> {
+        super::parse_uuid(text)
+            .ok_or_else(|| E::invalid_value(de::Unexpected::Str(text), &EXPECTED))
+    }
+
+    /// `#[serde(deserialize_with = "rfc4122::deserialize")]` on a `Uuid`.
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Uuid, D::Error> {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+        parse(&text)
+    }
+
+    /// The customer actor's `tenant_id`. The actor is an internally tagged
+    /// enum, whose decoding loses the path inside it, so the error names
+    /// the field itself.
+    pub fn actor_tenant_id<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Uuid, D::Error> {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+        super::parse_uuid(&text).ok_or_else(|| {
+            de::Error::custom(format!(
+                "tenant_id: invalid value {text:?}, expected {EXPECTED}"
+            ))
+        })
+    }
+
+    /// `#[serde(default, deserialize_with = "rfc4122::option")]` on an
+    /// `Option<Uuid>`.
+    pub fn option<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Uuid>, D::Error> {
+        let text = <Option<std::borrow::Cow<'de, str>>>::deserialize(deserializer)?;
+        text.map(|text| parse(&text)).transpose()
+    }
+}
+
 #[derive(
     Debug,
     Clone,
@@ -110,6 +162,7 @@ pub enum Actor {
         id: String,
     },
     Customer {
+        #[serde(deserialize_with = "rfc4122::actor_tenant_id")]
         tenant_id: Uuid,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         user: Option<String>,

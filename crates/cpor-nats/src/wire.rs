@@ -19,8 +19,8 @@ use cpor_domain::dns::domain_key;
 use cpor_domain::error::{ErrorCode, Rejection};
 use cpor_domain::limits::{DOMAINS_PER_TENANT_MAX, MPNS_PER_PARTNER_MAX, MPN_ID_MAX_CHARS};
 use cpor_domain::types::{
-    Activity, Actor, Channel, ClaimStatus, Mpn, PoeDocument, SolutionArea, SubscriptionState,
-    Timestamp,
+    parse_uuid, rfc4122, Activity, Actor, Channel, ClaimStatus, Mpn, PoeDocument, SolutionArea,
+    SubscriptionState, Timestamp,
 };
 use cpor_jcs::canonical_json;
 use cpor_log::ClaimFilter;
@@ -101,10 +101,7 @@ pub fn parse(tail: &str, payload: &[u8]) -> Result<Request, Rejection> {
     if tail == "qry.health" {
         return Ok(Request::Health);
     }
-    let body: Value = serde_json::from_slice(payload)
-        .ok()
-        .filter(Value::is_object)
-        .ok_or_else(|| Rejection::new(ErrorCode::InvalidJson))?;
+    let body = parse_body(payload)?;
     let parts: Vec<&str> = tail.split('.').collect();
     match parts.as_slice() {
         ["cmd", ..] => parse_command(tail, &parts[1..], body),
@@ -133,6 +130,97 @@ pub fn parse(tail: &str, payload: &[u8]) -> Result<Request, Rejection> {
         }
         ["admin", "clock"] => parse_clock(body),
         _ => Err(invalid(format!("unknown subject name: {tail}"))),
+    }
+}
+
+/// The body as a JSON object, or `INVALID_JSON`: not JSON, not an object,
+/// an object with the same key twice at any depth (RFC 8259 §4 leaves
+/// duplicates' meaning open and parsers disagree on which wins, so a body
+/// must not carry them), a number out of the range of an IEEE 754 double
+/// (`1e400`), or nesting deeper than serde_json's 128 levels.
+fn parse_body(payload: &[u8]) -> Result<Value, Rejection> {
+    let not_json = |message: String| Rejection::with_message(ErrorCode::InvalidJson, message);
+    let UniqueKeys(body) = serde_json::from_slice(payload)
+        .map_err(|e| not_json(format!("The body is not valid JSON: {e}.")))?;
+    if !body.is_object() {
+        return Err(not_json("The body must be a JSON object.".into()));
+    }
+    Ok(body)
+}
+
+/// A JSON value decoded with every object's keys checked for repeats
+/// (serde_json's own `Value` keeps the last of them silently).
+struct UniqueKeys(Value);
+
+impl<'de> Deserialize<'de> for UniqueKeys {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer
+            .deserialize_any(UniqueKeysVisitor)
+            .map(UniqueKeys)
+    }
+}
+
+struct UniqueKeysVisitor;
+
+impl<'de> serde::de::Visitor<'de> for UniqueKeysVisitor {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+
+    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+
+    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+
+    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+        Ok(serde_json::Number::from_f64(v).map_or(Value::Null, Value::Number))
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::String(v.to_owned()))
+    }
+
+    fn visit_string<E>(self, v: String) -> Result<Value, E> {
+        Ok(Value::String(v))
+    }
+
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_none<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut items = Vec::new();
+        while let Some(UniqueKeys(item)) = seq.next_element()? {
+            items.push(item);
+        }
+        Ok(Value::Array(items))
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut object = serde_json::Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if object.contains_key(&key) {
+                return Err(serde::de::Error::custom(format!(
+                    "the key {key:?} appears twice in one object"
+                )));
+            }
+            let UniqueKeys(value) = map.next_value()?;
+            object.insert(key, value);
+        }
+        Ok(Value::Object(object))
     }
 }
 
@@ -275,23 +363,27 @@ fn is_reason_code(text: &str) -> bool {
 }
 
 /// Generates a strict DTO with the fields every command carries.
+/// Ids take only the hyphenated RFC 4122 form ([`rfc4122`]).
 macro_rules! command_dto {
-    ($name:ident { $($field:ident : $ty:ty),* $(,)? }) => {
+    ($name:ident { $( $(#[$meta:meta])* $field:ident : $ty:ty),* $(,)? }) => {
         #[derive(Deserialize)]
         #[derive(schemars::JsonSchema)]
         #[serde(deny_unknown_fields)]
         struct $name {
+            #[serde(deserialize_with = "rfc4122::deserialize")]
             command_id: Uuid,
             actor: Actor,
             correlation_id: Option<String>,
-            $( $field: $ty, )*
+            $( $(#[$meta])* $field: $ty, )*
         }
     };
 }
 
-command_dto!(RefTenantDto { tenant_id: Uuid, domains: Vec<String> });
+command_dto!(RefTenantDto { #[serde(deserialize_with = "rfc4122::deserialize")] tenant_id: Uuid, domains: Vec<String> });
 command_dto!(RefSubscriptionDto {
+    #[serde(deserialize_with = "rfc4122::deserialize")]
     subscription_id: Uuid,
+    #[serde(deserialize_with = "rfc4122::deserialize")]
     tenant_id: Uuid,
     product: String,
     solution_area: SolutionArea,
@@ -301,8 +393,8 @@ command_dto!(RefSubscriptionDto {
 });
 command_dto!(RefPartnerDto { partner_id: String, mpns: Vec<Mpn> });
 command_dto!(SubmitDto {
-    claim_id: Option<Uuid>,
-    tenant_id: Uuid,
+    #[serde(default, deserialize_with = "rfc4122::option")] claim_id: Option<Uuid>,
+    #[serde(deserialize_with = "rfc4122::deserialize")] tenant_id: Uuid,
     domain: String,
     solution_area: SolutionArea,
     activity: Activity,
@@ -312,24 +404,24 @@ command_dto!(SubmitDto {
     proof_of_execution: Option<Vec<PoeDocument>>,
     note: Option<String>,
 });
-command_dto!(TextDto { claim_id: Uuid, text: String, expected_version: Option<u64> });
-command_dto!(OptionalTextDto { claim_id: Uuid, text: Option<String>, expected_version: Option<u64> });
-command_dto!(ClaimOnlyDto { claim_id: Uuid, expected_version: Option<u64> });
+command_dto!(TextDto { #[serde(deserialize_with = "rfc4122::deserialize")] claim_id: Uuid, text: String, expected_version: Option<u64> });
+command_dto!(OptionalTextDto { #[serde(deserialize_with = "rfc4122::deserialize")] claim_id: Uuid, text: Option<String>, expected_version: Option<u64> });
+command_dto!(ClaimOnlyDto { #[serde(deserialize_with = "rfc4122::deserialize")] claim_id: Uuid, expected_version: Option<u64> });
 command_dto!(SubmitPoeDto {
-    claim_id: Uuid,
+    #[serde(deserialize_with = "rfc4122::deserialize")] claim_id: Uuid,
     proof_of_execution: Vec<PoeDocument>,
     text: Option<String>,
     expected_version: Option<u64>,
 });
-command_dto!(OptionalReasonDto { claim_id: Uuid, reason: Option<String>, expected_version: Option<u64> });
-command_dto!(ReasonDto { claim_id: Uuid, reason: String, expected_version: Option<u64> });
+command_dto!(OptionalReasonDto { #[serde(deserialize_with = "rfc4122::deserialize")] claim_id: Uuid, reason: Option<String>, expected_version: Option<u64> });
+command_dto!(ReasonDto { #[serde(deserialize_with = "rfc4122::deserialize")] claim_id: Uuid, reason: String, expected_version: Option<u64> });
 command_dto!(DisputeDto {
-    claim_id: Uuid,
+    #[serde(deserialize_with = "rfc4122::deserialize")] claim_id: Uuid,
     text: String,
     proof_of_execution: Option<Vec<PoeDocument>>,
     expected_version: Option<u64>,
 });
-command_dto!(RejectDto { claim_id: Uuid, reason: String, text: Option<String>, expected_version: Option<u64> });
+command_dto!(RejectDto { #[serde(deserialize_with = "rfc4122::deserialize")] claim_id: Uuid, reason: String, text: Option<String>, expected_version: Option<u64> });
 
 /// Builds the envelope once the DTO passed its checks.
 fn envelope(
@@ -377,7 +469,7 @@ fn subject_partner(partner_id: &str) -> Result<(), Rejection> {
 
 /// The tenant id a subject carries (`INVALID_COMMAND` unless a uuid).
 fn subject_tenant(tenant_id: &str) -> Result<Uuid, Rejection> {
-    Uuid::parse_str(tenant_id).map_err(|_| invalid("subject: the tenant id must be a uuid"))
+    parse_uuid(tenant_id).ok_or_else(|| invalid("subject: the tenant id must be a uuid"))
 }
 
 fn parse_command(tail: &str, parts: &[&str], body: Value) -> Result<Request, Rejection> {
@@ -637,6 +729,7 @@ struct ClaimQueryDto {
     actor: Actor,
     /// Accepted for tracing, like on commands; queries write nothing.
     correlation_id: Option<String>,
+    #[serde(deserialize_with = "rfc4122::deserialize")]
     claim_id: Uuid,
 }
 
@@ -647,6 +740,7 @@ struct ListDto {
     /// Accepted for tracing, like on commands; queries write nothing.
     correlation_id: Option<String>,
     partner_id: Option<String>,
+    #[serde(default, deserialize_with = "rfc4122::option")]
     tenant_id: Option<Uuid>,
     #[schemars(with = "Option<ClaimStatus>")]
     status: Option<String>,
@@ -662,6 +756,7 @@ struct CaseGetDto {
     actor: Actor,
     /// Accepted for tracing, like on commands; queries write nothing.
     correlation_id: Option<String>,
+    #[serde(deserialize_with = "rfc4122::deserialize")]
     case_id: Uuid,
 }
 

@@ -312,3 +312,34 @@ fn subscriptions_per_tenant_and_product_are_bounded() {
     };
     assert!(submitted.subscription_ids.len() <= crate::limits::SUBSCRIPTIONS_PER_CLAIM_MAX);
 }
+
+/// Issue 11 case 10: a `subscription_id` that is a uuid in another spelling
+/// than RFC 4122's hyphenated form is no subscription id.
+#[test]
+fn a_subscription_id_in_another_uuid_spelling_is_not_a_subscription_id() {
+    let id = uid("s_sales").to_string();
+    for spelling in [
+        format!("{{{id}}}"),
+        format!("urn:uuid:{id}"),
+        id.replace('-', ""),
+    ] {
+        Given::standard()
+            .when(
+                partner("P-100"),
+                Command::Submit(SubmitClaim {
+                    subscription_id: Some(spelling),
+                    ..sales_claim("c1", "P-100")
+                }),
+            )
+            .then_reasons(&[NotASubscriptionId]);
+    }
+    Given::standard()
+        .when(
+            partner("P-100"),
+            Command::Submit(SubmitClaim {
+                subscription_id: Some(id.to_uppercase()),
+                ..sales_claim("c1", "P-100")
+            }),
+        )
+        .then_events(&["claim.submitted"]);
+}

@@ -1,6 +1,8 @@
 //! Wire parsing: every subject's refusals, in precedence order, and the
 //! commands good bodies become.
 
+use std::collections::BTreeMap;
+
 use serde_json::{json, Value};
 
 use super::*;
@@ -701,4 +703,274 @@ fn prefixes_follow_contract_section_8() {
     ] {
         assert!(!is_valid_prefix(bad), "{bad}");
     }
+}
+
+/// Every body subject with a valid body: commands, queries and the clock.
+fn every_body_subject() -> Vec<(&'static str, Value)> {
+    let mut all: Vec<(&str, Value)> = COMMAND_SUBJECTS.iter().map(|s| (*s, valid(s))).collect();
+    all.extend([
+        (
+            "qry.claim.get",
+            json!({"actor": reviewer(), "claim_id": CLAIM}),
+        ),
+        (
+            "qry.claim.history",
+            json!({"actor": reviewer(), "claim_id": CLAIM}),
+        ),
+        ("qry.claims.list", json!({"actor": reviewer(), "limit": 10})),
+        (
+            "qry.arbitration.get",
+            json!({"actor": reviewer(), "case_id": CLAIM}),
+        ),
+        ("qry.arbitration.list", json!({"actor": reviewer()})),
+        (
+            "admin.clock",
+            json!({"actor": system(), "now": "2026-11-25T09:00:00Z"}),
+        ),
+    ]);
+    all
+}
+
+/// Issue 11 case 8: a key twice in one object, at any depth of any body,
+/// is `INVALID_JSON` (serde_json alone keeps the last one).
+#[test]
+fn duplicate_keys_are_invalid_json_in_every_body() {
+    for (subject, body) in every_body_subject() {
+        assert!(
+            parse_value(subject, &body).is_ok(),
+            "{subject}: valid body refused"
+        );
+        let text = serde_json::to_string(&body).unwrap();
+        let open = |text: &str| text.strip_suffix('}').unwrap().to_string();
+        // Top level: the issue's case, a second actor of another type.
+        let other = if body["actor"]["type"] == "partner" {
+            reviewer()
+        } else {
+            partner("P-100")
+        };
+        let top = format!("{},\"actor\":{other}}}", open(&text));
+        // Nested: inside the actor object.
+        let actor = serde_json::to_string(&body["actor"]).unwrap();
+        let nested_actor = format!("{},\"type\":\"reviewer\"}}", open(&actor));
+        let nested = text.replacen(&actor, &nested_actor, 1);
+        // The same value twice is still a duplicate.
+        let key = body.as_object().unwrap().keys().next().unwrap().clone();
+        let same = format!("{},{key:?}:{}}}", open(&text), body[&key]);
+        for (case, bad) in [("top", top), ("nested", nested), ("same value", same)] {
+            let rejection = parse(subject, bad.as_bytes()).unwrap_err();
+            assert_eq!(
+                rejection.code,
+                ErrorCode::InvalidJson,
+                "{subject} {case}: {bad}"
+            );
+            assert!(
+                rejection.message.contains("twice"),
+                "{subject} {case}: {}",
+                rejection.message
+            );
+        }
+    }
+    // Deeper still: inside a proof-of-execution document in a list.
+    let subject = "cmd.partner.P-100.submit_poe";
+    let text = serde_json::to_string(&valid(subject)).unwrap();
+    let bad = text.replacen(
+        "\"name\":\"sow.pdf\"",
+        "\"name\":\"sow.pdf\",\"name\":\"fake.pdf\"",
+        1,
+    );
+    assert_ne!(bad, text);
+    assert_eq!(
+        parse(subject, bad.as_bytes()).unwrap_err().code,
+        ErrorCode::InvalidJson
+    );
+    // Equal keys in different objects are no duplicates.
+    assert!(parse_value(subject, &valid(subject)).is_ok());
+}
+
+/// Issue 11 case 10: ids are RFC 4122 strings in the hyphenated form, any
+/// case (stored lowercase); `{…}`, `urn:uuid:…` and 32 bare hex digits are
+/// `INVALID_COMMAND` naming the field.
+#[test]
+fn ids_take_only_the_hyphenated_rfc_4122_form() {
+    let upper = CLAIM.to_uppercase();
+    let mixed: String = CLAIM
+        .chars()
+        .enumerate()
+        .map(|(i, c)| {
+            if i % 2 == 0 {
+                c.to_ascii_uppercase()
+            } else {
+                c
+            }
+        })
+        .collect();
+    let bad = [
+        format!("{{{CLAIM}}}"),
+        format!("urn:uuid:{CLAIM}"),
+        CLAIM.replace('-', ""),
+        format!(" {CLAIM}"),
+        format!("{CLAIM}\n"),
+    ];
+    // (subject, path to the id field, field name in the message)
+    let fields: Vec<(&str, Vec<&str>, &str)> = vec![
+        ("cmd.review.start", vec!["command_id"], "command_id"),
+        ("cmd.review.start", vec!["claim_id"], "claim_id"),
+        ("cmd.partner.P-100.submit", vec!["claim_id"], "claim_id"),
+        ("cmd.partner.P-100.submit", vec!["tenant_id"], "tenant_id"),
+        ("cmd.ref.tenant", vec!["tenant_id"], "tenant_id"),
+        (
+            "cmd.ref.subscription",
+            vec!["subscription_id"],
+            "subscription_id",
+        ),
+        ("cmd.ref.subscription", vec!["tenant_id"], "tenant_id"),
+        (
+            COMMAND_SUBJECTS[14],
+            vec!["actor", "tenant_id"],
+            "actor.tenant_id",
+        ),
+        ("qry.claim.get", vec!["claim_id"], "claim_id"),
+        ("qry.claims.list", vec!["tenant_id"], "tenant_id"),
+        ("qry.arbitration.get", vec!["case_id"], "case_id"),
+    ];
+    let bodies: BTreeMap<&str, Value> = every_body_subject().into_iter().collect();
+    for (subject, path, field) in fields {
+        // The customer's tenant must match the subject's.
+        let id = if field == "actor.tenant_id" {
+            TENANT
+        } else {
+            CLAIM
+        };
+        let upper = id.to_uppercase();
+        let mixed: String = id
+            .chars()
+            .enumerate()
+            .map(|(i, c)| {
+                if i % 2 == 0 {
+                    c.to_ascii_uppercase()
+                } else {
+                    c
+                }
+            })
+            .collect();
+        let bad = [
+            format!("{{{id}}}"),
+            format!("urn:uuid:{id}"),
+            id.replace('-', ""),
+            format!(" {id}"),
+            format!("{id}\n"),
+        ];
+        let with = |id: &str| {
+            let mut body = bodies[subject].clone();
+            let mut slot = &mut body;
+            for key in &path {
+                slot = &mut slot[*key];
+            }
+            *slot = id.into();
+            body
+        };
+        for spelling in [upper.as_str(), mixed.as_str()] {
+            let body = with(spelling);
+            let request = parse_value(subject, &body)
+                .unwrap_or_else(|e| panic!("{subject} {field}={spelling}: {e:?}"));
+            // Stored and written back lowercase.
+            let debug = format!("{request:?}");
+            assert!(
+                !debug.contains(spelling) && debug.contains(id),
+                "{subject} {field}: {debug}"
+            );
+        }
+        for spelling in &bad {
+            let body = with(spelling);
+            let rejection = parse_value(subject, &body).unwrap_err();
+            assert_eq!(
+                rejection.code,
+                ErrorCode::InvalidCommand,
+                "{subject} {field}={spelling}"
+            );
+            let (head, last) = field.rsplit_once('.').unwrap_or((field, field));
+            assert!(
+                rejection.message.starts_with(head) && rejection.message.contains(last),
+                "{subject} {field}={spelling}: {}",
+                rejection.message
+            );
+        }
+    }
+    // In subjects too.
+    let body = valid(COMMAND_SUBJECTS[14]);
+    for spelling in [
+        "{5cc7f541-f9ba-4761-a888-039121ca9485}",
+        "5cc7f541f9ba4761a888039121ca9485",
+    ] {
+        let rejection =
+            parse_value(&format!("cmd.customer.{spelling}.decline"), &body).unwrap_err();
+        assert_eq!(rejection.code, ErrorCode::InvalidCommand, "{spelling}");
+        assert!(
+            rejection.message.starts_with("subject"),
+            "{}",
+            rejection.message
+        );
+    }
+    let upper_subject = format!("cmd.customer.{}.decline", TENANT.to_uppercase());
+    assert!(parse_value(&upper_subject, &body).is_ok());
+}
+
+/// Issue 11 case 10: numbers out of a double's range and nesting past
+/// serde_json's limit are `INVALID_JSON`; a number too large for its field
+/// is `INVALID_COMMAND` naming the field.
+#[test]
+fn numbers_out_of_range_and_deep_nesting() {
+    let subject = "cmd.review.start";
+    let with_raw = |raw: &str| {
+        let text = serde_json::to_string(&valid(subject)).unwrap();
+        format!(
+            "{},\"expected_version\":{raw}}}",
+            text.strip_suffix('}').unwrap()
+        )
+    };
+    let deep = format!("{}1{}", "[".repeat(20_000), "]".repeat(20_000));
+    for raw in ["1e400", "-1e400", deep.as_str()] {
+        let rejection = parse(subject, with_raw(raw).as_bytes()).unwrap_err();
+        assert_eq!(
+            rejection.code,
+            ErrorCode::InvalidJson,
+            "{}",
+            &raw[..raw.len().min(20)]
+        );
+    }
+    for raw in [
+        "18446744073709551616",
+        "1e300",
+        "-1",
+        "1.5",
+        "99999999999999999999999",
+    ] {
+        let rejection = parse(subject, with_raw(raw).as_bytes()).unwrap_err();
+        assert_eq!(rejection.code, ErrorCode::InvalidCommand, "{raw}");
+        assert!(
+            rejection.message.starts_with("expected_version"),
+            "{raw}: {}",
+            rejection.message
+        );
+    }
+    let list = |raw: &str| format!("{{\"actor\":{},\"limit\":{raw}}}", reviewer());
+    assert_eq!(
+        parse("qry.claims.list", list("1e400").as_bytes())
+            .unwrap_err()
+            .code,
+        ErrorCode::InvalidJson
+    );
+    let rejection = parse("qry.claims.list", list("18446744073709551616").as_bytes()).unwrap_err();
+    assert_eq!(rejection.code, ErrorCode::InvalidCommand);
+    assert!(
+        rejection.message.starts_with("limit"),
+        "{}",
+        rejection.message
+    );
+    // Nesting inside an object the DTO would refuse anyway is still JSON first.
+    let deep_object = format!("{}1{}", "{\"a\":".repeat(10_000), "}".repeat(10_000));
+    assert_eq!(
+        parse(subject, deep_object.as_bytes()).unwrap_err().code,
+        ErrorCode::InvalidJson
+    );
 }
