@@ -792,25 +792,6 @@ fn duplicate_keys_are_invalid_json_in_every_body() {
 /// `INVALID_COMMAND` naming the field.
 #[test]
 fn ids_take_only_the_hyphenated_rfc_4122_form() {
-    let upper = CLAIM.to_uppercase();
-    let mixed: String = CLAIM
-        .chars()
-        .enumerate()
-        .map(|(i, c)| {
-            if i % 2 == 0 {
-                c.to_ascii_uppercase()
-            } else {
-                c
-            }
-        })
-        .collect();
-    let bad = [
-        format!("{{{CLAIM}}}"),
-        format!("urn:uuid:{CLAIM}"),
-        CLAIM.replace('-', ""),
-        format!(" {CLAIM}"),
-        format!("{CLAIM}\n"),
-    ];
     // (subject, path to the id field, field name in the message)
     let fields: Vec<(&str, Vec<&str>, &str)> = vec![
         ("cmd.review.start", vec!["command_id"], "command_id"),
