@@ -22,7 +22,7 @@ use uuid::Uuid;
 use crate::command::{Command, CommandEnvelope};
 use crate::error::{ErrorCode, Rejection};
 use crate::state::Claim;
-use crate::types::{Actor, ActorKind};
+use crate::types::{Actor, ActorKind, PARTNER_ROLES_ALLOWED};
 
 /// The scope a request's subject carries (contract §3, §4).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -144,8 +144,10 @@ pub fn authorize(
             Action::Command(_) => "work on",
             _ => "see",
         };
+        // The roles by their wire values, as the actor must send them.
         return Err(forbidden(format!(
-            "Your user needs the Global admin, Billing admin or Incentives admin role to {what} claims."
+            "Your user needs one of the partner roles {} in actor.roles to {what} claims.",
+            PARTNER_ROLES_ALLOWED.join(", ")
         )));
     }
     use ActorKind::*;

@@ -119,7 +119,10 @@ fn a_partner_scoped_subject_refuses_everything_beyond_that_partner() {
     on(partner_scope("P-100"))
         .by(partner_with_roles("P-100", &["sales_agent"]))
         .when(Action::ReadClaim)
-        .then_forbidden("Incentives admin role to see claims");
+        .then_forbidden(
+            "needs one of the partner roles global_admin, billing_admin, incentives_admin in \
+             actor.roles to see claims",
+        );
     // Arbitration cases are not a partner's.
     on(partner_scope("P-100"))
         .by(partner("P-100"))
@@ -202,7 +205,9 @@ fn commands_need_the_actor_of_their_subject() {
     on(partner_scope("P-100"))
         .by(partner_with_roles("P-100", &[]))
         .when(Action::Command(&submit))
-        .then_forbidden("role to work on claims");
+        .then_forbidden(
+            "global_admin, billing_admin, incentives_admin in actor.roles to work on claims",
+        );
     let approve = cmd::approve(uid("c1"));
     on(Scope::Review)
         .by(reviewer())
