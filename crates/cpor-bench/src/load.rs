@@ -110,6 +110,91 @@ struct ClientResult {
     examples: Vec<String>,
 }
 
+/// One closed-loop client: sends its script's requests one after the
+/// other until the script ends or `time_cap` passes.
+async fn run_client(
+    client: &async_nats::Client,
+    script: Vec<Prepared>,
+    time_cap: Duration,
+    check: bool,
+) -> ClientResult {
+    let mut out = ClientResult {
+        completed: 0,
+        refused: 0,
+        unexpected: 0,
+        failed: 0,
+        latencies_us: Vec::with_capacity(script.len()),
+        examples: Vec::new(),
+    };
+    let stop_at = Instant::now() + time_cap;
+    for request in script {
+        if Instant::now() >= stop_at {
+            break;
+        }
+        let sent = Instant::now();
+        let reply = tokio::time::timeout(
+            REQUEST_TIMEOUT,
+            client.request(request.subject.clone(), request.payload.clone()),
+        )
+        .await;
+        let latency = sent.elapsed();
+        let message = match reply {
+            Ok(Ok(message)) => message,
+            Ok(Err(error)) => {
+                out.failed += 1;
+                out.example(|| format!("{}: {error}", request.subject));
+                continue;
+            }
+            Err(_) => {
+                out.failed += 1;
+                out.example(|| format!("{}: no reply in {REQUEST_TIMEOUT:?}", request.subject));
+                continue;
+            }
+        };
+        out.completed += 1;
+        out.latencies_us
+            .push(latency.as_micros().min(u32::MAX as u128) as u32);
+        if check {
+            out.check_reply(&request, &message.payload);
+        }
+    }
+    out
+}
+
+impl ClientResult {
+    /// Keeps an example of what went wrong, up to `EXAMPLES_MAX`.
+    fn example(&mut self, text: impl FnOnce() -> String) {
+        if self.examples.len() < EXAMPLES_MAX {
+            self.examples.push(text());
+        }
+    }
+
+    /// Counts a reply as refused as expected, or unexpected.
+    fn check_reply(&mut self, request: &Prepared, payload: &[u8]) {
+        let head: Option<ReplyHead> = serde_json::from_slice(payload).ok();
+        let got = head.map(|h| (h.ok, h.error.map(|e| e.code)));
+        let as_expected = match (&request.expect, &got) {
+            (Expect::Ok, Some((true, _))) => true,
+            (Expect::Error(code), Some((false, Some(got)))) => {
+                self.refused += 1;
+                code == got
+            }
+            _ => false,
+        };
+        if !as_expected {
+            self.unexpected += 1;
+            self.example(|| {
+                format!(
+                    "{} expected {:?}, got {}",
+                    request.subject,
+                    request.expect,
+                    String::from_utf8_lossy(payload)
+                )
+            });
+        }
+    }
+}
+
 /// Runs one client per script, all starting together; each stops at the end
 /// of its script or when `time_cap` has passed. With `check`, replies are
 /// compared with what the script expects.
@@ -126,76 +211,8 @@ pub async fn run(
         let client = connections[i % connections.len()].clone();
         let barrier = barrier.clone();
         tasks.push(tokio::spawn(async move {
-            let mut out = ClientResult {
-                completed: 0,
-                refused: 0,
-                unexpected: 0,
-                failed: 0,
-                latencies_us: Vec::with_capacity(script.len()),
-                examples: Vec::new(),
-            };
             barrier.wait().await;
-            let stop_at = Instant::now() + time_cap;
-            for request in script {
-                if Instant::now() >= stop_at {
-                    break;
-                }
-                let sent = Instant::now();
-                let reply = tokio::time::timeout(
-                    REQUEST_TIMEOUT,
-                    client.request(request.subject.clone(), request.payload.clone()),
-                )
-                .await;
-                let latency = sent.elapsed();
-                let message = match reply {
-                    Ok(Ok(message)) => message,
-                    Ok(Err(error)) => {
-                        out.failed += 1;
-                        if out.examples.len() < EXAMPLES_MAX {
-                            out.examples.push(format!("{}: {error}", request.subject));
-                        }
-                        continue;
-                    }
-                    Err(_) => {
-                        out.failed += 1;
-                        if out.examples.len() < EXAMPLES_MAX {
-                            out.examples.push(format!(
-                                "{}: no reply in {REQUEST_TIMEOUT:?}",
-                                request.subject
-                            ));
-                        }
-                        continue;
-                    }
-                };
-                out.completed += 1;
-                out.latencies_us
-                    .push(latency.as_micros().min(u32::MAX as u128) as u32);
-                if !check {
-                    continue;
-                }
-                let head: Option<ReplyHead> = serde_json::from_slice(&message.payload).ok();
-                let got = head.map(|h| (h.ok, h.error.map(|e| e.code)));
-                let as_expected = match (&request.expect, &got) {
-                    (Expect::Ok, Some((true, _))) => true,
-                    (Expect::Error(code), Some((false, Some(got)))) => {
-                        out.refused += 1;
-                        code == got
-                    }
-                    _ => false,
-                };
-                if !as_expected {
-                    out.unexpected += 1;
-                    if out.examples.len() < EXAMPLES_MAX {
-                        out.examples.push(format!(
-                            "{} expected {:?}, got {}",
-                            request.subject,
-                            request.expect,
-                            String::from_utf8_lossy(&message.payload)
-                        ));
-                    }
-                }
-            }
-            out
+            run_client(&client, script, time_cap, check).await
         }));
     }
     barrier.wait().await;

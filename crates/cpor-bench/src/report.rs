@@ -246,51 +246,8 @@ impl Report {
                 "appends_per_s": round(r.per_s()),
                 "events_per_s": round(r.events_per_s()),
             })).collect::<Vec<_>>(),
-            "levels": self.levels.iter().map(|l| json!({
-                "clients": l.clients,
-                "echo_rps": round(l.echo_rps),
-                "echo_p50_ms": round3(l.echo_p50_ms),
-                "echo_p99_ms": round3(l.echo_p99_ms),
-                "commands": l.commands,
-                "cmds_per_s": round(l.cmds_per_s),
-                "ratio_vs_echo": round3(l.cmds_per_s / l.echo_rps.max(1e-9)),
-                "p50_ms": round3(l.p50_ms),
-                "p99_ms": round3(l.p99_ms),
-                "p999_ms": round3(l.p999_ms),
-                "max_ms": round3(l.max_ms),
-                "refused": l.refused,
-                "unexpected": l.unexpected,
-                "failed": l.failed,
-                "examples": l.examples,
-                "events": l.events,
-                "relay_publish_ms": round3(l.relay_publish_ms),
-                "service_cpu_cores": round3(l.service_cpu_cores),
-                "service_cpu_us_per_cmd": round3(l.service_cpu_us_per_cmd),
-                "nats_cpu_cores": round3(l.nats_cpu_cores),
-                "bench_cpu_cores": round3(l.bench_cpu_cores),
-                "service_rss_mib": round3(l.service_rss_mib),
-                "service_peak_rss_mib": round3(l.service_peak_rss_mib),
-            })).collect::<Vec<_>>(),
-            "replay": {
-                "events": replay.events,
-                "claims": replay.claims,
-                "cases": replay.cases,
-                "generate_s": round3(replay.generate_s),
-                "data_dir_mib": round3(replay.data_dir_mib),
-                "rebuild_s": round3(replay.rebuild_s),
-                "rebuild_differences": replay.rebuild_differences,
-                "cold_start_s": round3(replay.cold_start_s),
-                "rss_mib": round3(replay.rss_mib),
-                "peak_rss_mib": round3(replay.peak_rss_mib),
-                "idle_rss_mib": round3(replay.idle_rss_mib),
-                "rss_bytes_per_claim": round(replay.rss_bytes_per_claim()),
-                "state_bytes_per_claim": round(replay.state_bytes_per_claim()),
-                "projected_rss_1m_claims_mib": round3(replay.projected_rss_1m_claims_mib()),
-                "audit_tools": replay.audit_tools.iter().map(|(name, r)| match r {
-                    Ok(s) => json!({"tool": name, "seconds": round3(*s)}),
-                    Err(e) => json!({"tool": name, "error": e}),
-                }).collect::<Vec<_>>(),
-            },
+            "levels": self.levels.iter().map(LevelFigures::to_json).collect::<Vec<_>>(),
+            "replay": replay.to_json(),
             "unexpected_replies": self.levels.iter().map(|l| l.unexpected + l.failed).sum::<u64>(),
             "service_clean_exit": self.service_clean_exit,
             "warnings": self.warnings,
@@ -476,6 +433,63 @@ impl Report {
                 "  {what:<32} {value:>18}   {target:<22} {verdict}\n"
             ));
         }
+    }
+}
+
+impl LevelFigures {
+    fn to_json(&self) -> Value {
+        let l = self;
+        json!({
+                    "clients": l.clients,
+                    "echo_rps": round(l.echo_rps),
+                    "echo_p50_ms": round3(l.echo_p50_ms),
+                    "echo_p99_ms": round3(l.echo_p99_ms),
+                    "commands": l.commands,
+                    "cmds_per_s": round(l.cmds_per_s),
+                    "ratio_vs_echo": round3(l.cmds_per_s / l.echo_rps.max(1e-9)),
+                    "p50_ms": round3(l.p50_ms),
+                    "p99_ms": round3(l.p99_ms),
+                    "p999_ms": round3(l.p999_ms),
+                    "max_ms": round3(l.max_ms),
+                    "refused": l.refused,
+                    "unexpected": l.unexpected,
+                    "failed": l.failed,
+                    "examples": l.examples,
+                    "events": l.events,
+                    "relay_publish_ms": round3(l.relay_publish_ms),
+                    "service_cpu_cores": round3(l.service_cpu_cores),
+                    "service_cpu_us_per_cmd": round3(l.service_cpu_us_per_cmd),
+                    "nats_cpu_cores": round3(l.nats_cpu_cores),
+                    "bench_cpu_cores": round3(l.bench_cpu_cores),
+                    "service_rss_mib": round3(l.service_rss_mib),
+                    "service_peak_rss_mib": round3(l.service_peak_rss_mib),
+        })
+    }
+}
+
+impl ReplayFigures {
+    fn to_json(&self) -> Value {
+        let replay = self;
+        json!({
+                    "events": replay.events,
+                    "claims": replay.claims,
+                    "cases": replay.cases,
+                    "generate_s": round3(replay.generate_s),
+                    "data_dir_mib": round3(replay.data_dir_mib),
+                    "rebuild_s": round3(replay.rebuild_s),
+                    "rebuild_differences": replay.rebuild_differences,
+                    "cold_start_s": round3(replay.cold_start_s),
+                    "rss_mib": round3(replay.rss_mib),
+                    "peak_rss_mib": round3(replay.peak_rss_mib),
+                    "idle_rss_mib": round3(replay.idle_rss_mib),
+                    "rss_bytes_per_claim": round(replay.rss_bytes_per_claim()),
+                    "state_bytes_per_claim": round(replay.state_bytes_per_claim()),
+                    "projected_rss_1m_claims_mib": round3(replay.projected_rss_1m_claims_mib()),
+                    "audit_tools": replay.audit_tools.iter().map(|(name, r)| match r {
+                        Ok(s) => json!({"tool": name, "seconds": round3(*s)}),
+                        Err(e) => json!({"tool": name, "error": e}),
+                    }).collect::<Vec<_>>(),
+        })
     }
 }
 

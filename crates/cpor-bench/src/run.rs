@@ -217,25 +217,7 @@ pub fn run(options: &Options) -> anyhow::Result<Report> {
     report.replay = replay(options, &sizes, &nats, &dir, &runtime)?;
     report.replay.idle_rss_mib = idle_rss;
 
-    for level in &report.levels {
-        if level.unexpected + level.failed > 0 {
-            report.warnings.push(format!(
-                "{} clients: {} unexpected replies, {} without reply, e.g. {:?}",
-                level.clients, level.unexpected, level.failed, level.examples
-            ));
-        }
-    }
-    if report.replay.rebuild_differences > 0 {
-        report.warnings.push(format!(
-            "rebuild found {} differences between stored and rebuilt projections",
-            report.replay.rebuild_differences
-        ));
-    }
-    if !report.service_clean_exit {
-        report
-            .warnings
-            .push("cpor serve did not exit 0 after SIGTERM".to_string());
-    }
+    report.warnings.extend(warnings(&report));
     drop(nats);
     if options.keep {
         let kept = temp.keep();
@@ -243,6 +225,95 @@ pub fn run(options: &Options) -> anyhow::Result<Report> {
     }
     report.duration_s = started.elapsed().as_secs_f64();
     Ok(report)
+}
+
+/// How long `cpor verify`, `export` and `rebuild` take on the generated log.
+fn time_audit_tools(
+    options: &Options,
+    data: &Path,
+    dir: &Path,
+) -> Vec<(String, Result<f64, String>)> {
+    let mut timings = Vec::new();
+    for (tool, extra) in [
+        ("verify", vec![]),
+        (
+            "export",
+            vec![
+                "--output".to_string(),
+                dir.join("export.jsonl").display().to_string(),
+            ],
+        ),
+        ("rebuild", vec![]),
+    ] {
+        timings.push((
+            tool.to_string(),
+            time_tool(&options.cpor_bin, tool, data, &extra),
+        ));
+    }
+    let _ = std::fs::remove_file(dir.join("export.jsonl"));
+    timings
+}
+
+/// Starts a service on the generated log and times it until `qry.health`
+/// answers; samples its memory once it settles.
+fn cold_start(
+    options: &Options,
+    nats: &NatsServer,
+    data: &Path,
+    dir: &Path,
+    runtime: &tokio::runtime::Runtime,
+    figures: &mut ReplayFigures,
+) -> anyhow::Result<()> {
+    runtime.block_on(async {
+        let control = async_nats::connect(&nats.url).await?;
+        let started = Instant::now();
+        let mut service = processes::start_service(
+            &options.cpor_bin,
+            &nats.url,
+            data,
+            REPLAY_PREFIX,
+            dir.join("cpor-replay.log"),
+        )?;
+        processes::wait_healthy(&control, REPLAY_PREFIX, &mut service, COLD_START_TIMEOUT).await?;
+        figures.cold_start_s = started.elapsed().as_secs_f64();
+        tokio::time::sleep(REPLAY_RSS_SETTLE).await;
+        let sample = procfs::sample(service.pid()).unwrap_or_default();
+        figures.rss_mib = mib(sample.rss_kib);
+        figures.peak_rss_mib = mib(sample.hwm_kib);
+        say(format!(
+            "cold start: {:.2} s, RSS {:.0} MiB",
+            figures.cold_start_s, figures.rss_mib
+        ));
+        // Its relay has begun publishing the whole log to JetStream; that
+        // is not measured here, and the data dir is thrown away: kill it.
+        service.kill();
+        anyhow::Ok(())
+    })?;
+    Ok(())
+}
+
+/// What a reader of the figures must know: refused or lost replies, a
+/// rebuild that disagreed, a service that did not stop cleanly.
+fn warnings(report: &Report) -> Vec<String> {
+    let mut warnings = Vec::new();
+    for level in &report.levels {
+        if level.unexpected + level.failed > 0 {
+            warnings.push(format!(
+                "{} clients: {} unexpected replies, {} without reply, e.g. {:?}",
+                level.clients, level.unexpected, level.failed, level.examples
+            ));
+        }
+    }
+    if report.replay.rebuild_differences > 0 {
+        warnings.push(format!(
+            "rebuild found {} differences between stored and rebuilt projections",
+            report.replay.rebuild_differences
+        ));
+    }
+    if !report.service_clean_exit {
+        warnings.push("cpor serve did not exit 0 after SIGTERM".to_string());
+    }
+    warnings
 }
 
 /// The raw log at every batch size of [`raw_batches`].
@@ -482,17 +553,7 @@ async fn run_level(
     level_time_cap: Duration,
     ticks: u64,
 ) -> anyhow::Result<LevelFigures> {
-    let echo_scripts: Vec<Vec<Prepared>> = scripts
-        .iter()
-        .map(|s| {
-            s.iter()
-                .map(|p| Prepared {
-                    subject: ECHO_SUBJECT.to_string(),
-                    ..p.clone()
-                })
-                .collect()
-        })
-        .collect();
+    let echo_scripts = to_echo(&scripts);
     let echoed = load::run(connections, echo_scripts.clone(), level_time_cap, false).await;
     echo.check_alive()?;
 
@@ -550,6 +611,21 @@ async fn run_level(
     Ok(figures)
 }
 
+/// The same requests sent to the echo responder instead of the service.
+fn to_echo(scripts: &[Vec<Prepared>]) -> Vec<Vec<Prepared>> {
+    scripts
+        .iter()
+        .map(|s| {
+            s.iter()
+                .map(|p| Prepared {
+                    subject: ECHO_SUBJECT.to_string(),
+                    ..p.clone()
+                })
+                .collect()
+        })
+        .collect()
+}
+
 fn split_round_robin(items: Vec<Prepared>, parts: usize) -> Vec<Vec<Prepared>> {
     let mut out: Vec<Vec<Prepared>> = (0..parts).map(|_| Vec::new()).collect();
     for (i, item) in items.into_iter().enumerate() {
@@ -604,50 +680,9 @@ fn replay(
     } // the reader holds sled's lock on the data dir: released here
 
     if options.audit_tools {
-        for (tool, extra) in [
-            ("verify", vec![]),
-            (
-                "export",
-                vec![
-                    "--output".to_string(),
-                    dir.join("export.jsonl").display().to_string(),
-                ],
-            ),
-            ("rebuild", vec![]),
-        ] {
-            figures.audit_tools.push((
-                tool.to_string(),
-                time_tool(&options.cpor_bin, tool, &data, &extra),
-            ));
-        }
-        let _ = std::fs::remove_file(dir.join("export.jsonl"));
+        figures.audit_tools = time_audit_tools(options, &data, dir);
     }
-
-    runtime.block_on(async {
-        let control = async_nats::connect(&nats.url).await?;
-        let started = Instant::now();
-        let mut service = processes::start_service(
-            &options.cpor_bin,
-            &nats.url,
-            &data,
-            REPLAY_PREFIX,
-            dir.join("cpor-replay.log"),
-        )?;
-        processes::wait_healthy(&control, REPLAY_PREFIX, &mut service, COLD_START_TIMEOUT).await?;
-        figures.cold_start_s = started.elapsed().as_secs_f64();
-        tokio::time::sleep(REPLAY_RSS_SETTLE).await;
-        let sample = procfs::sample(service.pid()).unwrap_or_default();
-        figures.rss_mib = mib(sample.rss_kib);
-        figures.peak_rss_mib = mib(sample.hwm_kib);
-        say(format!(
-            "cold start: {:.2} s, RSS {:.0} MiB",
-            figures.cold_start_s, figures.rss_mib
-        ));
-        // Its relay has begun publishing the whole log to JetStream; that
-        // is not measured here, and the data dir is thrown away: kill it.
-        service.kill();
-        anyhow::Ok(())
-    })?;
+    cold_start(options, nats, &data, dir, runtime, &mut figures)?;
     Ok(figures)
 }
 
