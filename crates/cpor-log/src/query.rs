@@ -3,6 +3,7 @@
 use serde_json::Value;
 use uuid::Uuid;
 
+use cpor_domain::access::Visibility;
 use cpor_domain::types::ClaimStatus;
 
 use crate::keys::{self, KeyKind};
@@ -30,6 +31,21 @@ pub struct ClaimFilter {
     pub in_arbitration: Option<bool>,
 }
 
+impl ClaimFilter {
+    /// This filter narrowed to the claims `visibility` lets the caller see:
+    /// a partner's own, a customer's tenant's, or all. The visibility comes
+    /// from [`cpor_domain::access::authorize`], which has already refused
+    /// a filter naming another partner or tenant.
+    pub fn within(mut self, visibility: &Visibility) -> ClaimFilter {
+        match visibility {
+            Visibility::Every => {}
+            Visibility::Partner(partner_id) => self.partner_id = Some(partner_id.clone()),
+            Visibility::Tenant(tenant_id) => self.tenant_id = Some(*tenant_id),
+        }
+        self
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct ClaimPage {
     pub claims: Vec<Value>,
@@ -47,6 +63,29 @@ impl LogReader {
             .get(keys::claim_view(claim_id))?
             .map(|bytes| parse_json(&bytes, "claim view"))
             .transpose()
+    }
+
+    /// The stored view of a claim if it exists and `visibility` sees it
+    /// (by the partner and tenant the view names, judged by
+    /// [`Visibility::sees`]); `None` otherwise, so a claim the caller may
+    /// not see looks like one that does not exist (`CLAIM_NOT_FOUND`).
+    pub fn visible_claim_view(
+        &self,
+        claim_id: &Uuid,
+        visibility: &Visibility,
+    ) -> Result<Option<Value>, LogError> {
+        let Some(view) = self.claim_view(claim_id)? else {
+            return Ok(None);
+        };
+        let owner = view.get("partner_id").and_then(Value::as_str);
+        let tenant = view
+            .get("tenant_id")
+            .and_then(Value::as_str)
+            .and_then(|t| t.parse::<Uuid>().ok());
+        Ok(match (owner, tenant) {
+            (Some(owner), Some(tenant)) if visibility.sees(owner, tenant) => Some(view),
+            _ => None,
+        })
     }
 
     pub fn comments(&self, claim_id: &Uuid) -> Result<Vec<Value>, LogError> {

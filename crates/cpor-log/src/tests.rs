@@ -377,6 +377,67 @@ fn queries_read_the_projections() {
     let _ = world.subscription;
 }
 
+/// What `access::authorize` lets a caller see is what the queries return:
+/// another partner's or tenant's claim is absent, lists are narrowed.
+#[test]
+fn queries_return_only_what_the_visibility_sees() {
+    use cpor_domain::access::Visibility;
+    let dir = tempfile::tempdir().unwrap();
+    let (mut log, mut state) = Log::open(dir.path()).unwrap();
+    let (world, c1, c2) = history(&mut log, &mut state);
+    let reader = log.reader();
+    let owner = |id: &Uuid| {
+        reader.claim_view(id).unwrap().unwrap()["partner_id"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let (p1, p2) = (owner(&c1), owner(&c2));
+    assert_ne!(p1, p2);
+    let mine = Visibility::Partner(p1.clone());
+    assert!(reader.visible_claim_view(&c1, &mine).unwrap().is_some());
+    assert!(reader.visible_claim_view(&c2, &mine).unwrap().is_none());
+    assert!(reader
+        .visible_claim_view(&c2, &Visibility::Every)
+        .unwrap()
+        .is_some());
+    let tenant = Visibility::Tenant(world.tenant);
+    assert!(reader.visible_claim_view(&c2, &tenant).unwrap().is_some());
+    let elsewhere = Visibility::Tenant(Uuid::new_v4());
+    assert!(reader
+        .visible_claim_view(&c1, &elsewhere)
+        .unwrap()
+        .is_none());
+    assert!(reader
+        .visible_claim_view(&Uuid::new_v4(), &Visibility::Every)
+        .unwrap()
+        .is_none());
+
+    let ids = |filter: ClaimFilter| -> Vec<String> {
+        reader
+            .list_claims(&filter, None, 100)
+            .unwrap()
+            .claims
+            .iter()
+            .map(|c| c["claim_id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(ids(ClaimFilter::default().within(&mine)), [c1.to_string()]);
+    assert_eq!(
+        ids(ClaimFilter::default().within(&Visibility::Partner(p2))),
+        [c2.to_string()]
+    );
+    assert_eq!(
+        ids(ClaimFilter::default().within(&elsewhere)),
+        Vec::<String>::new()
+    );
+    assert_eq!(ids(ClaimFilter::default().within(&tenant)).len(), 2);
+    assert_eq!(
+        ids(ClaimFilter::default().within(&Visibility::Every)).len(),
+        2
+    );
+}
+
 #[test]
 fn a_damaged_tail_is_found_at_start_up() {
     let dir = tempfile::tempdir().unwrap();

@@ -260,17 +260,8 @@ fn visible_view(
     visibility: &Visibility,
     claim_id: &uuid::Uuid,
 ) -> Result<Value, Rejection> {
-    let view = reader
-        .claim_view(claim_id)
+    reader
+        .visible_claim_view(claim_id, visibility)
         .map_err(|_| Rejection::new(ErrorCode::Unavailable))?
-        .ok_or_else(|| Rejection::new(ErrorCode::ClaimNotFound))?;
-    let owner = view.get("partner_id").and_then(Value::as_str);
-    let tenant = view
-        .get("tenant_id")
-        .and_then(Value::as_str)
-        .and_then(|t| t.parse::<uuid::Uuid>().ok());
-    match (owner, tenant) {
-        (Some(owner), Some(tenant)) if visibility.sees(owner, tenant) => Ok(view),
-        _ => Err(Rejection::new(ErrorCode::ClaimNotFound)),
-    }
+        .ok_or_else(|| Rejection::new(ErrorCode::ClaimNotFound))
 }

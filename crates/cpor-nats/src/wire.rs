@@ -832,18 +832,14 @@ fn parse_query(scope: Scope, name: &str, body: Value) -> Result<Query, Rejection
                     tenant_id: d.tenant_id,
                 },
             )?;
-            let mut filter = ClaimFilter {
+            let filter = ClaimFilter {
                 partner_id: d.partner_id,
                 tenant_id: d.tenant_id,
                 status,
                 overdue: d.overdue,
                 in_arbitration: d.in_arbitration,
-            };
-            match visibility {
-                Visibility::Every => {}
-                Visibility::Partner(partner_id) => filter.partner_id = Some(partner_id),
-                Visibility::Tenant(tenant_id) => filter.tenant_id = Some(tenant_id),
             }
+            .within(&visibility);
             Ok(Query::ClaimsList {
                 filter,
                 limit,
