@@ -558,6 +558,29 @@ async fn every_role_does_what_it_may_and_nothing_more() {
     let view: Value = serde_json::from_slice(&status.payload).unwrap();
     assert_eq!(view["claim_id"], claim_100.as_str(), "{view}");
 
+    // Partners read their own claims on their scoped subjects only; another
+    // partner's claim does not exist for them.
+    let reply = request(
+        &p100,
+        &subject("qry.partner.P-100.claims.list"),
+        json!({"actor": partner("P-100")}).to_string(),
+    )
+    .await;
+    let listed: Vec<&str> = reply["claims"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{reply}"))
+        .iter()
+        .map(|c| c["claim_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(listed, vec![claim_100.as_str()], "{reply}");
+    let reply = request(
+        &p100,
+        &subject("qry.partner.P-100.claim.get"),
+        json!({"actor": partner("P-100"), "claim_id": claim_200}).to_string(),
+    )
+    .await;
+    assert_eq!(reply["error"]["code"], "CLAIM_NOT_FOUND", "{reply}");
+
     // The service refuses an actor that does not match the subject's scope.
     let reply = request(
         &p100,
@@ -593,6 +616,14 @@ async fn every_role_does_what_it_may_and_nothing_more() {
     )
     .await;
     assert_eq!(reply["ok"], true, "{reply}");
+    let customer = json!({"type": "customer", "tenant_id": tenant, "user": "it@contoso.com"});
+    let reply = request(
+        &gateway,
+        &subject(&format!("qry.customer.{tenant}.claims.list")),
+        json!({"actor": customer}).to_string(),
+    )
+    .await;
+    assert_eq!(reply["claims"].as_array().map(Vec::len), Some(2), "{reply}");
 
     // What the server refuses, role by role.
     for forbidden in [
@@ -709,6 +740,18 @@ async fn every_role_does_what_it_may_and_nothing_more() {
     )
     .await;
 
+    // `cpor watch` as the dashboard shows both claims.
+    let (mut args, env) = server.cli("dashboard");
+    args.splice(0..0, ["watch".to_string(), "--json".to_string()]);
+    args.extend(["--prefix".to_string(), DEPLOY_PREFIX.to_string()]);
+    let watched = watch_lines(&args, &env, 2).await;
+    let mut claims: Vec<String> = watched
+        .iter()
+        .map(|v| v["claim_id"].as_str().unwrap_or("?").to_string())
+        .collect();
+    claims.sort();
+    assert_eq!(claims, expected);
+
     // The auditor reads the events stream, and nothing else.
     let (auditor, mut auditor_events) = server.connect("auditor").await;
     for forbidden in [
@@ -754,6 +797,44 @@ async fn every_role_does_what_it_may_and_nothing_more() {
         .iter()
         .all(|v| v.get("forged").is_none() && v["claim_id"].is_string()));
     service.terminate().await;
+}
+
+/// Runs `cpor ARGS` (a `watch`) until it printed `count` JSON lines, then
+/// stops it.
+async fn watch_lines(args: &[String], env: &[(&str, String)], count: usize) -> Vec<Value> {
+    use tokio::io::AsyncBufReadExt;
+    let mut command = tokio::process::Command::new(cpor_bin());
+    command
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    for var in CPOR_ENV {
+        command.env_remove(var);
+    }
+    command.envs(env.iter().map(|(k, v)| (*k, v.as_str())));
+    let mut child = command.spawn().expect("start cpor watch");
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut out = Vec::new();
+    while out.len() < count {
+        match tokio::time::timeout(Duration::from_secs(10), lines.next_line()).await {
+            Ok(Ok(Some(line))) => {
+                out.push(serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}")))
+            }
+            other => {
+                let _ = child.kill().await;
+                let output = child.wait_with_output().await.unwrap();
+                panic!(
+                    "cpor watch {args:?}: {other:?} after {} lines:\n{}",
+                    out.len(),
+                    String::from_utf8_lossy(&output.stderr)
+                );
+            }
+        }
+    }
+    let _ = child.kill().await;
+    out
 }
 
 /// Every message of `stream` (which must hold exactly `count`), as JSON,
