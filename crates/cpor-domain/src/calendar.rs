@@ -21,10 +21,12 @@ use std::collections::BTreeSet;
 use std::fmt;
 
 use chrono::{
-    DateTime, Datelike, LocalResult, NaiveDate, NaiveDateTime, NaiveTime, Offset, TimeZone, Weekday,
+    DateTime, Datelike, LocalResult, NaiveDate, NaiveDateTime, NaiveTime, Offset, TimeZone,
+    Timelike, Weekday,
 };
 use chrono_tz::Tz;
 
+use crate::error::{ErrorCode, Rejection};
 use crate::types::Timestamp;
 
 /// The named limit on how many days a deadline computation may scan.
@@ -246,6 +248,26 @@ impl Calendar {
         }
     }
 
+    /// Whether the service may take `now` as the time of a write: `now` and
+    /// every deadline a command at `now` can start (five business days)
+    /// must be valid RFC 3339 times, years 0000–9999, no leap
+    /// second (issue 11 case 9). A refusal is `INVALID_COMMAND` naming
+    /// `now`, which is how `admin.clock` reports it.
+    pub fn check_writable_now(&self, now: Timestamp) -> Result<(), Rejection> {
+        let refuse = |why: String| Err(Rejection::with_message(ErrorCode::InvalidCommand, why));
+        if !is_writable_time(now) {
+            return refuse(format!(
+                "now: {now:?} cannot be written as RFC 3339: the service writes years 0000 to 9999 in UTC, without leap seconds"
+            ));
+        }
+        if !is_writable_time(self.deadline_after(now)) {
+            return refuse(format!(
+                "now: deadlines started at {now:?} would fall after the end of year 9999, which RFC 3339 cannot write"
+            ));
+        }
+        Ok(())
+    }
+
     /// The five-business-day deadline that starts at `t` (contract §6):
     /// `business_days_after(t, REVIEW_BUSINESS_DAYS)`.
     pub fn deadline_after(&self, t: Timestamp) -> Timestamp {
@@ -290,6 +312,13 @@ impl Calendar {
         }
         DateTime::from_timestamp(hi, 0)
     }
+}
+
+/// Whether `t` is an instant the service writes: RFC 3339 (`full-date` has
+/// a four-digit year) in UTC, years 0000–9999, and not a leap second, which
+/// chrono would write as `:60` and most RFC 3339 parsers refuse.
+pub fn is_writable_time(t: Timestamp) -> bool {
+    (0..=9999).contains(&t.year()) && t.nanosecond() < 1_000_000_000
 }
 
 /// Parses exactly `YYYY-MM-DD` (four-digit year, zero-padded month and day)
@@ -818,6 +847,46 @@ mod tests {
             let cal = calendar(tz, tz, weekend, &[]);
             assert_eq!(cal.is_business_day(date(day)), expected, "{tz} {day}");
         }
+    }
+
+    /// Issue 11 case 9: what the service writes is RFC 3339, years
+    /// 0000–9999, no leap second; a `now` whose deadline falls after 9999 is
+    /// refused too.
+    #[test]
+    fn only_times_rfc_3339_can_write_are_writable() {
+        let cal = Calendar::default();
+        let leap = ts("2027-01-01T00:05:60Z");
+        assert!(
+            leap.nanosecond() >= 1_000_000_000,
+            "chrono parses :60 as a leap second"
+        );
+        for (text, ok) in [
+            ("2026-11-25T09:00:00Z", true),
+            ("0000-01-01T00:00:00Z", true),
+            ("9999-12-20T00:00:00Z", true),
+            ("2027-01-01T00:05:60Z", false),
+            ("2016-12-31T23:59:60Z", false),
+            // Year -1 and 10000 in UTC.
+            ("0000-01-01T00:00:00+01:00", false),
+            ("9999-12-31T23:00:00-05:00", false),
+            // Writable itself, but five business days later is year 10000.
+            ("9999-12-30T00:00:00Z", false),
+            ("9999-12-24T00:00:00Z", false),
+        ] {
+            let got = cal.check_writable_now(ts(text));
+            assert_eq!(got.is_ok(), ok, "{text}: {got:?}");
+            if let Err(rejection) = got {
+                assert_eq!(rejection.code, ErrorCode::InvalidCommand);
+                assert!(
+                    rejection.message.starts_with("now:"),
+                    "{}",
+                    rejection.message
+                );
+            }
+        }
+        // Fri 9999-12-24: Mon 27 .. Fri 31 (5) -> 10000-01-01: refused above;
+        // Thu 9999-12-23: Fri 24, Mon 27 .. Thu 30 (5) -> 9999-12-31: fine.
+        assert!(cal.check_writable_now(ts("9999-12-23T12:00:00Z")).is_ok());
     }
 
     /// The ends of the representable range saturate instead of panicking.

@@ -467,13 +467,15 @@ impl Writer {
                     pending.push(Pending::Command(reply, outcome));
                 }
                 Request::SetClock { now: to, reply } => {
+                    let writable = self.calendar.check_writable_now(to);
                     let result = match &mut self.clock {
+                        Clock::Manual { .. } if writable.is_err() => writable,
                         Clock::Manual { now: current } if current.is_none_or(|c| to >= c) => {
                             *current = Some(to);
-                            appender.set_meta_u64(
-                                META_MANUAL_CLOCK_MS,
-                                to.timestamp_millis().max(0) as u64,
-                            );
+                            // Two's complement: times before 1970 round-trip
+                            // through the u64 record (read back `as i64`).
+                            appender
+                                .set_meta_u64(META_MANUAL_CLOCK_MS, to.timestamp_millis() as u64);
                             Ok(())
                         }
                         Clock::Manual { .. } => Err(Rejection::with_message(

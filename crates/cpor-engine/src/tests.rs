@@ -385,3 +385,47 @@ async fn event_and_deadline_ids_cannot_be_computed_from_client_data() {
         .collect();
     assert_eq!(again, all);
 }
+
+/// Issue 11 case 9: a clock whose deadlines would fall after year 9999 is
+/// refused and moves nothing; a clock before 1970 survives a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_manual_clock_takes_only_times_the_service_can_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let (engine, writer) = start(dir.path(), ClockMode::Manual);
+    engine.set_clock(at("1969-07-20T20:17:00Z")).await.unwrap();
+    drop(engine);
+    writer.await.unwrap();
+    let (engine, writer) = start(dir.path(), ClockMode::Manual);
+    assert_eq!(
+        engine
+            .set_clock(at("1969-07-20T20:16:59Z"))
+            .await
+            .unwrap_err()
+            .code,
+        ErrorCode::InvalidCommand,
+        "the stored pre-1970 clock is still the floor after a restart"
+    );
+    // …and not 1970: a later time in 1969 is still ahead of it.
+    engine.set_clock(at("1969-12-01T00:00:00Z")).await.unwrap();
+    let refused = engine
+        .set_clock(at("9999-12-30T00:00:00Z"))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code, ErrorCode::InvalidCommand);
+    assert!(refused.message.starts_with("now:"), "{}", refused.message);
+    // Nothing moved: an earlier time than the refused one is still fine,
+    // and a claim then gets a deadline in year 9999.
+    engine.set_clock(at("9999-12-20T00:00:00Z")).await.unwrap();
+    let reference = reference(&engine).await;
+    let claim = accept(
+        &engine,
+        envelope(partner("P-1"), submit(&reference, Activity::Usage)),
+    )
+    .await
+    .claim_id
+    .unwrap();
+    let view = engine.reader().claim_view(&claim).unwrap().unwrap();
+    assert_eq!(view["review_due_at"], "9999-12-28T00:00:00Z");
+    drop(engine);
+    writer.await.unwrap();
+}

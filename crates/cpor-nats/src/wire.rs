@@ -719,6 +719,11 @@ fn parse_clock(body: Value) -> Result<Request, Rejection> {
     let now = chrono::DateTime::parse_from_rfc3339(&d.now)
         .map_err(|_| invalid("now: must be an RFC 3339 time with offset"))?
         .with_timezone(&chrono::Utc);
+    if !cpor_domain::calendar::is_writable_time(now) {
+        return Err(invalid(
+            "now: must be a time in years 0000 to 9999 in UTC, without a leap second (:60)",
+        ));
+    }
     access::authorize(&Scope::System, &d.actor, Action::SetClock)?;
     Ok(Request::Clock { now })
 }

@@ -955,3 +955,31 @@ fn numbers_out_of_range_and_deep_nesting() {
         ErrorCode::InvalidJson
     );
 }
+
+/// Issue 11 case 9: `admin.clock` takes only times the service can write
+/// back as RFC 3339: no leap second, years 0000–9999 in UTC.
+#[test]
+fn the_clock_refuses_times_rfc_3339_cannot_write() {
+    let clock = |now: &str| parse_value("admin.clock", &json!({"actor": system(), "now": now}));
+    for now in [
+        "2027-01-01T00:05:60Z",
+        "2016-12-31T23:59:60Z",
+        "0000-01-01T00:00:00+01:00",
+        "9999-12-31T23:00:00-05:00",
+    ] {
+        let rejection = clock(now).unwrap_err();
+        assert_eq!(rejection.code, ErrorCode::InvalidCommand, "{now}");
+        assert!(
+            rejection.message.starts_with("now:"),
+            "{now}: {}",
+            rejection.message
+        );
+    }
+    for now in [
+        "0000-01-01T00:00:00Z",
+        "9999-12-31T23:59:59Z",
+        "2027-01-01T00:05:59.999Z",
+    ] {
+        assert!(clock(now).is_ok(), "{now}");
+    }
+}
