@@ -34,6 +34,19 @@ impl Starting {
         prefix: &str,
         ignore_sigint: bool,
     ) -> Starting {
+        Starting::spawn_with(dir, url, data_dir, prefix, ignore_sigint, &[])
+    }
+
+    /// [`Starting::spawn`] with more environment variables
+    /// (`NO_COLOR` is not set: the log is a file, so it must be plain).
+    fn spawn_with(
+        dir: &Path,
+        url: &str,
+        data_dir: &Path,
+        prefix: &str,
+        ignore_sigint: bool,
+        env: &[(&str, &str)],
+    ) -> Starting {
         let log = dir.join("cpor.log");
         let out = File::create(&log).expect("create the log");
         let bin = cpor_bin();
@@ -70,8 +83,8 @@ impl Starting {
         ] {
             command.env_remove(var);
         }
+        command.env_remove("NO_COLOR").envs(env.iter().copied());
         let child = command
-            .env("NO_COLOR", "1")
             .stdin(Stdio::null())
             .stdout(out.try_clone().expect("clone the log handle"))
             .stderr(out)
@@ -164,6 +177,10 @@ fn stops_cleanly_while(url: &str, phase_log: &str, signal: &str, ignore_sigint: 
         "the log does not say why it stopped:\n{log}"
     );
     assert!(
+        !log.contains('\u{1b}'),
+        "colour codes in a log that goes to a file:\n{log}"
+    );
+    assert!(
         !data_dir.exists(),
         "a start stopped before serving left the data dir it created: {}\n{log}",
         data_dir.display()
@@ -250,4 +267,82 @@ async fn a_start_refused_by_the_lease_leaves_no_data_dir() {
 
     first.terminate().await;
     delete_streams(&async_nats::jetstream::new(nats.connect().await), &prefix).await;
+}
+
+/// Colours only on a terminal, and not with `NO_COLOR`: the log of a
+/// service on a pseudo-terminal (`script`) has ANSI colour codes; with
+/// `NO_COLOR=1` it has none (a log file never has: checked above).
+#[test]
+fn colour_only_on_a_terminal_and_never_with_no_color() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let url = format!("nats://127.0.0.1:{}", free_port());
+    let on_a_terminal = |no_color: Option<&str>| -> String {
+        let data_dir = dir.path().join("data");
+        let serve = format!(
+            "timeout -s TERM 2 {} serve --nats-url {url} --data-dir {} --prefix {}",
+            cpor_bin().display(),
+            data_dir.display(),
+            unique_prefix()
+        );
+        let mut command = Command::new("script");
+        command
+            .args(["-qec", &serve, "/dev/null"])
+            .stdin(Stdio::null());
+        command.env_remove("NO_COLOR");
+        if let Some(value) = no_color {
+            command.env("NO_COLOR", value);
+        }
+        let output = command.output().expect("run script (util-linux)");
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    let coloured = on_a_terminal(None);
+    assert!(coloured.contains("starting"), "{coloured}");
+    assert!(
+        coloured.contains('\u{1b}'),
+        "no colours on a terminal:\n{coloured}"
+    );
+    let plain = on_a_terminal(Some("1"));
+    assert!(plain.contains("starting"), "{plain}");
+    assert!(
+        !plain.contains('\u{1b}'),
+        "colours despite NO_COLOR=1:\n{plain}"
+    );
+}
+
+/// `--manual-clock` is a plain flag in `serve --help`; `CPOR_MANUAL_CLOCK=1`
+/// still turns it on.
+#[test]
+fn manual_clock_is_a_plain_flag() {
+    let output = Command::new(cpor_bin())
+        .args(["serve", "--help"])
+        .output()
+        .expect("run cpor serve --help");
+    let help = String::from_utf8_lossy(&output.stdout);
+    let line = help
+        .lines()
+        .find(|line| line.trim_start().starts_with("--manual-clock"))
+        .unwrap_or_else(|| panic!("no --manual-clock in:\n{help}"));
+    assert!(
+        !line.contains("[<") && !line.contains("[default:"),
+        "--manual-clock shows a value: {line}"
+    );
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let url = format!("nats://127.0.0.1:{}", free_port());
+    for (value, expected) in [("1", "manual_clock=true"), ("0", "manual_clock=false")] {
+        let data_dir = dir.path().join("data");
+        let mut serve = Starting::spawn_with(
+            dir.path(),
+            &url,
+            &data_dir,
+            &unique_prefix(),
+            false,
+            &[("CPOR_MANUAL_CLOCK", value)],
+        );
+        serve.wait_for_log("starting");
+        let log = serve.log_text();
+        assert!(log.contains(expected), "CPOR_MANUAL_CLOCK={value}: {log}");
+        let (status, _) = serve.signal_and_wait("TERM");
+        assert_eq!(status.code(), Some(0), "{}", serve.log_text());
+    }
 }

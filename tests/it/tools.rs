@@ -170,3 +170,35 @@ async fn request_errors_say_their_cause_once() {
     assert_eq!(output.status.code(), Some(2), "{stderr}");
     assert_eq!(stderr.matches("no responders").count(), 1, "{stderr}");
 }
+
+/// `cpor replay --as-of now` (and with no `--as-of`, the same) replays to
+/// the wall clock.
+#[tokio::test(flavor = "multi_thread")]
+async fn replay_as_of_now() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let empty = dir.path().join("empty.jsonl");
+    std::fs::write(&empty, b"").expect("write an empty export");
+    let input = empty.to_str().expect("UTF-8 temp path");
+    for args in [
+        vec!["replay", "--input", input, "--as-of", "now", "--json"],
+        vec!["replay", "--input", input, "--json"],
+    ] {
+        let before = chrono::Utc::now();
+        let output = cpor(&args)
+            .wait_with_output()
+            .await
+            .expect("run cpor replay");
+        let after = chrono::Utc::now();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(0), "{args:?}: {stderr}");
+        let report: Value = serde_json::from_slice(&output.stdout).expect("a JSON report");
+        let as_of: chrono::DateTime<chrono::Utc> = report["as_of"]
+            .as_str()
+            .and_then(|t| t.parse().ok())
+            .unwrap_or_else(|| panic!("{args:?}: as_of is no time: {report}"));
+        assert!(
+            before <= as_of && as_of <= after,
+            "{args:?}: as_of {as_of} is not now"
+        );
+    }
+}

@@ -86,8 +86,8 @@ pub(crate) struct HistoryArgs {
     /// Read an export file instead (`-` for stdin); it must start at position 1.
     #[arg(long, short = 'i', value_name = "FILE")]
     input: Option<PathBuf>,
-    /// Show the claim as it stood at this time (RFC 3339): events written
-    /// after it are left out. Default: now, i.e. the whole log.
+    /// Show the claim as it stood at this time (RFC 3339, or `now`): events
+    /// written after it are left out. Default: the whole log.
     #[arg(long, value_name = "TIME", value_parser = parse_time)]
     as_of: Option<Timestamp>,
     /// One JSON object: `{claim_id, as_of, events: [CloudEvent…], case_events: […], claim: ClaimView|null}`.
@@ -102,8 +102,9 @@ pub(crate) struct ReplayArgs {
     /// Read an export file instead (`-` for stdin); it must start at position 1.
     #[arg(long, short = 'i', value_name = "FILE")]
     input: Option<PathBuf>,
-    /// The time to replay to (RFC 3339): every event written at or before it.
-    #[arg(long, value_name = "TIME", value_parser = parse_time)]
+    /// The time to replay to (RFC 3339, or `now`): every event written at
+    /// or before it.
+    #[arg(long, value_name = "TIME", value_parser = parse_time, default_value = NOW)]
     as_of: Timestamp,
     /// One JSON object instead of the report.
     #[arg(long)]
@@ -121,8 +122,15 @@ pub(crate) struct RebuildArgs {
     repair: bool,
 }
 
-/// Times are RFC 3339 with an offset, like the events' own.
+/// The word for the current time wherever a tool takes a time.
+const NOW: &str = "now";
+
+/// Times are RFC 3339 with an offset, like the events' own, or `now` (the
+/// wall clock when the tool starts).
 fn parse_time(text: &str) -> Result<Timestamp, String> {
+    if text.trim().eq_ignore_ascii_case(NOW) {
+        return Ok(chrono::Utc::now());
+    }
     chrono::DateTime::parse_from_rfc3339(text.trim())
         .map(|t| t.with_timezone(&chrono::Utc))
         .map_err(|e| format!("{text:?} is not an RFC 3339 time such as 2026-11-25T14:03:00Z ({e})"))

@@ -27,7 +27,9 @@ pub(crate) struct ServeArgs {
     #[arg(long, env = "CPOR_CONFIG")]
     pub(crate) config: Option<PathBuf>,
     /// Take time only from `{prefix}.admin.clock` requests (tests, demos).
-    #[arg(long, env = "CPOR_MANUAL_CLOCK", value_parser = parse_flag, num_args = 0..=1, default_missing_value = "1", default_value = "0")]
+    /// A plain flag; from the environment `CPOR_MANUAL_CLOCK=1` (also
+    /// true/yes/on; 0/false/no/off turn it off).
+    #[arg(long, env = "CPOR_MANUAL_CLOCK", action = clap::ArgAction::SetTrue, value_parser = parse_flag)]
     pub(crate) manual_clock: bool,
     /// Log format on stderr.
     #[arg(long, env = "CPOR_LOG_FORMAT", value_enum, default_value = "human")]
