@@ -477,14 +477,24 @@ fn partner(id: &str) -> Value {
 #[tokio::test(flavor = "multi_thread")]
 async fn every_role_does_what_it_may_and_nothing_more() {
     let server = SecuredServer::start();
-    let (service_args, service_env) = server.cli("cpor-service");
     let mut opts = ServiceOptions::new(server.url(), DEPLOY_PREFIX);
-    // `--nats-url` comes from the options; the rest of the connection flags here.
-    opts.extra_args = service_args[2..].to_vec();
-    opts.env = service_env
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.clone()))
-        .collect();
+    // The service's settings from the environment, as deploy/cpor.service
+    // gives them (the tools below use the flags).
+    opts.env = vec![
+        ("CPOR_NATS_USER".into(), "cpor-service".into()),
+        (
+            "CPOR_NATS_PASSWORD".into(),
+            server.password("cpor-service").into(),
+        ),
+        (
+            "CPOR_NATS_TLS_CA".into(),
+            server.ca().to_str().unwrap().into(),
+        ),
+        (
+            "CPOR_NATS_INBOX_PREFIX".into(),
+            "_INBOX_cpor_service".into(),
+        ),
+    ];
     opts.helper_auth = Some(server.auth("reviewer-console"));
     let mut service = Service::start(opts).await;
     let subject = |rest: &str| format!("{DEPLOY_PREFIX}.{rest}");
