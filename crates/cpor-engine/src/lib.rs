@@ -81,6 +81,78 @@ pub struct Options {
     pub data_dir: PathBuf,
     pub calendar: Calendar,
     pub clock: ClockMode,
+    /// Where wall and monotonic time come from ([`SystemTime`] in service).
+    pub time_source: Arc<dyn TimeSource>,
+    /// Operator override: take the wall clock's first reading as it is,
+    /// however far past the log's last event (see [`CLOCK_GAP_AT_START_MAX`]).
+    pub accept_clock_jump: bool,
+}
+
+impl Options {
+    /// The data dir and calendar with a clock mode, the machine's clocks and
+    /// no override.
+    pub fn new(data_dir: PathBuf, calendar: Calendar, clock: ClockMode) -> Options {
+        Options {
+            data_dir,
+            calendar,
+            clock,
+            time_source: Arc::new(SystemTime::new()),
+            accept_clock_jump: false,
+        }
+    }
+}
+
+/// How far the wall clock may run ahead of the monotonic clock between two
+/// readings of a running service. A step beyond it is taken for a wrong
+/// clock (a host set two years ahead; an NTP step after a bad sync): the
+/// writer writes nothing (requests get `UNAVAILABLE` saying why, deadlines
+/// do not fire) and logs an error until the wall clock is back within the
+/// bound. NTP's own step threshold is 128 ms, so ten minutes leaves room for
+/// any honest correction.
+pub const CLOCK_JUMP_MAX: std::time::Duration = std::time::Duration::from_secs(10 * 60);
+/// At start there is no monotonic reading to compare with: the wall clock
+/// may then be at most this far past the log's last event. A service idle
+/// or stopped for longer starts only with the operator's override
+/// (`cpor serve --accept-clock-jump`).
+pub const CLOCK_GAP_AT_START_MAX: std::time::Duration =
+    std::time::Duration::from_secs(30 * 24 * 3600);
+
+/// The clocks the writer reads: wall time for what it records, monotonic
+/// time to tell the passing of time from a step of the wall clock.
+pub trait TimeSource: Send + Sync {
+    /// The wall clock (UTC).
+    fn wall(&self) -> Timestamp;
+    /// A monotonic reading: time since an arbitrary fixed start.
+    fn monotonic(&self) -> std::time::Duration;
+}
+
+/// The machine's clocks: `Utc::now` and `std::time::Instant`.
+pub struct SystemTime {
+    start: std::time::Instant,
+}
+
+impl SystemTime {
+    pub fn new() -> SystemTime {
+        SystemTime {
+            start: std::time::Instant::now(),
+        }
+    }
+}
+
+impl Default for SystemTime {
+    fn default() -> SystemTime {
+        SystemTime::new()
+    }
+}
+
+impl TimeSource for SystemTime {
+    fn wall(&self) -> Timestamp {
+        chrono::Utc::now()
+    }
+
+    fn monotonic(&self) -> std::time::Duration {
+        self.start.elapsed()
+    }
 }
 
 /// An accepted command's reply fields, as stored for idempotent repeats.
@@ -149,9 +221,14 @@ impl Engine {
         let last_event_time = last_event_time(&reader)?;
         let clock = match options.clock {
             ClockMode::Manual => Clock::Manual { now: manual_start },
-            ClockMode::Wall => Clock::Wall {
-                floor: last_event_time.unwrap_or(chrono::DateTime::UNIX_EPOCH),
-            },
+            ClockMode::Wall => Clock::Wall(WallClock {
+                source: options.time_source.clone(),
+                floor: last_event_time,
+                reference: None,
+                accept_jump: options.accept_clock_jump,
+                fault: None,
+                behind: false,
+            }),
         };
         tracing::info!(position = head, claims = state.claims.len(), "log opened");
         let event_bytes_max = Arc::new(AtomicUsize::new(EVENT_BYTES_MAX_DEFAULT));
@@ -269,23 +346,117 @@ fn last_event_time(reader: &LogReader) -> Result<Option<Timestamp>, LogError> {
 }
 
 enum Clock {
-    /// Wall time, but never before the last event written (a clock step
-    /// back must not reorder the log's times).
-    Wall { floor: Timestamp },
+    /// Wall time, guarded (see [`WallClock`]).
+    Wall(WallClock),
     /// `None` until the first `admin.clock` request, which may then set any
     /// time; until then the machine's time is used.
     Manual { now: Option<Timestamp> },
 }
 
-impl Clock {
-    fn now(&mut self) -> Timestamp {
-        match self {
-            Clock::Wall { floor } => {
-                let now = chrono::Utc::now().max(*floor);
-                *floor = now;
-                now
+/// The wall clock as the writer may use it: never before the last event
+/// written (a step back must not reorder the log's times: it is warned
+/// about and the time stays put until the clock catches up), and never
+/// ahead of the monotonic clock by more than [`CLOCK_JUMP_MAX`] since the
+/// last reading ([`CLOCK_GAP_AT_START_MAX`] past the last event at start).
+struct WallClock {
+    source: Arc<dyn TimeSource>,
+    /// The last time handed out (at start: the last event's).
+    floor: Option<Timestamp>,
+    /// The last time handed out and the monotonic reading then.
+    reference: Option<(Timestamp, std::time::Duration)>,
+    /// The operator's override, for the first reading only.
+    accept_jump: bool,
+    /// Set while the wall clock is too far ahead: the refusal's message.
+    fault: Option<String>,
+    /// Set while the wall clock is behind the floor (warned once).
+    behind: bool,
+}
+
+impl WallClock {
+    fn now(&mut self) -> Result<Timestamp, Rejection> {
+        let wall = self.source.wall();
+        let monotonic = self.source.monotonic();
+        let (limit, since) = match (self.reference, self.floor) {
+            (Some((time, at)), _) => (
+                time + chrono::Duration::from_std(monotonic.saturating_sub(at) + CLOCK_JUMP_MAX)
+                    .unwrap_or(chrono::Duration::MAX),
+                "the monotonic clock since the last reading",
+            ),
+            (None, Some(last_event)) => (
+                last_event
+                    + chrono::Duration::from_std(CLOCK_GAP_AT_START_MAX)
+                        .unwrap_or(chrono::Duration::MAX),
+                "the log's last event",
+            ),
+            (None, None) => (wall, "nothing"),
+        };
+        if wall > limit && !self.accept_jump {
+            let message = format!(
+                "the service's wall clock ({wall}) is {} ahead of what {since} allows \
+                 ({limit}); nothing is written until the clock is right (or the service \
+                 is restarted with --accept-clock-jump); retry later with the same command id",
+                humanize(wall - limit)
+            );
+            if self.fault.is_none() {
+                tracing::error!(%wall, %limit, "wall clock jumped ahead: refusing to write");
             }
-            Clock::Manual { now } => now.unwrap_or_else(chrono::Utc::now),
+            self.fault = Some(message.clone());
+            return Err(Rejection::with_message(ErrorCode::Unavailable, message));
+        }
+        if self.fault.take().is_some() {
+            tracing::warn!(%wall, "wall clock is back within bounds: writing again");
+        }
+        if self.accept_jump && wall > limit {
+            tracing::warn!(%wall, %limit, "wall clock far ahead of the log, accepted by --accept-clock-jump");
+        }
+        self.accept_jump = false;
+        let now = match self.floor {
+            Some(floor) if wall < floor => {
+                if !self.behind {
+                    tracing::warn!(%wall, %floor, behind = %humanize(floor - wall),
+                        "wall clock went backwards; keeping the last time until it catches up");
+                }
+                self.behind = true;
+                floor
+            }
+            _ => {
+                self.behind = false;
+                wall
+            }
+        };
+        self.floor = Some(now);
+        self.reference = Some((now, monotonic));
+        Ok(now)
+    }
+
+    /// The time now as the monotonic clock tells since the last reading (the
+    /// wall clock before the first): what deadlines are scheduled on.
+    fn monotonic_now(&self) -> Timestamp {
+        match self.reference {
+            Some((time, at)) => {
+                time + chrono::Duration::from_std(self.source.monotonic().saturating_sub(at))
+                    .unwrap_or(chrono::Duration::MAX)
+            }
+            None => self.source.wall(),
+        }
+    }
+}
+
+fn humanize(duration: chrono::Duration) -> String {
+    let seconds = duration.num_seconds();
+    match seconds {
+        s if s >= 2 * 86_400 => format!("{} days", s / 86_400),
+        s if s >= 7_200 => format!("{} hours", s / 3_600),
+        s if s >= 120 => format!("{} minutes", s / 60),
+        s => format!("{s} s"),
+    }
+}
+
+impl Clock {
+    fn now(&mut self) -> Result<Timestamp, Rejection> {
+        match self {
+            Clock::Wall(wall) => wall.now(),
+            Clock::Manual { now } => Ok(now.unwrap_or_else(chrono::Utc::now)),
         }
     }
 }
@@ -410,7 +581,7 @@ impl Writer {
     }
 
     fn is_wall_clock(&self) -> bool {
-        matches!(self.clock, Clock::Wall { .. })
+        matches!(self.clock, Clock::Wall(_))
     }
 
     /// How long the writer may sleep before a deadline is due. With a manual
@@ -420,10 +591,15 @@ impl Writer {
         if !self.is_wall_clock() {
             return IDLE;
         }
+        let Clock::Wall(wall) = &self.clock else {
+            return IDLE;
+        };
         match self.next_due() {
             None => IDLE,
             Some((due, _, _)) => {
-                let now = chrono::Utc::now();
+                // Monotonic: a step of the wall clock does not make a
+                // deadline due early (and a refused jump is retried).
+                let now = wall.monotonic_now();
                 (due - now)
                     .to_std()
                     .unwrap_or(std::time::Duration::from_millis(1))
@@ -455,7 +631,13 @@ impl Writer {
                     reply,
                 } => {
                     // Read per command: a clock request earlier in the batch may have moved it.
-                    let now = self.clock.now();
+                    let now = match self.clock.now() {
+                        Ok(now) => now,
+                        Err(refusal) => {
+                            pending.push(Pending::Command(reply, Outcome::Rejected(refusal)));
+                            continue;
+                        }
+                    };
                     let outcome =
                         self.command(&mut appender, &mut in_batch, *envelope, fingerprint, now);
                     if outcome.is_err() {
@@ -482,7 +664,7 @@ impl Writer {
                             ErrorCode::InvalidCommand,
                             "now: the clock never goes backwards",
                         )),
-                        Clock::Wall { .. } => Err(Rejection::new(ErrorCode::ClockNotManual)),
+                        Clock::Wall(_) => Err(Rejection::new(ErrorCode::ClockNotManual)),
                     };
                     if result.is_ok() && self.fire_deadlines(&mut appender, to, usize::MAX).is_err()
                     {
@@ -492,13 +674,14 @@ impl Writer {
                 }
             }
         }
-        let now = self.clock.now();
-        if self.is_wall_clock()
-            && self
+        // A clock that jumped fires no deadline (its refusal is logged).
+        if let (true, Ok(now)) = (self.is_wall_clock(), self.clock.now()) {
+            if self
                 .fire_deadlines(&mut appender, now, DEADLINES_PER_BATCH_MAX)
                 .is_err()
-        {
-            failed = true;
+            {
+                failed = true;
+            }
         }
         let applied = if failed {
             Err(LogError::Corrupt("a decided event did not apply".into()))

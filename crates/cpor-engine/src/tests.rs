@@ -40,12 +40,7 @@ fn partner(id: &str) -> Actor {
 }
 
 fn start(dir: &std::path::Path, clock: ClockMode) -> (Engine, tokio::task::JoinHandle<()>) {
-    Engine::start(Options {
-        data_dir: dir.to_path_buf(),
-        calendar: Calendar::default(),
-        clock,
-    })
-    .unwrap()
+    Engine::start(Options::new(dir.to_path_buf(), Calendar::default(), clock)).unwrap()
 }
 
 async fn accept(engine: &Engine, envelope: CommandEnvelope) -> Accepted {
@@ -290,8 +285,17 @@ async fn a_wall_clock_service_refuses_clock_requests_and_fires_past_deadlines() 
         drop(engine);
         writer.await.unwrap();
     }
-    // …then served on the wall clock: the old review deadline is long past.
-    let (engine, _writer) = start(dir.path(), ClockMode::Wall);
+    // …then served on the wall clock, years later: the operator accepts the
+    // gap (`--accept-clock-jump`), and the old review deadline is long past.
+    let (engine, _writer) = Engine::start(Options {
+        accept_clock_jump: true,
+        ..Options::new(
+            dir.path().to_path_buf(),
+            Calendar::default(),
+            ClockMode::Wall,
+        )
+    })
+    .unwrap();
     assert_eq!(
         engine
             .set_clock(at("2030-01-01T00:00:00Z"))
@@ -428,4 +432,134 @@ async fn the_manual_clock_takes_only_times_the_service_can_write() {
     assert_eq!(view["review_due_at"], "9999-12-28T00:00:00Z");
     drop(engine);
     writer.await.unwrap();
+}
+
+/// Wall and monotonic clocks a test sets by hand.
+struct TestClocks(std::sync::Mutex<(DateTime<Utc>, std::time::Duration)>);
+
+impl TestClocks {
+    fn new(wall: &str) -> Arc<TestClocks> {
+        Arc::new(TestClocks(std::sync::Mutex::new((
+            at(wall),
+            std::time::Duration::ZERO,
+        ))))
+    }
+
+    /// Both clocks advance by `seconds`.
+    fn pass(&self, seconds: u64) {
+        let mut clocks = self.0.lock().unwrap();
+        clocks.0 += chrono::Duration::seconds(seconds as i64);
+        clocks.1 += std::time::Duration::from_secs(seconds);
+    }
+
+    /// The wall clock alone is set.
+    fn set_wall(&self, wall: &str) {
+        self.0.lock().unwrap().0 = at(wall);
+    }
+}
+
+impl TimeSource for TestClocks {
+    fn wall(&self) -> Timestamp {
+        self.0.lock().unwrap().0
+    }
+
+    fn monotonic(&self) -> std::time::Duration {
+        self.0.lock().unwrap().1
+    }
+}
+
+fn start_on(
+    dir: &std::path::Path,
+    clocks: &Arc<TestClocks>,
+    accept_clock_jump: bool,
+) -> (Engine, tokio::task::JoinHandle<()>) {
+    Engine::start(Options {
+        time_source: clocks.clone(),
+        accept_clock_jump,
+        ..Options::new(dir.to_path_buf(), Calendar::default(), ClockMode::Wall)
+    })
+    .unwrap()
+}
+
+async fn refused(engine: &Engine, envelope: CommandEnvelope) -> Rejection {
+    match engine.execute(envelope, "print".into()).await {
+        Outcome::Accepted { accepted, .. } => panic!("accepted: {accepted:?}"),
+        Outcome::Rejected(rejection) => rejection,
+    }
+}
+
+fn comment(claim_id: Uuid) -> Command {
+    Command::Comment {
+        claim_id,
+        text: "still here".into(),
+    }
+}
+
+/// Issue 11 case 6: one request served while the host clock was two years
+/// ahead fired deadlines and stamped every later event 2028, also after a
+/// restart. A step of the wall clock beyond `CLOCK_JUMP_MAX` past the
+/// monotonic clock writes nothing (`UNAVAILABLE` saying why), fires no
+/// deadline, and writing resumes once the clock is right; at start the
+/// bound is `CLOCK_GAP_AT_START_MAX` past the last event, lifted by the
+/// operator's override; a step back keeps the last time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wall_clock_jump_writes_nothing_until_the_clock_is_right() {
+    let dir = tempfile::tempdir().unwrap();
+    let clocks = TestClocks::new("2026-11-25T09:00:00Z");
+    let (engine, writer) = start_on(dir.path(), &clocks, false);
+    let reference = reference(&engine).await;
+    let claim = accept(
+        &engine,
+        envelope(partner("P-1"), submit(&reference, Activity::Usage)),
+    )
+    .await
+    .claim_id
+    .unwrap();
+    let position = engine.positions().log.load(Ordering::SeqCst);
+
+    // Two years ahead in one step (the review deadline would be long past).
+    clocks.set_wall("2028-11-25T09:00:00Z");
+    let refusal = refused(&engine, envelope(partner("P-1"), comment(claim))).await;
+    assert_eq!(refusal.code, ErrorCode::Unavailable);
+    assert!(refusal.message.contains("clock"), "{}", refusal.message);
+    // Just within the bound is a jump too once time has not passed.
+    clocks.set_wall("2026-11-25T09:11:00Z");
+    refused(&engine, envelope(partner("P-1"), comment(claim))).await;
+    assert_eq!(engine.positions().log.load(Ordering::SeqCst), position);
+    let view = engine.reader().claim_view(&claim).unwrap().unwrap();
+    assert_eq!(view["overdue"], false, "no deadline fired on the jump");
+
+    // The clock is set right: writing resumes, at the right time.
+    clocks.set_wall("2026-11-25T09:00:00Z");
+    clocks.pass(60);
+    accept(&engine, envelope(partner("P-1"), comment(claim))).await;
+    let view = engine.reader().claim_view(&claim).unwrap().unwrap();
+    assert_eq!(view["updated_at"], "2026-11-25T09:01:00Z");
+    // Time passing moves the bound with it: a day later is fine.
+    clocks.pass(86_400);
+    accept(&engine, envelope(partner("P-1"), comment(claim))).await;
+    // A step back keeps the last time (and is warned about).
+    clocks.set_wall("2026-11-20T00:00:00Z");
+    accept(&engine, envelope(partner("P-1"), comment(claim))).await;
+    let view = engine.reader().claim_view(&claim).unwrap().unwrap();
+    assert_eq!(view["updated_at"], "2026-11-26T09:01:00Z");
+    drop(engine);
+    writer.await.unwrap();
+
+    // At start, two years after the last event: refused until overridden.
+    let clocks = TestClocks::new("2028-11-25T09:00:00Z");
+    let (engine, writer) = start_on(dir.path(), &clocks, false);
+    let refusal = refused(&engine, envelope(partner("P-1"), comment(claim))).await;
+    assert_eq!(refusal.code, ErrorCode::Unavailable);
+    assert!(
+        refusal.message.contains("--accept-clock-jump"),
+        "{}",
+        refusal.message
+    );
+    drop(engine);
+    writer.await.unwrap();
+    let (engine, _writer) = start_on(dir.path(), &clocks, true);
+    accept(&engine, envelope(partner("P-1"), comment(claim))).await;
+    let view = engine.reader().claim_view(&claim).unwrap().unwrap();
+    assert_eq!(view["updated_at"], "2028-11-25T09:00:00Z");
 }

@@ -31,6 +31,10 @@ pub(crate) struct ServeArgs {
     /// true/yes/on; 0/false/no/off turn it off).
     #[arg(long, env = "CPOR_MANUAL_CLOCK", action = clap::ArgAction::SetTrue, value_parser = parse_flag)]
     pub(crate) manual_clock: bool,
+    /// Accept the wall clock at start however far it is past the log's last
+    /// event (more than 30 days is otherwise refused as a clock error).
+    #[arg(long, env = "CPOR_ACCEPT_CLOCK_JUMP", value_parser = parse_flag, num_args = 0..=1, default_missing_value = "1", default_value = "0")]
+    pub(crate) accept_clock_jump: bool,
     /// Log format on stderr.
     #[arg(long, env = "CPOR_LOG_FORMAT", value_enum, default_value = "human")]
     pub(crate) log_format: LogFormat,
@@ -85,6 +89,7 @@ pub(crate) struct Settings {
     pub(crate) prefix: String,
     pub(crate) calendar: Calendar,
     pub(crate) manual_clock: bool,
+    pub(crate) accept_clock_jump: bool,
     pub(crate) log_format: LogFormat,
 }
 
@@ -116,6 +121,7 @@ impl ServeArgs {
             prefix: self.prefix,
             calendar,
             manual_clock: self.manual_clock,
+            accept_clock_jump: self.accept_clock_jump,
             log_format: self.log_format,
         })
     }

@@ -203,9 +203,8 @@ async fn serve(settings: Settings, progress: &mut Progress) -> anyhow::Result<Ex
         ClockMode::Wall
     };
     let (engine, writer) = Engine::start(Options {
-        data_dir: settings.data_dir.clone(),
-        calendar: settings.calendar.clone(),
-        clock,
+        accept_clock_jump: settings.accept_clock_jump,
+        ..Options::new(settings.data_dir.clone(), settings.calendar.clone(), clock)
     })
     .with_context(|| format!("cannot open the log in {}", settings.data_dir.display()))?;
     *progress = Progress::LogOpened;
