@@ -286,7 +286,8 @@ async fn wait_published(client: &async_nats::Client, prefix: &str) -> u64 {
 async fn no_event_too_large_to_publish_is_accepted() {
     let config = tempfile::tempdir().expect("temp dir");
     let config_path = config.path().join("nats-server.conf");
-    std::fs::write(&config_path, "max_payload: 65536\n").expect("write the config");
+    std::fs::write(&config_path, "max_payload: 65536\njetstream: enabled\n")
+        .expect("write the config");
     let nats = NatsServer::start_own_with(&["-c", path_arg(&config_path)], &[]);
     let prefix = unique_prefix();
     let mut service =
