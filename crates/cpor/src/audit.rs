@@ -310,7 +310,11 @@ pub(crate) fn verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
                            "error": failure.what, "events_verified": verifier.events()})
                 );
             }
-            eprintln!("FAILED: {described}: {failure}");
+            // The finding may quote the damaged line: escaped for the terminal.
+            eprintln!(
+                "FAILED: {described}: {}",
+                terminal_safe(&failure.to_string())
+            );
             eprintln!(
                 "(the {} event(s) before it verified; nothing after it was checked)",
                 verifier.events()
@@ -454,6 +458,37 @@ fn details(data: &Value, skip: &[&str]) -> String {
     parts.join(" ")
 }
 
+/// Text from the log made safe for a terminal (issue 11 case 14): every
+/// control character (C0, DEL, C1: newlines, ANSI escape sequences, CSI) and
+/// every bidirectional-formatting character (which can reorder what a
+/// reader sees) is written as a visible escape, `\n`, `\r`, `\t` or
+/// `\u{1b}`, and a backslash as `\\` so that an escape cannot be forged.
+/// A crafted actor id or text can neither start a line of its own nor
+/// colour, move or hide output. Every string from the log that the human
+/// output of `history` and `replay` prints passes through here.
+pub(crate) fn terminal_safe(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c.is_control() || is_bidi_format(c) => {
+                let _ = write!(out, "\\u{{{:x}}}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Unicode's bidirectional formatting characters (UAX #9, table 4, and the
+/// Arabic letter mark): invisible, they reorder the text around them.
+fn is_bidi_format(c: char) -> bool {
+    matches!(c, '\u{061c}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+}
+
 fn cut(text: &str, max: usize) -> String {
     let one_line = text.replace(['\n', '\r'], " ");
     if one_line.chars().count() <= max {
@@ -568,6 +603,7 @@ fn render_history(
                 actor,
                 detail,
             ]
+            .map(|cell| terminal_safe(&cell))
         })
         .collect();
     let headers = ["POSITION", "TIME", "TYPE", "ACTOR", "DETAILS"];
@@ -612,9 +648,10 @@ fn render_history(
             let width = view.keys().map(String::len).max().unwrap_or(0);
             for (key, value) in &view {
                 let text = match value {
-                    Value::String(s) => s.clone(),
-                    other => other.to_string(),
+                    Value::String(s) => terminal_safe(s),
+                    other => terminal_safe(&other.to_string()),
                 };
+                let key = terminal_safe(key);
                 let _ = writeln!(out, "  {key:<width$}  {text}");
             }
         }
@@ -728,9 +765,11 @@ fn replay_report(folded: &Folded, as_of: Timestamp, source: &str) -> Value {
 
 fn render_replay(report: &Value) -> String {
     let text = |v: &Value| {
-        v.as_str()
-            .map(str::to_string)
-            .unwrap_or_else(|| v.to_string())
+        terminal_safe(
+            &v.as_str()
+                .map(str::to_string)
+                .unwrap_or_else(|| v.to_string()),
+        )
     };
     let id = |v: &Value| {
         v.as_str()
@@ -749,7 +788,7 @@ fn render_replay(report: &Value) -> String {
         "  {} events folded, positions 1..{}; last event at {}",
         report["events"],
         report["last_position"],
-        report["last_event_at"].as_str().unwrap_or("-")
+        terminal_safe(report["last_event_at"].as_str().unwrap_or("-"))
     );
     let _ = writeln!(
         out,
@@ -889,7 +928,7 @@ pub(crate) fn rebuild(args: RebuildArgs) -> anyhow::Result<ExitCode> {
             }
         );
         for difference in &report.differences {
-            println!("  {difference}");
+            println!("  {}", terminal_safe(&difference.to_string()));
         }
         if !args.repair {
             println!("run again with --repair to rewrite the projections from the log");
@@ -914,4 +953,102 @@ pub(crate) fn rebuild(args: RebuildArgs) -> anyhow::Result<ExitCode> {
         );
         Ok(ExitCode::SUCCESS)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A reviewer id crafted to print a fake "approved" row and colour it.
+    const FORGED: &str =
+        "rev-7\n      9  2026-11-26T09:00:00Z  claim.approved v3  reviewer boss\u{1b}[32m OK\u{1b}[0m\r\u{9b}2J\u{202e}";
+
+    fn assert_terminal_safe(out: &str) {
+        for (i, line) in out.lines().enumerate() {
+            assert!(
+                !line.chars().any(|c| c.is_control() || is_bidi_format(c)),
+                "line {i} holds a control character: {line:?}"
+            );
+        }
+        assert!(
+            !out.lines()
+                .any(|l| l.trim_start().starts_with("9  2026-11-26")),
+            "a forged row got a line of its own:\n{out}"
+        );
+    }
+
+    /// Issue 11 case 14: control characters in actor ids and texts are
+    /// escaped in `cpor history`'s human output: table cells and the view.
+    #[test]
+    fn history_escapes_what_the_log_holds() {
+        let event = json!({
+            "position": 7, "time": "2026-11-25T09:00:00Z", "type": "cpor.claim.comment_added",
+            "streamversion": 2,
+            "data": {"actor": {"type": "reviewer", "id": FORGED}, "text": FORGED, "reason": FORGED},
+        });
+        let partner = json!({
+            "position": 8, "time": "2026-11-25T10:00:00Z", "type": "cpor.claim.withdrawn",
+            "streamversion": 3,
+            "data": {"actor": {"type": "partner", "partner_id": "P-1", "user": FORGED, "roles": []},
+                     "reason": "x\u{1b}]0;title\u{7}"},
+        });
+        let folded = Folded {
+            state: State::new(),
+            events: 2,
+            last_position: 8,
+            last_time: None,
+        };
+        let out = render_history(
+            &Uuid::nil(),
+            None,
+            &[(true, event), (true, partner)],
+            None,
+            &folded,
+        );
+        assert_terminal_safe(&out);
+        assert!(out.contains("reviewer rev-7\\n"), "{out}");
+        assert!(out.contains("\\u{1b}[32m"), "{out}");
+        assert!(
+            out.contains("\\u{9b}2J") && out.contains("\\u{202e}"),
+            "{out}"
+        );
+        // Three lines of table: header and two rows, whatever the texts hold.
+        let table: Vec<&str> = out.lines().skip(2).take_while(|l| !l.is_empty()).collect();
+        assert_eq!(table.len(), 3, "{out}");
+    }
+
+    /// `cpor replay`: every string from the log (partner ids, products,
+    /// statuses, times) is escaped the same way.
+    #[test]
+    fn replay_escapes_what_the_log_holds() {
+        let case = json!({
+            "case_id": Uuid::nil().to_string(), "product": FORGED, "activity": "usage",
+            "tenant_id": "t\nx", "opened_at": "2026-11-25T09:00:00Z",
+            "claims": [{"claim_id": "c\u{1b}[2K", "partner_id": FORGED, "status": "approved",
+                        "incumbent": true, "contender": true}],
+        });
+        let report = json!({
+            "as_of": "2026-12-01T00:00:00Z", "source": "data dir",
+            "events": 3, "last_position": 3, "last_event_at": "2026-11-25T09:00:00Z\u{1b}[1A",
+            "reference": {"tenants": 1, "subscriptions": 1, "partners": 1},
+            "claims": {"total": 1, "by_status": {}},
+            "cases": {"total": 1, "open": 1, "closed": 0},
+            "open_cases": [case],
+            "overdue_claims": [{"claim_id": "c1", "partner_id": FORGED, "status": "submitted",
+                                "review_due_at": "2026-12-01T00:00:00Z"}],
+            "deadlines_passed_unrecorded": [{"claim_id": "c2", "deadline": FORGED,
+                                             "due_at": "x", "status": "y"}],
+        });
+        let out = render_replay(&report);
+        assert_terminal_safe(&out);
+        assert!(out.contains("rev-7\\n"), "{out}");
+    }
+
+    #[test]
+    fn terminal_safe_keeps_plain_text_and_makes_escapes_unforgeable() {
+        assert_eq!(terminal_safe("Müller-Bau — OK"), "Müller-Bau — OK");
+        assert_eq!(terminal_safe("a\\nb"), "a\\\\nb");
+        assert_eq!(terminal_safe("a\nb"), "a\\nb");
+        assert_eq!(terminal_safe("\u{7f}\u{85}"), "\\u{7f}\\u{85}");
+    }
 }
