@@ -13,3 +13,4 @@ mod status_migration;
 mod support;
 mod tidy;
 mod tools;
+mod trail;

@@ -188,8 +188,25 @@ enum Request {
 pub struct Positions {
     /// Last position written to the log and flushed.
     pub log: AtomicU64,
-    /// Last position acknowledged by JetStream (set by the relay).
+    /// Last position up to which every event is in the events stream as
+    /// the log's own bytes (set by the relay). It stops before an event
+    /// whose stream copy is someone else's message or that JetStream
+    /// refused, however far the relay goes on.
     pub published: AtomicU64,
+    /// Last position the relay has handled: published, or reported as
+    /// forged or unpublishable.
+    pub relayed: AtomicU64,
+    /// Events whose id someone else's message holds in the events stream
+    /// (an ack said `duplicate` and the stored bytes differ), and the first.
+    pub forged_events: AtomicU64,
+    pub first_forged_position: AtomicU64,
+    /// Events JetStream refused for good (too large, any permanent error),
+    /// and the first: reported and skipped so publishing never stalls.
+    pub unpublishable_events: AtomicU64,
+    pub first_unpublishable_position: AtomicU64,
+    /// Messages in the events stream that are not this log's events (junk,
+    /// forgeries), seen when resuming.
+    pub foreign_messages: AtomicU64,
 }
 
 /// A handle to the running engine. Cheap to clone; when every handle is

@@ -377,6 +377,8 @@ pub struct StreamMessage {
     pub sequence: u64,
     pub subject: String,
     pub payload: Bytes,
+    /// The `Nats-Msg-Id` header, when the publisher set one.
+    pub message_id: Option<String>,
 }
 
 /// Messages of a stream in order (an ordered consumer: recreated by the
@@ -407,10 +409,16 @@ impl StreamMessages {
                 ))(error)))
             }
         };
+        let message_id = message
+            .headers
+            .as_ref()
+            .and_then(|h| h.get(async_nats::header::NATS_MESSAGE_ID))
+            .map(|v| v.as_str().to_string());
         Some(Ok(StreamMessage {
             sequence,
             subject: message.subject.to_string(),
             payload: message.payload.clone(),
+            message_id,
         }))
     }
 }

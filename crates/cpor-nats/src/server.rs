@@ -152,6 +152,8 @@ impl Server {
                     "ok": true,
                     "log_position": positions.log.load(Ordering::SeqCst),
                     "published_position": positions.published.load(Ordering::SeqCst),
+                    "relayed_position": positions.relayed.load(Ordering::SeqCst),
+                    "trail": trail_health(positions),
                 })
             }
             Request::Clock { now } => match self.engine.set_clock(now).await {
@@ -264,4 +266,23 @@ fn visible_view(
         .visible_claim_view(claim_id, visibility)
         .map_err(|_| Rejection::new(ErrorCode::Unavailable))?
         .ok_or_else(|| Rejection::new(ErrorCode::ClaimNotFound))
+}
+
+/// The relay's findings about the stream copy of the log (issue 10), for
+/// `qry.health`: a zero position means none.
+fn trail_health(positions: &cpor_engine::Positions) -> Value {
+    let first = |p: &std::sync::atomic::AtomicU64| match p.load(Ordering::SeqCst) {
+        0 => Value::Null,
+        p => json!(p),
+    };
+    let forged = positions.forged_events.load(Ordering::SeqCst);
+    let unpublishable = positions.unpublishable_events.load(Ordering::SeqCst);
+    json!({
+        "intact": forged == 0 && unpublishable == 0,
+        "forged_events": forged,
+        "first_forged_position": first(&positions.first_forged_position),
+        "unpublishable_events": unpublishable,
+        "first_unpublishable_position": first(&positions.first_unpublishable_position),
+        "foreign_messages": positions.foreign_messages.load(Ordering::SeqCst),
+    })
 }

@@ -284,8 +284,16 @@ pub(crate) fn verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
             verify::Verifier::new()
         };
         let mut failure = None;
-        source.for_each(|raw: Raw<'_>| {
+        source.for_each_checked(|raw: Raw<'_>| {
             progress.inc();
+            if let Some(conflict) = raw.conflict {
+                failure = Some(verify::Failure {
+                    position: raw.position,
+                    line: None,
+                    what: conflict.to_string(),
+                });
+                return Ok(ControlFlow::Break(()));
+            }
             // A stream message's position is read from the event itself: only
             // the data dir files events under a position of its own.
             let stored = if matches!(spec, SourceSpec::DataDir(_)) {
@@ -322,10 +330,20 @@ pub(crate) fn verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(1));
         }
         let summary = verifier.summary();
+        let foreign = source.foreign_messages();
         if args.json {
-            println!("{}", summary.to_json());
+            let mut out = summary.to_json();
+            if let Some(foreign) = foreign {
+                out["foreign_messages"] = json!(foreign);
+            }
+            println!("{out}");
         } else {
             print!("{}", summary.render(&described));
+            if let Some(foreign) = foreign {
+                println!(
+                    "  foreign:    {foreign} message(s) in the stream are not events (skipped; the sequences are noted above)"
+                );
+            }
             println!("  verified:   {}", progress::rate(summary.events, elapsed));
         }
         Ok(ExitCode::SUCCESS)

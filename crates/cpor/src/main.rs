@@ -7,6 +7,7 @@ mod audit;
 mod client;
 mod config;
 mod nats_flags;
+mod repair_stream;
 mod serve;
 
 use std::process::ExitCode;
@@ -42,6 +43,9 @@ enum Commands {
     Request(client::RequestArgs),
     /// Follow claim statuses (or events) from JetStream, like a dashboard.
     Watch(client::WatchArgs),
+    /// Rebuild a service's JetStream copy from its log (after someone else
+    /// wrote into it): deletes the events stream and purges the status one.
+    RepairStream(repair_stream::RepairStreamArgs),
 }
 
 fn main() -> ExitCode {
@@ -55,6 +59,7 @@ fn main() -> ExitCode {
         Commands::Rebuild(args) => audit::rebuild(args),
         Commands::Request(args) => client::request(args),
         Commands::Watch(args) => client::watch(args),
+        Commands::RepairStream(args) => repair_stream::repair_stream(args),
     };
     match result {
         Ok(code) => code,

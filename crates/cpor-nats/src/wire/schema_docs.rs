@@ -188,8 +188,29 @@ struct HealthReply {
     ok: True,
     /// The last position written to the log.
     log_position: u64,
-    /// The last position acknowledged by JetStream.
+    /// The last position up to which every event is in the events stream
+    /// as the log's own bytes; it stops before a forged or unpublishable one.
     published_position: u64,
+    /// The last position the relay has handled (published or reported).
+    relayed_position: u64,
+    /// What the relay found wrong with the stream copy of the log.
+    trail: TrailHealth,
+}
+
+#[derive(JsonSchema)]
+#[allow(dead_code)]
+struct TrailHealth {
+    /// No forged and no unpublishable event.
+    intact: bool,
+    /// Events whose id someone else's message holds in the events stream.
+    forged_events: u64,
+    first_forged_position: Option<u64>,
+    /// Events JetStream refused for good (skipped, kept in the log).
+    unpublishable_events: u64,
+    first_unpublishable_position: Option<u64>,
+    /// Messages in the events stream that are not this log's events, seen
+    /// when the relay resumed.
+    foreign_messages: u64,
 }
 
 #[derive(JsonSchema)]

@@ -132,6 +132,10 @@ pub(crate) struct Raw<'a> {
     pub(crate) position: Option<u64>,
     /// 1-based line number, for files.
     pub(crate) line: Option<u64>,
+    /// A stream message that must fail a verification whatever its content:
+    /// a second, different message for a position already read, or a
+    /// `Nats-Msg-Id` that is not the event's id.
+    pub(crate) conflict: Option<&'a str>,
 }
 
 /// A source of events in log order.
@@ -189,6 +193,26 @@ impl EventSource {
         }
     }
 
+    /// [`EventSource::for_each`], but a stream's conflicting messages (see
+    /// [`Raw::conflict`]) are passed on instead of being left out.
+    pub(crate) fn for_each_checked(
+        &mut self,
+        f: impl FnMut(Raw<'_>) -> anyhow::Result<ControlFlow<()>>,
+    ) -> anyhow::Result<()> {
+        match self {
+            EventSource::Stream(stream) => stream.for_each(f),
+            other => other.for_each(f),
+        }
+    }
+
+    /// Messages of a stream that were not events (counted, skipped).
+    pub(crate) fn foreign_messages(&self) -> Option<u64> {
+        match self {
+            EventSource::Stream(s) => Some(s.foreign),
+            _ => None,
+        }
+    }
+
     /// How many events the source expects to yield, when it knows.
     pub(crate) fn expected(&self) -> Option<u64> {
         match self {
@@ -217,6 +241,7 @@ impl EventSource {
                         bytes: &bytes,
                         position: Some(position),
                         line: None,
+                        conflict: None,
                     };
                     if f(raw)?.is_break() {
                         break;
@@ -224,7 +249,15 @@ impl EventSource {
                 }
                 Ok(())
             }
-            EventSource::Stream(stream) => stream.for_each(f),
+            // Only `verify` sees conflicts (see `for_each_checked`): the
+            // other tools read the first message of each position and say so.
+            EventSource::Stream(stream) => stream.for_each(|raw| match raw.conflict {
+                Some(conflict) => {
+                    eprintln!("cpor: WARNING: {conflict}; the first message of the position is used (`cpor verify` fails on this)");
+                    Ok(ControlFlow::Continue(()))
+                }
+                None => f(raw),
+            }),
             EventSource::File { reader, name } => {
                 let mut buf = Vec::with_capacity(4096);
                 let mut line = 0u64;
@@ -246,6 +279,7 @@ impl EventSource {
                         bytes: &buf,
                         position: None,
                         line: Some(line),
+                        conflict: None,
                     };
                     if f(raw)?.is_break() {
                         return Ok(());
@@ -289,6 +323,10 @@ pub(crate) struct StreamSource {
     messages: Option<StreamMessages>,
     start_sequence: u64,
     last_sequence: u64,
+    /// The connection, to read an earlier message again by its sequence.
+    nats: Option<cpor_nats::Nats>,
+    /// Messages that are not events (junk), skipped and counted.
+    foreign: u64,
 }
 
 impl StreamSource {
@@ -304,7 +342,7 @@ impl StreamSource {
             .build()
             .context("cannot start the async runtime")?;
         let (stream_name, _) = stream_names(prefix);
-        let (messages, start_sequence, last_sequence) = runtime.block_on(async {
+        let (messages, start_sequence, last_sequence, nats) = runtime.block_on(async {
             let nats = cpor_nats::connect(&auth.options(url, "cpor audit", Some(TOOL_CONNECT_WAIT))?).await?;
             let state = nats.stream_state(&stream_name).await.with_context(|| {
                 format!("no JetStream stream {stream_name} at {url}: is a service running (or has one run) with prefix {prefix}?")
@@ -312,7 +350,7 @@ impl StreamSource {
             // Snapshot: read up to the last message there now, while the service goes on.
             let last = state.last_sequence;
             if last == 0 || state.messages == 0 {
-                return Ok::<_, anyhow::Error>((None, 1, 0));
+                return Ok::<_, anyhow::Error>((None, 1, 0, None));
             }
             // Positions and sequences agree unless something else wrote to the
             // stream; seek only when the message at `from` confirms it.
@@ -325,12 +363,12 @@ impl StreamSource {
                 }
             }
             if start > last {
-                return Ok((None, start, last));
+                return Ok((None, start, last, None));
             }
             let messages = nats
                 .read_stream(&stream_name, ReadFrom::Sequence(start), None, "cpor audit read")
                 .await?;
-            Ok((Some(messages), start, last))
+            Ok((Some(messages), start, last, Some(nats)))
         })?;
         Ok(StreamSource {
             runtime,
@@ -339,6 +377,8 @@ impl StreamSource {
             messages,
             start_sequence,
             last_sequence,
+            nats,
+            foreign: 0,
         })
     }
 
@@ -354,9 +394,14 @@ impl StreamSource {
             return Ok(());
         };
         // A republish the stream's duplicate window did not catch carries a
-        // position already read: the log holds it once, so it is skipped.
+        // position already read. It is compared with the first message of
+        // that position: the same bytes are a harmless duplicate, different
+        // ones a conflict the caller is told about (never skipped).
         let mut last_position = 0u64;
         let mut duplicates = 0u64;
+        // Sequence of each position's first message, from `base` on.
+        let mut base = 0u64;
+        let mut sequences: Vec<u64> = Vec::new();
         let outcome = loop {
             let started = Instant::now();
             let message = loop {
@@ -385,18 +430,75 @@ impl StreamSource {
                 Some(Ok(message)) => message,
             };
             let sequence = message.sequence;
-            let position = event_position(&message.payload);
-            let repeated = position.is_some_and(|p| last_position != 0 && p <= last_position);
-            if repeated {
-                duplicates += 1;
-            } else {
-                if let Some(p) = position {
-                    last_position = p;
+            let Some(position) = event_position(&message.payload) else {
+                self.foreign += 1;
+                eprintln!(
+                    "cpor: note: {} sequence {sequence} is not an event ({} bytes on {}): a foreign message, skipped",
+                    self.stream_name,
+                    message.payload.len(),
+                    message.subject
+                );
+                if sequence >= self.last_sequence {
+                    break Ok(());
+                }
+                continue;
+            };
+            let mut conflict = None;
+            let event_id = event_id(&message.payload);
+            if message.message_id.is_none() || message.message_id != event_id {
+                conflict = Some(format!(
+                    "{} sequence {sequence}: its Nats-Msg-Id {} is not its event id {} (the service publishes every event under its own id: someone else wrote this message)",
+                    self.stream_name,
+                    message.message_id.as_deref().unwrap_or("(none)"),
+                    event_id.as_deref().unwrap_or("(none)")
+                ));
+            }
+            let repeated = last_position != 0 && position <= last_position;
+            if repeated && conflict.is_none() {
+                let first = position
+                    .checked_sub(base)
+                    .and_then(|i| sequences.get(i as usize).copied());
+                let earlier = match (first, &self.nats) {
+                    (Some(first), Some(nats)) => self
+                        .runtime
+                        .block_on(nats.stream_message(&self.stream_name, first))
+                        .ok()
+                        .map(|payload| (first, payload)),
+                    _ => None,
+                };
+                match earlier {
+                    Some((_, payload)) if payload[..] == message.payload[..] => {
+                        duplicates += 1;
+                    }
+                    Some((first, _)) => {
+                        conflict = Some(format!(
+                            "two different messages for position {position} in {}: sequences {first} and {sequence}",
+                            self.stream_name
+                        ));
+                    }
+                    None => {
+                        conflict = Some(format!(
+                            "{} sequence {sequence} repeats position {position}, whose first message cannot be read back to compare",
+                            self.stream_name
+                        ));
+                    }
+                }
+            }
+            if conflict.is_some() || !repeated {
+                if !repeated {
+                    if sequences.is_empty() {
+                        base = position;
+                    }
+                    if position >= base && position - base == sequences.len() as u64 {
+                        sequences.push(sequence);
+                    }
+                    last_position = position;
                 }
                 let raw = Raw {
                     bytes: &message.payload,
-                    position,
+                    position: Some(position),
                     line: None,
+                    conflict: conflict.as_deref(),
                 };
                 if f(raw)?.is_break() {
                     break Ok(());
@@ -426,6 +528,15 @@ pub(crate) fn event_position(bytes: &[u8]) -> Option<u64> {
     serde_json::from_slice::<Head>(bytes)
         .ok()
         .map(|h| h.position)
+}
+
+/// The `id` attribute of a CloudEvent, read without the rest.
+pub(crate) fn event_id(bytes: &[u8]) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct Head {
+        id: String,
+    }
+    serde_json::from_slice::<Head>(bytes).ok().map(|h| h.id)
 }
 
 /// The `time` attribute of a CloudEvent, read without the rest.

@@ -248,7 +248,12 @@ impl Verifier {
                 return Err(fail_at(
                     at,
                     format!(
-                        "hash mismatch: the event says {stored_hash} but its content chained to the previous hash gives {recomputed} (the event was altered)"
+                        "hash mismatch: the event says {stored_hash} but its content chained to the previous hash gives {recomputed} \
+                         (this event was altered{})",
+                        match position.checked_sub(1).filter(|p| *p > 0) {
+                            Some(before) => format!(", or the event at position {before} before it was replaced by another one"),
+                            None => String::new(),
+                        }
                     ),
                 ));
             }
