@@ -330,10 +330,10 @@ impl Relay {
             self.republish_statuses(0, relayed).await?;
             watch.empty_status_refilled_at = relayed;
         }
-        watch.status_messages = match self.stream_messages(&status_name).await? {
-            Some(messages) => messages,
-            None => 0,
-        };
+        watch.status_messages = self
+            .stream_messages(&status_name)
+            .await?
+            .unwrap_or_default();
         Ok(refill)
     }
 
