@@ -277,17 +277,28 @@ const ROLES: [Role; 8] = [
 /// The prefix `deploy/nats/accounts.conf` is written for.
 const DEPLOY_PREFIX: &str = "cpor";
 
-/// A nats-server running `deploy/nats/nats-server-tls.conf` as shipped:
+/// A nats-server running `deploy/nats/nats-server-tls.conf` (or, without
+/// TLS, `nats-server.conf`) as shipped:
 /// certificates made here (a CA and a server certificate for 127.0.0.1),
 /// a random password per role, its bcrypt hash in the server's environment.
 struct SecuredServer {
     nats: NatsServer,
     certs: tempfile::TempDir,
     passwords: Vec<(&'static str, String)>,
+    tls: bool,
 }
 
 impl SecuredServer {
     fn start() -> SecuredServer {
+        Self::start_config(true)
+    }
+
+    fn start_config(tls: bool) -> SecuredServer {
+        let config_file = if tls {
+            "nats-server-tls.conf"
+        } else {
+            "nats-server.conf"
+        };
         let certs = tempfile::tempdir().unwrap();
         let ca_key = rcgen::KeyPair::generate().unwrap();
         let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
@@ -336,7 +347,7 @@ impl SecuredServer {
         }
         // The shipped files, with the store dir moved into the temp dir.
         let deploy = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/nats");
-        for file in ["nats-server-tls.conf", "accounts.conf"] {
+        for file in [config_file, "accounts.conf"] {
             let text = std::fs::read_to_string(deploy.join(file)).unwrap();
             let store = certs.path().join("store");
             let text = text.replace(
@@ -345,7 +356,7 @@ impl SecuredServer {
             );
             std::fs::write(certs.path().join(file), text).unwrap();
         }
-        let config = certs.path().join("nats-server-tls.conf");
+        let config = certs.path().join(config_file);
         let env_refs: Vec<(&str, &str)> =
             env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         let nats = NatsServer::start_own_with(&["-c", config.to_str().unwrap()], &env_refs);
@@ -353,6 +364,7 @@ impl SecuredServer {
             nats,
             certs,
             passwords,
+            tls,
         }
     }
 
@@ -373,9 +385,12 @@ impl SecuredServer {
     }
 
     fn auth(&self, user: &str) -> ClientAuth {
-        ClientAuth::user(user, self.password(user))
-            .tls_ca(self.ca())
-            .inbox_prefix(Self::role(user).inbox)
+        let auth = ClientAuth::user(user, self.password(user)).inbox_prefix(Self::role(user).inbox);
+        if self.tls {
+            auth.tls_ca(self.ca())
+        } else {
+            auth
+        }
     }
 
     /// A client of `user`, and the server's errors it gets (permission
@@ -396,17 +411,19 @@ impl SecuredServer {
 
     /// `cpor` flags and environment to connect as `user`.
     fn cli(&self, user: &str) -> (Vec<String>, Vec<(&'static str, String)>) {
+        let mut args: Vec<String> = vec![
+            "--nats-url".into(),
+            self.url().into(),
+            "--nats-user".into(),
+            user.into(),
+            "--nats-inbox-prefix".into(),
+            Self::role(user).inbox.into(),
+        ];
+        if self.tls {
+            args.extend(["--nats-tls-ca".into(), self.ca().to_str().unwrap().into()]);
+        }
         (
-            vec![
-                "--nats-url".into(),
-                self.url().into(),
-                "--nats-user".into(),
-                user.into(),
-                "--nats-tls-ca".into(),
-                self.ca().to_str().unwrap().into(),
-                "--nats-inbox-prefix".into(),
-                Self::role(user).inbox.into(),
-            ],
+            args,
             vec![("CPOR_NATS_PASSWORD", self.password(user).to_string())],
         )
     }
@@ -914,4 +931,73 @@ async fn serve_with_wrong_credentials_exits_2() {
     let (code, _, stderr) = run_cpor(&without_ca, &[("CPOR_NATS_PASSWORD", &password)]).await;
     assert_eq!(code, Some(2), "{stderr}");
     assert!(stderr.contains("TLS"), "{stderr}");
+}
+
+/// `deploy/nats/nats-server.conf` (no TLS) starts with the same users: the
+/// service serves as `cpor-service`, a partner submits and is refused
+/// another partner's subject, and a service started with a valid user of
+/// another role says in its log that the server refuses its subscriptions.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_plain_config_has_the_same_users() {
+    let server = SecuredServer::start_config(false);
+    let (args, env) = server.cli("cpor-service");
+    let mut opts = ServiceOptions::new(server.url(), DEPLOY_PREFIX);
+    opts.extra_args = args[2..].to_vec();
+    opts.env = env
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.clone()))
+        .collect();
+    opts.helper_auth = Some(server.auth("reviewer-console"));
+    let mut service = Service::start(opts).await;
+    let (p100, mut p100_events) = server.connect("partner-P-100").await;
+    let reply = request(
+        &p100,
+        &format!("{DEPLOY_PREFIX}.qry.partner.P-100.claims.list"),
+        json!({"actor": partner("P-100")}).to_string(),
+    )
+    .await;
+    assert_eq!(reply["ok"], true, "{reply}");
+    refused_publish(
+        "P-100",
+        &p100,
+        &mut p100_events,
+        &format!("{DEPLOY_PREFIX}.cmd.partner.P-200.submit"),
+    )
+    .await;
+    service.terminate().await;
+
+    // A service running as a partner's user: connected, but every
+    // subscription and stream request of the service is refused; its log says so.
+    use tokio::io::AsyncBufReadExt;
+    let data = tempfile::tempdir().unwrap();
+    let (args, env) = server.cli("partner-P-100");
+    let mut command = tokio::process::Command::new(cpor_bin());
+    command
+        .args(["serve", "--prefix", DEPLOY_PREFIX, "--data-dir"])
+        .arg(data.path().join("data"))
+        .args(&args)
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    for var in CPOR_ENV {
+        command.env_remove(var);
+    }
+    command.envs(env.iter().map(|(k, v)| (*k, v.as_str())));
+    let mut child = command.spawn().unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut seen = Vec::new();
+    let found = tokio::time::timeout(Duration::from_secs(20), async {
+        while let Ok(Some(line)) = lines.next_line().await {
+            if line.contains("refused a publish or subscription") {
+                return true;
+            }
+            seen.push(line);
+        }
+        false
+    })
+    .await;
+    let _ = child.kill().await;
+    assert_eq!(found, Ok(true), "{}", seen.join("\n"));
 }

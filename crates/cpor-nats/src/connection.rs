@@ -280,6 +280,13 @@ async fn build(
                         tracing::warn!("NATS disconnected; reconnecting")
                     }
                     async_nats::Event::Connected => tracing::info!("NATS connected"),
+                    // A permission the deployment's NATS user lacks: the
+                    // server drops the message, so say so loudly.
+                    async_nats::Event::ServerError(async_nats::ServerError::Other(text))
+                        if text.to_lowercase().contains("permissions violation") =>
+                    {
+                        tracing::error!(error = %text, "the NATS server refused a publish or subscription: check this user's permissions (deploy/nats/accounts.conf)")
+                    }
                     other => tracing::info!(event = %other, "NATS event"),
                 }
                 if let Some(events) = events {
