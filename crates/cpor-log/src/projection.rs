@@ -175,8 +175,21 @@ pub fn rebuild_projections(
     reader: &LogReader,
     mut progress: impl FnMut(u64),
 ) -> Result<RebuildReport, LogError> {
-    let mut state = State::new();
     let mut report = RebuildReport::default();
+    let state = fold_and_compare_comments(reader, &mut progress, &mut report)?;
+    compare_views(reader, &state, &mut report)?;
+    compare_indexes(reader, &state, &mut report)?;
+    Ok(report)
+}
+
+/// Folds the whole log into a fresh state, comparing each comment with the
+/// stored one as it is recomputed (comments are per event, not per state).
+fn fold_and_compare_comments(
+    reader: &LogReader,
+    progress: &mut impl FnMut(u64),
+    report: &mut RebuildReport,
+) -> Result<State, LogError> {
+    let mut state = State::new();
     // Comments are per event: compared as they are recomputed.
     let mut comments_recomputed = 0u64;
     for entry in reader.events_from(1) {
@@ -225,18 +238,36 @@ pub fn rebuild_projections(
         ));
     }
 
+    Ok(state)
+}
+
+/// Claim and case views against a recomputation from the folded state.
+fn compare_views(
+    reader: &LogReader,
+    state: &State,
+    report: &mut RebuildReport,
+) -> Result<(), LogError> {
     // Views: the state's maps iterate in id order, which is key order.
     let claim_views = state.claims.values().map(|claim| {
         let view = serde_json::to_vec(&ClaimView::of(claim)).expect("views serialize");
         (keys::claim_view(&claim.claim_id), view)
     });
-    compare_kind(&reader.tree, KeyKind::ClaimView, claim_views, &mut report)?;
+    compare_kind(&reader.tree, KeyKind::ClaimView, claim_views, report)?;
     let case_views = state.cases.values().map(|case| {
         let view = serde_json::to_vec(&CaseView::of(case)).expect("views serialize");
         (keys::case_view(&case.case_id), view)
     });
-    compare_kind(&reader.tree, KeyKind::CaseView, case_views, &mut report)?;
+    compare_kind(&reader.tree, KeyKind::CaseView, case_views, report)?;
 
+    Ok(())
+}
+
+/// The order, partner, tenant and deadline indexes against a recomputation.
+fn compare_indexes(
+    reader: &LogReader,
+    state: &State,
+    report: &mut RebuildReport,
+) -> Result<(), LogError> {
     // Indexes: small entries, generated then sorted into key order.
     let sorted = |mut entries: Vec<(Vec<u8>, Vec<u8>)>| {
         entries.sort_unstable_by(|a, b| a.0.cmp(&b.0));
@@ -251,19 +282,14 @@ pub fn rebuild_projections(
         &reader.tree,
         KeyKind::ClaimOrder,
         sorted(claim_order),
-        &mut report,
+        report,
     )?;
     let case_order = state
         .cases
         .values()
         .map(|c| (keys::case_order(c.seq), c.case_id.as_bytes().to_vec()))
         .collect();
-    compare_kind(
-        &reader.tree,
-        KeyKind::CaseOrder,
-        sorted(case_order),
-        &mut report,
-    )?;
+    compare_kind(&reader.tree, KeyKind::CaseOrder, sorted(case_order), report)?;
     let partner_claims = state
         .claims
         .values()
@@ -278,7 +304,7 @@ pub fn rebuild_projections(
         &reader.tree,
         KeyKind::PartnerClaims,
         sorted(partner_claims),
-        &mut report,
+        report,
     )?;
     let tenant_claims = state
         .claims
@@ -294,7 +320,7 @@ pub fn rebuild_projections(
         &reader.tree,
         KeyKind::TenantClaims,
         sorted(tenant_claims),
-        &mut report,
+        report,
     )?;
     let deadlines = state
         .claims
@@ -302,13 +328,8 @@ pub fn rebuild_projections(
         .flat_map(|c| c.watched_deadlines())
         .map(|(due, id, kind)| (keys::deadline(&due, &id, kind), Vec::new()))
         .collect();
-    compare_kind(
-        &reader.tree,
-        KeyKind::Deadline,
-        sorted(deadlines),
-        &mut report,
-    )?;
-    Ok(report)
+    compare_kind(&reader.tree, KeyKind::Deadline, sorted(deadlines), report)?;
+    Ok(())
 }
 
 /// Merges the stored entries of one kind with the recomputed ones (both in
