@@ -217,7 +217,7 @@ fn fold_and_compare_comments(
             }
         }
         report.events += 1;
-        if report.events % REBUILD_BATCH_EVENTS as u64 == 0 {
+        if report.events.is_multiple_of(REBUILD_BATCH_EVENTS as u64) {
             progress(report.events);
         }
     }
@@ -447,7 +447,7 @@ pub fn repair_projections(
             .map_err(|e| LogError::Corrupt(format!("position {position}: {e}")))?;
         writer.after(&mut batch, &decoded.event, position, decoded.time);
         report.events += 1;
-        if report.events % REBUILD_BATCH_EVENTS as u64 == 0 {
+        if report.events.is_multiple_of(REBUILD_BATCH_EVENTS as u64) {
             writer.finish(&mut batch, &state);
             reader.tree.apply_batch(std::mem::take(&mut batch))?;
             progress(report.events);
