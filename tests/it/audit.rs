@@ -804,7 +804,8 @@ fn usage_errors_exit_2() {
             vec!["verify", "--data-dir", path_str(&missing)],
             "no data dir",
         ),
-        (vec!["replay", "--data-dir", "x"], "--as-of"),
+        // `--as-of` defaults to now; the data dir is what is wrong here.
+        (vec!["replay", "--data-dir", "x"], "no data dir"),
         (
             vec!["replay", "--data-dir", "x", "--as-of", "yesterday"],
             "RFC 3339",
@@ -927,11 +928,17 @@ async fn watch_follows_statuses_and_events() {
     }
     // One partner's dashboard: `{prefix}.status.claim.P-300.>` only.
     let own = read_for(watch(&["--partner", "P-300"]));
-    let claims: Vec<&str> = own.lines().filter_map(|l| l.split(' ').next()).collect();
+    assert!(own.starts_with("CLAIM "), "a header first:\n{own}");
+    let claims: Vec<&str> = own
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split(' ').next())
+        .collect();
     assert_eq!(claims, [history.c3.to_string()], "{own}");
     let events = read_for(watch(&["--events"]));
+    assert!(events.starts_with("POSITION"), "a header first:\n{events}");
     assert_eq!(
-        events.lines().count() as u64,
+        events.lines().skip(1).count() as u64,
         log_position,
         "one line per published event:\n{events}"
     );
