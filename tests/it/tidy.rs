@@ -503,3 +503,62 @@ fn ci_checks_format_and_lints() {
         &violations,
     );
 }
+
+/// `scripts/test` ends with one line for the whole run, summed from every
+/// test binary's `test result:` line, and still exits with cargo test's
+/// status.
+#[test]
+fn scripts_test_ends_with_one_summary_line() {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+
+    let summarize = |input: &str| -> String {
+        let mut child = Command::new(root().join("scripts/test-summary"))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("run scripts/test-summary");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(input.as_bytes())
+            .expect("write");
+        let output = child.wait_with_output().expect("wait");
+        assert!(output.status.success(), "scripts/test-summary failed");
+        String::from_utf8(output.stdout).expect("UTF-8")
+    };
+    let cargo_output = "running 2 tests\n\
+        test a ... ok\n\
+        test result: ok. 12 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out; finished in 0.10s\n\
+        \n   Doc-tests cpor_log\n\nrunning 0 tests\n\
+        test result: ok. 0 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out; finished in 0.00s\n\
+        test result: FAILED. 30 passed; 2 failed; 1 ignored; 0 measured; 5 filtered out; finished in 9.00s\n";
+    let summed = summarize(cargo_output);
+    assert_eq!(
+        summed,
+        format!("{cargo_output}42 passed, 2 failed, 1 skipped\n"),
+        "the output passes through and one summary line ends it"
+    );
+    let build_error = "error[E0308]: mismatched types\n";
+    assert_eq!(
+        summarize(build_error),
+        build_error,
+        "no summary without test results"
+    );
+
+    let test = root().join("scripts/test");
+    let commands = script_commands(&test);
+    assert!(
+        commands
+            .iter()
+            .any(|line| line.starts_with("cargo test") && line.ends_with("| scripts/test-summary")),
+        "{}: cargo test's output does not go through scripts/test-summary",
+        shown(&test)
+    );
+    assert!(
+        commands.iter().any(|line| line.contains("PIPESTATUS[0]")),
+        "{}: does not exit with cargo test's status",
+        shown(&test)
+    );
+}
