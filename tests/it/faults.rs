@@ -3,6 +3,8 @@
 
 use std::path::Path;
 use std::process::Stdio;
+use std::sync::atomic::{AtomicBool, Ordering as AtomicOrdering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream;
@@ -320,6 +322,107 @@ async fn no_event_too_large_to_publish_is_accepted() {
     .await;
     let after = wait_published(&client, &prefix).await;
     assert_eq!(after, log + 1);
+    service.terminate().await;
+    delete_streams(&jetstream::new(client), &prefix).await;
+}
+
+/// Issue 11 case 5: nats-server forwards subjects with bytes that are not
+/// UTF-8, and async-nats 0.51 (the newest release) ended its connection on
+/// one: a raw `PUB t1.qry.\xff` every 5 ms cut a client's answered requests
+/// in 10 s from 26,044 to 42. With the patched client (vendor/async-nats)
+/// the service stays connected through a flood on every wildcard position
+/// (`qry.>`, `cmd.partner.*`, `admin.>`), answers every request of another
+/// client meanwhile, and answers the garbage `INVALID_COMMAND`.
+#[tokio::test(flavor = "multi_thread")]
+async fn subjects_that_are_not_utf8_do_not_disconnect_the_service() {
+    use std::io::{Read, Write};
+    let nats = NatsServer::start_own();
+    let prefix = unique_prefix();
+    let mut service =
+        Service::start(ServiceOptions::new(nats.url(), &prefix).manual_clock(true)).await;
+    let client = nats.connect().await;
+
+    // The flood, from a raw TCP connection; one garbage request carries a
+    // reply subject, to see its answer.
+    let address = nats.url().trim_start_matches("nats://").to_string();
+    let flood_prefix = prefix.clone();
+    let stop = Arc::new(AtomicBool::new(false));
+    let flood_stop = stop.clone();
+    let flood = std::thread::spawn(move || {
+        let mut socket = std::net::TcpStream::connect(&address).expect("connect raw");
+        let mut greeting = [0u8; 4096];
+        let _ = socket.read(&mut greeting).expect("INFO");
+        socket
+            .write_all(b"CONNECT {\"verbose\":false,\"pedantic\":false}\r\nSUB garbage.inbox 1\r\n")
+            .expect("CONNECT");
+        let subjects: Vec<Vec<u8>> = [
+            &b"qry.\xff"[..],
+            b"qry.claim.\xfe\xff",
+            b"cmd.partner.\xff.submit",
+            b"admin.\xc3",
+        ]
+        .iter()
+        .map(|tail| [flood_prefix.as_bytes(), b".", tail].concat())
+        .collect();
+        let mut sent = 0usize;
+        while !flood_stop.load(AtomicOrdering::Relaxed) {
+            for subject in &subjects {
+                let mut line = b"PUB ".to_vec();
+                line.extend_from_slice(subject);
+                if sent == 0 {
+                    line.extend_from_slice(b" garbage.inbox");
+                }
+                line.extend_from_slice(b" 2\r\n{}\r\n");
+                socket.write_all(&line).expect("PUB");
+                sent += 1;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        // The answer to the first garbage request, if any.
+        socket
+            .set_read_timeout(Some(Duration::from_millis(500)))
+            .expect("timeout");
+        let mut seen = Vec::new();
+        let mut buffer = [0u8; 65536];
+        while let Ok(n) = socket.read(&mut buffer) {
+            if n == 0 {
+                break;
+            }
+            seen.extend_from_slice(&buffer[..n]);
+        }
+        (sent, String::from_utf8_lossy(&seen).into_owned())
+    });
+
+    let started = Instant::now();
+    let mut answered = 0;
+    while started.elapsed() < Duration::from_secs(4) {
+        let reply = tokio::time::timeout(
+            Duration::from_secs(2),
+            client.request(format!("{prefix}.qry.health"), "{}".into()),
+        )
+        .await;
+        match reply {
+            Ok(Ok(_)) => answered += 1,
+            other => panic!(
+                "request {answered} during the flood failed: {other:?}\n{}",
+                service.take_log_tail(20)
+            ),
+        }
+    }
+    stop.store(true, AtomicOrdering::Relaxed);
+    let (sent, seen) = flood.join().expect("flood thread");
+    eprintln!("{answered} requests answered during a flood of {sent} garbage publishes");
+    assert!(answered >= 50, "{answered}");
+    assert!(
+        seen.contains("INVALID_COMMAND"),
+        "the garbage request is answered INVALID_COMMAND; the raw connection saw:\n{seen}"
+    );
+    let log = std::fs::read_to_string(service.log_path()).expect("service log");
+    assert!(
+        !log.contains("disconnected"),
+        "the service lost its NATS connection:\n{}",
+        service.take_log_tail(20)
+    );
     service.terminate().await;
     delete_streams(&jetstream::new(client), &prefix).await;
 }
