@@ -10,8 +10,9 @@
 //! answer from the log alone; a running service's data dir is refused with
 //! a clear message and exit 2.
 
+use std::collections::BTreeMap;
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -949,4 +950,137 @@ async fn watch_follows_statuses_and_events() {
 
     service.terminate().await;
     delete_streams(&async_nats::jetstream::new(client), &prefix).await;
+}
+
+/// Every file under `dir` with its bytes and permissions: what "the data
+/// dir is unchanged" compares.
+fn dir_contents(dir: &Path) -> BTreeMap<PathBuf, (Vec<u8>, u32)> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut out = BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(at) = stack.pop() {
+        for entry in std::fs::read_dir(&at).unwrap() {
+            let path = entry.unwrap().path();
+            let meta = std::fs::metadata(&path).unwrap();
+            let mode = meta.permissions().mode();
+            if meta.is_dir() {
+                out.insert(
+                    path.strip_prefix(dir).unwrap().to_path_buf(),
+                    (Vec::new(), mode),
+                );
+                stack.push(path);
+            } else {
+                let bytes = std::fs::read(&path).unwrap();
+                out.insert(path.strip_prefix(dir).unwrap().to_path_buf(), (bytes, mode));
+            }
+        }
+    }
+    out
+}
+
+fn chmod_recursive(dir: &Path, writable: bool) {
+    use std::os::unix::fs::PermissionsExt;
+    let mut stack = vec![dir.to_path_buf()];
+    let mut paths = Vec::new();
+    while let Some(at) = stack.pop() {
+        for entry in std::fs::read_dir(&at).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path.clone());
+            }
+            paths.push(path);
+        }
+    }
+    paths.push(dir.to_path_buf());
+    for path in paths {
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        let mode = if writable {
+            mode | 0o200
+        } else {
+            mode & !0o222
+        };
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+}
+
+/// Issue 11 case 15: the audit tools read a data dir without writing into
+/// it (every file byte for byte the same after export, verify, history,
+/// replay and rebuild), and read a read-only copy (`chmod -R a-w`).
+#[tokio::test(flavor = "multi_thread")]
+async fn audit_tools_leave_the_data_dir_unchanged_and_read_a_read_only_one() {
+    let nats = NatsServer::shared_or_own();
+    let prefix = unique_prefix();
+    let mut service =
+        Service::start(ServiceOptions::new(nats.url(), &prefix).manual_clock(true)).await;
+    let client = nats.connect().await;
+    let history = drive_history(&client, &prefix).await;
+    wait_published(&service).await;
+    service.terminate().await;
+    let data_dir = service.data_dir().to_path_buf();
+    let data = path_str(&data_dir).to_string();
+    let claim = history.c1.to_string();
+
+    let tools: Vec<Vec<&str>> = vec![
+        vec!["export", "--data-dir", &data],
+        vec!["verify", "--data-dir", &data],
+        vec!["history", &claim, "--data-dir", &data],
+        vec![
+            "replay",
+            "--as-of",
+            "2030-01-01T00:00:00Z",
+            "--data-dir",
+            &data,
+        ],
+        vec!["rebuild", "--data-dir", &data],
+    ];
+    let before = dir_contents(&data_dir);
+    let mut outputs = Vec::new();
+    for args in &tools {
+        let run = cpor(args);
+        run.expect(0, &args.join(" "));
+        outputs.push(run.stdout.clone());
+        let after = dir_contents(&data_dir);
+        let changed: Vec<&PathBuf> = before
+            .keys()
+            .chain(after.keys())
+            .filter(|p| before.get(*p) != after.get(*p))
+            .collect();
+        assert!(
+            changed.is_empty(),
+            "`cpor {}` changed {changed:?}",
+            args.join(" ")
+        );
+    }
+
+    // A read-only copy, as an auditor gets it.
+    let work = tempfile::tempdir().unwrap();
+    let copy = work.path().join("ro-data");
+    let status = std::process::Command::new("cp")
+        .args(["-a", &data, path_str(&copy)])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    chmod_recursive(&copy, false);
+    let ro = path_str(&copy).to_string();
+    let before = dir_contents(&copy);
+    for (args, expected) in tools.iter().zip(&outputs) {
+        let args: Vec<&str> = args
+            .iter()
+            .map(|a| if *a == data { ro.as_str() } else { a })
+            .collect();
+        let run = cpor(&args);
+        run.expect(0, &args.join(" "));
+        if args[0] == "export" {
+            assert_eq!(
+                &run.stdout, expected,
+                "the read-only copy exports the same bytes"
+            );
+        }
+    }
+    assert_eq!(
+        dir_contents(&copy),
+        before,
+        "the read-only data dir changed"
+    );
+    chmod_recursive(&copy, true);
 }

@@ -94,6 +94,9 @@ pub struct CommandRecord {
 pub struct LogReader {
     db: sled::Db,
     tree: sled::Tree,
+    /// The private copy a [`LogReader::open_copy`] reader reads, removed
+    /// when the last clone is dropped.
+    _copy: Option<std::sync::Arc<tempfile::TempDir>>,
 }
 
 /// The single writer. Owns the head of the chain.
@@ -282,6 +285,28 @@ impl Appender {
     }
 }
 
+/// Copies the files and directories under `from` into `to` (which exists).
+fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let target = to.join(entry.file_name());
+        let kind = entry.file_type()?;
+        if kind.is_dir() {
+            std::fs::create_dir(&target)?;
+            copy_tree(&entry.path(), &target)?;
+        } else if kind.is_file() {
+            std::fs::copy(entry.path(), &target)?;
+            // A copy of a read-only file is read-only; sled opens it to write.
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o600))?;
+            }
+        }
+    }
+    Ok(())
+}
+
 impl LogReader {
     pub fn open(dir: &Path) -> Result<LogReader, LogError> {
         LogReader::open_with_cache(dir, SLED_CACHE_BYTES)
@@ -306,7 +331,58 @@ impl LogReader {
                 _ => LogError::from(e),
             })?;
         let tree = db.open_tree("cpor")?;
-        Ok(LogReader { db, tree })
+        Ok(LogReader {
+            db,
+            tree,
+            _copy: None,
+        })
+    }
+
+    /// Opens a private copy of the data dir `dir` and leaves `dir` itself
+    /// byte for byte as it was, so an auditor can read a read-only mount or
+    /// an archived copy (issue 11 case 15).
+    ///
+    /// sled 0.34 has no read-only mode: opening a store takes a write lock
+    /// on its `db` file, may recover and rewrite segments, and writes
+    /// snapshots. So the tools copy the data dir into a temporary directory
+    /// (under `$TMPDIR`, which needs room for the data dir's size; on
+    /// filesystems with reflinks, such as XFS and Btrfs, the copy shares the
+    /// blocks) and open the copy. While copying, a shared lock on `dir/db`
+    /// keeps a `cpor serve` from starting on it; a data dir a running
+    /// service holds is [`LogError::Locked`], as with [`LogReader::open`].
+    /// Nothing is written into `dir`, and the copy is removed when the
+    /// reader (and its last clone) is dropped.
+    pub fn open_copy(dir: &Path, cache_bytes: u64) -> Result<LogReader, LogError> {
+        let io = |what: &str, e: std::io::Error| LogError::Storage(format!("{what}: {e}"));
+        let db_file = std::fs::File::open(dir.join("db"))
+            .map_err(|e| io(&format!("cannot open {}", dir.join("db").display()), e))?;
+        match db_file.try_lock_shared() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(LogError::Locked(dir.display().to_string()))
+            }
+            Err(std::fs::TryLockError::Error(e)) => {
+                return Err(io(&format!("cannot lock {}", dir.join("db").display()), e))
+            }
+        }
+        let copy = tempfile::Builder::new()
+            .prefix("cpor-audit-")
+            .tempdir()
+            .map_err(|e| io("cannot create a temporary directory for the copy", e))?;
+        copy_tree(dir, copy.path()).map_err(|e| {
+            io(
+                &format!(
+                    "cannot copy {} to {} (set TMPDIR to a directory with room for it)",
+                    dir.display(),
+                    copy.path().display()
+                ),
+                e,
+            )
+        })?;
+        drop(db_file);
+        let mut reader = LogReader::open_with_cache(copy.path(), cache_bytes)?;
+        reader._copy = Some(std::sync::Arc::new(copy));
+        Ok(reader)
     }
 
     /// Makes every write so far durable. Nothing is acknowledged or

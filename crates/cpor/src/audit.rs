@@ -911,7 +911,8 @@ fn render_replay(report: &Value) -> String {
 
 pub(crate) fn rebuild(args: RebuildArgs) -> anyhow::Result<ExitCode> {
     run(|| {
-        let reader = source::open_data_dir(&args.data_dir)?;
+        // Only --repair writes, and then into the data dir itself.
+        let reader = source::open_data_dir_as(&args.data_dir, args.repair)?;
         let last = reader.last_position()?;
         let mut progress = Progress::new("rebuild", Some(last));
         let result = cpor_log::rebuild_projections(&reader, |done| {

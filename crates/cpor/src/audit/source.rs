@@ -293,6 +293,12 @@ impl EventSource {
 /// Opens a data dir of a stopped service, without creating one: a mistyped
 /// path must not read as an empty log.
 pub(crate) fn open_data_dir(dir: &Path) -> anyhow::Result<LogReader> {
+    open_data_dir_as(dir, false)
+}
+
+/// [`open_data_dir`], or the data dir itself when `in_place` (for
+/// `rebuild --repair`, which writes the projections back).
+pub(crate) fn open_data_dir_as(dir: &Path, in_place: bool) -> anyhow::Result<LogReader> {
     if !dir.is_dir() {
         bail!("no data dir at {}", dir.display());
     }
@@ -302,7 +308,14 @@ pub(crate) fn open_data_dir(dir: &Path) -> anyhow::Result<LogReader> {
             dir.display()
         );
     }
-    match LogReader::open_with_cache(dir, cpor_log::SLED_CACHE_BYTES_SCAN) {
+    // A private copy: the data dir may be read-only, and stays byte for byte
+    // as it was (sled 0.34 writes into any store it opens).
+    let opened = if in_place {
+        LogReader::open_with_cache(dir, cpor_log::SLED_CACHE_BYTES_SCAN)
+    } else {
+        LogReader::open_copy(dir, cpor_log::SLED_CACHE_BYTES_SCAN)
+    };
+    match opened {
         Ok(reader) => Ok(reader),
         Err(LogError::Locked(_)) => bail!(
             "the data dir {} is locked: a running `cpor serve` holds it (sled allows one process per data dir). \
