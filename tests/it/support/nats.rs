@@ -5,6 +5,7 @@ use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -274,12 +275,119 @@ pub(crate) fn send_signal(pid: u32, signal: &str) {
     assert!(status.success(), "`kill -{signal} {pid}` failed: {status}");
 }
 
-/// The URL of the shared server.
+/// The oldest nats-server the project supports (deploy/README.md).
+pub(crate) const NATS_SERVER_MIN_VERSION: (u64, u64, u64) = (2, 10, 0);
+
+/// The URL of the shared server: `CPOR_TEST_NATS_URL` when set (what
+/// `scripts/ensure-nats` exports); else the default address when a server
+/// of at least [`NATS_SERVER_MIN_VERSION`] answers there; else, when the one
+/// there is older (Debian's 2.9) and a current binary is at hand, a server
+/// this test process starts once and shares (stopped when the process exits,
+/// see [`start_process_server`]), so that plain `cargo test` runs against
+/// the same server version as `scripts/test`.
 pub(crate) fn shared_url() -> String {
-    std::env::var(NATS_URL_ENV)
+    if let Some(url) = std::env::var(NATS_URL_ENV)
         .ok()
         .filter(|s| !s.trim().is_empty())
-        .unwrap_or_else(|| DEFAULT_NATS_URL.to_string())
+    {
+        return url;
+    }
+    static PROCESS_SERVER: OnceLock<String> = OnceLock::new();
+    PROCESS_SERVER
+        .get_or_init(|| {
+            let default = DEFAULT_NATS_URL.to_string();
+            let Some(running) = server_version("127.0.0.1:4222") else {
+                return default; // nothing there: callers decide
+            };
+            if running >= NATS_SERVER_MIN_VERSION {
+                return default;
+            }
+            let bin = nats_server_bin();
+            match binary_version(&bin) {
+                Some(v) if v >= NATS_SERVER_MIN_VERSION => {
+                    let url = start_process_server(&bin);
+                    eprintln!(
+                        "note: the server on 127.0.0.1:4222 is nats-server {running:?}, older than \
+                         {NATS_SERVER_MIN_VERSION:?}; the tests use nats-server {v:?} at {url}"
+                    );
+                    url
+                }
+                _ => default,
+            }
+        })
+        .clone()
+}
+
+/// Starts `bin` with JetStream on a free port under a watchdog shell that
+/// stops it and removes its store when this test process exits (statics
+/// are never dropped); returns its URL once it greets.
+fn start_process_server(bin: &Path) -> String {
+    const WATCHDOG: &str = r#"
+"$1" -a 127.0.0.1 -p "$2" -js -sd "$3/store" >"$3/nats-server.log" 2>&1 &
+server=$!
+parent=$PPID
+while kill -0 "$parent" 2>/dev/null && kill -0 "$server" 2>/dev/null; do sleep 1; done
+kill "$server" 2>/dev/null
+wait "$server" 2>/dev/null
+rm -rf "$3"
+"#;
+    let port = free_port();
+    let dir = tempfile::Builder::new()
+        .prefix("cpor-nats-shared-")
+        .tempdir()
+        .expect("create a temp dir for nats-server")
+        .keep();
+    // Not waited for: it outlives every test and ends with the process
+    // (init reaps it).
+    #[allow(clippy::zombie_processes)]
+    Command::new("sh")
+        .args(["-c", WATCHDOG, "sh"])
+        .arg(bin)
+        .arg(port.to_string())
+        .arg(&dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start the nats-server watchdog");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !greets(&format!("127.0.0.1:{port}")) {
+        assert!(
+            Instant::now() < deadline,
+            "nats-server on port {port} did not start:\n{}",
+            tail(&dir.join("nats-server.log"), 30)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    format!("nats://127.0.0.1:{port}")
+}
+
+/// `2.9.10` → (2, 9, 10).
+fn parse_version(text: &str) -> Option<(u64, u64, u64)> {
+    let mut parts = text.trim().split('.').map(|p| p.parse::<u64>().ok());
+    Some((
+        parts.next()??,
+        parts.next()??,
+        parts.next().flatten().unwrap_or(0),
+    ))
+}
+
+/// The version a nats-server binary reports (`nats-server: v2.9.10`).
+fn binary_version(bin: &Path) -> Option<(u64, u64, u64)> {
+    let output = Command::new(bin).arg("--version").output().ok()?;
+    let text = String::from_utf8_lossy(&output.stdout);
+    parse_version(text.trim().rsplit('v').next()?)
+}
+
+/// The version in the INFO greeting of the server at host:port.
+fn server_version(host_port: &str) -> Option<(u64, u64, u64)> {
+    let addr = host_port.to_socket_addrs().ok()?.next()?;
+    let stream = TcpStream::connect_timeout(&addr, Duration::from_millis(500)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    let mut line = String::new();
+    BufReader::new(stream).read_line(&mut line).ok()?;
+    let info: Value = serde_json::from_str(line.strip_prefix("INFO ")?.trim()).ok()?;
+    parse_version(info["version"].as_str()?)
 }
 
 /// True when a TCP connection to the URL's first host:port succeeds.
@@ -496,6 +604,19 @@ pub(crate) fn tail(path: &Path, lines: usize) -> String {
 mod tests {
     use super::*;
     use futures::StreamExt;
+
+    #[test]
+    fn parses_versions() {
+        assert_eq!(parse_version("2.9.10"), Some((2, 9, 10)));
+        assert_eq!(parse_version("2.15.1\n"), Some((2, 15, 1)));
+        assert_eq!(parse_version("2.10"), Some((2, 10, 0)));
+        assert_eq!(parse_version("x"), None);
+        assert!(parse_version("2.9.10").unwrap() < NATS_SERVER_MIN_VERSION);
+        assert!(parse_version("2.15.1").unwrap() >= NATS_SERVER_MIN_VERSION);
+        if let Some(v) = binary_version(&nats_server_bin()) {
+            assert!(v.0 >= 2, "{v:?}");
+        }
+    }
 
     #[test]
     fn parses_urls() {
