@@ -1,6 +1,7 @@
 //! Small NATS clients for people: `cpor request` sends one request and
 //! prints the reply; `cpor watch` follows claim statuses like a dashboard.
 
+use crate::audit::terminal_safe;
 use std::io::Write;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -166,7 +167,8 @@ async fn wait_for_stream(nats: &cpor_nats::Nats, stream: &str, prefix: &str) -> 
 
 /// One claim view as a table row.
 fn view_line(view: &serde_json::Value) -> String {
-    let text = |key: &str| view[key].as_str().unwrap_or("-").to_string();
+    // Whatever is on the stream is escaped for the terminal (issue 11 case 14).
+    let text = |key: &str| terminal_safe(view[key].as_str().unwrap_or("-"));
     format!(
         "{:<36}  {:<10}  {:<23}  {:>7}  {:<7}  {}",
         text("claim_id"),
@@ -183,8 +185,26 @@ fn event_line(event: &serde_json::Value) -> String {
     format!(
         "{:>8}  {:<20}  {:<28}  {}",
         event["position"],
-        event["time"].as_str().unwrap_or(""),
-        event["type"].as_str().unwrap_or(""),
-        event["subject"].as_str().unwrap_or("")
+        terminal_safe(event["time"].as_str().unwrap_or("")),
+        terminal_safe(event["type"].as_str().unwrap_or("")),
+        terminal_safe(event["subject"].as_str().unwrap_or(""))
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn watch_rows_escape_what_the_stream_holds() {
+        let forged = "P-1\n00000000-0000-0000-0000-000000000000  P-2  approved\u{1b}[32m";
+        let view = serde_json::json!({"claim_id": "c", "partner_id": forged, "status": "submitted",
+                                      "version": 1, "overdue": false});
+        let event =
+            serde_json::json!({"position": 1, "time": "t\r", "type": forged, "subject": "\u{9b}"});
+        for line in [view_line(&view), event_line(&event)] {
+            assert!(!line.chars().any(char::is_control), "{line:?}");
+            assert!(line.contains("P-1\\n"), "{line:?}");
+        }
+    }
 }
