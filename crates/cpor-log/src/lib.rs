@@ -307,6 +307,33 @@ fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Removes the snapshot files sled 0.34 left unfinished in `dir`.
+///
+/// sled writes a snapshot (a recovery shortcut; the log segments hold the
+/// data) to `snap.{lsn}.generating`, syncs it, then renames it to
+/// `snap.{lsn}`. A crash or a full disk in between leaves the `.generating`
+/// file, possibly empty, and sled 0.34 reads the newest `snap.*` file of
+/// either kind at open: an empty one made the data dir unstartable ("Read
+/// corrupted data at file offset None", issue 11 case 3). Such a file is
+/// incomplete by construction or not yet in use, so it is removed; sled
+/// then starts from the previous snapshot and the log segments.
+fn remove_unfinished_snapshots(dir: &Path) -> Result<(), LogError> {
+    let entries = std::fs::read_dir(dir)
+        .map_err(|e| LogError::Storage(format!("cannot list {}: {e}", dir.display())))?;
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with("snap.") && name.ends_with(".generating") {
+            let path = entry.path();
+            let bytes = entry.metadata().map(|m| m.len()).unwrap_or(0);
+            tracing::warn!(path = %path.display(), bytes, "removing an unfinished sled snapshot");
+            std::fs::remove_file(&path)
+                .map_err(|e| LogError::Storage(format!("cannot remove {}: {e}", path.display())))?;
+        }
+    }
+    Ok(())
+}
+
 impl LogReader {
     pub fn open(dir: &Path) -> Result<LogReader, LogError> {
         LogReader::open_with_cache(dir, SLED_CACHE_BYTES)
@@ -317,6 +344,7 @@ impl LogReader {
     pub fn open_with_cache(dir: &Path, cache_bytes: u64) -> Result<LogReader, LogError> {
         std::fs::create_dir_all(dir)
             .map_err(|e| LogError::Storage(format!("cannot create {}: {e}", dir.display())))?;
+        remove_unfinished_snapshots(dir)?;
         let db = sled::Config::new()
             .path(dir)
             .cache_capacity(cache_bytes)

@@ -550,3 +550,26 @@ fn the_sealed_size_bound_covers_every_stored_event() {
         );
     }
 }
+
+/// Issue 11 case 3: a start attempt on a full disk left a 0-byte
+/// `snap.*.generating`, and sled 0.34 read it as the newest snapshot ("Read
+/// corrupted data at file offset None"): the data dir could not start. An
+/// unfinished snapshot of any size is removed at open, and the log opens
+/// with everything it held.
+#[test]
+fn an_unfinished_snapshot_does_not_keep_the_log_from_opening() {
+    for garbage in [&b""[..], b"partial snapshot bytes"] {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut log, mut state) = Log::open(dir.path()).unwrap();
+        history(&mut log, &mut state);
+        let head = log.head().clone();
+        log.reader().flush_blocking().unwrap();
+        drop(log);
+        let unfinished = dir.path().join("snap.FFFFFFFFFFFFFFFF.generating");
+        std::fs::write(&unfinished, garbage).unwrap();
+        let (log, reopened) = Log::open(dir.path()).unwrap();
+        assert_eq!(log.head(), &head);
+        assert_eq!(reopened, state);
+        assert!(!unfinished.exists());
+    }
+}
