@@ -131,37 +131,80 @@ fn invalid_transition(claim: &Claim, action: &str) -> Rejection {
     )
 }
 
+/// A command about an existing claim, with what deciding it needs. Each
+/// command family decides in a function of its own: reviewer actions,
+/// partner actions, the customer's decline, deadlines.
+struct OnClaim<'a> {
+    state: &'a State,
+    envelope: &'a CommandEnvelope,
+    claim: &'a Claim,
+    ctx: &'a Context<'a>,
+}
+
+impl OnClaim<'_> {
+    /// An event by the command's actor.
+    fn event(&self, data: EventData) -> Event {
+        Event {
+            actor: self.envelope.actor.clone(),
+            data,
+        }
+    }
+
+    /// A reviewer's first action on a submitted claim starts the review;
+    /// the contract wants `review_started` written before the action's own
+    /// event.
+    fn review_started(&self, events: &mut Vec<Event>) {
+        if self.claim.status == ClaimStatus::Submitted {
+            events.push(self.event(EventData::ReviewStarted(ClaimRef {
+                claim_id: self.claim.claim_id,
+            })));
+        }
+    }
+}
+
 fn decide_on_claim(
     state: &State,
     envelope: &CommandEnvelope,
     claim: &Claim,
     ctx: &Context<'_>,
 ) -> Result<Vec<Event>, Rejection> {
-    let actor = &envelope.actor;
-    let claim_id = claim.claim_id;
-    let event = |data: EventData| Event {
-        actor: actor.clone(),
-        data,
-    };
-    let service = |data: EventData| Event {
-        actor: Actor::service(),
-        data,
-    };
-    let is_reviewer = actor.kind() == ActorKind::Reviewer;
-    let mut events = Vec::new();
-    // A reviewer's first action on a submitted claim starts the review; the
-    // contract wants `review_started` written before the action's own event.
-    let review_started = |events: &mut Vec<Event>| {
-        if claim.status == ClaimStatus::Submitted {
-            events.push(event(EventData::ReviewStarted(ClaimRef { claim_id })));
-        }
+    let d = OnClaim {
+        state,
+        envelope,
+        claim,
+        ctx,
     };
     match &envelope.command {
+        Command::Comment { .. }
+        | Command::StartReview { .. }
+        | Command::RequestPoe { .. }
+        | Command::Approve { .. }
+        | Command::Reject { .. } => decide_conversation_and_review(&d),
+        Command::SubmitPoe { .. }
+        | Command::Withdraw { .. }
+        | Command::Dispute { .. }
+        | Command::Disassociate { .. } => decide_partner_action(&d),
+        Command::CustomerDecline { reason, .. } => decide_customer_decline(&d, reason.as_ref()),
+        Command::DeadlineElapsed { kind, due_at, .. } => Ok(decide_deadline(&d, *kind, *due_at)),
+        Command::UpsertTenant { .. }
+        | Command::UpsertSubscription(_)
+        | Command::UpsertPartner { .. }
+        | Command::Submit(_) => unreachable!("not a command about an existing claim"),
+    }
+}
+
+/// Comments (by anyone who may see the claim) and the reviewer's actions.
+fn decide_conversation_and_review(d: &OnClaim<'_>) -> Result<Vec<Event>, Rejection> {
+    let (state, claim, ctx) = (d.state, d.claim, d.ctx);
+    let claim_id = claim.claim_id;
+    let is_reviewer = d.envelope.actor.kind() == ActorKind::Reviewer;
+    let mut events = Vec::new();
+    match &d.envelope.command {
         Command::Comment { text, .. } => {
             if is_reviewer {
-                review_started(&mut events);
+                d.review_started(&mut events);
             }
-            events.push(event(EventData::CommentAdded(CommentAdded {
+            events.push(d.event(EventData::CommentAdded(CommentAdded {
                 claim_id,
                 text: text.clone(),
                 system: false,
@@ -173,31 +216,56 @@ fn decide_on_claim(
             }
             // Always written: on a claim already under review it still marks
             // the reviewer's action that meets a running review deadline.
-            events.push(event(EventData::ReviewStarted(ClaimRef { claim_id })));
+            events.push(d.event(EventData::ReviewStarted(ClaimRef { claim_id })));
         }
         Command::RequestPoe { text, .. } => {
-            let incumbent_of_open_case = claim.status == ClaimStatus::Approved
-                && claim
-                    .arbitration_case_id
-                    .and_then(|id| state.cases.get(&id))
-                    .is_some_and(|case| {
-                        case.status == crate::types::CaseStatus::Open
-                            && case.incumbent_claim_id == Some(claim_id)
-                    });
-            let allowed = matches!(
-                claim.status,
-                ClaimStatus::Submitted | ClaimStatus::UnderReview
-            ) || incumbent_of_open_case;
-            if !allowed {
+            if !poe_may_be_requested(state, claim) {
                 return Err(invalid_transition(claim, "asked for proof of execution"));
             }
-            review_started(&mut events);
-            events.push(event(EventData::PoeRequested(PoeRequested {
+            d.review_started(&mut events);
+            events.push(d.event(EventData::PoeRequested(PoeRequested {
                 claim_id,
                 text: text.clone(),
                 partner_response_due_at: ctx.calendar.deadline_after(ctx.now),
             })));
         }
+        Command::Approve { text, .. } => {
+            if !matches!(
+                claim.status,
+                ClaimStatus::Submitted | ClaimStatus::UnderReview
+            ) {
+                return Err(invalid_transition(claim, "approved"));
+            }
+            d.review_started(&mut events);
+            events.push(d.event(EventData::Approved(Approved {
+                claim_id,
+                text: text.clone(),
+            })));
+            events.extend(approval_consequences(state, claim));
+        }
+        Command::Reject { reason, text, .. } => {
+            if !claim.status.is_open() {
+                return Err(invalid_transition(claim, "rejected"));
+            }
+            d.review_started(&mut events);
+            events.push(d.event(EventData::Rejected(Rejected {
+                claim_id,
+                reason: reason.clone(),
+                text: text.clone(),
+            })));
+            events.extend(cases_closing(state, &[claim_id]));
+        }
+        _ => unreachable!("not a reviewer command"),
+    }
+    Ok(events)
+}
+
+/// What a partner does to its own claim after submitting it.
+fn decide_partner_action(d: &OnClaim<'_>) -> Result<Vec<Event>, Rejection> {
+    let (state, claim, ctx) = (d.state, d.claim, d.ctx);
+    let claim_id = claim.claim_id;
+    let mut events = Vec::new();
+    match &d.envelope.command {
         Command::SubmitPoe {
             proof_of_execution,
             text,
@@ -208,44 +276,18 @@ fn decide_on_claim(
             }
             let review_due_at = (claim.status == ClaimStatus::PartnerActionRequired)
                 .then(|| ctx.calendar.deadline_after(ctx.now));
-            events.push(event(EventData::PoeSubmitted(PoeSubmitted {
+            events.push(d.event(EventData::PoeSubmitted(PoeSubmitted {
                 claim_id,
                 proof_of_execution: proof_of_execution.clone(),
                 text: text.clone(),
                 review_due_at,
             })));
         }
-        Command::Approve { text, .. } => {
-            if !matches!(
-                claim.status,
-                ClaimStatus::Submitted | ClaimStatus::UnderReview
-            ) {
-                return Err(invalid_transition(claim, "approved"));
-            }
-            review_started(&mut events);
-            events.push(event(EventData::Approved(Approved {
-                claim_id,
-                text: text.clone(),
-            })));
-            events.extend(approval_consequences(state, claim));
-        }
-        Command::Reject { reason, text, .. } => {
-            if !claim.status.is_open() {
-                return Err(invalid_transition(claim, "rejected"));
-            }
-            review_started(&mut events);
-            events.push(event(EventData::Rejected(Rejected {
-                claim_id,
-                reason: reason.clone(),
-                text: text.clone(),
-            })));
-            events.extend(cases_closing(state, &[claim_id]));
-        }
         Command::Withdraw { reason, .. } => {
             if !claim.status.is_open() {
                 return Err(invalid_transition(claim, "withdrawn"));
             }
-            events.push(event(EventData::Withdrawn(Withdrawn {
+            events.push(d.event(EventData::Withdrawn(Withdrawn {
                 claim_id,
                 reason: reason.clone(),
             })));
@@ -256,104 +298,139 @@ fn decide_on_claim(
             proof_of_execution,
             ..
         } => {
-            if claim.status != ClaimStatus::Rejected {
-                return Err(invalid_transition(claim, "disputed"));
-            }
-            let rejected_at = claim
-                .rejected_at
-                .or(claim.decided_at)
-                .unwrap_or(claim.updated_at);
-            if ctx.now - rejected_at > chrono::Duration::days(DISPUTE_WINDOW_DAYS) {
-                return Err(Rejection::new(ErrorCode::DisputeWindowClosed));
-            }
-            if partner_holds_key(state, &claim.partner_id, &claim.key(), Some(claim_id)) {
-                return Err(Rejection::new(ErrorCode::SubscriptionAlreadyClaimed));
-            }
-            events.push(event(EventData::Disputed(Disputed {
+            check_dispute(state, claim, ctx.now)?;
+            events.push(d.event(EventData::Disputed(Disputed {
                 claim_id,
                 text: text.clone(),
                 proof_of_execution: proof_of_execution.clone(),
                 review_due_at: ctx.calendar.deadline_after(ctx.now),
             })));
-            events.extend(competition(state, claim, envelope.command_id));
+            events.extend(competition(state, claim, d.envelope.command_id));
         }
         Command::Disassociate { reason, .. } => {
             if claim.status != ClaimStatus::Approved {
                 return Err(invalid_transition(claim, "disassociated"));
             }
-            events.push(event(EventData::AssociationEnded(AssociationEnded {
+            events.push(d.event(EventData::AssociationEnded(AssociationEnded {
                 claim_id,
                 reason: reason::DISASSOCIATED.to_string(),
                 text: Some(reason.clone()),
             })));
             events.extend(cases_closing(state, &[claim_id]));
         }
-        Command::CustomerDecline { reason, .. } => {
-            let data = if claim.status.is_open() {
-                EventData::Rejected(Rejected {
-                    claim_id,
-                    reason: reason::CUSTOMER_DECLINED.to_string(),
-                    text: reason.clone(),
-                })
-            } else if claim.status == ClaimStatus::Approved {
-                EventData::AssociationEnded(AssociationEnded {
-                    claim_id,
-                    reason: reason::CUSTOMER_DECLINED.to_string(),
-                    text: reason.clone(),
-                })
-            } else {
-                return Err(invalid_transition(claim, "declined"));
-            };
-            events.push(event(data));
-            events.extend(cases_closing(state, &[claim_id]));
-        }
-        Command::DeadlineElapsed { kind, due_at, .. } => {
-            // A deadline command that no longer matches the claim (met,
-            // replaced, or already fired) decides nothing: firing is
-            // idempotent by construction.
-            if ctx.now < *due_at {
-                return Ok(events);
-            }
-            match kind {
-                DeadlineKind::Review => {
-                    if claim.status.is_open()
-                        && claim.review_due_at == Some(*due_at)
-                        && !claim.overdue
-                    {
-                        events.push(event(EventData::ReviewDeadlineMissed(
-                            ReviewDeadlineMissed {
-                                claim_id,
-                                review_due_at: *due_at,
-                            },
-                        )));
-                    }
-                }
-                DeadlineKind::PartnerResponse => {
-                    if claim.partner_response_due_at == Some(*due_at) {
-                        events.push(event(EventData::PartnerResponseMissed(
-                            PartnerResponseMissed {
-                                claim_id,
-                                partner_response_due_at: *due_at,
-                            },
-                        )));
-                        if claim.status == ClaimStatus::PartnerActionRequired {
-                            events.push(service(EventData::Rejected(Rejected {
-                                claim_id,
-                                reason: reason::NO_PARTNER_RESPONSE.to_string(),
-                                text: None,
-                            })));
-                            events.extend(cases_closing(state, &[claim_id]));
-                        }
-                    }
-                }
-            }
-        }
-        Command::UpsertTenant { .. }
-        | Command::UpsertSubscription(_)
-        | Command::UpsertPartner { .. }
-        | Command::Submit(_) => unreachable!("not a command about an existing claim"),
+        _ => unreachable!("not a partner command about a claim"),
     }
     Ok(events)
+}
+
+/// Contract §3: the customer declines; an open claim is rejected, an
+/// approved one ends, both with reason `CUSTOMER_DECLINED`.
+fn decide_customer_decline(
+    d: &OnClaim<'_>,
+    reason: Option<&String>,
+) -> Result<Vec<Event>, Rejection> {
+    let (state, claim) = (d.state, d.claim);
+    let claim_id = claim.claim_id;
+    let mut events = Vec::new();
+    let data = if claim.status.is_open() {
+        EventData::Rejected(Rejected {
+            claim_id,
+            reason: reason::CUSTOMER_DECLINED.to_string(),
+            text: reason.cloned(),
+        })
+    } else if claim.status == ClaimStatus::Approved {
+        EventData::AssociationEnded(AssociationEnded {
+            claim_id,
+            reason: reason::CUSTOMER_DECLINED.to_string(),
+            text: reason.cloned(),
+        })
+    } else {
+        return Err(invalid_transition(claim, "declined"));
+    };
+    events.push(d.event(data));
+    events.extend(cases_closing(state, &[claim_id]));
+    Ok(events)
+}
+
+/// A deadline firing. One that no longer matches the claim (met, replaced,
+/// or already fired) decides nothing: firing is idempotent by construction.
+fn decide_deadline(d: &OnClaim<'_>, kind: DeadlineKind, due_at: Timestamp) -> Vec<Event> {
+    let (state, claim, ctx) = (d.state, d.claim, d.ctx);
+    let claim_id = claim.claim_id;
+    let mut events = Vec::new();
+    if ctx.now < due_at {
+        return events;
+    }
+    match kind {
+        DeadlineKind::Review => {
+            if claim.status.is_open() && claim.review_due_at == Some(due_at) && !claim.overdue {
+                events.push(
+                    d.event(EventData::ReviewDeadlineMissed(ReviewDeadlineMissed {
+                        claim_id,
+                        review_due_at: due_at,
+                    })),
+                );
+            }
+        }
+        DeadlineKind::PartnerResponse => {
+            if claim.partner_response_due_at == Some(due_at) {
+                events.push(
+                    d.event(EventData::PartnerResponseMissed(PartnerResponseMissed {
+                        claim_id,
+                        partner_response_due_at: due_at,
+                    })),
+                );
+                if claim.status == ClaimStatus::PartnerActionRequired {
+                    events.push(Event {
+                        actor: Actor::service(),
+                        data: EventData::Rejected(Rejected {
+                            claim_id,
+                            reason: reason::NO_PARTNER_RESPONSE.to_string(),
+                            text: None,
+                        }),
+                    });
+                    events.extend(cases_closing(state, &[claim_id]));
+                }
+            }
+        }
+    }
+    events
+}
+
+/// Contract §3, `request_poe`: allowed in `submitted` and `under_review`,
+/// and on an approved claim that is the incumbent of an open case.
+fn poe_may_be_requested(state: &State, claim: &Claim) -> bool {
+    let incumbent_of_open_case = claim.status == ClaimStatus::Approved
+        && claim
+            .arbitration_case_id
+            .and_then(|id| state.cases.get(&id))
+            .is_some_and(|case| {
+                case.status == crate::types::CaseStatus::Open
+                    && case.incumbent_claim_id == Some(claim.claim_id)
+            });
+    matches!(
+        claim.status,
+        ClaimStatus::Submitted | ClaimStatus::UnderReview
+    ) || incumbent_of_open_case
+}
+
+/// Contract §3, `dispute`: a rejected claim, within `DISPUTE_WINDOW_DAYS`
+/// of its rejection, whose partner does not hold the key again meanwhile.
+fn check_dispute(state: &State, claim: &Claim, now: Timestamp) -> Result<(), Rejection> {
+    if claim.status != ClaimStatus::Rejected {
+        return Err(invalid_transition(claim, "disputed"));
+    }
+    let rejected_at = claim
+        .rejected_at
+        .or(claim.decided_at)
+        .unwrap_or(claim.updated_at);
+    if now - rejected_at > chrono::Duration::days(DISPUTE_WINDOW_DAYS) {
+        return Err(Rejection::new(ErrorCode::DisputeWindowClosed));
+    }
+    if partner_holds_key(state, &claim.partner_id, &claim.key(), Some(claim.claim_id)) {
+        return Err(Rejection::new(ErrorCode::SubscriptionAlreadyClaimed));
+    }
+    Ok(())
 }
 
 /// Does this partner already hold the key with an open or approved claim
