@@ -152,3 +152,64 @@ fn contract_in_sync_with_shared() {
         contract().display()
     );
 }
+
+/// The profiles (`debug`, `release`) of every `target/PROFILE/cpor` in `text`.
+fn cpor_profiles(text: &str) -> Vec<String> {
+    let mut found: Vec<String> = text
+        .match_indices("target/")
+        .filter_map(|(at, _)| {
+            let rest = &text[at + "target/".len()..];
+            let (profile, after) = rest.split_once('/')?;
+            let named_cpor = after.strip_prefix("cpor").is_some_and(|tail| {
+                tail.chars()
+                    .next()
+                    .is_none_or(|c| !c.is_alphanumeric() && c != '-' && c != '_')
+            });
+            named_cpor.then(|| profile.to_string())
+        })
+        .collect();
+    found.sort();
+    found.dedup();
+    found
+}
+
+/// The text of the code blocks of a Markdown text (the commands a reader
+/// copies).
+fn code_blocks(markdown: &str) -> String {
+    let mut inside = false;
+    let mut code = String::new();
+    for event in Parser::new(markdown) {
+        match event {
+            Event::Start(Tag::CodeBlock(_)) => inside = true,
+            Event::End(pulldown_cmark::TagEnd::CodeBlock) => inside = false,
+            Event::Text(text) if inside => code.push_str(&text),
+            _ => {}
+        }
+    }
+    code
+}
+
+/// One build for the walkthrough: the `cpor` binary README's commands run
+/// and the one `scripts/demo` builds are of the same profile (`target/debug`,
+/// the one `scripts/test` builds too).
+#[test]
+fn the_demo_and_the_walkthrough_use_one_build() {
+    let read = |file: &str| {
+        std::fs::read_to_string(root().join(file)).unwrap_or_else(|e| panic!("{file}: {e}"))
+    };
+    let demo = cpor_profiles(&read("scripts/demo"));
+    let readme = cpor_profiles(&code_blocks(&read("README.md")));
+    assert_eq!(
+        demo,
+        ["debug"],
+        "scripts/demo runs target/<profile>/cpor of: {demo:?}"
+    );
+    assert_eq!(
+        readme, demo,
+        "README's commands run another build of cpor than scripts/demo: {readme:?}"
+    );
+    assert_eq!(
+        cpor_profiles("target/release/cpor serve; target/debug/cpor-bench; `target/debug/cpor`"),
+        ["debug", "release"]
+    );
+}

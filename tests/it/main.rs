@@ -5,6 +5,7 @@
 mod audit;
 mod conformance;
 mod crash;
+mod demo;
 mod docs;
 mod faults;
 mod identity;

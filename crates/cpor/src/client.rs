@@ -30,6 +30,10 @@ pub(crate) struct RequestArgs {
     nats: NatsArgs,
     #[arg(long, env = "CPOR_PREFIX", default_value = "cpor")]
     prefix: String,
+    /// Print the facts a reader follows instead of the JSON reply: refusal
+    /// code and message; claim, partner, status, reason; event types.
+    #[arg(long)]
+    brief: bool,
 }
 
 #[derive(Args, Debug)]
@@ -79,7 +83,11 @@ pub(crate) fn request(args: RequestArgs) -> anyhow::Result<ExitCode> {
             .await
             .context("request failed (is `cpor serve` running with this prefix?)")?;
         let value: serde_json::Value = serde_json::from_slice(&reply)?;
-        println!("{}", serde_json::to_string_pretty(&value)?);
+        if args.brief {
+            println!("{}", brief(&value));
+        } else {
+            println!("{}", serde_json::to_string_pretty(&value)?);
+        }
         Ok(if value.get("ok") == Some(&serde_json::Value::Bool(true)) {
             ExitCode::SUCCESS
         } else {
@@ -191,8 +199,102 @@ fn event_line(event: &serde_json::Value) -> String {
     )
 }
 
+/// A reply in the words a reader follows, one line per claim:
+/// - refused: `refused CODE: message [reasons: …]`;
+/// - a command: `ok claim ID v3: claim.submitted, … (duplicate) [warning: …]`;
+/// - `qry.claim.get`: the claim's line; `qry.claims.list`: one per claim;
+/// - anything else (health, arbitration): the reply as one line of JSON.
+fn brief(reply: &serde_json::Value) -> String {
+    use serde_json::Value;
+    // Escaped for the terminal like watch's rows (issue 11 case 14).
+    let text = |value: &Value| terminal_safe(value.as_str().unwrap_or("-"));
+    if reply["ok"] == Value::Bool(false) {
+        let error = &reply["error"];
+        let mut line = format!(
+            "refused {}: {}",
+            text(&error["code"]),
+            text(&error["message"])
+        );
+        let reasons: Vec<String> = error["reasons"]
+            .as_array()
+            .map(|list| list.iter().map(text).collect())
+            .unwrap_or_default();
+        if reasons.len() > 1 || reasons.first().is_some_and(|r| *r != text(&error["code"])) {
+            line.push_str(&format!(" [reasons: {}]", reasons.join(", ")));
+        }
+        return line;
+    }
+    let claim_line = |claim: &Value| {
+        let mut line = format!(
+            "claim {}  partner {}  {}",
+            text(&claim["claim_id"]),
+            text(&claim["partner_id"]),
+            text(&claim["status"])
+        );
+        if !claim["reason"].is_null() {
+            line.push_str(&format!(" ({})", text(&claim["reason"])));
+        }
+        if claim["overdue"] == Value::Bool(true) {
+            line.push_str("  overdue");
+        }
+        if !claim["arbitration_case_id"].is_null() {
+            line.push_str(&format!(
+                "  in arbitration case {}",
+                text(&claim["arbitration_case_id"])
+            ));
+        }
+        line
+    };
+    if reply["claim"].is_object() {
+        return claim_line(&reply["claim"]);
+    }
+    if let Some(claims) = reply["claims"].as_array() {
+        if claims.is_empty() {
+            return "no claims".into();
+        }
+        return claims.iter().map(claim_line).collect::<Vec<_>>().join("\n");
+    }
+    if let Some(events) = reply["events"]
+        .as_array()
+        .filter(|e| e.iter().all(Value::is_string))
+    {
+        let mut line = String::from("ok");
+        if !reply["claim_id"].is_null() {
+            line.push_str(&format!(
+                " claim {} v{}",
+                text(&reply["claim_id"]),
+                reply["version"]
+            ));
+        }
+        let events: Vec<String> = events.iter().map(text).collect();
+        line.push_str(&format!(
+            ": {}",
+            if events.is_empty() {
+                "no events".to_string()
+            } else {
+                events.join(", ")
+            }
+        ));
+        if reply["duplicate"] == Value::Bool(true) {
+            line.push_str(" (duplicate: the stored reply)");
+        }
+        for warning in reply["warnings"].as_array().into_iter().flatten() {
+            line.push_str(&format!(
+                " [warning: {}]",
+                warning
+                    .as_str()
+                    .map_or_else(|| warning.to_string(), str::to_string)
+            ));
+        }
+        return line;
+    }
+    reply.to_string()
+}
+
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
     use super::*;
 
     #[test]
@@ -206,5 +308,47 @@ mod tests {
             assert!(!line.chars().any(char::is_control), "{line:?}");
             assert!(line.contains("P-1\\n"), "{line:?}");
         }
+    }
+
+    #[test]
+    fn brief_says_the_facts() {
+        assert_eq!(
+            brief(
+                &json!({"ok": false, "error": {"code": "DOMAIN_TENANT_MISMATCH",
+                "message": "The domain fabrikam.com is not one of the tenant's.",
+                "reasons": ["DOMAIN_TENANT_MISMATCH"]}})
+            ),
+            "refused DOMAIN_TENANT_MISMATCH: The domain fabrikam.com is not one of the tenant's."
+        );
+        assert_eq!(
+            brief(
+                &json!({"ok": false, "error": {"code": "SUBSCRIPTION_NOT_ELIGIBLE",
+                "message": "m", "reasons": ["A", "B"]}})
+            ),
+            "refused SUBSCRIPTION_NOT_ELIGIBLE: m [reasons: A, B]"
+        );
+        assert_eq!(
+            brief(&json!({"ok": true, "claim_id": "c1", "version": 2,
+                "events": ["claim.submitted", "arbitration.opened"], "warnings": [], "duplicate": false})),
+            "ok claim c1 v2: claim.submitted, arbitration.opened"
+        );
+        assert_eq!(brief(&json!({"ok": true, "events": []})), "ok: no events");
+        let claim = json!({"claim_id": "c1", "partner_id": "P-100", "status": "rejected",
+            "reason": "LOST_ARBITRATION", "overdue": false, "arbitration_case_id": "k1"});
+        assert_eq!(
+            brief(&json!({"ok": true, "claim": claim, "comments": []})),
+            "claim c1  partner P-100  rejected (LOST_ARBITRATION)  in arbitration case k1"
+        );
+        let other = json!({"claim_id": "c2", "partner_id": "P-300", "status": "submitted",
+            "reason": null, "overdue": true, "arbitration_case_id": null});
+        assert_eq!(
+            brief(&json!({"ok": true, "claims": [claim, other], "next": null})),
+            "claim c1  partner P-100  rejected (LOST_ARBITRATION)  in arbitration case k1\n\
+             claim c2  partner P-300  submitted  overdue"
+        );
+        assert_eq!(
+            brief(&json!({"ok": true, "log_position": 3})),
+            r#"{"log_position":3,"ok":true}"#
+        );
     }
 }
