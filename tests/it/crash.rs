@@ -1090,3 +1090,29 @@ async fn bad_settings_are_refused_before_starting() {
         data_dir.display()
     );
 }
+
+/// SIGTERM after NATS went away while the service was serving: it stops
+/// within its drain bounds and exits 0 (what it could not publish waits for
+/// the next start), instead of waiting for NATS to come back.
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_after_nats_went_away_exits_0() {
+    let mut nats = NatsServer::start_own();
+    let prefix = unique_prefix();
+    let mut service =
+        Service::start(ServiceOptions::new(nats.url(), &prefix).manual_clock(true)).await;
+    let client = nats.connect().await;
+    let reply = try_request(
+        &client,
+        &service.subject("admin.clock"),
+        clock_body(&json!(START_TIME)).to_string(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(reply["ok"], true, "{reply}");
+    nats.stop();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    service.terminate().await;
+    nats.start();
+    service.start_again().await;
+    service.terminate().await;
+}

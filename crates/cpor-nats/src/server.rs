@@ -108,7 +108,15 @@ impl Server {
                 });
             }
         };
-        if tokio::time::timeout(DRAIN_TIMEOUT, drain).await.is_err() {
+        // One budget for the unsubscribe and the final flush: with NATS
+        // gone neither completes (the client waits for a reconnection), and
+        // shutdown must not wait for NATS to come back.
+        let deadline = tokio::time::Instant::now() + DRAIN_TIMEOUT;
+        let connected = self.client.connection_state() == async_nats::connection::State::Connected;
+        if !connected {
+            drop(drain);
+            tracing::warn!("NATS is unreachable: not waiting to unsubscribe; requests it still holds are dropped");
+        } else if tokio::time::timeout_at(deadline, drain).await.is_err() {
             tracing::warn!(
                 ?DRAIN_TIMEOUT,
                 "unsubscribing took too long; requests still queued are dropped"
@@ -117,7 +125,13 @@ impl Server {
         drop(subscriptions);
         // Then let in-flight requests finish.
         let _ = permits.acquire_many(IN_FLIGHT_MAX as u32).await;
-        let _ = self.client.flush().await;
+        if connected
+            && tokio::time::timeout_at(deadline, self.client.flush())
+                .await
+                .is_err()
+        {
+            tracing::warn!("NATS did not confirm the last replies were sent (unreachable?)");
+        }
         tracing::info!("stopped taking requests; in-flight requests answered");
         Ok(())
     }

@@ -38,6 +38,8 @@ const CONNECT_BACKOFF_MAX: Duration = Duration::from_secs(10);
 /// How long shutdown waits for the relay to publish what is written
 /// (what it cannot publish in time is published at the next start).
 const RELAY_DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long the last flush to NATS at shutdown may take.
+const FINAL_FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
 /// How often the NATS server's `max_payload` is read again (a reconnect may
 /// land on another server of the cluster).
 const SERVER_INFO_REFRESH_EVERY: Duration = Duration::from_secs(5);
@@ -357,7 +359,8 @@ async fn run(
     if let Ok(Some(lease)) = lease_task.await {
         lease.release().await;
     }
-    let _ = nats.flush().await;
+    // Bounded: with NATS gone a flush waits for a reconnection.
+    let _ = tokio::time::timeout(FINAL_FLUSH_TIMEOUT, nats.flush()).await;
     // Losing the lease is no clean shutdown: a supervisor must see a
     // failure (and restart, to find the prefix held or free again).
     if let Some(reason) = lease_lost_reason.borrow().clone() {
