@@ -134,6 +134,7 @@ impl Log {
     /// folds the whole log into the decision state.
     pub fn open(dir: &Path) -> Result<(Log, State), LogError> {
         let reader = LogReader::open(dir)?;
+        reader.reconcile_head()?;
         let head = reader.check_tail()?;
         let state = reader.fold_state(None)?;
         Ok((
@@ -440,6 +441,127 @@ impl LogReader {
         }
     }
 
+    /// Brings the head record and the events back into agreement after an
+    /// unclean stop left them apart (issue 11 case 3: on a full disk, sled
+    /// kept events of batches answered `UNAVAILABLE` without their head
+    /// record, or the head record without its events). The head record and
+    /// a batch's events are written in one atomic batch, so whatever lies
+    /// past the shorter of the two belongs to a batch that was never made
+    /// durable as a whole, hence never acknowledged nor published: it is
+    /// cut, with every trace of it (stream index entries, the command
+    /// records of its commands), and the projections are rewritten from
+    /// the log. Returns what was cut, `None` when they agreed. Writes only
+    /// when they disagree.
+    pub fn reconcile_head(&self) -> Result<Option<String>, LogError> {
+        let last = self.last_position()?;
+        let recorded = meta_u64(&self.tree, "head_position")?.unwrap_or(0);
+        if recorded == last {
+            return Ok(None);
+        }
+        let mut keep = recorded.min(last);
+        // A command whose events the head record says are there but are not
+        // all kept (its record lists more): its batch is cut as a whole.
+        if keep > 0 {
+            let last_kept = self
+                .event_bytes(keep)?
+                .ok_or_else(|| LogError::Corrupt(format!("position {keep} is missing")))?;
+            if let Some(id) = causation_of(&last_kept) {
+                let listed = self.command_record(&id).ok().flatten().and_then(|r| {
+                    r.reply
+                        .get("events")
+                        .and_then(Value::as_array)
+                        .map(Vec::len)
+                });
+                let mut first = keep;
+                while first > 1
+                    && self
+                        .event_bytes(first - 1)?
+                        .and_then(|b| causation_of(&b))
+                        .is_some_and(|c| c == id)
+                {
+                    first -= 1;
+                }
+                let held = (keep - first + 1) as usize;
+                if listed.is_some_and(|listed| listed > held) {
+                    keep = first - 1;
+                }
+            }
+        }
+        let mut batch = sled::Batch::default();
+        let mut cut_events = 0u64;
+        let mut cut_commands = std::collections::HashSet::new();
+        for entry in self.events_from(keep + 1) {
+            let (position, bytes) = entry?;
+            batch.remove(keys::event(position));
+            cut_events += 1;
+            if let Some(id) = causation_of(&bytes) {
+                cut_commands.insert(id);
+            }
+        }
+        // Commands that have events in what is kept.
+        let mut kept_commands = std::collections::HashSet::new();
+        for entry in self.events_from(1) {
+            let (position, bytes) = entry?;
+            if position > keep {
+                break;
+            }
+            if let Some(id) = causation_of(&bytes) {
+                kept_commands.insert(id);
+            }
+        }
+        // A command record whose events are not kept: its batch was not
+        // durable (the events were cut, or lost with the head record ahead).
+        let command_prefix = keys::prefix(KeyKind::Command);
+        let mut cut_records = 0u64;
+        for entry in self.tree.scan_prefix(command_prefix) {
+            let (key, value) = entry?;
+            let Some(id) = Uuid::from_slice(&key[1..]).ok() else {
+                continue;
+            };
+            let wrote_events = serde_json::from_slice::<CommandRecord>(&value)
+                .ok()
+                .and_then(|r| {
+                    r.reply
+                        .get("events")
+                        .and_then(Value::as_array)
+                        .map(|e| !e.is_empty())
+                })
+                .unwrap_or(false);
+            if cut_commands.contains(&id) || (wrote_events && !kept_commands.contains(&id)) {
+                batch.remove(key);
+                cut_records += 1;
+            }
+        }
+        // Stream index entries pointing past what is kept.
+        for entry in self.tree.scan_prefix(keys::prefix(KeyKind::Stream)) {
+            let (key, value) = entry?;
+            let position = <[u8; 8]>::try_from(value.as_ref())
+                .map(u64::from_be_bytes)
+                .unwrap_or(u64::MAX);
+            if position > keep {
+                batch.remove(key);
+            }
+        }
+        let hash = if keep == 0 {
+            String::new()
+        } else {
+            self.decoded_at(keep)?.hash
+        };
+        batch.insert(keys::meta("head_position"), &keep.to_be_bytes());
+        batch.insert(keys::meta("head_hash"), hash.as_bytes());
+        self.tree.apply_batch(batch)?;
+        self.flush_blocking()?;
+        repair_projections(self, |_| {})?;
+        self.flush_blocking()?;
+        let what = format!(
+            "the head record said position {recorded} but the last event was at {last}: \
+             cut the unacknowledged tail after position {keep} ({cut_events} events, \
+             {cut_records} command records) and rewrote the projections"
+        );
+        tracing::warn!("{what}");
+        Ok(Some(what))
+    }
+
     /// Start-up check of the newest part of the log: the head record agrees
     /// with the last event, and the last [`TAIL_CHECK_EVENTS`] events chain.
     pub fn check_tail(&self) -> Result<Head, LogError> {
@@ -585,6 +707,17 @@ impl LogReader {
         self.tree.insert(keys::meta(name), value)?;
         Ok(())
     }
+}
+
+/// The `causationid` of a stored event (the command that wrote it).
+fn causation_of(bytes: &[u8]) -> Option<Uuid> {
+    #[derive(Deserialize)]
+    struct Causation {
+        causationid: Uuid,
+    }
+    serde_json::from_slice::<Causation>(bytes)
+        .ok()
+        .map(|c| c.causationid)
 }
 
 #[cfg(test)]

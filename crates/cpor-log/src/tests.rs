@@ -463,19 +463,41 @@ fn a_damaged_tail_is_found_at_start_up() {
     }
 }
 
+/// A head record ahead of the events (the last event lost) is no longer a
+/// refusal to start (issue 11 case 3): the command it belonged to is cut
+/// as a whole when its record lists more events than are left.
 #[test]
-fn a_head_record_that_disagrees_with_the_events_is_found() {
+fn a_head_record_that_disagrees_with_the_events_is_reconciled() {
     let dir = tempfile::tempdir().unwrap();
     let (mut log, mut state) = Log::open(dir.path()).unwrap();
     history(&mut log, &mut state);
     let last = log.head().position;
-    log.reader().tree.remove(keys::event(last)).unwrap();
+    let bytes = log.reader().event_bytes(last).unwrap().unwrap();
+    let command = causation_of(&bytes).unwrap();
+    let events_of_command = log
+        .reader()
+        .events_from(1)
+        .filter(|e| causation_of(&e.as_ref().unwrap().1) == Some(command))
+        .count() as u64;
+    let record = CommandRecord {
+        fingerprint: "f".into(),
+        reply: serde_json::json!({"events": vec!["x"; events_of_command as usize]}),
+    };
+    let tree = log.reader().tree.clone();
+    tree.insert(
+        keys::command(&command),
+        serde_json::to_vec(&record).unwrap(),
+    )
+    .unwrap();
+    tree.remove(keys::event(last)).unwrap();
     log.reader().flush_blocking().unwrap();
     drop(log);
-    let error = Log::open(dir.path())
-        .err()
-        .expect("a missing last event is damage");
-    assert!(error.to_string().contains("head record"), "{error}");
+    drop(tree);
+    let (log, _) = Log::open(dir.path()).unwrap();
+    assert_eq!(log.head().position, last - events_of_command);
+    assert!(log.reader().command_record(&command).unwrap().is_none());
+    let report = rebuild_projections(log.reader(), |_| {}).unwrap();
+    assert_eq!(report.difference_count, 0, "{:?}", report.differences);
 }
 
 #[test]
@@ -571,5 +593,79 @@ fn an_unfinished_snapshot_does_not_keep_the_log_from_opening() {
         assert_eq!(log.head(), &head);
         assert_eq!(reopened, state);
         assert!(!unfinished.exists());
+    }
+}
+
+/// Issue 11 case 3: after a full disk, data dirs refused to start for good
+/// with "head record says position 392 but the last event is at 403"
+/// (events of batches answered `UNAVAILABLE` were kept without their head
+/// record) and "…392 but the last event is at 389" (the head record kept
+/// without its events). Either way the tail past the shorter one was never
+/// acknowledged: start-up cuts it with its command records and stream
+/// entries, rewrites the projections, and opens on a consistent log.
+#[test]
+fn start_up_cuts_a_tail_the_head_record_does_not_cover() {
+    for events_ahead in [true, false] {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut log, mut state) = Log::open(dir.path()).unwrap();
+        let (world, claim, _) = history(&mut log, &mut state);
+        let kept_head = log.head().clone();
+        let kept_state = state.clone();
+        // One more command (a comment: one event), whose batch is then
+        // half lost.
+        let comment = Command::Comment {
+            claim_id: claim,
+            text: "lost".into(),
+        };
+        let before = log.head().position;
+        run(
+            &mut log,
+            &mut state,
+            reviewer(),
+            comment,
+            "2026-11-26T10:00:00Z",
+        );
+        let after = log.head().position;
+        assert!(after > before);
+        let tree = log.reader().tree.clone();
+        let cut_command = {
+            let bytes = log.reader().event_bytes(after).unwrap().unwrap();
+            causation_of(&bytes).unwrap()
+        };
+        if events_ahead {
+            // The head record of the last batch is lost.
+            tree.insert(keys::meta("head_position"), &before.to_be_bytes())
+                .unwrap();
+            tree.insert(keys::meta("head_hash"), kept_head.hash.as_bytes())
+                .unwrap();
+        } else {
+            // The events of the last batch are lost, its head record and
+            // its command record (as the engine writes it) kept.
+            let record = CommandRecord {
+                fingerprint: "f".into(),
+                reply: serde_json::json!({"events": ["cpor.claim.comment_added"]}),
+            };
+            tree.insert(
+                keys::command(&cut_command),
+                serde_json::to_vec(&record).unwrap(),
+            )
+            .unwrap();
+            for position in before + 1..=after {
+                tree.remove(keys::event(position)).unwrap();
+            }
+        }
+        log.reader().flush_blocking().unwrap();
+        drop(log);
+        drop(tree);
+
+        let (log, reopened) = Log::open(dir.path()).unwrap();
+        assert_eq!(log.head(), &kept_head, "events ahead: {events_ahead}");
+        assert_eq!(reopened, kept_state);
+        assert!(log.reader().command_record(&cut_command).unwrap().is_none());
+        let report = rebuild_projections(log.reader(), |_| {}).unwrap();
+        assert_eq!(report.difference_count, 0, "{:?}", report.differences);
+        // Reopening again finds nothing to reconcile.
+        assert_eq!(log.reader().reconcile_head().unwrap(), None);
+        let _ = world;
     }
 }
