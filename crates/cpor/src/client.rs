@@ -1,7 +1,6 @@
 //! Small NATS clients for people: `cpor request` sends one request and
 //! prints the reply; `cpor watch` follows claim statuses like a dashboard.
 
-use crate::audit::terminal_safe;
 use std::io::Write;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -11,6 +10,7 @@ use clap::Args;
 
 use cpor_nats::connection::ReadFrom;
 
+use crate::audit::terminal_safe;
 use crate::nats_flags::{NatsArgs, TOOL_CONNECT_WAIT};
 
 /// How long `cpor request` waits for a reply.
