@@ -453,20 +453,14 @@ fn partner_holds_key(
     })
 }
 
-fn submit_claim(
+/// The checks of a submission against reference data (tenant and domain,
+/// activity, partner and MPN), each failing one adding its code. Also
+/// whether the MPN is enrolled, when it is the partner's.
+fn reference_checks(
     state: &State,
-    envelope: &CommandEnvelope,
     submit: &SubmitClaim,
-    ctx: &Context<'_>,
-) -> Result<Decision, Rejection> {
-    let partner_id = envelope
-        .actor
-        .partner_with_allowed_role()
-        .expect("authorize lets only partners with a role submit")
-        .to_string();
-    if state.claims.contains_key(&submit.claim_id) {
-        return Err(Rejection::new(ErrorCode::ClaimExists));
-    }
+    partner_id: &str,
+) -> (Vec<ErrorCode>, Option<bool>) {
     let mut reasons = Vec::new();
     match state.tenants.get(&submit.tenant_id) {
         None => reasons.push(ErrorCode::TenantUnknown),
@@ -482,13 +476,24 @@ fn submit_claim(
         reasons.push(ErrorCode::ActivityNotAllowed);
     }
     let mut mpn_enrolled = None;
-    match state.partners.get(&partner_id) {
+    match state.partners.get(partner_id) {
         None => reasons.push(ErrorCode::PartnerUnknown),
         Some(partner) => match partner.mpns.iter().find(|m| m.mpn_id == submit.mpn_id) {
             None => reasons.push(ErrorCode::MpnNotOwned),
             Some(mpn) => mpn_enrolled = Some(mpn.incentive_enrolled),
         },
     }
+    (reasons, mpn_enrolled)
+}
+
+/// The subscriptions a submission covers (contract §3, `subscription_id`),
+/// adding the codes of the checks that fail to `reasons`; with the message
+/// to give when a claim would cover more than one claim may.
+fn covered_subscriptions(
+    state: &State,
+    submit: &SubmitClaim,
+    reasons: &mut Vec<ErrorCode>,
+) -> (Vec<Uuid>, Option<String>) {
     let mut message = None;
     let subscription_ids = match subscription_checks(state, submit) {
         // Only a log written before the limit on subscriptions per tenant
@@ -509,6 +514,60 @@ fn submit_claim(
             Vec::new()
         }
     };
+    (subscription_ids, message)
+}
+
+/// The claim a submission creates, before any event is folded: what the
+/// competition check compares with the key's other claims.
+fn claim_as_submitted(
+    state: &State,
+    submit: &SubmitClaim,
+    partner_id: String,
+    now: Timestamp,
+) -> Claim {
+    Claim {
+        claim_id: submit.claim_id,
+        seq: state.claim_count + 1,
+        partner_id,
+        mpn_id: submit.mpn_id.clone(),
+        tenant_id: submit.tenant_id,
+        domain: submit.domain.clone(),
+        solution_area: submit.solution_area,
+        activity: submit.activity,
+        product: submit.product.clone(),
+        subscription_ids: Vec::new(),
+        status: ClaimStatus::Submitted,
+        reason: None,
+        incentive_eligible: false,
+        disputed: false,
+        overdue: false,
+        arbitration_case_id: None,
+        submitted_at: now,
+        review_due_at: None,
+        partner_response_due_at: None,
+        decided_at: None,
+        rejected_at: None,
+        version: 1,
+        updated_at: now,
+    }
+}
+
+fn submit_claim(
+    state: &State,
+    envelope: &CommandEnvelope,
+    submit: &SubmitClaim,
+    ctx: &Context<'_>,
+) -> Result<Decision, Rejection> {
+    let partner_id = envelope
+        .actor
+        .partner_with_allowed_role()
+        .expect("authorize lets only partners with a role submit")
+        .to_string();
+    if state.claims.contains_key(&submit.claim_id) {
+        return Err(Rejection::new(ErrorCode::ClaimExists));
+    }
+    let (mut reasons, mpn_enrolled) = reference_checks(state, submit, &partner_id);
+    let (subscription_ids, message) = covered_subscriptions(state, submit, &mut reasons);
     let key = ClaimKey {
         tenant_id: submit.tenant_id,
         product: submit.product.clone(),
@@ -552,31 +611,7 @@ fn submit_claim(
         data: submitted,
     }];
     // The competition check looks at the claim as it will be once written.
-    let new_claim = Claim {
-        claim_id: submit.claim_id,
-        seq: state.claim_count + 1,
-        partner_id,
-        mpn_id: submit.mpn_id.clone(),
-        tenant_id: submit.tenant_id,
-        domain: submit.domain.clone(),
-        solution_area: submit.solution_area,
-        activity: submit.activity,
-        product: submit.product.clone(),
-        subscription_ids: Vec::new(),
-        status: ClaimStatus::Submitted,
-        reason: None,
-        incentive_eligible: false,
-        disputed: false,
-        overdue: false,
-        arbitration_case_id: None,
-        submitted_at: ctx.now,
-        review_due_at: None,
-        partner_response_due_at: None,
-        decided_at: None,
-        rejected_at: None,
-        version: 1,
-        updated_at: ctx.now,
-    };
+    let new_claim = claim_as_submitted(state, submit, partner_id, ctx.now);
     events.extend(competition(state, &new_claim, envelope.command_id));
     Ok(Decision {
         events,
@@ -598,32 +633,7 @@ fn subscription_checks(state: &State, submit: &SubmitClaim) -> Result<Vec<Uuid>,
             if submit.subscription_id.is_some() {
                 return Err(vec![ErrorCode::InvalidCommand]);
             }
-            // Only the tenant's Microsoft 365 subscriptions back such a claim:
-            // naming a Dynamics product here must not skip the Dynamics rules.
-            let mut subs = of_product_on_tenant();
-            subs.retain(|s| s.solution_area == SolutionArea::Microsoft365);
-            if subs.is_empty() {
-                return Err(vec![ErrorCode::ProductNotOnTenant]);
-            }
-            if subs.iter().any(|s| s.state.is_live()) {
-                return Ok(Vec::new());
-            }
-            let mut reasons = Vec::new();
-            if subs
-                .iter()
-                .any(|s| s.state == SubscriptionState::PendingProvisioning)
-            {
-                reasons.push(ErrorCode::SubscriptionNotProvisioned);
-            }
-            if subs.iter().any(|s| {
-                matches!(
-                    s.state,
-                    SubscriptionState::Expired | SubscriptionState::Disabled
-                )
-            }) {
-                reasons.push(ErrorCode::SubscriptionNotActive);
-            }
-            Err(reasons)
+            microsoft_365_checks(of_product_on_tenant())
         }
         SolutionArea::BusinessApplications => match &submit.subscription_id {
             Some(text) => {
@@ -640,28 +650,65 @@ fn subscription_checks(state: &State, submit: &SubmitClaim) -> Result<Vec<Uuid>,
                     Err(reasons)
                 }
             }
-            None => {
-                let subs = of_product_on_tenant();
-                if subs.is_empty() {
-                    return Err(vec![ErrorCode::ProductNotOnTenant]);
-                }
-                let mut covered = Vec::new();
-                let mut reasons = Vec::new();
-                for sub in subs {
-                    let found = dynamics_subscription_reasons(sub, submit);
-                    if found.is_empty() {
-                        covered.push(sub.subscription_id);
-                    }
-                    reasons.extend(found);
-                }
-                if covered.is_empty() {
-                    Err(reasons)
-                } else {
-                    covered.sort();
-                    Ok(covered)
-                }
-            }
+            None => dynamics_checks_of_all(of_product_on_tenant(), submit),
         },
+    }
+}
+
+/// Contract §1, `microsoft_365`: the tenant must have a subscription of the
+/// product, any channel, active or in grace; the claim covers none by id.
+fn microsoft_365_checks(mut subs: Vec<&SubscriptionRecord>) -> Result<Vec<Uuid>, Vec<ErrorCode>> {
+    // Only the tenant's Microsoft 365 subscriptions back such a claim:
+    // naming a Dynamics product here must not skip the Dynamics rules.
+    subs.retain(|s| s.solution_area == SolutionArea::Microsoft365);
+    if subs.is_empty() {
+        return Err(vec![ErrorCode::ProductNotOnTenant]);
+    }
+    if subs.iter().any(|s| s.state.is_live()) {
+        return Ok(Vec::new());
+    }
+    let mut reasons = Vec::new();
+    if subs
+        .iter()
+        .any(|s| s.state == SubscriptionState::PendingProvisioning)
+    {
+        reasons.push(ErrorCode::SubscriptionNotProvisioned);
+    }
+    if subs.iter().any(|s| {
+        matches!(
+            s.state,
+            SubscriptionState::Expired | SubscriptionState::Disabled
+        )
+    }) {
+        reasons.push(ErrorCode::SubscriptionNotActive);
+    }
+    Err(reasons)
+}
+
+/// Contract §3, `subscription_id` absent: every subscription of the product
+/// on the tenant is checked; the claim covers those that pass every check,
+/// and when none passes, the reasons of all of them are given.
+fn dynamics_checks_of_all(
+    subs: Vec<&SubscriptionRecord>,
+    submit: &SubmitClaim,
+) -> Result<Vec<Uuid>, Vec<ErrorCode>> {
+    if subs.is_empty() {
+        return Err(vec![ErrorCode::ProductNotOnTenant]);
+    }
+    let mut covered = Vec::new();
+    let mut reasons = Vec::new();
+    for sub in subs {
+        let found = dynamics_subscription_reasons(sub, submit);
+        if found.is_empty() {
+            covered.push(sub.subscription_id);
+        }
+        reasons.extend(found);
+    }
+    if covered.is_empty() {
+        Err(reasons)
+    } else {
+        covered.sort();
+        Ok(covered)
     }
 }
 
