@@ -549,3 +549,182 @@ async fn an_event_jetstream_refuses_is_reported_and_skipped() {
     service.terminate().await;
     delete_streams(&js, &prefix).await;
 }
+
+/// The independent verifier, when Python 3 with `cryptography` is there
+/// (installed with pip if absent); `None` (with the reason printed) when
+/// it cannot run.
+fn python_verify(args: &[&str]) -> Option<(Option<i32>, String)> {
+    let has = || {
+        std::process::Command::new("python3")
+            .args(["-c", "import cryptography"])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    if !has() {
+        let _ = std::process::Command::new("python3")
+            .args(["-m", "pip", "install", "--quiet", "--user", "cryptography"])
+            .output();
+    }
+    if !has() {
+        eprintln!("SKIPPED the Python verifier's signature check: python3 with the `cryptography` package is not available (pip install cryptography)");
+        return None;
+    }
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../docs/hash-test-vectors/verify.py");
+    let output = std::process::Command::new("python3")
+        .arg(script)
+        .args(args)
+        .output()
+        .expect("run python3");
+    Some((
+        output.status.code(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        ),
+    ))
+}
+
+/// Signed checkpoints: an honest export verifies with the public key; an
+/// export edited at one event with every later hash re-chained (what an
+/// attacker without the key can do) still passes the unkeyed chain but
+/// fails `--public-key` at the first signed checkpoint past the edit; the
+/// independent Python verifier agrees on both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signed_checkpoints_catch_a_rechained_rewrite() {
+    let nats = NatsServer::start_own();
+    let client = nats.connect().await;
+    let js = jetstream::new(client.clone());
+    let prefix = unique_prefix();
+    let mut options = ServiceOptions::new(nats.url(), &prefix).manual_clock(true);
+    options.extra_args = vec!["--checkpoint-every-events".into(), "3".into()];
+    let mut service = Service::start(options).await;
+    populate(&client, &prefix, 2).await;
+    wait_health(&client, &prefix, "publish", caught_up).await;
+    service.terminate().await;
+    let published = js
+        .get_stream(format!("{}_CHECKPOINTS", prefix.to_uppercase()))
+        .await
+        .expect("the checkpoints stream")
+        .info()
+        .await
+        .unwrap()
+        .state
+        .messages;
+    assert!(published >= 2, "{published} checkpoints published");
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
+    let data_dir = service.data_dir().to_str().unwrap().to_string();
+    let (code, out, err) = cpor(&[
+        "export",
+        "--data-dir",
+        &data_dir,
+        "--output",
+        &path("events.jsonl"),
+        "--checkpoints",
+        &path("checkpoints.jsonl"),
+    ])
+    .await;
+    assert_eq!(code, Some(0), "{out}{err}");
+    let (code, key, err) = cpor(&["keys", "show", "--data-dir", &data_dir]).await;
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(key.trim().len(), 64, "{key}");
+    std::fs::write(path("public.key"), &key).unwrap();
+    let checkpoints: Vec<Value> = std::fs::read_to_string(path("checkpoints.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(checkpoints.len() >= 2, "{checkpoints:?}");
+
+    let keyed = |input: &str| {
+        [
+            "verify".to_string(),
+            "--input".into(),
+            input.to_string(),
+            "--public-key".into(),
+            path("public.key"),
+            "--checkpoints".into(),
+            path("checkpoints.jsonl"),
+        ]
+    };
+    let run = |args: [String; 7]| async move {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        cpor(&args).await
+    };
+    let (code, out, err) = run(keyed(&path("events.jsonl"))).await;
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(out.contains("checkpoint(s) match"), "{out}");
+
+    // Edit event 2 and re-chain every later hash.
+    let lines: Vec<Value> = std::fs::read_to_string(path("events.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let mut previous = String::new();
+    let mut tampered = String::new();
+    for (index, mut event) in lines.into_iter().enumerate() {
+        if index == 1 {
+            event["data"]["actor"] = json!({"type": "system", "id": "rewriter"});
+        }
+        let event = if index >= 1 {
+            rechain(event, &previous)
+        } else {
+            event
+        };
+        previous = event["hash"].as_str().unwrap().to_string();
+        tampered.push_str(&canonical(&event));
+        tampered.push('\n');
+    }
+    std::fs::write(path("tampered.jsonl"), tampered).unwrap();
+    let (code, out, err) = cpor(&["verify", "--input", &path("tampered.jsonl")]).await;
+    assert_eq!(code, Some(0), "the unkeyed chain cannot tell: {out}{err}");
+    let first_signed_past_edit = checkpoints
+        .iter()
+        .filter_map(|c| c["position"].as_u64())
+        .filter(|p| *p >= 2)
+        .min()
+        .unwrap();
+    let (code, out, err) = run(keyed(&path("tampered.jsonl"))).await;
+    assert_eq!(code, Some(1), "{out}{err}");
+    assert!(
+        err.contains(&format!("position {first_signed_past_edit}")) && err.contains("signed"),
+        "{err}"
+    );
+
+    // The independent verifier checks the same signatures.
+    let py = |input: String| {
+        python_verify(&[
+            &input,
+            "--public-key",
+            &path("public.key"),
+            "--checkpoints",
+            &path("checkpoints.jsonl"),
+        ])
+    };
+    if let Some((code, out)) = py(path("events.jsonl")) {
+        assert_eq!(code, Some(0), "{out}");
+        assert!(out.contains("signed checkpoint(s) match"), "{out}");
+        let (code, out) = py(path("tampered.jsonl")).unwrap();
+        assert_eq!(code, Some(1), "{out}");
+        assert!(
+            out.contains(&format!("position {first_signed_past_edit}")),
+            "{out}"
+        );
+        // A checkpoint signed by another key fails.
+        std::fs::write(path("other.key"), "ab".repeat(32)).unwrap();
+        let (code, out) = python_verify(&[
+            &path("events.jsonl"),
+            "--public-key",
+            &path("other.key"),
+            "--checkpoints",
+            &path("checkpoints.jsonl"),
+        ])
+        .unwrap();
+        assert_eq!(code, Some(1), "{out}");
+    }
+    delete_streams(&js, &prefix).await;
+}

@@ -20,6 +20,8 @@ pub(crate) enum KeyKind {
     Command = 0x03,
     /// name → value: head, published position, clock, instance id.
     Meta = 0x04,
+    /// position → signed checkpoint (canonical JSON).
+    Checkpoint = 0x05,
     /// claim id → ClaimView JSON.
     ClaimView = 0x10,
     /// claim id, position → CommentView JSON.
@@ -54,6 +56,10 @@ pub(crate) fn with(kind: KeyKind, parts: &[&[u8]]) -> Vec<u8> {
 
 pub(crate) fn event(position: u64) -> Vec<u8> {
     with(KeyKind::Event, &[&position.to_be_bytes()])
+}
+
+pub(crate) fn checkpoint(position: u64) -> Vec<u8> {
+    with(KeyKind::Checkpoint, &[&position.to_be_bytes()])
 }
 
 pub(crate) fn position_of_event_key(key: &[u8]) -> Option<u64> {

@@ -17,6 +17,7 @@
 //! RFC 8785 canonical JSON and the contract's `hash` live in the leaf crate
 //! `cpor-jcs`, shared with the wire layer's idempotency fingerprints.
 
+pub mod checkpoint;
 pub mod envelope;
 mod keys;
 mod projection;

@@ -50,7 +50,34 @@ pub const RESUME_SCAN_MESSAGES: u64 = 1_000;
 /// skipped at once; unreachable or full servers are retried without end.
 pub const RELAY_EVENT_ATTEMPTS_MAX: u32 = 5;
 
+/// Default checkpoint interval in events: a signed checkpoint at least
+/// every this many relayed events (issue 10; `--checkpoint-every-events`).
+pub const CHECKPOINT_EVERY_EVENTS: u64 = 1_000;
+/// Default checkpoint interval in time: a signed checkpoint of the last
+/// relayed event at least this often when anything new was relayed
+/// (`--checkpoint-every-seconds`).
+pub const CHECKPOINT_EVERY: Duration = Duration::from_secs(60);
+
 const META_PUBLISHED_POSITION: &str = "published_position";
+
+/// When and with what the relay signs checkpoints.
+pub struct CheckpointPolicy {
+    pub signer: cpor_log::checkpoint::CheckpointSigner,
+    /// At least every this many events ([`CHECKPOINT_EVERY_EVENTS`]).
+    pub every_events: u64,
+    /// At least this often when something new was relayed ([`CHECKPOINT_EVERY`]).
+    pub every: Duration,
+}
+
+/// The checkpoints stream's name: `{PREFIX}_CHECKPOINTS`.
+pub fn checkpoints_stream_name(prefix: &str) -> String {
+    format!("{}_CHECKPOINTS", prefix.to_uppercase())
+}
+
+/// The subject checkpoints are published on: `{prefix}.checkpoint`.
+pub fn checkpoint_subject(prefix: &str) -> String {
+    format!("{prefix}.checkpoint")
+}
 
 /// Stream names derive from the prefix (contract §8).
 pub fn stream_names(prefix: &str) -> (String, String) {
@@ -101,6 +128,14 @@ pub async fn ensure_streams(
             ..Default::default()
         })
         .await?;
+    js.get_or_create_stream(stream::Config {
+        name: checkpoints_stream_name(prefix),
+        description: Some("CPOR signed checkpoints of the log (docs/audit.md)".into()),
+        subjects: vec![checkpoint_subject(prefix)],
+        storage: stream::StorageType::File,
+        ..Default::default()
+    })
+    .await?;
     Ok((events, status))
 }
 
@@ -146,6 +181,8 @@ pub struct Relay {
     pub positions: Arc<Positions>,
     pub committed: watch::Receiver<u64>,
     pub prefix: String,
+    /// Signed checkpoints; `None` signs none.
+    pub checkpoints: Option<CheckpointPolicy>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -203,7 +240,17 @@ impl Relay {
         self.advance(&trail, relayed);
         let mut watch = StreamWatch::default();
         let mut next_check = tokio::time::Instant::now();
+        let mut signed = Signed {
+            position: self
+                .reader
+                .checkpoints()
+                .filter_map(Result::ok)
+                .last()
+                .map_or(0, |c| c.position),
+            at: tokio::time::Instant::now(),
+        };
         loop {
+            self.maybe_checkpoint(&mut signed, relayed, false).await;
             if tokio::time::Instant::now() >= next_check {
                 next_check = tokio::time::Instant::now() + RELAY_STREAM_CHECK_EVERY;
                 match self.check_streams(&mut watch, relayed).await {
@@ -234,6 +281,7 @@ impl Relay {
                     backoff = RELAY_BACKOFF_MIN;
                     self.advance(&trail, relayed);
                     self.store_position(relayed);
+                    self.maybe_checkpoint(&mut signed, relayed, false).await;
                 }
                 Err(WindowError::StreamMissing) => {
                     tracing::error!(
@@ -248,7 +296,62 @@ impl Relay {
                 }
             }
         }
+        self.maybe_checkpoint(&mut signed, relayed, true).await;
         tracing::info!(published = relayed, "relay drained");
+    }
+
+    /// Signs, stores and publishes a checkpoint of `relayed` when the
+    /// policy says it is time (or `now`, at shutdown), if it is past the
+    /// last one. A failed publish is logged: the checkpoint is stored and
+    /// the next one is published anyway.
+    async fn maybe_checkpoint(&self, signed: &mut Signed, relayed: u64, now: bool) {
+        let Some(policy) = &self.checkpoints else {
+            return;
+        };
+        if relayed <= signed.position {
+            return;
+        }
+        let due = now
+            || relayed - signed.position >= policy.every_events
+            || signed.at.elapsed() >= policy.every;
+        if !due {
+            return;
+        }
+        let hash = match self.reader.event_bytes(relayed) {
+            Ok(Some(bytes)) => serde_json::from_slice::<Value>(&bytes)
+                .ok()
+                .and_then(|v| v.get("hash").and_then(Value::as_str).map(str::to_string)),
+            _ => None,
+        };
+        let Some(hash) = hash else {
+            tracing::warn!(position = relayed, "cannot read the event to checkpoint");
+            return;
+        };
+        let time = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        let checkpoint = policy.signer.sign(relayed, &hash, &time);
+        if let Err(error) = self.reader.put_checkpoint(&checkpoint) {
+            tracing::warn!(%error, "cannot store a checkpoint");
+            return;
+        }
+        signed.position = relayed;
+        signed.at = tokio::time::Instant::now();
+        let publish = jetstream::message::PublishMessage::build()
+            .payload(checkpoint.to_bytes().into())
+            .message_id(format!("checkpoint-{relayed}"));
+        let sent = match self
+            .js
+            .send_publish(checkpoint_subject(&self.prefix), publish)
+            .await
+        {
+            Ok(ack) => ack.await.map(|_| ()).map_err(async_nats::Error::from),
+            Err(error) => Err(error.into()),
+        };
+        match sent {
+            Ok(()) => tracing::debug!(position = relayed, "signed checkpoint published"),
+            Err(error) => {
+                tracing::warn!(%error, position = relayed, "cannot publish a signed checkpoint (it is stored)")
+            }
+        }
     }
 
     /// Sets the health positions: `relayed` is how far the relay went,
@@ -683,6 +786,12 @@ impl Trail {
         self.attempts = Some((position, attempts));
         attempts
     }
+}
+
+/// The last signed checkpoint.
+struct Signed {
+    position: u64,
+    at: tokio::time::Instant,
 }
 
 /// Message counts of the streams at the last check.

@@ -17,6 +17,7 @@
 //! followed by `\n`. Those are the bytes the service hashed and published, so
 //! exports of one log from the data dir and from the stream are identical.
 
+mod checkpoints;
 mod progress;
 mod source;
 mod verify;
@@ -58,6 +59,11 @@ pub(crate) struct ExportArgs {
     /// end) instead of stdout.
     #[arg(long, short = 'o', value_name = "FILE")]
     output: Option<PathBuf>,
+    /// Also write the log's signed checkpoints to FILE, one canonical JSON
+    /// object a line (docs/audit.md), for `verify --public-key`. Read from
+    /// the data dir (`--data-dir` only).
+    #[arg(long, value_name = "FILE")]
+    checkpoints: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -75,6 +81,14 @@ pub(crate) struct VerifyArgs {
     /// hashes cover the content, not the formatting).
     #[arg(long)]
     strict: bool,
+    /// Check the chain against the service's signed checkpoints with this
+    /// Ed25519 public key (a file of 64 hex characters, `cpor keys show`).
+    #[arg(long, value_name = "FILE")]
+    public_key: Option<PathBuf>,
+    /// The signed checkpoints (`cpor export --checkpoints`); with
+    /// --data-dir they default to the ones stored there.
+    #[arg(long, value_name = "FILE", requires = "public_key")]
+    checkpoints: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -253,6 +267,23 @@ pub(crate) fn export(args: ExportArgs) -> anyhow::Result<ExitCode> {
         })?;
         let elapsed = progress.finish();
         output.finish()?;
+        if let Some(file) = &args.checkpoints {
+            let Some(reader) = source.log_reader() else {
+                anyhow::bail!("--checkpoints reads them from a data dir: use --data-dir");
+            };
+            let mut out = Output::create(Some(file))?;
+            let mut written = 0u64;
+            for checkpoint in reader.checkpoints() {
+                let checkpoint = checkpoint.context("cannot read a stored checkpoint")?;
+                out.write_event(&checkpoint.to_bytes())?;
+                written += 1;
+            }
+            out.finish()?;
+            eprintln!(
+                "exported {written} signed checkpoint(s) to {}",
+                file.display()
+            );
+        }
         let range = match (first, last) {
             (Some(a), Some(b)) => format!(", positions {a}..{b}"),
             _ => String::new(),
@@ -283,6 +314,18 @@ pub(crate) fn verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
         } else {
             verify::Verifier::new()
         };
+        let mut trust = match &args.public_key {
+            Some(key_file) => {
+                match checkpoints::Trust::load(key_file, args.checkpoints.as_deref(), &source)? {
+                    Ok(trust) => Some(trust),
+                    Err(what) => {
+                        eprintln!("FAILED: {what}");
+                        return Ok(ExitCode::from(1));
+                    }
+                }
+            }
+            None => None,
+        };
         let mut failure = None;
         source.for_each_checked(|raw: Raw<'_>| {
             progress.inc();
@@ -301,7 +344,12 @@ pub(crate) fn verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
             } else {
                 None
             };
-            match verifier.check(raw.bytes, stored, raw.line) {
+            match verifier
+                .check(raw.bytes, stored, raw.line)
+                .and_then(|()| match &mut trust {
+                    Some(trust) => trust.check(raw.bytes, raw.line),
+                    None => Ok(()),
+                }) {
                 Ok(()) => Ok(ControlFlow::Continue(())),
                 Err(f) => {
                     failure = Some(f);
@@ -336,9 +384,15 @@ pub(crate) fn verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
             if let Some(foreign) = foreign {
                 out["foreign_messages"] = json!(foreign);
             }
+            if let Some(trust) = &trust {
+                out["checkpoints"] = trust.to_json(summary.last_position);
+            }
             println!("{out}");
         } else {
             print!("{}", summary.render(&described));
+            if let Some(trust) = &trust {
+                println!("  {}", trust.render(summary.last_position));
+            }
             if let Some(foreign) = foreign {
                 println!(
                     "  foreign:    {foreign} message(s) in the stream are not events (skipped; the sequences are noted above)"

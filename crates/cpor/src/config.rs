@@ -38,6 +38,17 @@ pub(crate) struct ServeArgs {
     /// Log format on stderr.
     #[arg(long, env = "CPOR_LOG_FORMAT", value_enum, default_value = "human")]
     pub(crate) log_format: LogFormat,
+    /// Ed25519 key that signs checkpoints (64 hex characters of a seed).
+    /// Default: `checkpoint-signing.key` in the data dir, generated on the
+    /// first start; a given file must exist.
+    #[arg(long, env = "CPOR_SIGNING_KEY", value_name = "FILE")]
+    pub(crate) signing_key: Option<PathBuf>,
+    /// Sign a checkpoint at least every N relayed events.
+    #[arg(long, env = "CPOR_CHECKPOINT_EVERY_EVENTS", default_value_t = cpor_nats::relay::CHECKPOINT_EVERY_EVENTS, value_parser = clap::value_parser!(u64).range(1..))]
+    pub(crate) checkpoint_every_events: u64,
+    /// Sign a checkpoint at least every T seconds when events were relayed.
+    #[arg(long, env = "CPOR_CHECKPOINT_EVERY_SECONDS", default_value_t = cpor_nats::relay::CHECKPOINT_EVERY.as_secs(), value_parser = clap::value_parser!(u64).range(1..))]
+    pub(crate) checkpoint_every_seconds: u64,
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
@@ -91,6 +102,9 @@ pub(crate) struct Settings {
     pub(crate) manual_clock: bool,
     pub(crate) accept_clock_jump: bool,
     pub(crate) log_format: LogFormat,
+    pub(crate) signing_key: Option<PathBuf>,
+    pub(crate) checkpoint_every_events: u64,
+    pub(crate) checkpoint_every: std::time::Duration,
 }
 
 impl ServeArgs {
@@ -123,6 +137,9 @@ impl ServeArgs {
             manual_clock: self.manual_clock,
             accept_clock_jump: self.accept_clock_jump,
             log_format: self.log_format,
+            signing_key: self.signing_key,
+            checkpoint_every_events: self.checkpoint_every_events,
+            checkpoint_every: std::time::Duration::from_secs(self.checkpoint_every_seconds),
         })
     }
 }

@@ -6,6 +6,7 @@
 mod audit;
 mod client;
 mod config;
+mod keys;
 mod nats_flags;
 mod repair_stream;
 mod serve;
@@ -46,6 +47,8 @@ enum Commands {
     /// Rebuild a service's JetStream copy from its log (after someone else
     /// wrote into it): deletes the events stream and purges the status one.
     RepairStream(repair_stream::RepairStreamArgs),
+    /// The checkpoint signing key: `cpor keys show` prints its public key.
+    Keys(keys::KeysArgs),
 }
 
 fn main() -> ExitCode {
@@ -60,6 +63,7 @@ fn main() -> ExitCode {
         Commands::Request(args) => client::request(args),
         Commands::Watch(args) => client::watch(args),
         Commands::RepairStream(args) => repair_stream::repair_stream(args),
+        Commands::Keys(args) => keys::keys(args),
     };
     match result {
         Ok(code) => code,

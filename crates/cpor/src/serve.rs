@@ -274,12 +274,26 @@ async fn run(
     };
 
     let (stop_relay, relay_stop) = watch::channel(false);
+    let signing_key = settings.signing_key.clone().unwrap_or_else(|| {
+        settings
+            .data_dir
+            .join(cpor_log::checkpoint::SIGNING_KEY_FILE)
+    });
+    let signer =
+        cpor_log::checkpoint::CheckpointSigner::load(&signing_key, settings.signing_key.is_none())
+            .with_context(|| format!("the checkpoint signing key {}", signing_key.display()))?;
+    tracing::info!(public_key = %signer.public_key_hex(), key_file = %signing_key.display(), "checkpoints are signed");
     let relay = Relay {
         js: js.clone(),
         reader: engine.reader().clone(),
         positions: engine.positions().clone(),
         committed: engine.committed(),
         prefix: settings.prefix.clone(),
+        checkpoints: Some(cpor_nats::relay::CheckpointPolicy {
+            signer,
+            every_events: settings.checkpoint_every_events,
+            every: settings.checkpoint_every,
+        }),
     };
     let published = match signals
         .unless_stopped("resume", relay.resume_position())

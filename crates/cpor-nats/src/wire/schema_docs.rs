@@ -197,6 +197,25 @@ struct HealthReply {
     trail: TrailHealth,
 }
 
+/// A signed checkpoint (docs/audit.md).
+#[derive(JsonSchema)]
+#[allow(dead_code)]
+#[schemars(rename = "Checkpoint")]
+struct CheckpointDoc {
+    /// The `hash` of the event at `position`: lowercase hex SHA-256.
+    #[schemars(regex(pattern = r"^[0-9a-f]{64}$"))]
+    hash: String,
+    /// The log position checkpointed.
+    #[schemars(range(min = 1))]
+    position: u64,
+    /// Ed25519 signature of the RFC 8785 JSON of `{hash, position, time}`:
+    /// 128 lowercase hex characters.
+    #[schemars(regex(pattern = r"^[0-9a-f]{128}$"))]
+    signature: String,
+    /// When it was signed (RFC 3339, UTC).
+    time: Timestamp,
+}
+
 #[derive(JsonSchema)]
 #[allow(dead_code)]
 struct TrailHealth {
@@ -713,6 +732,12 @@ fn generate() -> BTreeMap<String, Value> {
             "ClaimView",
             "A claim's current state (contract §4); also the payload of {prefix}.status.claim.{partner_id}.{claim_id}.",
             serialize_schema::<ClaimView>(),
+        ),
+        (
+            "checkpoint.json",
+            "Checkpoint",
+            "A signed checkpoint of the log (issue 10, docs/audit.md), published on {prefix}.checkpoint (stream {PREFIX}_CHECKPOINTS) and exported by `cpor export --checkpoints`: `signature` is the lowercase hex Ed25519 signature (RFC 8032) of the RFC 8785 JSON of {hash, position, time}.",
+            serialize_schema::<CheckpointDoc>(),
         ),
         (
             "case-view.json",

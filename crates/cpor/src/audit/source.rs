@@ -205,6 +205,14 @@ impl EventSource {
         }
     }
 
+    /// The data dir's reader, when that is the source.
+    pub(crate) fn log_reader(&self) -> Option<&LogReader> {
+        match self {
+            EventSource::DataDir { reader, .. } => Some(reader),
+            _ => None,
+        }
+    }
+
     /// Messages of a stream that were not events (counted, skipped).
     pub(crate) fn foreign_messages(&self) -> Option<u64> {
         match self {
