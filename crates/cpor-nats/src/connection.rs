@@ -156,6 +156,19 @@ pub async fn connect(options: &ConnectOptions) -> Result<Nats, NatsError> {
         .connect(url.as_str())
         .await
         .map_err(|error| NatsError::Options(describe(&error)))?;
+    wait_until_connected(client, &mut events, options, reason).await
+}
+
+/// Waits for async-nats' own retries to connect `client`, logging every
+/// `CONNECT_WAIT_LOG_EVERY`, until `options.wait` runs out (never without
+/// one). A refusal on the way is final.
+async fn wait_until_connected(
+    client: async_nats::Client,
+    events: &mut mpsc::UnboundedReceiver<async_nats::Event>,
+    options: &ConnectOptions,
+    reason: String,
+) -> Result<Nats, NatsError> {
+    let url = options.url.clone();
     let started = tokio::time::Instant::now();
     let mut last_error = reason;
     loop {
@@ -244,6 +257,40 @@ async fn build(
     options: &ConnectOptions,
     events: Option<mpsc::UnboundedSender<async_nats::Event>>,
 ) -> Result<async_nats::ConnectOptions, NatsError> {
+    check_combination(options)?;
+    let mut nats = async_nats::ConnectOptions::new()
+        .name(if options.name.is_empty() {
+            "cpor"
+        } else {
+            &options.name
+        })
+        .connection_timeout(CONNECT_ATTEMPT_TIMEOUT)
+        .max_reconnects(None)
+        .event_callback(move |event| {
+            let events = events.clone();
+            async move {
+                log_event(&event);
+                if let Some(events) = events {
+                    let _ = events.send(event);
+                }
+            }
+        });
+    nats = with_credentials(nats, options).await?;
+    nats = with_tls(nats, options)?;
+    if let Some(prefix) = &options.inbox_prefix {
+        if prefix.is_empty() || prefix.contains(['*', '>', ' ']) || prefix.ends_with('.') {
+            return Err(NatsError::Options(format!(
+                "inbox prefix {prefix:?}: a subject without wildcards, spaces or a trailing dot"
+            )));
+        }
+        nats = nats.custom_inbox_prefix(prefix);
+    }
+    Ok(nats)
+}
+
+/// At most one authentication method; a password only with a user; a
+/// client certificate only with its key.
+fn check_combination(options: &ConnectOptions) -> Result<(), NatsError> {
     let methods = [
         options.credentials_file.is_some(),
         options.nkey_seed_file.is_some(),
@@ -264,36 +311,32 @@ async fn build(
             "a TLS client certificate and its key go together".into(),
         ));
     }
-    let mut nats = async_nats::ConnectOptions::new()
-        .name(if options.name.is_empty() {
-            "cpor"
-        } else {
-            &options.name
-        })
-        .connection_timeout(CONNECT_ATTEMPT_TIMEOUT)
-        .max_reconnects(None)
-        .event_callback(move |event| {
-            let events = events.clone();
-            async move {
-                match &event {
-                    async_nats::Event::Disconnected => {
-                        tracing::warn!("NATS disconnected; reconnecting")
-                    }
-                    async_nats::Event::Connected => tracing::info!("NATS connected"),
-                    // A permission the deployment's NATS user lacks: the
-                    // server drops the message, so say so loudly.
-                    async_nats::Event::ServerError(async_nats::ServerError::Other(text))
-                        if text.to_lowercase().contains("permissions violation") =>
-                    {
-                        tracing::error!(error = %text, "the NATS server refused a publish or subscription: check this user's permissions (deploy/nats/accounts.conf)")
-                    }
-                    other => tracing::info!(event = %other, "NATS event"),
-                }
-                if let Some(events) = events {
-                    let _ = events.send(event);
-                }
-            }
-        });
+    Ok(())
+}
+
+/// Logs a connection event; a permission the deployment's NATS user lacks
+/// is an error, since the server drops the message.
+fn log_event(event: &async_nats::Event) {
+    match event {
+        async_nats::Event::Disconnected => {
+            tracing::warn!("NATS disconnected; reconnecting")
+        }
+        async_nats::Event::Connected => tracing::info!("NATS connected"),
+        // A permission the deployment's NATS user lacks: the
+        // server drops the message, so say so loudly.
+        async_nats::Event::ServerError(async_nats::ServerError::Other(text))
+            if text.to_lowercase().contains("permissions violation") =>
+        {
+            tracing::error!(error = %text, "the NATS server refused a publish or subscription: check this user's permissions (deploy/nats/accounts.conf)")
+        }
+        other => tracing::info!(event = %other, "NATS event"),
+    }
+}
+
+async fn with_credentials(
+    mut nats: async_nats::ConnectOptions,
+    options: &ConnectOptions,
+) -> Result<async_nats::ConnectOptions, NatsError> {
     if let Some(path) = &options.credentials_file {
         readable(path, "creds file")?;
         nats = nats
@@ -311,6 +354,13 @@ async fn build(
     if let Some(token) = &options.token {
         nats = nats.token(token.clone());
     }
+    Ok(nats)
+}
+
+fn with_tls(
+    mut nats: async_nats::ConnectOptions,
+    options: &ConnectOptions,
+) -> Result<async_nats::ConnectOptions, NatsError> {
     if let Some(path) = &options.tls_ca_file {
         readable(path, "TLS CA file")?;
         nats = nats.add_root_certificates(path.clone()).require_tls(true);
@@ -321,14 +371,6 @@ async fn build(
         nats = nats
             .add_client_certificate(cert.clone(), key.clone())
             .require_tls(true);
-    }
-    if let Some(prefix) = &options.inbox_prefix {
-        if prefix.is_empty() || prefix.contains(['*', '>', ' ']) || prefix.ends_with('.') {
-            return Err(NatsError::Options(format!(
-                "inbox prefix {prefix:?}: a subject without wildcards, spaces or a trailing dot"
-            )));
-        }
-        nats = nats.custom_inbox_prefix(prefix);
     }
     Ok(nats)
 }
