@@ -426,3 +426,155 @@ async fn subjects_that_are_not_utf8_do_not_disconnect_the_service() {
     service.terminate().await;
     delete_streams(&jetstream::new(client), &prefix).await;
 }
+
+/// A tmpfs mounted for a test, unmounted when dropped.
+struct Tmpfs {
+    dir: tempfile::TempDir,
+}
+
+impl Tmpfs {
+    /// `None` (with the reason printed) where it cannot be mounted (not
+    /// root, no mount command, a container without the capability).
+    fn mount(size: &str) -> Option<Tmpfs> {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let output = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir.path())
+            .output();
+        match output {
+            Ok(output) if output.status.success() => Some(Tmpfs { dir }),
+            Ok(output) => {
+                eprintln!(
+                    "SKIPPED: cannot mount a tmpfs ({}): {}",
+                    output.status,
+                    String::from_utf8_lossy(&output.stderr).trim()
+                );
+                None
+            }
+            Err(error) => {
+                eprintln!("SKIPPED: cannot run mount: {error}");
+                None
+            }
+        }
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(self.dir.path())
+            .status();
+    }
+}
+
+/// Issue 11 case 3: on a 30 MiB tmpfs filled under load the process exited
+/// (callers timed out instead of getting `UNAVAILABLE`). Now, once the free
+/// space drops below `DISK_FREE_MIN_BYTES` (16 MiB), every request is
+/// answered `UNAVAILABLE` saying the disk is full, the service stays up,
+/// and it writes again by itself when space returns; nothing acknowledged
+/// is lost across a restart.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_full_disk_answers_unavailable_and_writing_resumes_when_space_returns() {
+    const RESERVE: u64 = 16 * 1024 * 1024;
+    let Some(tmpfs) = Tmpfs::mount("30m") else {
+        return;
+    };
+    let nats = NatsServer::start_own();
+    let prefix = unique_prefix();
+    let data_dir = tmpfs.path().join("data");
+    let mut service = Service::start(
+        ServiceOptions::new(nats.url(), &prefix)
+            .manual_clock(true)
+            .data_dir(&data_dir),
+    )
+    .await;
+    let client = nats.connect().await;
+    let tenant = reference_data(&client, &prefix).await;
+    let submit = format!("cmd.partner.{PARTNER}.submit");
+    let claim = command_ok(&client, &prefix, &submit, padded_submit(tenant, 60_000)).await
+        ["claim_id"]
+        .clone();
+    let comment_subject = format!("{prefix}.cmd.partner.{PARTNER}.comment");
+    let comment = |i: usize| {
+        json!({"actor": partner_actor(), "command_id": Uuid::new_v4(), "claim_id": claim,
+               "text": format!("comment {i} {}", "x".repeat(2_000))})
+    };
+    let mut acked = 0usize;
+    let mut i = 0usize;
+    // Load, then fill the disk to half the reserve while the load goes on.
+    let filler_path = tmpfs.path().join("filler");
+    let mut filler = std::fs::File::create(&filler_path).expect("filler");
+    let chunk = vec![0u8; 256 * 1024];
+    let mut unavailable = 0usize;
+    let mut full_message;
+    loop {
+        let reply = request(&client, &comment_subject, comment(i).to_string()).await;
+        i += 1;
+        if reply["ok"] == true {
+            acked += 1;
+        } else {
+            assert_eq!(reply["error"]["code"], "UNAVAILABLE", "{reply}");
+            unavailable += 1;
+            full_message = reply["error"]["message"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            if unavailable >= 20 {
+                break;
+            }
+        }
+        let free = fs2::available_space(tmpfs.path()).expect("free space");
+        if free > RESERVE / 2 {
+            use std::io::Write;
+            let _ = filler.write_all(&chunk);
+            let _ = filler.sync_all();
+        }
+        assert!(i < 5_000, "never answered UNAVAILABLE; free {free}");
+    }
+    assert!(full_message.contains("disk is full"), "{full_message}");
+    assert_eq!(
+        service.wait_exit(Duration::ZERO).await,
+        None,
+        "the service exited"
+    );
+    let health = service.health().await.expect("still serving");
+    assert_eq!(health["ok"], true, "{health}");
+
+    // Space comes back: writing resumes by itself.
+    drop(filler);
+    std::fs::remove_file(&filler_path).expect("remove the filler");
+    let resumed = Instant::now();
+    loop {
+        let reply = request(&client, &comment_subject, comment(i).to_string()).await;
+        i += 1;
+        if reply["ok"] == true {
+            acked += 1;
+            break;
+        }
+        assert!(resumed.elapsed() < Duration::from_secs(10), "{reply}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    eprintln!("{acked} acknowledged, {unavailable} answered UNAVAILABLE while the disk was full");
+
+    // Nothing acknowledged is lost across a restart.
+    service.terminate().await;
+    service.start_again().await;
+    let reply = request(
+        &client,
+        &format!("{prefix}.qry.claim.get"),
+        json!({"actor": {"type": "reviewer", "id": "r1"}, "claim_id": claim}).to_string(),
+    )
+    .await;
+    let comments = reply["comments"].as_array().map_or(0, Vec::len);
+    assert!(
+        comments >= acked,
+        "{comments} comments, {acked} acknowledged"
+    );
+    service.terminate().await;
+    delete_streams(&jetstream::new(client), &prefix).await;
+}

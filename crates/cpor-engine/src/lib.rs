@@ -49,6 +49,19 @@ pub const DEADLINES_PER_BATCH_MAX: usize = 256;
 /// publish headers.
 pub const EVENT_BYTES_MAX_DEFAULT: usize = 1_048_576 - 1_024;
 
+/// Free space the data dir's filesystem must keep for the writer to write
+/// a batch. Below it every request is answered `UNAVAILABLE` (saying the
+/// disk is full) and nothing is written, instead of letting sled meet
+/// `ENOSPC` in a flush (after which nothing in memory can be trusted and the
+/// process exits); writing resumes by itself once space is back. sled grows
+/// its file by 512 KiB segments and writes snapshots beside it: 16 MiB
+/// covers many batches of the largest commands.
+pub const DISK_FREE_MIN_BYTES: u64 = 16 * 1024 * 1024;
+
+/// How often an idle writer with due deadlines looks at the free space
+/// again while the disk is full.
+const DISK_FULL_RECHECK_EVERY: std::time::Duration = std::time::Duration::from_millis(200);
+
 const META_MANUAL_CLOCK_MS: &str = "manual_clock_ms";
 
 #[derive(Debug, thiserror::Error)]
@@ -266,6 +279,7 @@ impl Engine {
             flushes: flush_tx,
             skipped_deadlines: BTreeSet::new(),
             event_bytes_max: event_bytes_max.clone(),
+            disk_was_full: false,
         };
         // The writer is CPU-bound and runs long synchronous stretches
         // (deciding and applying a whole batch): on a runtime worker it would
@@ -572,6 +586,8 @@ struct Writer {
     skipped_deadlines: BTreeSet<(Timestamp, Uuid, DeadlineKind)>,
     /// See [`Engine::set_event_bytes_max`].
     event_bytes_max: Arc<AtomicUsize>,
+    /// Whether the last batch found the disk full (to log once).
+    disk_was_full: bool,
 }
 
 impl Writer {
@@ -634,6 +650,23 @@ impl Writer {
     }
 
     async fn process(&mut self, requests: Vec<Request>) {
+        if let Some(refusal) = self.disk_full() {
+            let pending = requests.into_iter().map(|request| match request {
+                Request::Command { reply, .. } => {
+                    Pending::Command(reply, Outcome::Rejected(refusal.clone()))
+                }
+                Request::SetClock { reply, .. } => Pending::Clock(reply, Err(refusal.clone())),
+            });
+            let pending: Vec<Pending> = pending.collect();
+            if pending.is_empty() {
+                // A timer wake (a deadline is due): do not spin on it.
+                tokio::time::sleep(DISK_FULL_RECHECK_EVERY).await;
+            }
+            // Behind the batches in flight, like any other reply.
+            let position = self.log.head().position;
+            let _ = self.flushes.send(AppliedBatch { position, pending }).await;
+            return;
+        }
         let mut appender = self.log.begin();
         let mut pending = Vec::with_capacity(requests.len());
         // Commands accepted earlier in this batch, for idempotency before
@@ -725,6 +758,40 @@ impl Writer {
                 }
             }
         }
+    }
+
+    /// The refusal owed while the data dir's disk has less than
+    /// [`DISK_FREE_MIN_BYTES`] free (logged once per episode).
+    fn disk_full(&mut self) -> Option<Rejection> {
+        let free = match self.log.reader().available_space() {
+            Ok(free) => free,
+            Err(error) => {
+                tracing::warn!(%error, "cannot read the free disk space; writing anyway");
+                return None;
+            }
+        };
+        if free >= DISK_FREE_MIN_BYTES {
+            if self.disk_was_full {
+                tracing::warn!(free, "disk space is back: writing again");
+                self.disk_was_full = false;
+            }
+            return None;
+        }
+        if !self.disk_was_full {
+            tracing::error!(
+                free,
+                reserve = DISK_FREE_MIN_BYTES,
+                "the data dir's disk is full: answering UNAVAILABLE until space is freed"
+            );
+            self.disk_was_full = true;
+        }
+        Some(Rejection::with_message(
+            ErrorCode::Unavailable,
+            format!(
+                "the service's disk is full ({free} bytes free, {DISK_FREE_MIN_BYTES} needed); \
+                 nothing was written; retry later with the same command id"
+            ),
+        ))
     }
 
     /// After a failed write the in-memory state may be ahead of the store:

@@ -95,6 +95,8 @@ pub struct CommandRecord {
 pub struct LogReader {
     db: sled::Db,
     tree: sled::Tree,
+    /// The directory sled keeps its files in.
+    dir: std::sync::Arc<std::path::PathBuf>,
     /// The private copy a [`LogReader::open_copy`] reader reads, removed
     /// when the last clone is dropped.
     _copy: Option<std::sync::Arc<tempfile::TempDir>>,
@@ -364,6 +366,7 @@ impl LogReader {
         Ok(LogReader {
             db,
             tree,
+            dir: std::sync::Arc::new(dir.to_path_buf()),
             _copy: None,
         })
     }
@@ -413,6 +416,18 @@ impl LogReader {
         let mut reader = LogReader::open_with_cache(copy.path(), cache_bytes)?;
         reader._copy = Some(std::sync::Arc::new(copy));
         Ok(reader)
+    }
+
+    /// Bytes free for this process on the data dir's filesystem (statvfs
+    /// `f_bavail`): the writer refuses to write below a reserve rather than
+    /// let sled meet a full disk.
+    pub fn available_space(&self) -> Result<u64, LogError> {
+        fs2::available_space(self.dir.as_path()).map_err(|e| {
+            LogError::Storage(format!(
+                "cannot read the free space of {}: {e}",
+                self.dir.display()
+            ))
+        })
     }
 
     /// Makes every write so far durable. Nothing is acknowledged or
