@@ -87,6 +87,27 @@ pub(crate) struct Summary {
     pub(crate) first_non_canonical: Option<u64>,
 }
 
+/// The event as JSON and its `position`: an object with a positive
+/// integer `position`, or a failure that says what the line is instead.
+fn parse_event(bytes: &[u8]) -> Result<(Value, u64), String> {
+    let value: Value = serde_json::from_slice(bytes).map_err(|e| {
+        if bytes.is_empty() {
+            "unparsable line: it is empty".to_string()
+        } else {
+            format!("unparsable line: not a JSON CloudEvent ({e})")
+        }
+    })?;
+    let Value::Object(attributes) = &value else {
+        return Err("unparsable line: a JSON value that is not a CloudEvent object".into());
+    };
+    let position = attributes
+        .get("position")
+        .and_then(Value::as_u64)
+        .filter(|p| *p >= 1)
+        .ok_or_else(|| "no valid `position` attribute (a positive integer)".to_string())?;
+    Ok((value, position))
+}
+
 impl Verifier {
     pub(crate) fn new() -> Verifier {
         Verifier::default()
@@ -110,175 +131,27 @@ impl Verifier {
         line: Option<u64>,
     ) -> Result<(), Failure> {
         let expected = self.first_position.map(|_| self.last_position + 1);
+        let here = expected.or(stored_position);
         let fail_at = |position: Option<u64>, what: String| Failure {
             position,
             line,
             what,
         };
-        let here = expected.or(stored_position);
-
-        let value: Value = serde_json::from_slice(bytes).map_err(|e| {
-            let what = if bytes.is_empty() {
-                "unparsable line: it is empty".to_string()
-            } else {
-                format!("unparsable line: not a JSON CloudEvent ({e})")
-            };
-            fail_at(here, what)
-        })?;
-        let Value::Object(attributes) = &value else {
-            return Err(fail_at(
-                here,
-                "unparsable line: a JSON value that is not a CloudEvent object".into(),
-            ));
-        };
-        let position = attributes
-            .get("position")
-            .and_then(Value::as_u64)
-            .filter(|p| *p >= 1)
-            .ok_or_else(|| {
-                fail_at(
-                    here,
-                    "no valid `position` attribute (a positive integer)".into(),
-                )
-            })?;
-
-        // Positions: gapless from the first one.
-        if let Some(expected) = expected {
-            if position > expected {
-                let missing = position - expected;
-                return Err(fail_at(
-                    Some(expected),
-                    format!(
-                        "missing or out of order: expected position {expected} after {}, found position {position} ({missing} event(s) absent here)",
-                        self.last_position
-                    ),
-                ));
-            }
-            if position < expected {
-                return Err(fail_at(
-                    Some(expected),
-                    format!(
-                        "out of order: expected position {expected} after {}, found position {position} again (a duplicated or reordered event)",
-                        self.last_position
-                    ),
-                ));
-            }
-        }
-        if let Some(stored) = stored_position {
-            if stored != position {
-                return Err(fail_at(
-                    Some(stored),
-                    format!("stored as position {stored} but the event says position {position}"),
-                ));
-            }
-        }
+        let (value, position) = parse_event(bytes).map_err(|what| fail_at(here, what))?;
+        self.check_position(expected, stored_position, position)
+            .map_err(|(at, what)| fail_at(Some(at), what))?;
         let at = Some(position);
-
-        // The aggregate and its version.
-        let type_name = attributes
-            .get("type")
-            .and_then(Value::as_str)
-            .ok_or_else(|| fail_at(at, "no `type` attribute".into()))?;
-        let kind = parse_type(type_name).ok_or_else(|| {
-            fail_at(
-                at,
-                format!("unknown type {type_name:?} (expected cpor.{{aggregate}}.{{event}})"),
-            )
-        })?;
-        let subject = attributes
-            .get("subject")
-            .and_then(Value::as_str)
-            .filter(|s| !s.is_empty())
-            .ok_or_else(|| fail_at(at, "no `subject` attribute (the aggregate id)".into()))?;
-        let version = attributes
-            .get("streamversion")
-            .and_then(Value::as_u64)
-            .filter(|v| *v >= 1)
-            .ok_or_else(|| {
-                fail_at(
-                    at,
-                    "no valid `streamversion` attribute (a positive integer)".into(),
-                )
-            })?;
-        let key = AggregateKey::of(kind, subject);
-        let from_start = self.first_position.unwrap_or(position) == 1;
-        match self.versions.get(&key) {
-            Some(&previous) if version != previous + 1 => {
-                let what = if version > previous + 1 {
-                    format!(
-                        "version skip: {} {subject} goes from streamversion {previous} to {version} (version {} missing)",
-                        kind.as_str(),
-                        previous + 1
-                    )
-                } else {
-                    format!(
-                        "version repeat: {} {subject} has streamversion {version} after {previous}",
-                        kind.as_str()
-                    )
-                };
-                return Err(fail_at(at, what));
-            }
-            None if from_start && version != 1 => {
-                return Err(fail_at(
-                    at,
-                    format!(
-                        "version skip: the first event of {} {subject} has streamversion {version}, not 1",
-                        kind.as_str()
-                    ),
-                ));
-            }
-            _ => {}
-        }
-
-        // The hash chain.
-        let stored_hash = attributes
-            .get("hash")
-            .and_then(Value::as_str)
-            .ok_or_else(|| fail_at(at, "no `hash` attribute".into()))?;
-        let chained = self.first_position.is_some() || position == 1;
-        if chained {
-            let previous = if self.first_position.is_some() {
-                self.last_hash.as_str()
-            } else {
-                ""
-            };
-            let recomputed = event_hash(previous, &value)
-                .map_err(|e| fail_at(at, format!("cannot hash the event: {e}")))?;
-            if recomputed != stored_hash {
-                return Err(fail_at(
-                    at,
-                    format!(
-                        "hash mismatch: the event says {stored_hash} but its content chained to the previous hash gives {recomputed} \
-                         (this event was altered{})",
-                        match position.checked_sub(1).filter(|p| *p > 0) {
-                            Some(before) => format!(", or the event at position {before} before it was replaced by another one"),
-                            None => String::new(),
-                        }
-                    ),
-                ));
-            }
-        } else if !is_sha256_hex(stored_hash) {
-            return Err(fail_at(
-                at,
-                format!("hash {stored_hash:?} is not a lowercase hex SHA-256"),
-            ));
-        }
-
-        // The bytes the service wrote: RFC 8785 canonical JSON.
-        self.canonical.clear();
-        write_canonical_json(&value, &mut self.canonical)
-            .map_err(|e| fail_at(at, format!("no canonical form: {e}")))?;
-        if self.canonical.as_bytes() != bytes {
-            if self.strict {
-                return Err(fail_at(
-                    at,
-                    "not in canonical form: the bytes differ from the RFC 8785 serialization the service writes (reformatted or edited; the hash covers the content only)"
-                        .into(),
-                ));
-            }
-            self.non_canonical += 1;
-            self.first_non_canonical.get_or_insert(position);
-        }
+        let Value::Object(attributes) = &value else {
+            unreachable!("parse_event returns objects only");
+        };
+        let (key, kind, version) = self
+            .check_version(attributes, position)
+            .map_err(|what| fail_at(at, what))?;
+        let stored_hash = self
+            .check_hash(&value, attributes, position)
+            .map_err(|what| fail_at(at, what))?;
+        self.check_canonical(&value, bytes, position)
+            .map_err(|what| fail_at(at, what))?;
 
         if self.first_position.is_none() {
             self.first_position = Some(position);
@@ -288,8 +161,164 @@ impl Verifier {
         }
         self.last_position = position;
         self.last_hash.clear();
-        self.last_hash.push_str(stored_hash);
+        self.last_hash.push_str(&stored_hash);
         self.events += 1;
+        Ok(())
+    }
+
+    /// Positions: gapless from the first one, and where the source filed
+    /// the event. A failure names the position it concerns.
+    fn check_position(
+        &self,
+        expected: Option<u64>,
+        stored_position: Option<u64>,
+        position: u64,
+    ) -> Result<(), (u64, String)> {
+        if let Some(expected) = expected {
+            if position > expected {
+                let missing = position - expected;
+                return Err((
+                expected,
+                format!(
+                    "missing or out of order: expected position {expected} after {}, found position {position} ({missing} event(s) absent here)",
+                    self.last_position
+                ),
+            ));
+            }
+            if position < expected {
+                return Err((
+                expected,
+                format!(
+                    "out of order: expected position {expected} after {}, found position {position} again (a duplicated or reordered event)",
+                    self.last_position
+                ),
+            ));
+            }
+        }
+        if let Some(stored) = stored_position {
+            if stored != position {
+                return Err((
+                    stored,
+                    format!("stored as position {stored} but the event says position {position}"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The aggregate's version follows the one before (from 1 when the
+    /// input starts at the log's start).
+    fn check_version(
+        &self,
+        attributes: &serde_json::Map<String, Value>,
+        position: u64,
+    ) -> Result<(AggregateKey, AggregateKind, u64), String> {
+        let type_name = attributes
+            .get("type")
+            .and_then(Value::as_str)
+            .ok_or_else(|| "no `type` attribute".to_string())?;
+        let kind = parse_type(type_name).ok_or_else(|| {
+            format!("unknown type {type_name:?} (expected cpor.{{aggregate}}.{{event}})")
+        })?;
+        let subject = attributes
+            .get("subject")
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| "no `subject` attribute (the aggregate id)".to_string())?;
+        let version = attributes
+            .get("streamversion")
+            .and_then(Value::as_u64)
+            .filter(|v| *v >= 1)
+            .ok_or_else(|| "no valid `streamversion` attribute (a positive integer)".to_string())?;
+        let key = AggregateKey::of(kind, subject);
+        let from_start = self.first_position.unwrap_or(position) == 1;
+        match self.versions.get(&key) {
+            Some(&previous) if version != previous + 1 => {
+                let what = if version > previous + 1 {
+                    format!(
+                    "version skip: {} {subject} goes from streamversion {previous} to {version} (version {} missing)",
+                    kind.as_str(),
+                    previous + 1
+                )
+                } else {
+                    format!(
+                        "version repeat: {} {subject} has streamversion {version} after {previous}",
+                        kind.as_str()
+                    )
+                };
+                return Err(what);
+            }
+            None if from_start && version != 1 => {
+                return Err(format!(
+                    "version skip: the first event of {} {subject} has streamversion {version}, not 1",
+                    kind.as_str()
+                ));
+            }
+            _ => {}
+        }
+
+        Ok((key, kind, version))
+    }
+
+    /// The event's hash chains to the previous one (recomputed), or is at
+    /// least a SHA-256 for the first event of an input that starts mid-log.
+    fn check_hash(
+        &self,
+        value: &Value,
+        attributes: &serde_json::Map<String, Value>,
+        position: u64,
+    ) -> Result<String, String> {
+        let stored_hash = attributes
+            .get("hash")
+            .and_then(Value::as_str)
+            .ok_or_else(|| "no `hash` attribute".to_string())?;
+        let chained = self.first_position.is_some() || position == 1;
+        if chained {
+            let previous = if self.first_position.is_some() {
+                self.last_hash.as_str()
+            } else {
+                ""
+            };
+            let recomputed =
+                event_hash(previous, value).map_err(|e| format!("cannot hash the event: {e}"))?;
+            if recomputed != stored_hash {
+                return Err(format!(
+                    "hash mismatch: the event says {stored_hash} but its content chained to the previous hash gives {recomputed} \
+                     (this event was altered{})",
+                    match position.checked_sub(1).filter(|p| *p > 0) {
+                        Some(before) => format!(", or the event at position {before} before it was replaced by another one"),
+                        None => String::new(),
+                    }
+                ));
+            }
+        } else if !is_sha256_hex(stored_hash) {
+            return Err(format!(
+                "hash {stored_hash:?} is not a lowercase hex SHA-256"
+            ));
+        }
+
+        Ok(stored_hash.to_string())
+    }
+
+    /// The bytes the service wrote: RFC 8785 canonical JSON. Counted, or a
+    /// failure when strict.
+    fn check_canonical(
+        &mut self,
+        value: &Value,
+        bytes: &[u8],
+        position: u64,
+    ) -> Result<(), String> {
+        self.canonical.clear();
+        write_canonical_json(value, &mut self.canonical)
+            .map_err(|e| format!("no canonical form: {e}"))?;
+        if self.canonical.as_bytes() != bytes {
+            if self.strict {
+                return Err("not in canonical form: the bytes differ from the RFC 8785 serialization the service writes (reformatted or edited; the hash covers the content only)".to_string());
+            }
+            self.non_canonical += 1;
+            self.first_non_canonical.get_or_insert(position);
+        }
+
         Ok(())
     }
 
