@@ -393,10 +393,12 @@ pub(crate) fn verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
             if let Some(trust) = &trust {
                 println!("  {}", trust.render(summary.last_position));
             }
-            if let Some(foreign) = foreign {
-                println!(
+            match foreign {
+                Some(0) => println!("  foreign:    none (every message in the stream is an event)"),
+                Some(foreign) => println!(
                     "  foreign:    {foreign} message(s) in the stream are not events (skipped; the sequences are noted above)"
-                );
+                ),
+                None => {}
             }
             println!("  verified:   {}", progress::rate(summary.events, elapsed));
         }
