@@ -13,5 +13,6 @@ mod startup;
 mod status_migration;
 mod support;
 mod tidy;
+mod tidy_fn_length;
 mod tools;
 mod trail;

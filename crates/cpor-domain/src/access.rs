@@ -150,29 +150,7 @@ pub fn authorize(
             PARTNER_ROLES_ALLOWED.join(", ")
         )));
     }
-    use ActorKind::*;
-    let allowed: &[ActorKind] = match action {
-        Action::Command(command) => match command {
-            Command::UpsertTenant { .. }
-            | Command::UpsertSubscription(_)
-            | Command::UpsertPartner { .. }
-            | Command::DeadlineElapsed { .. } => &[System],
-            Command::Submit(_)
-            | Command::SubmitPoe { .. }
-            | Command::Withdraw { .. }
-            | Command::Dispute { .. }
-            | Command::Disassociate { .. } => &[Partner],
-            Command::Comment { .. } => &[Partner, Reviewer],
-            Command::StartReview { .. }
-            | Command::RequestPoe { .. }
-            | Command::Approve { .. }
-            | Command::Reject { .. } => &[Reviewer],
-            Command::CustomerDecline { .. } => &[Customer],
-        },
-        Action::ReadClaim | Action::ListClaims { .. } => &[Partner, Customer, Reviewer, System],
-        Action::ReadCases => &[Reviewer, System],
-        Action::SetClock => &[System],
-    };
+    let allowed = allowed_kinds(action);
     if !allowed.contains(&kind) {
         let message = match action {
             Action::Command(_) => format!("A {} actor may not send this command.", kind_name(kind)),
@@ -203,6 +181,35 @@ pub fn authorize(
         }
     }
     Ok(visibility)
+}
+
+/// The permission table: the actor kinds that may take `action` (contract
+/// v1.1 §8a). One match over every command and query, so the whole table
+/// reads on one screen.
+fn allowed_kinds(action: Action<'_>) -> &'static [ActorKind] {
+    use ActorKind::*;
+    match action {
+        Action::Command(command) => match command {
+            Command::UpsertTenant { .. }
+            | Command::UpsertSubscription(_)
+            | Command::UpsertPartner { .. }
+            | Command::DeadlineElapsed { .. } => &[System],
+            Command::Submit(_)
+            | Command::SubmitPoe { .. }
+            | Command::Withdraw { .. }
+            | Command::Dispute { .. }
+            | Command::Disassociate { .. } => &[Partner],
+            Command::Comment { .. } => &[Partner, Reviewer],
+            Command::StartReview { .. }
+            | Command::RequestPoe { .. }
+            | Command::Approve { .. }
+            | Command::Reject { .. } => &[Reviewer],
+            Command::CustomerDecline { .. } => &[Customer],
+        },
+        Action::ReadClaim | Action::ListClaims { .. } => &[Partner, Customer, Reviewer, System],
+        Action::ReadCases => &[Reviewer, System],
+        Action::SetClock => &[System],
+    }
 }
 
 /// The actor agrees with the subject's scope.
