@@ -1,15 +1,27 @@
 //! Request/reply over NATS: every command, query and admin subject.
 //!
-//! One subscription per subject family, with wildcards, so an unknown name
-//! gets `INVALID_COMMAND` instead of "no responders". Each request is handled
-//! in its own task (decoding and validation run concurrently); a semaphore of
+//! The service registers with the NATS services protocol (ADR-32, async-nats'
+//! `service` API) as [`SERVICE_NAME`], so `$SRV.PING|INFO|STATS` (and `nats
+//! micro ls|info|stats`) find it, with one endpoint per subject family
+//! ([`ENDPOINTS`]), each a wildcard, so an unknown name gets
+//! `INVALID_COMMAND` instead of "no responders". Reply bodies are the
+//! contract's, unchanged; a refusal also carries the protocol's
+//! `Nats-Service-Error` headers ([`service_error`]).
+//!
+//! Each request is handled in its own task (decoding and validation run
+//! concurrently), inside a span named after its family (`command`, `query`,
+//! `admin`) that carries its subject and `correlation_id`; a semaphore of
 //! [`IN_FLIGHT_MAX`] permits bounds the work in progress. Commands then queue
 //! for the engine's single writer; queries read the projections directly and
 //! never wait for writes.
 
+use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
+use async_nats::service::endpoint::Endpoint;
+use async_nats::service::{self, ServiceExt};
+use futures::stream::SelectAll;
 use futures::StreamExt;
 use serde_json::{json, Value};
 use tokio::sync::Semaphore;
@@ -31,10 +43,37 @@ pub const DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10
 /// Events returned by `claim.history`.
 pub const HISTORY_EVENTS_MAX: usize = 1_000;
 
+/// The name every instance registers under in the NATS services protocol
+/// (`$SRV.PING.cpor`, `nats micro info cpor`); instances for different
+/// prefixes tell themselves apart by their `prefix` metadata.
+pub const SERVICE_NAME: &str = "cpor";
+/// The version the services protocol reports: the crate's (SemVer).
+pub const SERVICE_VERSION: &str = env!("CARGO_PKG_VERSION");
+/// What `$SRV.INFO` says the service is.
+pub const SERVICE_DESCRIPTION: &str =
+    "CPOR claim service: Claimed Partner of Record claims over NATS request/reply (wire contract v1.1)";
+/// The wire contract version, in the service's metadata.
+pub const CONTRACT_VERSION: &str = "1.1";
+/// The services-protocol endpoints: (name, subject below `{prefix}.`), one
+/// per subject family of the contract (§4).
+pub const ENDPOINTS: [(&str, &str); 3] = [
+    ("commands", "cmd.>"),
+    ("queries", "qry.>"),
+    ("admin", "admin.>"),
+];
+
+/// The request/reply side of `cpor serve`. Cheap to clone: one clone per
+/// request task.
 #[derive(Clone)]
 pub struct Server {
+    /// The connection requests arrive on and replies leave by; also the one
+    /// the services protocol's `$SRV` subscriptions use.
     client: async_nats::Client,
+    /// The handle to the single writer (commands) and the log's readers
+    /// (queries, positions for `qry.health`).
     engine: Engine,
+    /// The subject prefix this instance owns (it holds the prefix lease):
+    /// the first token(s) of every subject it serves, and its queue group.
     prefix: String,
 }
 
@@ -49,63 +88,94 @@ impl Server {
 
     /// Serves until `shutdown` resolves, then stops taking requests and
     /// waits for those in flight to be answered.
+    ///
+    /// # Errors
+    /// When the service cannot register or subscribe (NATS unreachable, or
+    /// the user lacks the permission to subscribe).
     pub async fn run(
         self,
         shutdown: impl std::future::Future<Output = ()>,
     ) -> Result<(), async_nats::Error> {
-        let mut subscriptions = futures::stream::select_all([
-            self.client
-                .subscribe(format!("{}.cmd.>", self.prefix))
-                .await?,
-            self.client
-                .subscribe(format!("{}.qry.>", self.prefix))
-                .await?,
-            self.client
-                .subscribe(format!("{}.admin.>", self.prefix))
-                .await?,
-        ]);
+        let (service, mut endpoints) = self.register().await?;
         self.client.flush().await?;
-        tracing::info!(prefix = %self.prefix, "taking requests");
+        tracing::info!(prefix = %self.prefix, service = SERVICE_NAME, "taking requests");
         let permits = Arc::new(Semaphore::new(IN_FLIGHT_MAX));
         tokio::pin!(shutdown);
         loop {
-            let message = tokio::select! {
+            let request = tokio::select! {
                 _ = &mut shutdown => break,
-                message = subscriptions.next() => match message {
-                    Some(message) => message,
+                request = endpoints.next() => match request {
+                    Some(request) => request,
                     None => break,
                 },
             };
-            let permit = permits
-                .clone()
-                .acquire_owned()
-                .await
-                .expect("semaphore never closes");
-            let server = self.clone();
-            tokio::spawn(async move {
-                server.handle(message).await;
-                drop(permit);
-            });
+            self.spawn_handler(&permits, request).await;
         }
+        self.stop(service, endpoints, permits).await;
+        Ok(())
+    }
+
+    /// Registers with the services protocol and adds the [`ENDPOINTS`],
+    /// all in queue group `{prefix}`. (One instance serves a prefix, by the
+    /// lease; the queue group only keeps a stray second subscriber from
+    /// answering the same request twice.)
+    async fn register(&self) -> Result<(service::Service, SelectAll<Endpoint>), async_nats::Error> {
+        let metadata = HashMap::from([
+            ("prefix".to_string(), self.prefix.clone()),
+            ("contract".to_string(), CONTRACT_VERSION.to_string()),
+        ]);
+        let service = self
+            .client
+            .service_builder()
+            .description(SERVICE_DESCRIPTION)
+            .queue_group(&self.prefix)
+            .metadata(metadata)
+            .start(SERVICE_NAME, SERVICE_VERSION)
+            .await?;
+        let mut endpoints = Vec::with_capacity(ENDPOINTS.len());
+        for (name, subject) in ENDPOINTS {
+            let endpoint = service
+                .endpoint_builder()
+                .name(name)
+                .add(format!("{}.{subject}", self.prefix))
+                .await?;
+            endpoints.push(endpoint);
+        }
+        Ok((service, futures::stream::select_all(endpoints)))
+    }
+
+    /// Handles `request` in a task of its own once a permit is free.
+    async fn spawn_handler(&self, permits: &Arc<Semaphore>, request: service::Request) {
+        let permit = permits
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("semaphore never closes");
+        let server = self.clone();
+        tokio::spawn(async move {
+            server.handle(request).await;
+            drop(permit);
+        });
+    }
+
+    /// Stops intake, answers what NATS already delivered, waits for the
+    /// requests in flight, then leaves the services protocol.
+    async fn stop(
+        &self,
+        service: service::Service,
+        mut endpoints: SelectAll<Endpoint>,
+        permits: Arc<Semaphore>,
+    ) {
         // Stop intake first: unsubscribe, and answer the requests NATS had
         // delivered before the unsubscribe took effect (dropping them would
         // leave their senders waiting for a timeout). Bounded, in case NATS
         // is unreachable and never confirms.
         let drain = async {
-            for subscription in subscriptions.iter_mut() {
-                let _ = subscription.drain().await;
+            for endpoint in endpoints.iter_mut() {
+                let _ = endpoint.drain().await;
             }
-            while let Some(message) = subscriptions.next().await {
-                let permit = permits
-                    .clone()
-                    .acquire_owned()
-                    .await
-                    .expect("semaphore never closes");
-                let server = self.clone();
-                tokio::spawn(async move {
-                    server.handle(message).await;
-                    drop(permit);
-                });
+            while let Some(request) = endpoints.next().await {
+                self.spawn_handler(&permits, request).await;
             }
         };
         // One budget for the unsubscribe and the final flush: with NATS
@@ -122,9 +192,12 @@ impl Server {
                 "unsubscribing took too long; requests still queued are dropped"
             );
         }
-        drop(subscriptions);
+        drop(endpoints);
         // Then let in-flight requests finish.
         let _ = permits.acquire_many(IN_FLIGHT_MAX as u32).await;
+        if let Err(error) = service.stop().await {
+            tracing::debug!(%error, "leaving the services protocol");
+        }
         if connected
             && tokio::time::timeout_at(deadline, self.client.flush())
                 .await
@@ -133,24 +206,43 @@ impl Server {
             tracing::warn!("NATS did not confirm the last replies were sent (unreachable?)");
         }
         tracing::info!("stopped taking requests; in-flight requests answered");
-        Ok(())
     }
 
-    async fn handle(&self, message: async_nats::Message) {
-        let Some(reply_to) = message.reply.clone() else {
+    /// Answers one request, inside its span; a refusal's reply also
+    /// carries the services protocol's error headers.
+    async fn handle(&self, request: service::Request) {
+        if request.message.reply.is_none() {
             return; // a publish without reply subject: nobody to answer
-        };
-        let tail = message
+        }
+        let tail = request
+            .message
             .subject
             .as_str()
             .strip_prefix(&self.prefix)
             .and_then(|s| s.strip_prefix('.'))
             .unwrap_or_default()
             .to_string();
-        let reply = self.answer(&tail, &message.payload).await;
+        let span = request_span(&tail);
+        let reply = self
+            .answer(&tail, &request.message.payload)
+            .instrument(span.clone())
+            .await;
         let bytes = serde_json::to_vec(&reply).expect("replies serialize");
-        if let Err(error) = self.client.publish(reply_to, bytes.into()).await {
-            tracing::warn!(%error, "could not send a reply");
+        let sent = match service_error(&reply) {
+            None => {
+                span.record("code", "ok");
+                request.respond(Ok(bytes.into())).await
+            }
+            Some(error) => {
+                span.record("code", error.status.as_str());
+                span.in_scope(|| tracing::debug!(code = %error.status, "refused"));
+                request
+                    .respond_error_with_body(error, bytes.into(), async_nats::HeaderMap::new())
+                    .await
+            }
+        };
+        if let Err(error) = sent {
+            span.in_scope(|| tracing::warn!(%error, "could not send a reply"));
         }
     }
 
@@ -178,15 +270,9 @@ impl Server {
                 envelope,
                 fingerprint,
             } => {
-                let span = tracing::info_span!("command", command_id = %envelope.command_id, subject = tail);
-                let outcome = self
-                    .engine
-                    .execute(envelope, fingerprint)
-                    .instrument(span.clone())
-                    .await;
-                if let Outcome::Rejected(rejection) = &outcome {
-                    span.in_scope(|| tracing::debug!(code = %rejection.code, "refused"));
-                }
+                tracing::Span::current()
+                    .record("command_id", tracing::field::display(envelope.command_id));
+                let outcome = self.engine.execute(envelope, fingerprint).await;
                 match outcome {
                     Outcome::Accepted {
                         accepted,
@@ -299,4 +385,87 @@ fn trail_health(positions: &cpor_engine::Positions) -> Value {
         "first_unpublishable_position": first(&positions.first_unpublishable_position),
         "foreign_messages": positions.foreign_messages.load(Ordering::SeqCst),
     })
+}
+
+/// The span of one request, named after its subject family. `correlation_id`
+/// is recorded by [`wire::parse`] once the body is read, `command_id` when a
+/// command is handed to the writer, `code` (`ok` or the contract's error
+/// code) when the reply is sent.
+fn request_span(tail: &str) -> tracing::Span {
+    use tracing::field::Empty;
+    match tail.split('.').next() {
+        Some("cmd") => tracing::info_span!(
+            "command",
+            subject = tail,
+            correlation_id = Empty,
+            command_id = Empty,
+            code = Empty
+        ),
+        Some("qry") => {
+            tracing::info_span!(
+                "query",
+                subject = tail,
+                correlation_id = Empty,
+                code = Empty
+            )
+        }
+        _ => tracing::info_span!(
+            "admin",
+            subject = tail,
+            correlation_id = Empty,
+            code = Empty
+        ),
+    }
+}
+
+/// The services-protocol error of a reply, `None` unless it is a refusal
+/// (`{"ok": false, "error": {"code": …}}`, contract §3): the
+/// `Nats-Service-Error` header is the contract's error code, the
+/// `Nats-Service-Error-Code` header its HTTP-like status
+/// ([`service_error_code`]).
+pub fn service_error(reply: &Value) -> Option<service::error::Error> {
+    if reply.get("ok") != Some(&Value::Bool(false)) {
+        return None;
+    }
+    let code: ErrorCode = serde_json::from_value(reply["error"]["code"].clone())
+        .expect("a refusal carries one of the contract's error codes");
+    Some(service::error::Error {
+        status: code.as_str().to_string(),
+        code: service_error_code(code),
+    })
+}
+
+/// The number the services protocol's `Nats-Service-Error-Code` header
+/// carries for a contract error code: HTTP's status codes (RFC 9110 §15),
+/// as NATS services conventionally use them. The contract's own code stays
+/// the authority (in the body and in `Nats-Service-Error`); this groups
+/// them for tools such as `nats micro stats`.
+pub fn service_error_code(code: ErrorCode) -> usize {
+    use ErrorCode::*;
+    match code {
+        PayloadTooLarge => 413,
+        InvalidJson | InvalidCommand => 400,
+        Forbidden => 403,
+        ClaimNotFound => 404,
+        IdempotencyConflict
+        | ClaimExists
+        | VersionConflict
+        | InvalidTransition
+        | SubscriptionAlreadyClaimed
+        | ClockNotManual => 409,
+        DisputeWindowClosed
+        | TenantUnknown
+        | DomainTenantMismatch
+        | ActivityNotAllowed
+        | PartnerUnknown
+        | MpnNotOwned
+        | NotASubscriptionId
+        | SubscriptionUnknown
+        | ProductNotOnTenant
+        | SubscriptionNotDynamics
+        | SubscriptionIsCsp
+        | SubscriptionNotProvisioned
+        | SubscriptionNotActive => 422,
+        Unavailable => 503,
+    }
 }

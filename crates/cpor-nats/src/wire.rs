@@ -349,8 +349,15 @@ fn check_actor(actor: &Actor) -> Result<(), Rejection> {
     Ok(())
 }
 
+/// Checks a `correlation_id` and records it on the current span (the
+/// request's span that the server opened, `server::request_span`), so the
+/// request's log lines and trace carry it.
 fn check_correlation(correlation_id: &Option<String>) -> Result<(), Rejection> {
-    check_optional_text("correlation_id", correlation_id, CORRELATION_ID_MAX_CHARS)
+    check_optional_text("correlation_id", correlation_id, CORRELATION_ID_MAX_CHARS)?;
+    if let Some(id) = correlation_id {
+        tracing::Span::current().record("correlation_id", id.as_str());
+    }
+    Ok(())
 }
 
 fn is_reason_code(text: &str) -> bool {
@@ -732,7 +739,8 @@ fn parse_clock(body: Value) -> Result<Request, Rejection> {
 #[serde(deny_unknown_fields)]
 struct ClaimQueryDto {
     actor: Actor,
-    /// Accepted for tracing, like on commands; queries write nothing.
+    /// For tracing: recorded on the query's span and log lines; queries
+    /// write nothing, so it is stored nowhere.
     correlation_id: Option<String>,
     #[serde(deserialize_with = "rfc4122::deserialize")]
     claim_id: Uuid,
@@ -742,7 +750,8 @@ struct ClaimQueryDto {
 #[serde(deny_unknown_fields)]
 struct ListDto {
     actor: Actor,
-    /// Accepted for tracing, like on commands; queries write nothing.
+    /// For tracing: recorded on the query's span and log lines; queries
+    /// write nothing, so it is stored nowhere.
     correlation_id: Option<String>,
     partner_id: Option<String>,
     #[serde(default, deserialize_with = "rfc4122::option")]
@@ -759,7 +768,8 @@ struct ListDto {
 #[serde(deny_unknown_fields)]
 struct CaseGetDto {
     actor: Actor,
-    /// Accepted for tracing, like on commands; queries write nothing.
+    /// For tracing: recorded on the query's span and log lines; queries
+    /// write nothing, so it is stored nowhere.
     correlation_id: Option<String>,
     #[serde(deserialize_with = "rfc4122::deserialize")]
     case_id: Uuid,
@@ -769,7 +779,8 @@ struct CaseGetDto {
 #[serde(deny_unknown_fields)]
 struct CaseListDto {
     actor: Actor,
-    /// Accepted for tracing, like on commands; queries write nothing.
+    /// For tracing: recorded on the query's span and log lines; queries
+    /// write nothing, so it is stored nowhere.
     correlation_id: Option<String>,
     #[schemars(with = "Option<cpor_domain::types::CaseStatus>")]
     status: Option<String>,

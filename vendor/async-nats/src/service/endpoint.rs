@@ -105,6 +105,14 @@ impl Endpoint {
             .await
             .map_err(|_| std::io::Error::other("failed to unsubscribe"))
     }
+
+    /// cpor patch: drains the [Endpoint]: unsubscribes, and keeps yielding
+    /// the requests the server delivered before it confirmed the unsubscribe;
+    /// the stream ends after the last of them. ([Endpoint::stop] closes the
+    /// stream at once, dropping requests already on their way.)
+    pub async fn drain(&mut self) -> Result<(), crate::UnsubscribeError> {
+        self.requests.drain().await
+    }
 }
 
 /// Stats of a single endpoint.

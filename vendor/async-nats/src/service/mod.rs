@@ -846,6 +846,46 @@ impl Request {
     }
 }
 
+impl Request {
+    /// cpor patch: an error response that keeps a body. Counts as an error
+    /// in the endpoint's stats, like [Request::respond] with `Err`, and sets
+    /// [Nats-Service-Error][NATS_SERVICE_ERROR] and
+    /// [Nats-Service-Error-Code][NATS_SERVICE_ERROR_CODE] from `error`, but
+    /// sends `body` instead of an empty payload (a service whose clients
+    /// read a JSON error body).
+    pub async fn respond_error_with_body(
+        &self,
+        error: error::Error,
+        body: Bytes,
+        mut headers: HeaderMap,
+    ) -> Result<(), PublishError> {
+        let Some(reply) = self.message.reply.clone() else {
+            return Err(PublishError::with_source(
+                PublishErrorKind::InvalidSubject,
+                "Request is missing reply subject to respond to",
+            ));
+        };
+        headers.insert(NATS_SERVICE_ERROR, error.status.as_str());
+        headers.insert(NATS_SERVICE_ERROR_CODE, error.code.to_string().as_str());
+        let result = self
+            .client
+            .publish_with_headers(reply, headers, body)
+            .await;
+        let elapsed = self.issued.elapsed();
+        let mut stats = self.stats.lock().unwrap();
+        let stats = stats.endpoints.get_mut(self.endpoint.as_str()).unwrap();
+        stats.last_error = Some(error);
+        stats.errors += 1;
+        stats.requests += 1;
+        stats.processing_time += elapsed;
+        stats.average_processing_time = {
+            let avg_nanos = (stats.processing_time.as_nanos() / stats.requests as u128) as u64;
+            Duration::from_nanos(avg_nanos)
+        };
+        result
+    }
+}
+
 #[derive(Debug)]
 pub struct EndpointBuilder {
     client: Client,
