@@ -578,3 +578,228 @@ async fn a_full_disk_answers_unavailable_and_writing_resumes_when_space_returns(
     service.terminate().await;
     delete_streams(&jetstream::new(client), &prefix).await;
 }
+
+/// What one load task saw: commands acknowledged, commands answered
+/// `UNAVAILABLE` (with their bodies, to retry), and requests that got no
+/// reply at all.
+#[derive(Default)]
+struct LoadTally {
+    acked: Vec<Value>,
+    unavailable: Vec<Value>,
+    timeouts: usize,
+    /// The messages of the `UNAVAILABLE` replies (a few, for the report).
+    messages: Vec<String>,
+}
+
+/// Sends comments on `claim` from one client until `stop`, tallying the
+/// outcomes; records when the first acknowledgement after `resumed` is set.
+async fn comment_load(
+    client: async_nats::Client,
+    subject: String,
+    claim: Value,
+    stop: Arc<AtomicBool>,
+    acked_total: Arc<std::sync::atomic::AtomicUsize>,
+    unavailable_total: Arc<std::sync::atomic::AtomicUsize>,
+) -> LoadTally {
+    let mut tally = LoadTally::default();
+    while !stop.load(AtomicOrdering::SeqCst) {
+        let body = json!({"actor": partner_actor(), "command_id": Uuid::new_v4(),
+            "claim_id": claim, "text": format!("load {}", "y".repeat(3_000))});
+        match crate::support::try_request(&client, &subject, body.to_string()).await {
+            Ok(reply) if reply["ok"] == true => {
+                tally.acked.push(body);
+                acked_total.fetch_add(1, AtomicOrdering::SeqCst);
+            }
+            Ok(reply) => {
+                assert_eq!(reply["error"]["code"], "UNAVAILABLE", "{reply}");
+                if tally.messages.len() < 3 {
+                    tally.messages.push(reply["error"]["message"].to_string());
+                }
+                tally.unavailable.push(body);
+                unavailable_total.fetch_add(1, AtomicOrdering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Err(_) => tally.timeouts += 1,
+        }
+    }
+    tally
+}
+
+/// Fills the filesystem of `dir` to the last byte (a file grown until
+/// `ENOSPC`); returns it, to free the space by removing it.
+fn fill_to_enospc(dir: &Path) -> std::path::PathBuf {
+    use std::io::Write;
+    let path = dir.join("filler");
+    let mut file = std::fs::File::create(&path).expect("filler");
+    for chunk in [1024 * 1024, 64 * 1024, 4096, 512, 1] {
+        let bytes = vec![0u8; chunk];
+        while file.write_all(&bytes).is_ok() {}
+    }
+    let _ = file.sync_all();
+    path
+}
+
+/// Issue 11 case 3, a real `ENOSPC` (the free-space guard off:
+/// `CPOR_DISK_FREE_MIN_BYTES=0`): the tmpfs is filled to the last byte
+/// under load from 6 clients. sled's writes fail; the service stays up,
+/// answers `UNAVAILABLE` (every caller gets a reply, none times out),
+/// reopens its data dir by itself once space is freed, and writes again.
+/// Every acknowledged command is kept (a retry is a duplicate), every
+/// command answered `UNAVAILABLE` is either kept (its retry is a
+/// duplicate) or not (its retry writes it): none is applied twice, also
+/// across a `kill -9`; the data dir then starts and `cpor verify` is OK.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_real_enospc_under_load_is_survived_without_exit_or_loss() {
+    use std::sync::atomic::AtomicUsize;
+    let Some(tmpfs) = Tmpfs::mount("40m") else {
+        return;
+    };
+    let nats = NatsServer::start_own();
+    let prefix = unique_prefix();
+    let data_dir = tmpfs.path().join("data");
+    let mut options = ServiceOptions::new(nats.url(), &prefix)
+        .manual_clock(true)
+        .data_dir(&data_dir);
+    options
+        .env
+        .push(("CPOR_DISK_FREE_MIN_BYTES".into(), "0".into()));
+    let mut service = Service::start(options).await;
+    let client = nats.connect().await;
+    let tenant = reference_data(&client, &prefix).await;
+    let submit = format!("cmd.partner.{PARTNER}.submit");
+    let claim = command_ok(&client, &prefix, &submit, padded_submit(tenant, 60_000)).await
+        ["claim_id"]
+        .clone();
+    let subject = format!("{prefix}.cmd.partner.{PARTNER}.comment");
+    let stop = Arc::new(AtomicBool::new(false));
+    let (acked, unavailable) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let tasks: Vec<_> = (0..6)
+        .map(|_| {
+            tokio::spawn(comment_load(
+                client.clone(),
+                subject.clone(),
+                claim.clone(),
+                stop.clone(),
+                acked.clone(),
+                unavailable.clone(),
+            ))
+        })
+        .collect();
+    let wait_for = |counter: Arc<AtomicUsize>, at_least: usize, what: &'static str| async move {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while counter.load(AtomicOrdering::SeqCst) < at_least {
+            assert!(Instant::now() < deadline, "{what}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    wait_for(acked.clone(), 50, "no load acknowledged").await;
+    let filler = fill_to_enospc(tmpfs.path());
+    wait_for(
+        unavailable.clone(),
+        30,
+        "never answered UNAVAILABLE on a full disk",
+    )
+    .await;
+    assert_eq!(
+        service.wait_exit(Duration::ZERO).await,
+        None,
+        "the service exited"
+    );
+    let health = service.health().await.expect("still serving");
+    assert_eq!(health["ok"], true, "{health}");
+
+    // Space comes back: the data dir is reopened and writing resumes.
+    std::fs::remove_file(&filler).expect("remove the filler");
+    let before = acked.load(AtomicOrdering::SeqCst);
+    wait_for(
+        acked.clone(),
+        before + 50,
+        "writing did not resume after space was freed",
+    )
+    .await;
+    stop.store(true, AtomicOrdering::SeqCst);
+    let mut tally = LoadTally::default();
+    for task in tasks {
+        let part = task.await.expect("load task");
+        tally.acked.extend(part.acked);
+        tally.unavailable.extend(part.unavailable);
+        tally.timeouts += part.timeouts;
+        tally.messages.extend(part.messages);
+    }
+    eprintln!(
+        "{} acknowledged, {} UNAVAILABLE, {} timeouts; e.g. {:?}",
+        tally.acked.len(),
+        tally.unavailable.len(),
+        tally.timeouts,
+        tally.messages.first()
+    );
+    assert_eq!(
+        tally.timeouts, 0,
+        "callers timed out instead of getting UNAVAILABLE"
+    );
+    assert_retries_consistent(&client, &subject, &tally).await;
+
+    // kill -9 and restart: the same holds, and the data dir verifies.
+    service.kill().await;
+    service.start_again().await;
+    assert_retries_consistent(&client, &subject, &tally).await;
+    service.terminate().await;
+    assert_each_command_once(&data_dir, &tally);
+    let verify = std::process::Command::new(cpor_bin())
+        .args(["verify", "--data-dir", path_arg(&data_dir)])
+        .output()
+        .expect("run cpor verify");
+    assert!(
+        verify.status.success(),
+        "cpor verify: {}\n{}",
+        String::from_utf8_lossy(&verify.stdout),
+        String::from_utf8_lossy(&verify.stderr)
+    );
+    delete_streams(&jetstream::new(client), &prefix).await;
+}
+
+/// Retries every command of `tally`: an acknowledged one answers as a
+/// duplicate; one answered `UNAVAILABLE` is accepted (a duplicate if it was
+/// kept).
+async fn assert_retries_consistent(client: &async_nats::Client, subject: &str, tally: &LoadTally) {
+    for body in &tally.acked {
+        let reply = request(client, subject, body.to_string()).await;
+        assert_eq!(reply["ok"], true, "acknowledged command lost: {reply}");
+        assert_eq!(
+            reply["duplicate"], true,
+            "acknowledged command lost: {reply}"
+        );
+    }
+    for body in &tally.unavailable {
+        let reply = request(client, subject, body.to_string()).await;
+        assert_eq!(
+            reply["ok"], true,
+            "retry of an UNAVAILABLE command: {reply}"
+        );
+    }
+}
+
+/// Every command of `tally` wrote exactly one event into the log of
+/// `data_dir` (by `cpor export`): none lost, none applied twice.
+fn assert_each_command_once(data_dir: &Path, tally: &LoadTally) {
+    let export = std::process::Command::new(cpor_bin())
+        .args(["export", "--data-dir", path_arg(data_dir)])
+        .output()
+        .expect("run cpor export");
+    assert!(
+        export.status.success(),
+        "{}",
+        String::from_utf8_lossy(&export.stderr)
+    );
+    let mut written: std::collections::HashMap<String, usize> = Default::default();
+    for line in String::from_utf8_lossy(&export.stdout).lines() {
+        let event: Value = serde_json::from_str(line).expect("exported events are JSON");
+        if let Some(cause) = event["causationid"].as_str() {
+            *written.entry(cause.to_string()).or_default() += 1;
+        }
+    }
+    for body in tally.acked.iter().chain(&tally.unavailable) {
+        let id = body["command_id"].as_str().expect("command id");
+        assert_eq!(written.get(id), Some(&1), "events of command {id}");
+    }
+}

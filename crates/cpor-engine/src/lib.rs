@@ -51,11 +51,12 @@ pub const EVENT_BYTES_MAX_DEFAULT: usize = 1_048_576 - 1_024;
 
 /// Free space the data dir's filesystem must keep for the writer to write
 /// a batch. Below it every request is answered `UNAVAILABLE` (saying the
-/// disk is full) and nothing is written, instead of letting sled meet
-/// `ENOSPC` in a flush (after which nothing in memory can be trusted and the
-/// process exits); writing resumes by itself once space is back. sled grows
-/// its file by 512 KiB segments and writes snapshots beside it: 16 MiB
-/// covers many batches of the largest commands.
+/// disk is full) and nothing is written, rather than letting sled meet
+/// `ENOSPC` (which it survives, but only by a reopen of the data dir: see
+/// the `recovery` module); writing resumes by itself once space is back.
+/// sled grows its file by 512 KiB segments and writes snapshots beside it:
+/// 16 MiB covers many batches of the largest commands. Set per service with
+/// [`Options::disk_free_min_bytes`].
 pub const DISK_FREE_MIN_BYTES: u64 = 16 * 1024 * 1024;
 
 /// How often an idle writer with due deadlines looks at the free space
@@ -99,6 +100,10 @@ pub struct Options {
     /// Operator override: take the wall clock's first reading as it is,
     /// however far past the log's last event (see [`CLOCK_GAP_AT_START_MAX`]).
     pub accept_clock_jump: bool,
+    /// Free bytes the data dir's filesystem must keep for a batch to be
+    /// written ([`DISK_FREE_MIN_BYTES`] unless set; 0 lets sled meet a real
+    /// `ENOSPC`, which tests do).
+    pub disk_free_min_bytes: u64,
 }
 
 impl Options {
@@ -111,6 +116,7 @@ impl Options {
             clock,
             time_source: Arc::new(SystemTime::new()),
             accept_clock_jump: false,
+            disk_free_min_bytes: DISK_FREE_MIN_BYTES,
         }
     }
 }
@@ -264,11 +270,13 @@ impl Engine {
         let event_bytes_max = Arc::new(AtomicUsize::new(EVENT_BYTES_MAX_DEFAULT));
         let (tx, rx) = mpsc::channel(WRITER_QUEUE_MAX);
         let (flush_tx, flush_rx) = mpsc::channel(FLUSH_QUEUE_MAX);
+        let failed_epoch = Arc::new(AtomicU64::new(0));
         let flusher_task = tokio::spawn(flusher(
             reader.clone(),
             flush_rx,
             positions.clone(),
             committed_tx,
+            failed_epoch.clone(),
         ));
         let writer = Writer {
             log,
@@ -280,6 +288,8 @@ impl Engine {
             skipped_deadlines: BTreeSet::new(),
             event_bytes_max: event_bytes_max.clone(),
             disk_was_full: false,
+            disk_free_min_bytes: options.disk_free_min_bytes,
+            store: recovery::StoreHealth::new(failed_epoch, positions.clone()),
         };
         // The writer is CPU-bound and runs long synchronous stretches
         // (deciding and applying a whole batch): on a runtime worker it would
@@ -502,6 +512,27 @@ enum Pending {
 }
 
 impl Pending {
+    /// The reply slot of a request, owed its refusal.
+    fn of_request(request: Request) -> Pending {
+        match request {
+            Request::Command { reply, .. } => Pending::Command(
+                reply,
+                Outcome::Rejected(Rejection::new(ErrorCode::Unavailable)),
+            ),
+            Request::SetClock { reply, .. } => {
+                Pending::Clock(reply, Err(Rejection::new(ErrorCode::Unavailable)))
+            }
+        }
+    }
+
+    /// The same reply slot, owed `refusal` instead.
+    fn refused(self, refusal: Rejection) -> Pending {
+        match self {
+            Pending::Command(reply, _) => Pending::Command(reply, Outcome::Rejected(refusal)),
+            Pending::Clock(reply, _) => Pending::Clock(reply, Err(refusal)),
+        }
+    }
+
     fn send(self) {
         match self {
             Pending::Command(reply, outcome) => {
@@ -513,13 +544,14 @@ impl Pending {
         }
     }
 
-    fn fail(self) {
+    /// Answers `refusal` (an `UNAVAILABLE`) instead of the outcome.
+    fn fail(self, refusal: &Rejection) {
         match self {
             Pending::Command(reply, _) => {
-                let _ = reply.send(Outcome::Rejected(Rejection::new(ErrorCode::Unavailable)));
+                let _ = reply.send(Outcome::Rejected(refusal.clone()));
             }
             Pending::Clock(reply, _) => {
-                let _ = reply.send(Err(Rejection::new(ErrorCode::Unavailable)));
+                let _ = reply.send(Err(refusal.clone()));
             }
         }
     }
@@ -527,6 +559,10 @@ impl Pending {
 
 /// A batch written to sled (applied) whose replies wait for a flush.
 struct AppliedBatch {
+    /// The store's epoch the batch was written in (see
+    /// [`recovery::StoreHealth`]): a batch of an epoch whose write failed is
+    /// never acknowledged.
+    epoch: u64,
     /// The log's head after the batch.
     position: u64,
     pending: Vec<Pending>,
@@ -541,23 +577,37 @@ pub const FLUSH_QUEUE_MAX: usize = 32;
 
 /// The flusher: takes every applied batch waiting, makes them durable with
 /// one flush, then announces the position and sends their replies. A flush
-/// that fails is fatal: after a failed sync the OS may have dropped the
-/// dirty pages, so nothing in memory can be trusted ("fsyncgate"); the
-/// process exits and start-up checks the log's tail.
+/// that fails answers its batches `UNAVAILABLE`, and every batch of the same
+/// store epoch after them: after a failed sync the OS may have dropped the
+/// dirty pages, so nothing written since the last good flush can be trusted
+/// ("fsyncgate"), and sled 0.34 fails every later operation anyway. The
+/// writer then reopens the data dir (the `recovery` module).
 async fn flusher(
     reader: LogReader,
     mut batches: mpsc::Receiver<AppliedBatch>,
     positions: Arc<Positions>,
     committed: watch::Sender<u64>,
+    failed_epoch: Arc<AtomicU64>,
 ) {
     let mut ready = Vec::with_capacity(FLUSH_QUEUE_MAX);
     while batches.recv_many(&mut ready, FLUSH_QUEUE_MAX).await > 0 {
+        let failed = failed_epoch.load(Ordering::SeqCst);
+        for batch in ready.extract_if(.., |b| b.epoch <= failed) {
+            let refusal = recovery::write_failed(&"an earlier write failed");
+            batch.pending.into_iter().for_each(|p| p.fail(&refusal));
+        }
+        if ready.is_empty() {
+            continue;
+        }
         if let Err(error) = reader.flush().await {
-            tracing::error!(%error, "flushing the log failed; answering UNAVAILABLE and exiting");
+            tracing::error!(%error, "flushing the log failed; answering UNAVAILABLE and reopening the data dir");
+            let epoch = ready.iter().map(|b| b.epoch).max().unwrap_or(0);
+            failed_epoch.fetch_max(epoch, Ordering::SeqCst);
+            let refusal = recovery::write_failed(&error);
             for batch in ready.drain(..) {
-                batch.pending.into_iter().for_each(Pending::fail);
+                batch.pending.into_iter().for_each(|p| p.fail(&refusal));
             }
-            std::process::exit(70);
+            continue;
         }
         let position = ready.last().map_or(0, |b| b.position);
         positions.log.fetch_max(position, Ordering::SeqCst);
@@ -588,6 +638,10 @@ struct Writer {
     event_bytes_max: Arc<AtomicUsize>,
     /// Whether the last batch found the disk full (to log once).
     disk_was_full: bool,
+    /// See [`Options::disk_free_min_bytes`].
+    disk_free_min_bytes: u64,
+    /// The store's epoch and whether it must be reopened.
+    store: recovery::StoreHealth,
 }
 
 impl Writer {
@@ -621,6 +675,10 @@ impl Writer {
     /// clock only `admin.clock` moves time, so it sleeps "forever".
     fn until_next_deadline(&mut self) -> std::time::Duration {
         const IDLE: std::time::Duration = std::time::Duration::from_secs(3600);
+        if self.store.is_closed() {
+            // Wake to reopen the data dir, also with no request coming.
+            return recovery::REOPEN_RETRY_EVERY;
+        }
         if !self.is_wall_clock() {
             return IDLE;
         }
@@ -650,24 +708,55 @@ impl Writer {
     }
 
     async fn process(&mut self, requests: Vec<Request>) {
+        if !self.store_is_open().await {
+            let refusal = self.store.closed_refusal();
+            // Nothing is in flight that these replies could rest on.
+            for request in requests {
+                Pending::of_request(request).fail(&refusal);
+            }
+            if self.requests.is_empty() {
+                // A timer wake: do not spin while the store stays closed.
+                tokio::time::sleep(recovery::REOPEN_RETRY_EVERY.min(DISK_FULL_RECHECK_EVERY)).await;
+            }
+            return;
+        }
         if let Some(refusal) = self.disk_full() {
-            let pending = requests.into_iter().map(|request| match request {
-                Request::Command { reply, .. } => {
-                    Pending::Command(reply, Outcome::Rejected(refusal.clone()))
-                }
-                Request::SetClock { reply, .. } => Pending::Clock(reply, Err(refusal.clone())),
-            });
-            let pending: Vec<Pending> = pending.collect();
+            let pending: Vec<Pending> = requests
+                .into_iter()
+                .map(|request| Pending::of_request(request).refused(refusal.clone()))
+                .collect();
             if pending.is_empty() {
                 // A timer wake (a deadline is due): do not spin on it.
                 tokio::time::sleep(DISK_FULL_RECHECK_EVERY).await;
             }
             // Behind the batches in flight, like any other reply.
-            let position = self.log.head().position;
-            let _ = self.flushes.send(AppliedBatch { position, pending }).await;
+            self.to_flusher(self.log.head().position, pending).await;
             return;
         }
         let mut appender = self.log.begin();
+        let (pending, failed) = self.decide_all(&mut appender, requests);
+        self.write(appender, pending, failed).await;
+    }
+
+    /// Hands a batch's replies to the flusher (waits while
+    /// [`FLUSH_QUEUE_MAX`] batches are in flight: backpressure).
+    async fn to_flusher(&self, position: u64, pending: Vec<Pending>) {
+        let epoch = self.store.epoch();
+        let batch = AppliedBatch {
+            epoch,
+            position,
+            pending,
+        };
+        let _ = self.flushes.send(batch).await;
+    }
+
+    /// Decides every request of a batch into `appender`: the replies owed
+    /// once it is durable, and whether a decided event failed to apply.
+    fn decide_all(
+        &mut self,
+        appender: &mut cpor_log::Appender,
+        requests: Vec<Request>,
+    ) -> (Vec<Pending>, bool) {
         let mut pending = Vec::with_capacity(requests.len());
         // Commands accepted earlier in this batch, for idempotency before
         // their records reach the store.
@@ -689,53 +778,70 @@ impl Writer {
                         }
                     };
                     let outcome =
-                        self.command(&mut appender, &mut in_batch, *envelope, fingerprint, now);
-                    if outcome.is_err() {
-                        failed = true;
-                    }
+                        self.command(appender, &mut in_batch, *envelope, fingerprint, now);
+                    failed |= outcome.is_err();
                     let outcome = outcome.unwrap_or_else(|_| {
                         Outcome::Rejected(Rejection::new(ErrorCode::Unavailable))
                     });
                     pending.push(Pending::Command(reply, outcome));
                 }
                 Request::SetClock { now: to, reply } => {
-                    let writable = self.calendar.check_writable_now(to);
-                    let result = match &mut self.clock {
-                        Clock::Manual { .. } if writable.is_err() => writable,
-                        Clock::Manual { now: current } if current.is_none_or(|c| to >= c) => {
-                            *current = Some(to);
-                            // Two's complement: times before 1970 round-trip
-                            // through the u64 record (read back `as i64`).
-                            appender
-                                .set_meta_u64(META_MANUAL_CLOCK_MS, to.timestamp_millis() as u64);
-                            Ok(())
-                        }
-                        Clock::Manual { .. } => Err(Rejection::with_message(
-                            ErrorCode::InvalidCommand,
-                            "now: the clock never goes backwards",
-                        )),
-                        Clock::Wall(_) => Err(Rejection::new(ErrorCode::ClockNotManual)),
-                    };
-                    if result.is_ok() && self.fire_deadlines(&mut appender, to, usize::MAX).is_err()
-                    {
-                        failed = true;
-                    }
+                    let result = self.set_clock(appender, to, &mut failed);
                     pending.push(Pending::Clock(reply, result));
                 }
             }
         }
         // A clock that jumped fires no deadline (its refusal is logged).
         if let (true, Ok(now)) = (self.is_wall_clock(), self.clock.now()) {
-            if self
-                .fire_deadlines(&mut appender, now, DEADLINES_PER_BATCH_MAX)
-                .is_err()
-            {
-                failed = true;
-            }
+            failed |= self
+                .fire_deadlines(appender, now, DEADLINES_PER_BATCH_MAX)
+                .is_err();
         }
-        let applied = if failed {
-            Err(LogError::Corrupt("a decided event did not apply".into()))
-        } else if appender.is_empty() {
+        (pending, failed)
+    }
+
+    /// Moves the manual clock to `to` and fires the deadlines it passes.
+    fn set_clock(
+        &mut self,
+        appender: &mut cpor_log::Appender,
+        to: Timestamp,
+        failed: &mut bool,
+    ) -> Result<(), Rejection> {
+        let writable = self.calendar.check_writable_now(to);
+        let result = match &mut self.clock {
+            Clock::Manual { .. } if writable.is_err() => writable,
+            Clock::Manual { now: current } if current.is_none_or(|c| to >= c) => {
+                *current = Some(to);
+                // Two's complement: times before 1970 round-trip
+                // through the u64 record (read back `as i64`).
+                appender.set_meta_u64(META_MANUAL_CLOCK_MS, to.timestamp_millis() as u64);
+                Ok(())
+            }
+            Clock::Manual { .. } => Err(Rejection::with_message(
+                ErrorCode::InvalidCommand,
+                "now: the clock never goes backwards",
+            )),
+            Clock::Wall(_) => Err(Rejection::new(ErrorCode::ClockNotManual)),
+        };
+        if result.is_ok() && self.fire_deadlines(appender, to, usize::MAX).is_err() {
+            *failed = true;
+        }
+        result
+    }
+
+    /// Writes the decided batch and hands its replies to the flusher; a
+    /// batch that cannot be written is answered `UNAVAILABLE`.
+    async fn write(&mut self, appender: cpor_log::Appender, pending: Vec<Pending>, failed: bool) {
+        if failed {
+            // A decided event did not apply (or a read failed): nothing was
+            // written, but the state may be ahead of the store.
+            tracing::error!("a decided event did not apply; answering UNAVAILABLE and reloading the state from the log");
+            let refusal = Rejection::new(ErrorCode::Unavailable);
+            pending.into_iter().for_each(|p| p.fail(&refusal));
+            self.reload();
+            return;
+        }
+        let applied = if appender.is_empty() {
             // Only refusals and duplicates: nothing to write, but their
             // replies may rest on batches not yet durable, so they queue
             // behind them like any other.
@@ -746,16 +852,12 @@ impl Writer {
                 .map(|head| head.position)
         };
         match applied {
-            Ok(position) => {
-                // Backpressure: waits when FLUSH_QUEUE_MAX batches are in flight.
-                let _ = self.flushes.send(AppliedBatch { position, pending }).await;
-            }
+            Ok(position) => self.to_flusher(position, pending).await,
             Err(error) => {
-                tracing::error!(%error, "could not write the batch; answering UNAVAILABLE and reloading the state from the log");
-                self.reload();
-                for p in pending {
-                    p.fail();
-                }
+                tracing::error!(%error, "could not write the batch; answering UNAVAILABLE and reopening the data dir");
+                self.store.failed();
+                let refusal = recovery::write_failed(&error);
+                pending.into_iter().for_each(|p| p.fail(&refusal));
             }
         }
     }
@@ -770,7 +872,7 @@ impl Writer {
                 return None;
             }
         };
-        if free >= DISK_FREE_MIN_BYTES {
+        if free >= self.disk_free_min_bytes {
             if self.disk_was_full {
                 tracing::warn!(free, "disk space is back: writing again");
                 self.disk_was_full = false;
@@ -780,7 +882,7 @@ impl Writer {
         if !self.disk_was_full {
             tracing::error!(
                 free,
-                reserve = DISK_FREE_MIN_BYTES,
+                reserve = self.disk_free_min_bytes,
                 "the data dir's disk is full: answering UNAVAILABLE until space is freed"
             );
             self.disk_was_full = true;
@@ -788,8 +890,9 @@ impl Writer {
         Some(Rejection::with_message(
             ErrorCode::Unavailable,
             format!(
-                "the service's disk is full ({free} bytes free, {DISK_FREE_MIN_BYTES} needed); \
-                 nothing was written; retry later with the same command id"
+                "the service's disk is full ({free} bytes free, {} needed); \
+                 nothing was written; retry later with the same command id",
+                self.disk_free_min_bytes
             ),
         ))
     }
@@ -801,10 +904,9 @@ impl Writer {
             Ok(state) => self.state = state,
             Err(error) => {
                 // Without a trustworthy state the writer must not decide
-                // anything: stop, and let the operator restart (start-up
-                // checks the log's tail).
-                tracing::error!(%error, "cannot reload the state from the log; exiting");
-                std::process::exit(70);
+                // anything: the store is reopened (start-up checks included).
+                tracing::error!(%error, "cannot reload the state from the log; reopening the data dir");
+                self.store.failed();
             }
         }
     }
@@ -1041,6 +1143,8 @@ pub fn fire_due_deadlines(
     }
     Ok(written)
 }
+
+mod recovery;
 
 #[cfg(test)]
 mod tests;

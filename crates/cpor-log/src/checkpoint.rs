@@ -168,7 +168,7 @@ impl crate::LogReader {
     /// Stores a checkpoint (outside the writer's batches; flushed by the
     /// next flush).
     pub fn put_checkpoint(&self, checkpoint: &Checkpoint) -> Result<(), LogError> {
-        self.tree.insert(
+        self.tree()?.insert(
             crate::keys::checkpoint(checkpoint.position),
             checkpoint.to_bytes(),
         )?;
@@ -177,12 +177,19 @@ impl crate::LogReader {
 
     /// Every stored checkpoint, in position order.
     pub fn checkpoints(&self) -> impl Iterator<Item = Result<Checkpoint, LogError>> + '_ {
-        self.tree
-            .scan_prefix(crate::keys::prefix(crate::keys::KeyKind::Checkpoint))
-            .map(|entry| {
+        let (scan, closed) = match self.tree() {
+            Ok(tree) => (
+                Some(tree.scan_prefix(crate::keys::prefix(crate::keys::KeyKind::Checkpoint))),
+                None,
+            ),
+            Err(error) => (None, Some(Err(error))),
+        };
+        closed
+            .into_iter()
+            .chain(scan.into_iter().flatten().map(|entry| {
                 let (_, value) = entry?;
                 Checkpoint::from_bytes(&value).map_err(LogError::Corrupt)
-            })
+            }))
     }
 }
 

@@ -64,6 +64,12 @@ pub enum LogError {
     Storage(String),
     #[error("the log is damaged: {0}")]
     Corrupt(String),
+    /// The store is closed while the writer reopens the data dir after a
+    /// failed write (a full disk); it comes back by itself.
+    #[error(
+        "the data dir is being reopened after a failed write (is the disk full?); retry later"
+    )]
+    Closed,
     #[error("cannot encode event: {0}")]
     Encode(String),
 }
@@ -93,13 +99,28 @@ pub struct CommandRecord {
 /// on the writer (sled readers are lock-free).
 #[derive(Clone)]
 pub struct LogReader {
-    db: sled::Db,
-    tree: sled::Tree,
+    /// The open sled store, shared by every clone; `None` while it is
+    /// closed for a reopen (see [`LogReader::close`]). sled 0.34 keeps the
+    /// first IO error of its background writes (a full disk: `ENOSPC`) and
+    /// returns it from every later operation until the `Db` is dropped and
+    /// opened again, so after a failed write the writer closes it and opens
+    /// the data dir anew (issue 11 case 3).
+    store: std::sync::Arc<std::sync::RwLock<Option<Store>>>,
     /// The directory sled keeps its files in.
     dir: std::sync::Arc<std::path::PathBuf>,
+    /// sled's page cache, in bytes, for a reopen.
+    cache_bytes: u64,
     /// The private copy a [`LogReader::open_copy`] reader reads, removed
     /// when the last clone is dropped.
     _copy: Option<std::sync::Arc<tempfile::TempDir>>,
+}
+
+/// One open sled store: the `Db` (for flushes) and the tree that holds
+/// everything. Clones are handles on the same store.
+#[derive(Clone)]
+struct Store {
+    db: sled::Db,
+    tree: sled::Tree,
 }
 
 /// The single writer. Owns the head of the chain.
@@ -137,9 +158,7 @@ impl Log {
     /// folds the whole log into the decision state.
     pub fn open(dir: &Path) -> Result<(Log, State), LogError> {
         let reader = LogReader::open(dir)?;
-        reader.reconcile_head()?;
-        let head = reader.check_tail()?;
-        let state = reader.fold_state(None)?;
+        let (head, state) = reader.start_up()?;
         Ok((
             Log {
                 reader,
@@ -148,6 +167,31 @@ impl Log {
             },
             state,
         ))
+    }
+
+    /// Closes the store after a failed write (see [`LogReader::close`]):
+    /// sled keeps the error, and after a failed sync nothing in memory can
+    /// be trusted ("fsyncgate"), so nothing is written until
+    /// [`Log::reopen`] has read the data dir afresh.
+    pub fn close(&self) {
+        self.reader.close();
+    }
+
+    /// Opens the data dir again after [`Log::close`] and runs the start-up
+    /// checks, exactly as a fresh start does: returns the state folded from
+    /// what is on disk. On error the store stays closed (retry later).
+    pub fn reopen(&mut self) -> Result<State, LogError> {
+        self.reader.reopen()?;
+        match self.reader.start_up() {
+            Ok((head, state)) => {
+                self.head = head;
+                Ok(state)
+            }
+            Err(error) => {
+                self.reader.close();
+                Err(error)
+            }
+        }
     }
 
     /// Chooses where new ids come from (random unless set).
@@ -193,7 +237,7 @@ impl Log {
         appender
             .batch
             .insert(keys::meta("head_hash"), appender.head.hash.as_bytes());
-        self.reader.tree.apply_batch(appender.batch)?;
+        self.reader.tree()?.apply_batch(appender.batch)?;
         self.head = appender.head;
         Ok(self.head.clone())
     }
@@ -311,6 +355,29 @@ fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Opens sled's store in `dir` (created if missing), after removing the
+/// snapshot files a crash left unfinished.
+fn open_store(dir: &Path, cache_bytes: u64) -> Result<Store, LogError> {
+    std::fs::create_dir_all(dir)
+        .map_err(|e| LogError::Storage(format!("cannot create {}: {e}", dir.display())))?;
+    remove_unfinished_snapshots(dir)?;
+    let db = sled::Config::new()
+        .path(dir)
+        .cache_capacity(cache_bytes)
+        .open()
+        .map_err(|e| match &e {
+            sled::Error::Io(io)
+                if io.to_string().contains("lock")
+                    || io.kind() == std::io::ErrorKind::WouldBlock =>
+            {
+                LogError::Locked(dir.display().to_string())
+            }
+            _ => LogError::from(e),
+        })?;
+    let tree = db.open_tree("cpor")?;
+    Ok(Store { db, tree })
+}
+
 /// Removes the snapshot files sled 0.34 left unfinished in `dir`.
 ///
 /// sled writes a snapshot (a recovery shortcut; the log segments hold the
@@ -346,29 +413,52 @@ impl LogReader {
     /// Opens with a given page cache: a one-off reader of a whole log (the
     /// audit tools) gains from a larger one than the service keeps.
     pub fn open_with_cache(dir: &Path, cache_bytes: u64) -> Result<LogReader, LogError> {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| LogError::Storage(format!("cannot create {}: {e}", dir.display())))?;
-        remove_unfinished_snapshots(dir)?;
-        let db = sled::Config::new()
-            .path(dir)
-            .cache_capacity(cache_bytes)
-            .open()
-            .map_err(|e| match &e {
-                sled::Error::Io(io)
-                    if io.to_string().contains("lock")
-                        || io.kind() == std::io::ErrorKind::WouldBlock =>
-                {
-                    LogError::Locked(dir.display().to_string())
-                }
-                _ => LogError::from(e),
-            })?;
-        let tree = db.open_tree("cpor")?;
         Ok(LogReader {
-            db,
-            tree,
+            store: std::sync::Arc::new(std::sync::RwLock::new(Some(open_store(dir, cache_bytes)?))),
             dir: std::sync::Arc::new(dir.to_path_buf()),
+            cache_bytes,
             _copy: None,
         })
+    }
+
+    /// The open store, or [`LogError::Closed`] while it is being reopened.
+    fn store(&self) -> Result<Store, LogError> {
+        self.store
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+            .ok_or(LogError::Closed)
+    }
+
+    fn tree(&self) -> Result<sled::Tree, LogError> {
+        Ok(self.store()?.tree)
+    }
+
+    /// Closes the store for every clone of this reader: reads and writes
+    /// answer [`LogError::Closed`] until [`LogReader::reopen`]. sled's files
+    /// are released when the last operation still holding the old store
+    /// ends (sled locks its `db` file, so a reopen waits for that).
+    pub fn close(&self) {
+        let old = self
+            .store
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .take();
+        drop(old);
+    }
+
+    /// Opens the data dir again for every clone of this reader, after a
+    /// [`LogReader::close`]. [`LogError::Locked`] while an operation still
+    /// holds the old store: retry. The caller runs the start-up checks
+    /// ([`Log::reopen`] does).
+    pub fn reopen(&self) -> Result<(), LogError> {
+        let mut slot = self
+            .store
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        assert!(slot.is_none(), "reopen of a store that is open");
+        *slot = Some(open_store(&self.dir, self.cache_bytes)?);
+        Ok(())
     }
 
     /// Opens a private copy of the data dir `dir` and leaves `dir` itself
@@ -433,18 +523,19 @@ impl LogReader {
     /// Makes every write so far durable. Nothing is acknowledged or
     /// published before this returns.
     pub async fn flush(&self) -> Result<(), LogError> {
-        self.db.flush_async().await?;
+        let db = self.store()?.db;
+        db.flush_async().await?;
         Ok(())
     }
 
     pub fn flush_blocking(&self) -> Result<(), LogError> {
-        self.db.flush()?;
+        self.store()?.db.flush()?;
         Ok(())
     }
 
     /// The last event written, per the data itself (not the meta record).
     pub fn last_position(&self) -> Result<u64, LogError> {
-        let mut range = self.tree.range(
+        let mut range = self.tree()?.range(
             keys::prefix(KeyKind::Event).to_vec()..keys::prefix_end(&keys::prefix(KeyKind::Event)),
         );
         match range.next_back() {
@@ -455,6 +546,16 @@ impl LogReader {
                     .ok_or_else(|| LogError::Corrupt("bad event key".into()))
             }
         }
+    }
+
+    /// The start-up checks, as [`Log::open`] and a reopen run them:
+    /// reconciles head and tail, checks the tail's hash chain, and folds
+    /// the log into the decision state.
+    fn start_up(&self) -> Result<(Head, State), LogError> {
+        self.reconcile_head()?;
+        let head = self.check_tail()?;
+        let state = self.fold_state(None)?;
+        Ok((head, state))
     }
 
     /// Brings the head record and the events back into agreement after an
@@ -470,7 +571,7 @@ impl LogReader {
     /// when they disagree.
     pub fn reconcile_head(&self) -> Result<Option<String>, LogError> {
         let last = self.last_position()?;
-        let recorded = meta_u64(&self.tree, "head_position")?.unwrap_or(0);
+        let recorded = meta_u64(&self.tree()?, "head_position")?.unwrap_or(0);
         if recorded == last {
             return Ok(None);
         }
@@ -529,7 +630,7 @@ impl LogReader {
         // durable (the events were cut, or lost with the head record ahead).
         let command_prefix = keys::prefix(KeyKind::Command);
         let mut cut_records = 0u64;
-        for entry in self.tree.scan_prefix(command_prefix) {
+        for entry in self.tree()?.scan_prefix(command_prefix) {
             let (key, value) = entry?;
             let Some(id) = Uuid::from_slice(&key[1..]).ok() else {
                 continue;
@@ -549,7 +650,7 @@ impl LogReader {
             }
         }
         // Stream index entries pointing past what is kept.
-        for entry in self.tree.scan_prefix(keys::prefix(KeyKind::Stream)) {
+        for entry in self.tree()?.scan_prefix(keys::prefix(KeyKind::Stream)) {
             let (key, value) = entry?;
             let position = <[u8; 8]>::try_from(value.as_ref())
                 .map(u64::from_be_bytes)
@@ -565,7 +666,7 @@ impl LogReader {
         };
         batch.insert(keys::meta("head_position"), &keep.to_be_bytes());
         batch.insert(keys::meta("head_hash"), hash.as_bytes());
-        self.tree.apply_batch(batch)?;
+        self.tree()?.apply_batch(batch)?;
         self.flush_blocking()?;
         repair_projections(self, |_| {})?;
         self.flush_blocking()?;
@@ -582,7 +683,7 @@ impl LogReader {
     /// with the last event, and the last [`TAIL_CHECK_EVENTS`] events chain.
     pub fn check_tail(&self) -> Result<Head, LogError> {
         let last = self.last_position()?;
-        let recorded = meta_u64(&self.tree, "head_position")?.unwrap_or(0);
+        let recorded = meta_u64(&self.tree()?, "head_position")?.unwrap_or(0);
         if recorded != last {
             return Err(LogError::Corrupt(format!(
                 "head record says position {recorded} but the last event is at {last}"
@@ -616,7 +717,7 @@ impl LogReader {
             previous_hash = stored;
         }
         let recorded_hash = self
-            .tree
+            .tree()?
             .get(keys::meta("head_hash"))?
             .map(|v| String::from_utf8_lossy(&v).to_string())
             .unwrap_or_default();
@@ -639,7 +740,7 @@ impl LogReader {
     }
 
     pub fn event_bytes(&self, position: u64) -> Result<Option<sled::IVec>, LogError> {
-        Ok(self.tree.get(keys::event(position))?)
+        Ok(self.tree()?.get(keys::event(position))?)
     }
 
     /// Streams stored events from `position` on, in log order, as
@@ -651,12 +752,18 @@ impl LogReader {
     ) -> impl Iterator<Item = Result<(u64, Vec<u8>), LogError>> + '_ {
         let start = keys::event(position.max(1));
         let end = keys::prefix_end(&keys::prefix(KeyKind::Event));
-        self.tree.range(start..end).map(|entry| {
-            let (key, value) = entry?;
-            let position = keys::position_of_event_key(&key)
-                .ok_or_else(|| LogError::Corrupt("bad event key".into()))?;
-            Ok((position, value.to_vec()))
-        })
+        let (range, closed) = match self.tree() {
+            Ok(tree) => (Some(tree.range(start..end)), None),
+            Err(error) => (None, Some(Err(error))),
+        };
+        closed
+            .into_iter()
+            .chain(range.into_iter().flatten().map(|entry| {
+                let (key, value) = entry?;
+                let position = keys::position_of_event_key(&key)
+                    .ok_or_else(|| LogError::Corrupt("bad event key".into()))?;
+                Ok((position, value.to_vec()))
+            }))
     }
 
     /// Folds the log into a fresh state, up to `as_of` (event time) if given.
@@ -683,7 +790,7 @@ impl LogReader {
 
     /// The idempotency record of an accepted command.
     pub fn command_record(&self, command_id: &Uuid) -> Result<Option<CommandRecord>, LogError> {
-        match self.tree.get(keys::command(command_id))? {
+        match self.tree()?.get(keys::command(command_id))? {
             None => Ok(None),
             Some(bytes) => serde_json::from_slice(&bytes)
                 .map(Some)
@@ -694,7 +801,7 @@ impl LogReader {
     /// Positions of one aggregate's events, in version order.
     pub fn stream_positions(&self, aggregate: &AggregateId) -> Result<Vec<u64>, LogError> {
         let prefix = keys::stream_prefix(aggregate.kind, &aggregate.id);
-        self.tree
+        self.tree()?
             .scan_prefix(prefix)
             .map(|entry| {
                 let (_, value) = entry?;
@@ -706,21 +813,22 @@ impl LogReader {
     }
 
     pub fn get_meta_u64(&self, name: &str) -> Result<Option<u64>, LogError> {
-        meta_u64(&self.tree, name)
+        meta_u64(&self.tree()?, name)
     }
 
     /// Operational values outside the batch path (the relay's progress).
     pub fn put_meta_u64(&self, name: &str, value: u64) -> Result<(), LogError> {
-        self.tree.insert(keys::meta(name), &value.to_be_bytes())?;
+        self.tree()?
+            .insert(keys::meta(name), &value.to_be_bytes())?;
         Ok(())
     }
 
     pub fn get_meta_bytes(&self, name: &str) -> Result<Option<Vec<u8>>, LogError> {
-        Ok(self.tree.get(keys::meta(name))?.map(|v| v.to_vec()))
+        Ok(self.tree()?.get(keys::meta(name))?.map(|v| v.to_vec()))
     }
 
     pub fn put_meta_bytes(&self, name: &str, value: &[u8]) -> Result<(), LogError> {
-        self.tree.insert(keys::meta(name), value)?;
+        self.tree()?.insert(keys::meta(name), value)?;
         Ok(())
     }
 }

@@ -202,7 +202,7 @@ fn fold_and_compare_comments(
             comments_recomputed += 1;
             let key = keys::comment(&claim_id, position);
             let expected = serde_json::to_vec(&comment).expect("comments serialize");
-            match reader.tree.get(&key)? {
+            match reader.tree()?.get(&key)? {
                 Some(stored) if stored.as_ref() == expected.as_slice() => {}
                 Some(stored) => report.note(format!(
                     "Comment {}: stored {} != rebuilt {}",
@@ -226,7 +226,7 @@ fn fold_and_compare_comments(
     report.cases = state.cases.len() as u64;
     report.entries += comments_recomputed;
     let comments_stored = reader
-        .tree
+        .tree()?
         .scan_prefix(keys::prefix(KeyKind::Comment))
         .count() as u64;
     if comments_stored > comments_recomputed {
@@ -252,12 +252,12 @@ fn compare_views(
         let view = serde_json::to_vec(&ClaimView::of(claim)).expect("views serialize");
         (keys::claim_view(&claim.claim_id), view)
     });
-    compare_kind(&reader.tree, KeyKind::ClaimView, claim_views, report)?;
+    compare_kind(&reader.tree()?, KeyKind::ClaimView, claim_views, report)?;
     let case_views = state.cases.values().map(|case| {
         let view = serde_json::to_vec(&CaseView::of(case)).expect("views serialize");
         (keys::case_view(&case.case_id), view)
     });
-    compare_kind(&reader.tree, KeyKind::CaseView, case_views, report)?;
+    compare_kind(&reader.tree()?, KeyKind::CaseView, case_views, report)?;
 
     Ok(())
 }
@@ -279,7 +279,7 @@ fn compare_indexes(
         .map(|c| (keys::claim_order(c.seq), c.claim_id.as_bytes().to_vec()))
         .collect();
     compare_kind(
-        &reader.tree,
+        &reader.tree()?,
         KeyKind::ClaimOrder,
         sorted(claim_order),
         report,
@@ -289,7 +289,12 @@ fn compare_indexes(
         .values()
         .map(|c| (keys::case_order(c.seq), c.case_id.as_bytes().to_vec()))
         .collect();
-    compare_kind(&reader.tree, KeyKind::CaseOrder, sorted(case_order), report)?;
+    compare_kind(
+        &reader.tree()?,
+        KeyKind::CaseOrder,
+        sorted(case_order),
+        report,
+    )?;
     let partner_claims = state
         .claims
         .values()
@@ -301,7 +306,7 @@ fn compare_indexes(
         })
         .collect();
     compare_kind(
-        &reader.tree,
+        &reader.tree()?,
         KeyKind::PartnerClaims,
         sorted(partner_claims),
         report,
@@ -317,7 +322,7 @@ fn compare_indexes(
         })
         .collect();
     compare_kind(
-        &reader.tree,
+        &reader.tree()?,
         KeyKind::TenantClaims,
         sorted(tenant_claims),
         report,
@@ -328,7 +333,12 @@ fn compare_indexes(
         .flat_map(|c| c.watched_deadlines())
         .map(|(due, id, kind)| (keys::deadline(&due, &id, kind), Vec::new()))
         .collect();
-    compare_kind(&reader.tree, KeyKind::Deadline, sorted(deadlines), report)?;
+    compare_kind(
+        &reader.tree()?,
+        KeyKind::Deadline,
+        sorted(deadlines),
+        report,
+    )?;
     Ok(())
 }
 
@@ -424,15 +434,15 @@ pub fn repair_projections(
     for kind in KINDS {
         let mut batch = sled::Batch::default();
         let mut in_batch = 0;
-        for entry in reader.tree.scan_prefix(keys::prefix(kind)) {
+        for entry in reader.tree()?.scan_prefix(keys::prefix(kind)) {
             batch.remove(entry?.0);
             in_batch += 1;
             if in_batch == REPAIR_BATCH_ENTRIES {
-                reader.tree.apply_batch(std::mem::take(&mut batch))?;
+                reader.tree()?.apply_batch(std::mem::take(&mut batch))?;
                 in_batch = 0;
             }
         }
-        reader.tree.apply_batch(batch)?;
+        reader.tree()?.apply_batch(batch)?;
     }
     let mut state = State::new();
     let mut writer = ProjectionWriter::default();
@@ -449,12 +459,12 @@ pub fn repair_projections(
         report.events += 1;
         if report.events.is_multiple_of(REBUILD_BATCH_EVENTS as u64) {
             writer.finish(&mut batch, &state);
-            reader.tree.apply_batch(std::mem::take(&mut batch))?;
+            reader.tree()?.apply_batch(std::mem::take(&mut batch))?;
             progress(report.events);
         }
     }
     writer.finish(&mut batch, &state);
-    reader.tree.apply_batch(batch)?;
+    reader.tree()?.apply_batch(batch)?;
     reader.flush_blocking()?;
     progress(report.events);
     report.claims = state.claims.len() as u64;

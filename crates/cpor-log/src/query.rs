@@ -59,7 +59,7 @@ fn parse_json(bytes: &[u8], what: &str) -> Result<Value, LogError> {
 
 impl LogReader {
     pub fn claim_view(&self, claim_id: &Uuid) -> Result<Option<Value>, LogError> {
-        self.tree
+        self.tree()?
             .get(keys::claim_view(claim_id))?
             .map(|bytes| parse_json(&bytes, "claim view"))
             .transpose()
@@ -89,7 +89,7 @@ impl LogReader {
     }
 
     pub fn comments(&self, claim_id: &Uuid) -> Result<Vec<Value>, LogError> {
-        self.tree
+        self.tree()?
             .scan_prefix(keys::comments_prefix(claim_id))
             .take(COMMENTS_MAX)
             .map(|entry| parse_json(&entry?.1, "comment"))
@@ -97,7 +97,7 @@ impl LogReader {
     }
 
     pub fn case_view(&self, case_id: &Uuid) -> Result<Option<Value>, LogError> {
-        self.tree
+        self.tree()?
             .get(keys::case_view(case_id))?
             .map(|bytes| parse_json(&bytes, "case view"))
             .transpose()
@@ -106,7 +106,7 @@ impl LogReader {
     /// Cases in the order they opened, optionally only open or closed ones.
     pub fn list_cases(&self, status: Option<&str>) -> Result<Vec<Value>, LogError> {
         let mut cases = Vec::new();
-        for entry in self.tree.scan_prefix(keys::prefix(KeyKind::CaseOrder)) {
+        for entry in self.tree()?.scan_prefix(keys::prefix(KeyKind::CaseOrder)) {
             let (_, id) = entry?;
             let id = Uuid::from_slice(&id)
                 .map_err(|_| LogError::Corrupt("bad case order entry".into()))?;
@@ -148,7 +148,7 @@ impl LogReader {
         let mut claims = Vec::new();
         let mut last_seq = None;
         let mut more = false;
-        for (scanned, entry) in self.tree.range(start..end).enumerate() {
+        for (scanned, entry) in self.tree()?.range(start..end).enumerate() {
             let (key, id) = entry?;
             if claims.len() == limit || scanned == LIST_SCAN_MAX {
                 more = true;

@@ -264,7 +264,7 @@ fn rebuild_reports_a_damaged_projection() {
     let dir = tempfile::tempdir().unwrap();
     let (mut log, mut state) = Log::open(dir.path()).unwrap();
     let (_, c1, c2) = history(&mut log, &mut state);
-    let tree = &log.reader().tree;
+    let tree = &log.reader().tree().unwrap();
     tree.insert(keys::claim_view(&c1), b"{}".to_vec()).unwrap();
     let report = rebuild_projections(log.reader(), |_| {}).unwrap();
     assert_eq!(report.difference_count, 1);
@@ -449,7 +449,8 @@ fn a_damaged_tail_is_found_at_start_up() {
     let tampered = text.replace(r#""id":"cpor""#, r#""id":"cpoz""#);
     assert_ne!(tampered, text, "the tampering must change the event");
     log.reader()
-        .tree
+        .tree()
+        .unwrap()
         .insert(keys::event(last), tampered.into_bytes())
         .unwrap();
     log.reader().flush_blocking().unwrap();
@@ -483,7 +484,7 @@ fn a_head_record_that_disagrees_with_the_events_is_reconciled() {
         fingerprint: "f".into(),
         reply: serde_json::json!({"events": vec!["x"; events_of_command as usize]}),
     };
-    let tree = log.reader().tree.clone();
+    let tree = log.reader().tree().unwrap();
     tree.insert(
         keys::command(&command),
         serde_json::to_vec(&record).unwrap(),
@@ -627,7 +628,7 @@ fn start_up_cuts_a_tail_the_head_record_does_not_cover() {
         );
         let after = log.head().position;
         assert!(after > before);
-        let tree = log.reader().tree.clone();
+        let tree = log.reader().tree().unwrap();
         let cut_command = {
             let bytes = log.reader().event_bytes(after).unwrap().unwrap();
             causation_of(&bytes).unwrap()

@@ -35,6 +35,12 @@ pub(crate) struct ServeArgs {
     /// event (more than 30 days is otherwise refused as a clock error).
     #[arg(long, env = "CPOR_ACCEPT_CLOCK_JUMP", value_parser = parse_flag, num_args = 0..=1, default_missing_value = "1", default_value = "0")]
     pub(crate) accept_clock_jump: bool,
+    /// Free bytes the data dir's filesystem must keep: below it commands
+    /// are answered UNAVAILABLE (disk full) and nothing is written, until
+    /// space is freed. 0 leaves only a real ENOSPC, which the service also
+    /// survives (it reopens the data dir), at the cost of sled's retries.
+    #[arg(long, env = "CPOR_DISK_FREE_MIN_BYTES", default_value_t = cpor_engine::DISK_FREE_MIN_BYTES)]
+    pub(crate) disk_free_min_bytes: u64,
     /// Log format on stderr.
     #[arg(long, env = "CPOR_LOG_FORMAT", value_enum, default_value = "human")]
     pub(crate) log_format: LogFormat,
@@ -101,6 +107,8 @@ pub(crate) struct Settings {
     pub(crate) calendar: Calendar,
     pub(crate) manual_clock: bool,
     pub(crate) accept_clock_jump: bool,
+    /// See [`ServeArgs::disk_free_min_bytes`].
+    pub(crate) disk_free_min_bytes: u64,
     pub(crate) log_format: LogFormat,
     pub(crate) signing_key: Option<PathBuf>,
     pub(crate) checkpoint_every_events: u64,
@@ -136,6 +144,7 @@ impl ServeArgs {
             calendar,
             manual_clock: self.manual_clock,
             accept_clock_jump: self.accept_clock_jump,
+            disk_free_min_bytes: self.disk_free_min_bytes,
             log_format: self.log_format,
             signing_key: self.signing_key,
             checkpoint_every_events: self.checkpoint_every_events,
