@@ -33,12 +33,10 @@ const SPLIT_PENDING: &str = "split pending (issue 13 item 3)";
 const ALLOWED: &[(&str, &str, &str)] = &[
     ("cpor-nats/src/relay.rs", "run", SPLIT_PENDING),
     ("cpor-nats/src/relay.rs", "resume_position", SPLIT_PENDING),
-    ("cpor-nats/src/server.rs", "run", SPLIT_PENDING),
     ("cpor-nats/src/wire.rs", "parse_command", SPLIT_PENDING),
     ("cpor-nats/src/wire.rs", "partner_command", SPLIT_PENDING),
     ("cpor-nats/src/wire.rs", "parse_query", SPLIT_PENDING),
     ("cpor-log/src/lib.rs", "reconcile_head", SPLIT_PENDING),
-    ("cpor-engine/src/lib.rs", "process", SPLIT_PENDING),
     ("cpor/src/serve.rs", "run", SPLIT_PENDING),
     ("cpor/src/audit.rs", "export", SPLIT_PENDING),
     ("cpor/src/audit.rs", "verify", SPLIT_PENDING),

@@ -268,6 +268,7 @@ fn compare_indexes(
     state: &State,
     report: &mut RebuildReport,
 ) -> Result<(), LogError> {
+    let tree = reader.tree()?;
     // Indexes: small entries, generated then sorted into key order.
     let sorted = |mut entries: Vec<(Vec<u8>, Vec<u8>)>| {
         entries.sort_unstable_by(|a, b| a.0.cmp(&b.0));
@@ -278,23 +279,13 @@ fn compare_indexes(
         .values()
         .map(|c| (keys::claim_order(c.seq), c.claim_id.as_bytes().to_vec()))
         .collect();
-    compare_kind(
-        &reader.tree()?,
-        KeyKind::ClaimOrder,
-        sorted(claim_order),
-        report,
-    )?;
+    compare_kind(&tree, KeyKind::ClaimOrder, sorted(claim_order), report)?;
     let case_order = state
         .cases
         .values()
         .map(|c| (keys::case_order(c.seq), c.case_id.as_bytes().to_vec()))
         .collect();
-    compare_kind(
-        &reader.tree()?,
-        KeyKind::CaseOrder,
-        sorted(case_order),
-        report,
-    )?;
+    compare_kind(&tree, KeyKind::CaseOrder, sorted(case_order), report)?;
     let partner_claims = state
         .claims
         .values()
@@ -306,7 +297,7 @@ fn compare_indexes(
         })
         .collect();
     compare_kind(
-        &reader.tree()?,
+        &tree,
         KeyKind::PartnerClaims,
         sorted(partner_claims),
         report,
@@ -321,24 +312,14 @@ fn compare_indexes(
             )
         })
         .collect();
-    compare_kind(
-        &reader.tree()?,
-        KeyKind::TenantClaims,
-        sorted(tenant_claims),
-        report,
-    )?;
+    compare_kind(&tree, KeyKind::TenantClaims, sorted(tenant_claims), report)?;
     let deadlines = state
         .claims
         .values()
         .flat_map(|c| c.watched_deadlines())
         .map(|(due, id, kind)| (keys::deadline(&due, &id, kind), Vec::new()))
         .collect();
-    compare_kind(
-        &reader.tree()?,
-        KeyKind::Deadline,
-        sorted(deadlines),
-        report,
-    )?;
+    compare_kind(&tree, KeyKind::Deadline, sorted(deadlines), report)?;
     Ok(())
 }
 
