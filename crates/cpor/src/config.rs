@@ -41,9 +41,6 @@ pub(crate) struct ServeArgs {
     /// survives (it reopens the data dir), at the cost of sled's retries.
     #[arg(long, env = "CPOR_DISK_FREE_MIN_BYTES", default_value_t = cpor_engine::DISK_FREE_MIN_BYTES)]
     pub(crate) disk_free_min_bytes: u64,
-    /// Log format on stderr.
-    #[arg(long, env = "CPOR_LOG_FORMAT", value_enum, default_value = "human")]
-    pub(crate) log_format: LogFormat,
     /// Ed25519 key that signs checkpoints (64 hex characters of a seed).
     /// Default: `checkpoint-signing.key` in the data dir, generated on the
     /// first start; a given file must exist.
@@ -57,9 +54,15 @@ pub(crate) struct ServeArgs {
     pub(crate) checkpoint_every_seconds: u64,
 }
 
+/// How log lines on stderr look (`--log-format`, every subcommand).
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum LogFormat {
-    Human,
+    /// One line of text per event, span fields in front (the older name
+    /// `human` still works).
+    #[value(alias = "human")]
+    Text,
+    /// One JSON object per line, with the current span and its parents'
+    /// fields (`command_id`, `correlation_id` and others), for log collectors.
     Json,
 }
 
@@ -109,7 +112,6 @@ pub(crate) struct Settings {
     pub(crate) accept_clock_jump: bool,
     /// See [`ServeArgs::disk_free_min_bytes`].
     pub(crate) disk_free_min_bytes: u64,
-    pub(crate) log_format: LogFormat,
     pub(crate) signing_key: Option<PathBuf>,
     pub(crate) checkpoint_every_events: u64,
     pub(crate) checkpoint_every: std::time::Duration,
@@ -145,7 +147,6 @@ impl ServeArgs {
             manual_clock: self.manual_clock,
             accept_clock_jump: self.accept_clock_jump,
             disk_free_min_bytes: self.disk_free_min_bytes,
-            log_format: self.log_format,
             signing_key: self.signing_key,
             checkpoint_every_events: self.checkpoint_every_events,
             checkpoint_every: std::time::Duration::from_secs(self.checkpoint_every_seconds),

@@ -10,10 +10,13 @@ mod keys;
 mod nats_flags;
 mod repair_stream;
 mod serve;
+mod telemetry;
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
+
+use config::LogFormat;
 
 #[derive(Parser)]
 #[command(
@@ -22,6 +25,16 @@ use clap::{Parser, Subcommand};
     about = "CPOR claim service: claims, reviews and arbitration, event-sourced"
 )]
 struct Cli {
+    /// Log lines on stderr: `text` or `json` (one object per line). Which
+    /// lines: `RUST_LOG` (default `info` for `serve`, `warn` for the tools).
+    #[arg(
+        long,
+        global = true,
+        env = "CPOR_LOG_FORMAT",
+        value_enum,
+        default_value = "text"
+    )]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Commands,
 }
@@ -49,10 +62,28 @@ enum Commands {
     RepairStream(repair_stream::RepairStreamArgs),
     /// The checkpoint signing key: `cpor keys show` prints its public key.
     Keys(keys::KeysArgs),
+    /// Print a shell completion script: `cpor completions bash >
+    /// /etc/bash_completion.d/cpor` (also zsh, fish, elvish, powershell).
+    Completions {
+        /// The shell to complete for.
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff) on stdout, or write one page per
+    /// subcommand into a directory.
+    Man {
+        /// Write `cpor.1`, `cpor-serve.1`, … into this directory instead.
+        #[arg(long, value_name = "DIR")]
+        out_dir: Option<std::path::PathBuf>,
+    },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let default_filter = match cli.command {
+        Commands::Serve(_) => telemetry::SERVE_FILTER,
+        _ => telemetry::TOOL_FILTER,
+    };
+    telemetry::init(cli.log_format, default_filter);
     let result = match cli.command {
         Commands::Serve(args) => serve::main(args),
         Commands::Export(args) => audit::export(args),
@@ -64,6 +95,8 @@ fn main() -> ExitCode {
         Commands::Watch(args) => client::watch(args),
         Commands::RepairStream(args) => repair_stream::repair_stream(args),
         Commands::Keys(args) => keys::keys(args),
+        Commands::Completions { shell } => completions(shell),
+        Commands::Man { out_dir } => man(out_dir),
     };
     match result {
         Ok(code) => code,
@@ -79,6 +112,34 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// `cpor completions SHELL`: the script, generated from [`Cli`] itself.
+fn completions(shell: clap_complete::Shell) -> anyhow::Result<ExitCode> {
+    use std::io::Write;
+    // Into a buffer first: the generator panics on a write error, and a
+    // closed pipe (`cpor completions bash | head`) is no failure.
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut Cli::command(), "cpor", &mut script);
+    std::io::stdout().lock().write_all(&script)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `cpor man [--out-dir DIR]`: the man page of `cpor` on stdout, or one
+/// page per (sub)command written into `DIR`.
+fn man(out_dir: Option<std::path::PathBuf>) -> anyhow::Result<ExitCode> {
+    use anyhow::Context;
+    let command = Cli::command();
+    match out_dir {
+        None => clap_mangen::Man::new(command).render(&mut std::io::stdout().lock())?,
+        Some(dir) => {
+            std::fs::create_dir_all(&dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
+            clap_mangen::generate_to(command, &dir)
+                .with_context(|| format!("cannot write the man pages into {}", dir.display()))?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// `error` and its causes, `: `-separated, each said once. Some library

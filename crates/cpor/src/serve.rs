@@ -30,7 +30,7 @@ use cpor_nats::lease::{Lease, LEASE_RENEW_EVERY};
 use cpor_nats::relay::{ensure_streams, Relay};
 use cpor_nats::server::Server;
 
-use crate::config::{LogFormat, ServeArgs, Settings};
+use crate::config::{ServeArgs, Settings};
 
 /// Bounds of the retry creating the streams at start-up.
 const CONNECT_BACKOFF_MIN: Duration = Duration::from_millis(200);
@@ -46,7 +46,6 @@ const SERVER_INFO_REFRESH_EVERY: Duration = Duration::from_secs(5);
 
 pub(crate) fn main(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let settings = args.validate()?;
-    init_tracing(settings.log_format);
     // Found before anything is opened: the directory this start creates.
     let created = first_missing_ancestor(&settings.data_dir);
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -134,27 +133,6 @@ impl StopSignals {
             }
             done = work => Some(done),
         }
-    }
-}
-
-/// Colours only for a person at a terminal: stderr is a terminal and
-/// `NO_COLOR` is unset or empty (<https://no-color.org>). Log files and
-/// journald get plain text.
-fn colour_on_stderr() -> bool {
-    use std::io::IsTerminal;
-    std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
-}
-
-fn init_tracing(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,async_nats=warn"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(colour_on_stderr())
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Human => builder.init(),
-        LogFormat::Json => builder.json().init(),
     }
 }
 
