@@ -511,6 +511,8 @@ async fn every_role_does_what_it_may_and_nothing_more() {
             "CPOR_NATS_INBOX_PREFIX".into(),
             "_INBOX_cpor_service".into(),
         ),
+        // A signed checkpoint after every relayed event, for the auditor.
+        ("CPOR_CHECKPOINT_EVERY_EVENTS".into(), "1".into()),
     ];
     opts.helper_auth = Some(server.auth("reviewer-console"));
     let mut service = Service::start(opts).await;
@@ -819,6 +821,12 @@ async fn every_role_does_what_it_may_and_nothing_more() {
         assert_eq!(event["position"], n as u64 + 1, "{event}");
         assert!(event.get("forged").is_none(), "{event}");
     }
+    // The auditor also reads the signed checkpoints (docs/audit.md).
+    let checkpoints = read_stream_head(&auditor, "CPOR_CHECKPOINTS").await;
+    assert!(
+        checkpoints["signature"].is_string() && checkpoints["position"].is_u64(),
+        "{checkpoints}"
+    );
     let views = read_stream_payloads(&dashboard, "CPOR_STATUS", 2).await;
     assert!(views
         .iter()
@@ -866,6 +874,30 @@ async fn watch_lines(args: &[String], env: &[(&str, String)], count: usize) -> V
 
 /// Every message of `stream` (which must hold exactly `count`), as JSON,
 /// read through an ordered consumer like `cpor watch` and the audit tools.
+/// The first message of `stream`, read with an ordered consumer as `client`.
+async fn read_stream_head(client: &async_nats::Client, stream: &str) -> Value {
+    use async_nats::jetstream::consumer;
+    let js = async_nats::jetstream::new(client.clone());
+    let handle = js
+        .get_stream(stream)
+        .await
+        .unwrap_or_else(|e| panic!("{stream}: {e}"));
+    let consumer = handle
+        .create_consumer(consumer::pull::OrderedConfig {
+            deliver_policy: consumer::DeliverPolicy::All,
+            ..Default::default()
+        })
+        .await
+        .unwrap_or_else(|e| panic!("a consumer on {stream}: {e}"));
+    let mut messages = consumer.messages().await.unwrap();
+    let message = tokio::time::timeout(Duration::from_secs(10), messages.next())
+        .await
+        .unwrap_or_else(|_| panic!("{stream}: no message"))
+        .unwrap()
+        .unwrap();
+    serde_json::from_slice(&message.payload).unwrap()
+}
+
 async fn read_stream_payloads(
     client: &async_nats::Client,
     stream: &str,

@@ -346,3 +346,50 @@ fn manual_clock_is_a_plain_flag() {
         assert_eq!(status.code(), Some(0), "{}", serve.log_text());
     }
 }
+
+/// Against a nats-server older than the supported minimum (Debian 12's
+/// 2.9.10, when this machine has it), `cpor serve` still starts but warns
+/// that the server is too old, naming both versions (deploy/README.md).
+#[test]
+fn serve_warns_on_a_nats_server_older_than_2_10() {
+    let old = Path::new("/usr/sbin/nats-server");
+    let version = Command::new(old)
+        .arg("--version")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    if !version.contains("v2.9.") {
+        eprintln!(
+            "SKIPPED: no nats-server 2.9 at {} ({version:?})",
+            old.display()
+        );
+        return;
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    let port = free_port();
+    let store = dir.path().join("js");
+    let log = File::create(dir.path().join("nats-server.log")).expect("create the log");
+    let mut nats = Command::new(old)
+        .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
+        .arg(&store)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().expect("clone"))
+        .stderr(log)
+        .spawn()
+        .expect("start nats-server 2.9");
+    let url = format!("nats://127.0.0.1:{port}");
+    let result = std::panic::catch_unwind(|| {
+        let data_dir = dir.path().join("data");
+        let mut serve = Starting::spawn(dir.path(), &url, &data_dir, &unique_prefix(), false);
+        serve.wait_for_log("older than 2.10.0, the oldest supported");
+        let log = serve.log_text();
+        assert!(log.contains("2.9."), "{log}");
+        let (status, _) = serve.signal_and_wait("TERM");
+        assert_eq!(status.code(), Some(0), "{}", serve.log_text());
+    });
+    let _ = nats.kill();
+    let _ = nats.wait();
+    if let Err(panic) = result {
+        std::panic::resume_unwind(panic);
+    }
+}

@@ -202,3 +202,37 @@ async fn replay_as_of_now() {
         );
     }
 }
+
+/// `cpor request` and `cpor watch` whose reader went away (`| head -0`)
+/// end without a panic: a closed pipe is not an error of theirs.
+#[tokio::test(flavor = "multi_thread")]
+async fn tools_end_quietly_on_a_closed_stdout() {
+    let nats = NatsServer::shared_or_own();
+    let prefix = unique_prefix();
+    let mut service =
+        Service::start(ServiceOptions::new(nats.url(), &prefix).manual_clock(true)).await;
+    let runs: [&[&str]; 2] = [
+        &[
+            "request",
+            "--nats-url",
+            nats.url(),
+            "--prefix",
+            &prefix,
+            "qry.health",
+        ],
+        &["watch", "--nats-url", nats.url(), "--prefix", &prefix],
+    ];
+    for args in runs {
+        let mut child = cpor(args);
+        // Close the read end before the tool prints anything.
+        drop(child.stdout.take());
+        let output = tokio::time::timeout(WATCH_TIMEOUT, child.wait_with_output())
+            .await
+            .unwrap_or_else(|_| panic!("{args:?} did not end on a closed stdout"))
+            .expect("run cpor");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        assert_eq!(output.status.code(), Some(0), "{args:?}: {stderr}");
+    }
+    service.terminate().await;
+}

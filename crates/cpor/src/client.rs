@@ -83,10 +83,13 @@ pub(crate) fn request(args: RequestArgs) -> anyhow::Result<ExitCode> {
             .await
             .context("request failed (is `cpor serve` running with this prefix?)")?;
         let value: serde_json::Value = serde_json::from_slice(&reply)?;
+        // writeln!, not println!: a closed pipe (`cpor request … | head -0`)
+        // is an error main() treats as success, not a panic.
+        let mut out = std::io::stdout().lock();
         if args.brief {
-            println!("{}", brief(&value));
+            writeln!(out, "{}", brief(&value))?;
         } else {
-            println!("{}", serde_json::to_string_pretty(&value)?);
+            writeln!(out, "{}", serde_json::to_string_pretty(&value)?)?;
         }
         Ok(if value.get("ok") == Some(&serde_json::Value::Bool(true)) {
             ExitCode::SUCCESS
@@ -123,13 +126,19 @@ pub(crate) fn watch(args: WatchArgs) -> anyhow::Result<ExitCode> {
             .read_stream(&stream_name, from, Some(filter), "cpor watch")
             .await?;
         if !args.json {
+            let mut out = std::io::stdout().lock();
             if args.events {
-                println!("{:>8}  {:<20}  {:<28}  SUBJECT", "POSITION", "TIME", "TYPE");
+                writeln!(
+                    out,
+                    "{:>8}  {:<20}  {:<28}  SUBJECT",
+                    "POSITION", "TIME", "TYPE"
+                )?;
             } else {
-                println!(
+                writeln!(
+                    out,
                     "{:<36}  {:<10}  {:<23}  {:>7}  {:<7}  CASE",
                     "CLAIM", "PARTNER", "STATUS", "VERSION", "OVERDUE"
-                );
+                )?;
             }
         }
         while let Some(message) = messages.next().await {

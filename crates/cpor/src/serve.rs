@@ -234,6 +234,9 @@ async fn run(
     };
     let (nats, mut lease) = started?;
     let js = nats.jetstream().clone();
+    if let Some(why) = cpor_nats::unsupported_server(nats.client()) {
+        tracing::warn!("{why}");
+    }
     // Every event a command writes must be publishable through this server:
     // the engine refuses larger ones. Re-read now and then, in case the
     // client reconnected to a server with another `max_payload`.
