@@ -38,13 +38,6 @@ const ALLOWED: &[(&str, &str, &str)] = &[
     ("cpor-nats/src/wire.rs", "parse_query", SPLIT_PENDING),
     ("cpor-log/src/lib.rs", "reconcile_head", SPLIT_PENDING),
     ("cpor/src/serve.rs", "run", SPLIT_PENDING),
-    ("cpor/src/audit.rs", "export", SPLIT_PENDING),
-    ("cpor/src/audit.rs", "verify", SPLIT_PENDING),
-    ("cpor/src/audit.rs", "render_history", SPLIT_PENDING),
-    ("cpor/src/audit.rs", "replay_report", SPLIT_PENDING),
-    ("cpor/src/audit.rs", "render_replay", SPLIT_PENDING),
-    ("cpor/src/audit/source.rs", "for_each", SPLIT_PENDING),
-    ("cpor/src/client.rs", "brief", SPLIT_PENDING),
 ];
 
 /// One function found in a source file.

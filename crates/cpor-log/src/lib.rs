@@ -218,6 +218,7 @@ impl Log {
     pub fn begin(&self) -> Appender {
         Appender {
             batch: sled::Batch::default(),
+            base: self.head.position,
             head: self.head.clone(),
             projection: projection::ProjectionWriter::default(),
             dirty: false,
@@ -229,6 +230,14 @@ impl Log {
     /// On error nothing of the batch is applied, but `state` has been
     /// evolved by the batch: the caller must reload it from the log.
     pub fn commit(&mut self, mut appender: Appender, state: &State) -> Result<Head, LogError> {
+        // Invariant (a bug if broken, so it stops the writer rather than
+        // write): a batch extends the head it began from. Two appenders in
+        // flight, or one committed twice, would fork the hash chain and
+        // reuse positions.
+        assert_eq!(
+            appender.base, self.head.position,
+            "a batch commits onto the head it began from"
+        );
         appender.projection.finish(&mut appender.batch, state);
         appender.batch.insert(
             keys::meta("head_position"),
@@ -246,6 +255,9 @@ impl Log {
 /// Accumulates the events and records of one group commit.
 pub struct Appender {
     batch: sled::Batch,
+    /// The log's head position when the batch began: the batch's events
+    /// follow it, so [`Log::commit`] checks the log is still there.
+    base: u64,
     head: Head,
     projection: projection::ProjectionWriter,
     /// Whether anything was added: an empty batch is not written.
@@ -287,9 +299,20 @@ impl Appender {
         let aggregate: AggregateId = event.data.aggregate();
         self.dirty = true;
         self.projection.before(state, event);
+        let previous_version = state.version_of(&aggregate);
         let stream_version = state
             .evolve(event, time)
             .map_err(|e| LogError::Corrupt(format!("decided event does not apply: {e}")))?;
+        // Invariant: a stream's versions are 1, 2, 3, … with no gap and no
+        // repeat (contract §9: the stream index key is the version, and
+        // expected_version checks rest on it). `evolve` owns the count; a
+        // broken one is a bug that would overwrite or skip an index entry,
+        // so it stops here, before anything is written.
+        assert_eq!(
+            stream_version,
+            previous_version + 1,
+            "{aggregate:?}: stream version follows the previous one"
+        );
         let position = self.head.position + 1;
         let meta = EventMeta {
             // Random at write time (OS CSPRNG) and stored with the event: an

@@ -28,6 +28,7 @@ use std::io::{BufWriter, IsTerminal, Write};
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::Args;
@@ -268,21 +269,7 @@ pub(crate) fn export(args: ExportArgs) -> anyhow::Result<ExitCode> {
         let elapsed = progress.finish();
         output.finish()?;
         if let Some(file) = &args.checkpoints {
-            let Some(reader) = source.log_reader() else {
-                anyhow::bail!("--checkpoints reads them from a data dir: use --data-dir");
-            };
-            let mut out = Output::create(Some(file))?;
-            let mut written = 0u64;
-            for checkpoint in reader.checkpoints() {
-                let checkpoint = checkpoint.context("cannot read a stored checkpoint")?;
-                out.write_event(&checkpoint.to_bytes())?;
-                written += 1;
-            }
-            out.finish()?;
-            eprintln!(
-                "exported {written} signed checkpoint(s) to {}",
-                file.display()
-            );
+            export_checkpoints(&source, file)?;
         }
         let range = match (first, last) {
             (Some(a), Some(b)) => format!(", positions {a}..{b}"),
@@ -299,6 +286,27 @@ pub(crate) fn export(args: ExportArgs) -> anyhow::Result<ExitCode> {
         );
         Ok(ExitCode::SUCCESS)
     })
+}
+
+/// `export --checkpoints FILE`: the data dir's signed checkpoints, one per
+/// line, to `file`.
+fn export_checkpoints(source: &EventSource, file: &Path) -> anyhow::Result<()> {
+    let Some(reader) = source.log_reader() else {
+        anyhow::bail!("--checkpoints reads them from a data dir: use --data-dir");
+    };
+    let mut out = Output::create(Some(file))?;
+    let mut written = 0u64;
+    for checkpoint in reader.checkpoints() {
+        let checkpoint = checkpoint.context("cannot read a stored checkpoint")?;
+        out.write_event(&checkpoint.to_bytes())?;
+        written += 1;
+    }
+    out.finish()?;
+    eprintln!(
+        "exported {written} signed checkpoint(s) to {}",
+        file.display()
+    );
+    Ok(())
 }
 
 // ---------------------------------------------------------------- verify
@@ -337,19 +345,8 @@ pub(crate) fn verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
                 });
                 return Ok(ControlFlow::Break(()));
             }
-            // A stream message's position is read from the event itself: only
-            // the data dir files events under a position of its own.
-            let stored = if matches!(spec, SourceSpec::DataDir(_)) {
-                raw.position
-            } else {
-                None
-            };
-            match verifier
-                .check(raw.bytes, stored, raw.line)
-                .and_then(|()| match &mut trust {
-                    Some(trust) => trust.check(raw.bytes, raw.line),
-                    None => Ok(()),
-                }) {
+            let by_data_dir = matches!(spec, SourceSpec::DataDir(_));
+            match check_event(&mut verifier, trust.as_mut(), &raw, by_data_dir) {
                 Ok(()) => Ok(ControlFlow::Continue(())),
                 Err(f) => {
                     failure = Some(f);
@@ -359,51 +356,101 @@ pub(crate) fn verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
         })?;
         let elapsed = progress.finish();
         if let Some(failure) = failure {
-            if args.json {
-                println!(
-                    "{}",
-                    json!({"ok": false, "position": failure.position, "line": failure.line,
-                           "error": failure.what, "events_verified": verifier.events()})
-                );
-            }
-            // The finding may quote the damaged line: escaped for the terminal.
-            eprintln!(
-                "FAILED: {described}: {}",
-                terminal_safe(&failure.to_string())
-            );
-            eprintln!(
-                "(the {} event(s) before it verified; nothing after it was checked)",
-                verifier.events()
-            );
+            report_verify_failure(args.json, &described, &failure, verifier.events());
             return Ok(ExitCode::from(1));
         }
-        let summary = verifier.summary();
-        let foreign = source.foreign_messages();
+        let verified = Verified {
+            summary: verifier.summary(),
+            foreign: source.foreign_messages(),
+            trust: trust.as_ref(),
+            elapsed,
+        };
         if args.json {
-            let mut out = summary.to_json();
-            if let Some(foreign) = foreign {
-                out["foreign_messages"] = json!(foreign);
-            }
-            if let Some(trust) = &trust {
-                out["checkpoints"] = trust.to_json(summary.last_position);
-            }
-            println!("{out}");
+            println!("{}", verified.to_json());
         } else {
-            print!("{}", summary.render(&described));
-            if let Some(trust) = &trust {
-                println!("  {}", trust.render(summary.last_position));
-            }
-            match foreign {
-                Some(0) => println!("  foreign:    none (every message in the stream is an event)"),
-                Some(foreign) => println!(
-                    "  foreign:    {foreign} message(s) in the stream are not events (skipped; the sequences are noted above)"
-                ),
-                None => {}
-            }
-            println!("  verified:   {}", progress::rate(summary.events, elapsed));
+            print!("{}", verified.render(&described));
         }
         Ok(ExitCode::SUCCESS)
     })
+}
+
+/// One event through the chain checks, then the signed checkpoints (with
+/// `--public-key`). A stream message's position is read from the event
+/// itself: only the data dir (`by_data_dir`) files events under a position
+/// of its own.
+fn check_event(
+    verifier: &mut verify::Verifier,
+    trust: Option<&mut checkpoints::Trust>,
+    raw: &Raw<'_>,
+    by_data_dir: bool,
+) -> Result<(), verify::Failure> {
+    let stored = if by_data_dir { raw.position } else { None };
+    verifier.check(raw.bytes, stored, raw.line)?;
+    match trust {
+        Some(trust) => trust.check(raw.bytes, raw.line),
+        None => Ok(()),
+    }
+}
+
+/// `verify`'s report of the first failure: JSON on stdout with `--json`,
+/// and always the finding on stderr (escaped: it may quote the damaged line).
+fn report_verify_failure(json: bool, described: &str, failure: &verify::Failure, before: u64) {
+    if json {
+        println!(
+            "{}",
+            json!({"ok": false, "position": failure.position, "line": failure.line,
+                   "error": failure.what, "events_verified": before})
+        );
+    }
+    eprintln!(
+        "FAILED: {described}: {}",
+        terminal_safe(&failure.to_string())
+    );
+    eprintln!("(the {before} event(s) before it verified; nothing after it was checked)");
+}
+
+/// What a successful `verify` found, for its report.
+struct Verified<'a> {
+    /// The chain's summary (events, positions, streams).
+    summary: verify::Summary,
+    /// Messages in a stream that are not events (`None` for other sources).
+    foreign: Option<u64>,
+    /// The signed checkpoints matched, with `--public-key`.
+    trust: Option<&'a checkpoints::Trust>,
+    /// How long the pass took, for the rate.
+    elapsed: Duration,
+}
+
+impl Verified<'_> {
+    fn to_json(&self) -> Value {
+        let mut out = self.summary.to_json();
+        if let Some(foreign) = self.foreign {
+            out["foreign_messages"] = json!(foreign);
+        }
+        if let Some(trust) = self.trust {
+            out["checkpoints"] = trust.to_json(self.summary.last_position);
+        }
+        out
+    }
+
+    fn render(&self, described: &str) -> String {
+        let mut out = self.summary.render(described);
+        if let Some(trust) = self.trust {
+            out.push_str(&format!("  {}\n", trust.render(self.summary.last_position)));
+        }
+        match self.foreign {
+            Some(0) => out.push_str("  foreign:    none (every message in the stream is an event)\n"),
+            Some(foreign) => out.push_str(&format!(
+                "  foreign:    {foreign} message(s) in the stream are not events (skipped; the sequences are noted above)\n"
+            )),
+            None => {}
+        }
+        out.push_str(&format!(
+            "  verified:   {}\n",
+            progress::rate(self.summary.events, self.elapsed)
+        ));
+        out
+    }
 }
 
 // ---------------------------------------------------------------- folding
@@ -660,7 +707,17 @@ fn render_history(
         folded.last_position
     );
     let _ = writeln!(out);
-    let rows: Vec<[String; 5]> = events
+    write_history_table(&mut out, &history_rows(events));
+    let _ = writeln!(out);
+    write_view(&mut out, view);
+    out
+}
+
+/// One row per event: position, time, type and stream version, actor,
+/// details (the claim's own events need not repeat its id), each escaped
+/// for the terminal.
+fn history_rows(events: &[(bool, Value)]) -> Vec<[String; 5]> {
+    events
         .iter()
         .map(|(own, e)| {
             let type_name = e["type"].as_str().unwrap_or("?");
@@ -679,10 +736,14 @@ fn render_history(
             ]
             .map(|cell| terminal_safe(&cell))
         })
-        .collect();
+        .collect()
+}
+
+/// The history's rows as a table with aligned columns, or `no events`.
+fn write_history_table(out: &mut String, rows: &[[String; 5]]) {
     let headers = ["POSITION", "TIME", "TYPE", "ACTOR", "DETAILS"];
     let mut widths = headers.map(str::len);
-    for row in &rows {
+    for row in rows {
         for (w, cell) in widths.iter_mut().zip(row.iter()) {
             *w = (*w).max(cell.chars().count());
         }
@@ -707,7 +768,7 @@ fn render_history(
         let _ = writeln!(out, "no events");
     } else {
         let _ = writeln!(out, "{}", line(headers));
-        for row in &rows {
+        for row in rows {
             let _ = writeln!(
                 out,
                 "{}",
@@ -715,7 +776,10 @@ fn render_history(
             );
         }
     }
-    let _ = writeln!(out);
+}
+
+/// The claim's view, one field a line, or that there is none yet.
+fn write_view(out: &mut String, view: Option<&ClaimView>) {
     match view.map(serde_json::to_value) {
         Some(Ok(Value::Object(view))) => {
             let _ = writeln!(out, "view:");
@@ -733,7 +797,6 @@ fn render_history(
             let _ = writeln!(out, "view: none (the claim did not exist yet)");
         }
     }
-    out
 }
 
 // ---------------------------------------------------------------- replay
@@ -767,13 +830,46 @@ fn replay_report(folded: &Folded, as_of: Timestamp, source: &str) -> Value {
         .iter()
         .map(|s| (s.as_str().to_string(), by_status[s.as_str()].into()))
         .collect();
+    let open_cases = open_cases(state);
+    let mut overdue: Vec<_> = state.claims.values().filter(|c| c.overdue).collect();
+    overdue.sort_by_key(|c| c.seq);
+    let overdue: Vec<Value> = overdue
+        .into_iter()
+        .map(|c| serde_json::to_value(ClaimView::of(c)).expect("views serialize"))
+        .collect();
+    json!({
+        "as_of": format_time(&as_of),
+        "source": source,
+        "events": folded.events,
+        "last_position": folded.last_position,
+        "last_event_at": folded.last_time.as_ref().map(format_time),
+        "claims": {"total": state.claims.len(), "by_status": by_status},
+        "cases": {
+            "total": state.cases.len(),
+            "open": open_cases.len(),
+            "closed": state.cases.len() - open_cases.len(),
+        },
+        "open_cases": open_cases,
+        "overdue_claims": overdue,
+        "deadlines_passed_unrecorded": unrecorded_deadlines(state, as_of),
+        "reference": {
+            "tenants": state.tenants.len(),
+            "subscriptions": state.subscriptions.len(),
+            "partners": state.partners.len(),
+        },
+    })
+}
+
+/// The open arbitration cases in the order they opened, each with its
+/// claims (partner, status, incumbent, still contending).
+fn open_cases(state: &State) -> Vec<Value> {
     let mut open_cases: Vec<_> = state
         .cases
         .values()
         .filter(|c| c.status == CaseStatus::Open)
         .collect();
     open_cases.sort_by_key(|c| c.seq);
-    let open_cases: Vec<Value> = open_cases
+    open_cases
         .into_iter()
         .map(|case| {
             let mut view = serde_json::to_value(CaseView::of(case)).expect("views serialize");
@@ -791,17 +887,14 @@ fn replay_report(folded: &Folded, as_of: Timestamp, source: &str) -> Value {
             view["claims"] = Value::Array(claims);
             view
         })
-        .collect();
-    let mut overdue: Vec<_> = state.claims.values().filter(|c| c.overdue).collect();
-    overdue.sort_by_key(|c| c.seq);
-    let overdue: Vec<Value> = overdue
-        .into_iter()
-        .map(|c| serde_json::to_value(ClaimView::of(c)).expect("views serialize"))
-        .collect();
-    // Deadlines due by `as_of` that the log had not recorded as missed yet
-    // (the service writes the miss when it notices: at once on a wall clock,
-    // when the manual clock is moved, after a restart).
-    let unrecorded: Vec<Value> = state
+        .collect()
+}
+
+/// Deadlines due by `as_of` that the log had not recorded as missed yet
+/// (the service writes the miss when it notices: at once on a wall clock,
+/// when the manual clock is moved, after a restart).
+fn unrecorded_deadlines(state: &State, as_of: Timestamp) -> Vec<Value> {
+    state
         .deadlines
         .iter()
         .take_while(|(due, _, _)| *due <= as_of)
@@ -813,49 +906,35 @@ fn replay_report(folded: &Folded, as_of: Timestamp, source: &str) -> Value {
                 "status": state.claims.get(claim_id).map(|c| c.status.as_str()),
             })
         })
-        .collect();
-    json!({
-        "as_of": format_time(&as_of),
-        "source": source,
-        "events": folded.events,
-        "last_position": folded.last_position,
-        "last_event_at": folded.last_time.as_ref().map(format_time),
-        "claims": {"total": state.claims.len(), "by_status": by_status},
-        "cases": {
-            "total": state.cases.len(),
-            "open": open_cases.len(),
-            "closed": state.cases.len() - open_cases.len(),
-        },
-        "open_cases": open_cases,
-        "overdue_claims": overdue,
-        "deadlines_passed_unrecorded": unrecorded,
-        "reference": {
-            "tenants": state.tenants.len(),
-            "subscriptions": state.subscriptions.len(),
-            "partners": state.partners.len(),
-        },
-    })
+        .collect()
 }
 
+/// A report value as text for the terminal: a string as it is, anything
+/// else as JSON, escaped either way.
+fn report_text(v: &Value) -> String {
+    terminal_safe(
+        &v.as_str()
+            .map(str::to_string)
+            .unwrap_or_else(|| v.to_string()),
+    )
+}
+
+/// A report value that should be an id: printed as the parsed UUID (so it
+/// cannot carry terminal controls), else as [`report_text`].
+fn report_id(v: &Value) -> String {
+    v.as_str()
+        .and_then(|s| s.parse::<Uuid>().ok())
+        .map_or_else(|| report_text(v), |u| u.to_string())
+}
+
+/// The replay's text report, rendered from its JSON.
 fn render_replay(report: &Value) -> String {
-    let text = |v: &Value| {
-        terminal_safe(
-            &v.as_str()
-                .map(str::to_string)
-                .unwrap_or_else(|| v.to_string()),
-        )
-    };
-    let id = |v: &Value| {
-        v.as_str()
-            .and_then(|s| s.parse::<Uuid>().ok())
-            .map_or_else(|| text(v), |u| u.to_string())
-    };
     let mut out = String::new();
     let _ = writeln!(
         out,
         "state as of {} (from {})",
-        text(&report["as_of"]),
-        text(&report["source"])
+        report_text(&report["as_of"]),
+        report_text(&report["source"])
     );
     let _ = writeln!(
         out,
@@ -881,6 +960,14 @@ fn render_replay(report: &Value) -> String {
         );
     }
     let _ = writeln!(out);
+    write_open_cases(&mut out, report);
+    let _ = writeln!(out);
+    write_overdue(&mut out, report);
+    out
+}
+
+/// The replay's arbitration counts and each open case with its claims.
+fn write_open_cases(out: &mut String, report: &Value) {
     let _ = writeln!(
         out,
         "arbitration cases: {} ({} open, {} closed)",
@@ -890,11 +977,11 @@ fn render_replay(report: &Value) -> String {
         let _ = writeln!(
             out,
             "  case {}  {} {} tenant {}  opened {}",
-            id(&case["case_id"]),
-            text(&case["product"]),
-            text(&case["activity"]),
-            id(&case["tenant_id"]),
-            text(&case["opened_at"])
+            report_id(&case["case_id"]),
+            report_text(&case["product"]),
+            report_text(&case["activity"]),
+            report_id(&case["tenant_id"]),
+            report_text(&case["opened_at"])
         );
         for claim in case["claims"].as_array().into_iter().flatten() {
             let mut notes = Vec::new();
@@ -912,13 +999,17 @@ fn render_replay(report: &Value) -> String {
             let _ = writeln!(
                 out,
                 "    claim {}  {:<10} {}{notes}",
-                id(&claim["claim_id"]),
-                text(&claim["partner_id"]),
-                text(&claim["status"])
+                report_id(&claim["claim_id"]),
+                report_text(&claim["partner_id"]),
+                report_text(&claim["status"])
             );
         }
     }
-    let _ = writeln!(out);
+}
+
+/// The replay's overdue claims, and the deadlines passed but not yet
+/// recorded as missed.
+fn write_overdue(out: &mut String, report: &Value) {
     let overdue = report["overdue_claims"]
         .as_array()
         .cloned()
@@ -932,10 +1023,10 @@ fn render_replay(report: &Value) -> String {
         let _ = writeln!(
             out,
             "  claim {}  {:<10} {:<24} review due {}",
-            id(&claim["claim_id"]),
-            text(&claim["partner_id"]),
-            text(&claim["status"]),
-            text(&claim["review_due_at"])
+            report_id(&claim["claim_id"]),
+            report_text(&claim["partner_id"]),
+            report_text(&claim["status"]),
+            report_text(&claim["review_due_at"])
         );
     }
     let unrecorded = report["deadlines_passed_unrecorded"]
@@ -953,14 +1044,13 @@ fn render_replay(report: &Value) -> String {
             let _ = writeln!(
                 out,
                 "  claim {}  {} deadline due {} ({})",
-                id(&entry["claim_id"]),
-                text(&entry["deadline"]),
-                text(&entry["due_at"]),
-                text(&entry["status"])
+                report_id(&entry["claim_id"]),
+                report_text(&entry["deadline"]),
+                report_text(&entry["due_at"]),
+                report_text(&entry["status"])
             );
         }
     }
-    out
 }
 
 // ---------------------------------------------------------------- rebuild

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
+use serde_json::Value;
 
 use cpor_nats::connection::ReadFrom;
 
@@ -213,91 +214,112 @@ fn event_line(event: &serde_json::Value) -> String {
 /// - a command: `ok claim ID v3: claim.submitted, … (duplicate) [warning: …]`;
 /// - `qry.claim.get`: the claim's line; `qry.claims.list`: one per claim;
 /// - anything else (health, arbitration): the reply as one line of JSON.
-fn brief(reply: &serde_json::Value) -> String {
-    use serde_json::Value;
-    // Escaped for the terminal like watch's rows (issue 11 case 14).
-    let text = |value: &Value| terminal_safe(value.as_str().unwrap_or("-"));
+fn brief(reply: &Value) -> String {
     if reply["ok"] == Value::Bool(false) {
-        let error = &reply["error"];
-        let mut line = format!(
-            "refused {}: {}",
-            text(&error["code"]),
-            text(&error["message"])
-        );
-        let reasons: Vec<String> = error["reasons"]
-            .as_array()
-            .map(|list| list.iter().map(text).collect())
-            .unwrap_or_default();
-        if reasons.len() > 1 || reasons.first().is_some_and(|r| *r != text(&error["code"])) {
-            line.push_str(&format!(" [reasons: {}]", reasons.join(", ")));
-        }
-        return line;
+        return brief_refusal(&reply["error"]);
     }
-    let claim_line = |claim: &Value| {
-        let mut line = format!(
-            "claim {}  partner {}  {}",
-            text(&claim["claim_id"]),
-            text(&claim["partner_id"]),
-            text(&claim["status"])
-        );
-        if !claim["reason"].is_null() {
-            line.push_str(&format!(" ({})", text(&claim["reason"])));
-        }
-        if claim["overdue"] == Value::Bool(true) {
-            line.push_str("  overdue");
-        }
-        if !claim["arbitration_case_id"].is_null() {
-            line.push_str(&format!(
-                "  in arbitration case {}",
-                text(&claim["arbitration_case_id"])
-            ));
-        }
-        line
-    };
     if reply["claim"].is_object() {
-        return claim_line(&reply["claim"]);
+        return brief_claim(&reply["claim"]);
     }
     if let Some(claims) = reply["claims"].as_array() {
         if claims.is_empty() {
             return "no claims".into();
         }
-        return claims.iter().map(claim_line).collect::<Vec<_>>().join("\n");
+        return claims
+            .iter()
+            .map(brief_claim)
+            .collect::<Vec<_>>()
+            .join("\n");
     }
     if let Some(events) = reply["events"]
         .as_array()
         .filter(|e| e.iter().all(Value::is_string))
     {
-        let mut line = String::from("ok");
-        if !reply["claim_id"].is_null() {
-            line.push_str(&format!(
-                " claim {} v{}",
-                text(&reply["claim_id"]),
-                reply["version"]
-            ));
-        }
-        let events: Vec<String> = events.iter().map(text).collect();
-        line.push_str(&format!(
-            ": {}",
-            if events.is_empty() {
-                "no events".to_string()
-            } else {
-                events.join(", ")
-            }
-        ));
-        if reply["duplicate"] == Value::Bool(true) {
-            line.push_str(" (duplicate: the stored reply)");
-        }
-        for warning in reply["warnings"].as_array().into_iter().flatten() {
-            line.push_str(&format!(
-                " [warning: {}]",
-                warning
-                    .as_str()
-                    .map_or_else(|| warning.to_string(), str::to_string)
-            ));
-        }
-        return line;
+        return brief_accepted(reply, events);
     }
     reply.to_string()
+}
+
+/// A string of a reply, `-` when absent, escaped for the terminal like
+/// watch's rows (issue 11 case 14).
+fn text(value: &Value) -> String {
+    terminal_safe(value.as_str().unwrap_or("-"))
+}
+
+/// `refused CODE: message [reasons: …]` (the reasons only when they say
+/// more than the code).
+fn brief_refusal(error: &Value) -> String {
+    let mut line = format!(
+        "refused {}: {}",
+        text(&error["code"]),
+        text(&error["message"])
+    );
+    let reasons: Vec<String> = error["reasons"]
+        .as_array()
+        .map(|list| list.iter().map(text).collect())
+        .unwrap_or_default();
+    if reasons.len() > 1 || reasons.first().is_some_and(|r| *r != text(&error["code"])) {
+        line.push_str(&format!(" [reasons: {}]", reasons.join(", ")));
+    }
+    line
+}
+
+/// One claim: id, partner, status, and the reason, overdue flag and
+/// arbitration case when there are any.
+fn brief_claim(claim: &Value) -> String {
+    let mut line = format!(
+        "claim {}  partner {}  {}",
+        text(&claim["claim_id"]),
+        text(&claim["partner_id"]),
+        text(&claim["status"])
+    );
+    if !claim["reason"].is_null() {
+        line.push_str(&format!(" ({})", text(&claim["reason"])));
+    }
+    if claim["overdue"] == Value::Bool(true) {
+        line.push_str("  overdue");
+    }
+    if !claim["arbitration_case_id"].is_null() {
+        line.push_str(&format!(
+            "  in arbitration case {}",
+            text(&claim["arbitration_case_id"])
+        ));
+    }
+    line
+}
+
+/// An accepted command: `ok claim ID v3: claim.submitted, … (duplicate)
+/// [warning: …]`.
+fn brief_accepted(reply: &Value, events: &[Value]) -> String {
+    let mut line = String::from("ok");
+    if !reply["claim_id"].is_null() {
+        line.push_str(&format!(
+            " claim {} v{}",
+            text(&reply["claim_id"]),
+            reply["version"]
+        ));
+    }
+    let events: Vec<String> = events.iter().map(text).collect();
+    line.push_str(&format!(
+        ": {}",
+        if events.is_empty() {
+            "no events".to_string()
+        } else {
+            events.join(", ")
+        }
+    ));
+    if reply["duplicate"] == Value::Bool(true) {
+        line.push_str(" (duplicate: the stored reply)");
+    }
+    for warning in reply["warnings"].as_array().into_iter().flatten() {
+        line.push_str(&format!(
+            " [warning: {}]",
+            warning
+                .as_str()
+                .map_or_else(|| warning.to_string(), str::to_string)
+        ));
+    }
+    line
 }
 
 #[cfg(test)]

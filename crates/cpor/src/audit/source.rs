@@ -12,7 +12,7 @@ use anyhow::{bail, Context};
 use clap::Args;
 
 use cpor_log::{LogError, LogReader};
-use cpor_nats::connection::{ReadFrom, StreamMessages};
+use cpor_nats::connection::{ReadFrom, StreamMessage, StreamMessages};
 use cpor_nats::relay::stream_names;
 
 use super::progress;
@@ -411,132 +411,187 @@ impl StreamSource {
         &mut self,
         mut f: impl FnMut(Raw<'_>) -> anyhow::Result<ControlFlow<()>>,
     ) -> anyhow::Result<()> {
-        let Some(messages) = self.messages.as_mut() else {
+        let Some(mut messages) = self.messages.take() else {
             return Ok(());
         };
         // A republish the stream's duplicate window did not catch carries a
         // position already read. It is compared with the first message of
         // that position: the same bytes are a harmless duplicate, different
         // ones a conflict the caller is told about (never skipped).
-        let mut last_position = 0u64;
-        let mut duplicates = 0u64;
-        // Sequence of each position's first message, from `base` on.
-        let mut base = 0u64;
-        let mut sequences: Vec<u64> = Vec::new();
-        let outcome = loop {
-            let started = Instant::now();
-            let message = loop {
-                progress::check()?;
-                match self
-                    .runtime
-                    .block_on(async { tokio::time::timeout(STREAM_POLL, messages.next()).await })
-                {
-                    Ok(next) => break next,
-                    Err(_) if started.elapsed() >= STREAM_STALL_TIMEOUT => bail!(
-                        "the stream {} stopped delivering: no message for {} s before sequence {}",
-                        self.stream_name,
-                        started.elapsed().as_secs(),
-                        self.last_sequence
-                    ),
-                    Err(_) => {}
-                }
-            };
-            let message = match message {
-                None => bail!(
-                    "the stream {} ended before sequence {}",
-                    self.stream_name,
-                    self.last_sequence
-                ),
-                Some(Err(error)) => bail!("reading the stream {}: {error}", self.stream_name),
-                Some(Ok(message)) => message,
-            };
+        let mut seen = Seen::default();
+        loop {
+            let message = self.next_message(&mut messages)?;
             let sequence = message.sequence;
-            let Some(position) = event_position(&message.payload) else {
-                self.foreign += 1;
-                eprintln!(
-                    "cpor: note: {} sequence {sequence} is not an event ({} bytes on {}): a foreign message, skipped",
-                    self.stream_name,
-                    message.payload.len(),
-                    message.subject
-                );
-                if sequence >= self.last_sequence {
-                    break Ok(());
-                }
-                continue;
-            };
-            let mut conflict = None;
-            let event_id = event_id(&message.payload);
-            if message.message_id.is_none() || message.message_id != event_id {
-                conflict = Some(format!(
-                    "{} sequence {sequence}: its Nats-Msg-Id {} is not its event id {} (the service publishes every event under its own id: someone else wrote this message)",
-                    self.stream_name,
-                    message.message_id.as_deref().unwrap_or("(none)"),
-                    event_id.as_deref().unwrap_or("(none)")
-                ));
-            }
-            let repeated = last_position != 0 && position <= last_position;
-            if repeated && conflict.is_none() {
-                let first = position
-                    .checked_sub(base)
-                    .and_then(|i| sequences.get(i as usize).copied());
-                let earlier = match (first, &self.nats) {
-                    (Some(first), Some(nats)) => self
-                        .runtime
-                        .block_on(nats.stream_message(&self.stream_name, first))
-                        .ok()
-                        .map(|payload| (first, payload)),
-                    _ => None,
-                };
-                match earlier {
-                    Some((_, payload)) if payload[..] == message.payload[..] => {
-                        duplicates += 1;
-                    }
-                    Some((first, _)) => {
-                        conflict = Some(format!(
-                            "two different messages for position {position} in {}: sequences {first} and {sequence}",
-                            self.stream_name
-                        ));
-                    }
-                    None => {
-                        conflict = Some(format!(
-                            "{} sequence {sequence} repeats position {position}, whose first message cannot be read back to compare",
-                            self.stream_name
-                        ));
+            if let Some(position) = event_position(&message.payload) {
+                let repeated = seen.repeats(position);
+                let mut conflict = self.id_conflict(&message);
+                if repeated && conflict.is_none() {
+                    conflict = self.compare_with_first(&seen, position, &message);
+                    if conflict.is_none() {
+                        seen.duplicates += 1;
                     }
                 }
-            }
-            if conflict.is_some() || !repeated {
-                if !repeated {
-                    if sequences.is_empty() {
-                        base = position;
+                if conflict.is_some() || !repeated {
+                    if !repeated {
+                        seen.record(position, sequence);
                     }
-                    if position >= base && position - base == sequences.len() as u64 {
-                        sequences.push(sequence);
+                    let raw = Raw {
+                        bytes: &message.payload,
+                        position: Some(position),
+                        line: None,
+                        conflict: conflict.as_deref(),
+                    };
+                    if f(raw)?.is_break() {
+                        break;
                     }
-                    last_position = position;
                 }
-                let raw = Raw {
-                    bytes: &message.payload,
-                    position: Some(position),
-                    line: None,
-                    conflict: conflict.as_deref(),
-                };
-                if f(raw)?.is_break() {
-                    break Ok(());
-                }
+            } else {
+                self.note_foreign(&message);
             }
             if sequence >= self.last_sequence {
-                break Ok(());
+                break;
             }
-        };
-        if duplicates > 0 {
+        }
+        if seen.duplicates > 0 {
             eprintln!(
-                "cpor: note: skipped {duplicates} republished duplicate message(s) in {} (the log holds each position once)",
-                self.stream_name
+                "cpor: note: skipped {} republished duplicate message(s) in {} (the log holds each position once)",
+                seen.duplicates, self.stream_name
             );
         }
-        self.messages = None;
-        outcome
+        Ok(())
+    }
+
+    /// The next message, polling in steps of `STREAM_POLL` so an interrupt
+    /// is noticed; an error when the stream ends early or stalls for
+    /// `STREAM_STALL_TIMEOUT`.
+    fn next_message(&self, messages: &mut StreamMessages) -> anyhow::Result<StreamMessage> {
+        let started = Instant::now();
+        let message = loop {
+            progress::check()?;
+            match self
+                .runtime
+                .block_on(async { tokio::time::timeout(STREAM_POLL, messages.next()).await })
+            {
+                Ok(next) => break next,
+                Err(_) if started.elapsed() >= STREAM_STALL_TIMEOUT => bail!(
+                    "the stream {} stopped delivering: no message for {} s before sequence {}",
+                    self.stream_name,
+                    started.elapsed().as_secs(),
+                    self.last_sequence
+                ),
+                Err(_) => {}
+            }
+        };
+        match message {
+            None => bail!(
+                "the stream {} ended before sequence {}",
+                self.stream_name,
+                self.last_sequence
+            ),
+            Some(Err(error)) => bail!("reading the stream {}: {error}", self.stream_name),
+            Some(Ok(message)) => Ok(message),
+        }
+    }
+
+    /// A message that is not an event: counted and noted, then skipped.
+    fn note_foreign(&mut self, message: &StreamMessage) {
+        self.foreign += 1;
+        eprintln!(
+            "cpor: note: {} sequence {} is not an event ({} bytes on {}): a foreign message, skipped",
+            self.stream_name,
+            message.sequence,
+            message.payload.len(),
+            message.subject
+        );
+    }
+
+    /// A conflict when the message's `Nats-Msg-Id` is not its event's id.
+    fn id_conflict(&self, message: &StreamMessage) -> Option<String> {
+        let event_id = event_id(&message.payload);
+        if message.message_id.is_some() && message.message_id == event_id {
+            return None;
+        }
+        Some(format!(
+            "{} sequence {}: its Nats-Msg-Id {} is not its event id {} (the service publishes every event under its own id: someone else wrote this message)",
+            self.stream_name,
+            message.sequence,
+            message.message_id.as_deref().unwrap_or("(none)"),
+            event_id.as_deref().unwrap_or("(none)")
+        ))
+    }
+
+    /// A message repeating `position`, compared with that position's first
+    /// message, read back by its sequence: `None` when the bytes are the
+    /// same (a harmless duplicate), else the conflict.
+    fn compare_with_first(
+        &self,
+        seen: &Seen,
+        position: u64,
+        message: &StreamMessage,
+    ) -> Option<String> {
+        let earlier = match (seen.first_sequence(position), &self.nats) {
+            (Some(first), Some(nats)) => self
+                .runtime
+                .block_on(nats.stream_message(&self.stream_name, first))
+                .ok()
+                .map(|payload| (first, payload)),
+            _ => None,
+        };
+        let sequence = message.sequence;
+        match earlier {
+            Some((_, payload)) if payload[..] == message.payload[..] => None,
+            Some((first, _)) => Some(format!(
+                "two different messages for position {position} in {}: sequences {first} and {sequence}",
+                self.stream_name
+            )),
+            None => Some(format!(
+                "{} sequence {sequence} repeats position {position}, whose first message cannot be read back to compare",
+                self.stream_name
+            )),
+        }
+    }
+}
+
+/// The positions a stream read has passed, to tell a republished duplicate
+/// from a new event and find a position's first message again.
+#[derive(Default)]
+struct Seen {
+    /// The highest position read; 0 before the first.
+    last_position: u64,
+    /// Republished duplicates skipped, for the closing note.
+    duplicates: u64,
+    /// The position whose first message is `sequences[0]`.
+    base: u64,
+    /// The stream sequence of each position's first message, from `base`
+    /// on (a read covers one run of positions, so a vector indexed from
+    /// `base` is enough).
+    sequences: Vec<u64>,
+}
+
+impl Seen {
+    /// Whether `position` was read already.
+    fn repeats(&self, position: u64) -> bool {
+        self.last_position != 0 && position <= self.last_position
+    }
+
+    /// The sequence of `position`'s first message, when it was recorded.
+    fn first_sequence(&self, position: u64) -> Option<u64> {
+        position
+            .checked_sub(self.base)
+            .and_then(|i| self.sequences.get(i as usize).copied())
+    }
+
+    /// A new position, first seen at `sequence`. A gap (a position
+    /// missing) is the verifier's to report; it only stops the index.
+    fn record(&mut self, position: u64, sequence: u64) {
+        debug_assert!(!self.repeats(position), "positions are recorded once");
+        if self.sequences.is_empty() {
+            self.base = position;
+        }
+        if position >= self.base && position - self.base == self.sequences.len() as u64 {
+            self.sequences.push(sequence);
+        }
+        self.last_position = position;
     }
 }
 
