@@ -62,6 +62,49 @@ pub struct GeneratedLog {
     pub elapsed: Duration,
 }
 
+/// When a generated log stops: at the end of the batch that reaches it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    /// At least this many events (the last position).
+    Events(u64),
+    /// At least this many claims in the state.
+    Claims(u64),
+}
+
+/// What to generate: how much, from which seed, from which time.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct GenerateSpec {
+    pub target: Target,
+    /// Workload seed: the same seed gives the same log, byte for byte.
+    pub seed: u64,
+    /// Time of the first command ([`generate_start`] by default). A log a
+    /// benchmark serves starts at [`growth_start`] so that its history ends
+    /// after the wall clock: the service then keeps the last event's time
+    /// (its clock never runs backwards) and no backlog of deadlines fires.
+    pub start: Timestamp,
+}
+
+impl GenerateSpec {
+    /// At least `events` events from [`generate_start`].
+    pub fn events(events: u64, seed: u64) -> GenerateSpec {
+        GenerateSpec {
+            target: Target::Events(events),
+            seed,
+            start: generate_start(),
+        }
+    }
+}
+
+/// The start of the logs the benchmark serves (the growth curve): a Monday
+/// morning far enough ahead that 1M claims (15 s per command, ~6.5M
+/// commands: three years) end after the wall clock for decades.
+pub fn growth_start() -> Timestamp {
+    chrono::Utc
+        .with_ymd_and_hms(2100, 1, 4, 8, 0, 0)
+        .single()
+        .expect("a valid start time")
+}
+
 /// Writes a log of at least `target_events` events (it stops at the end of
 /// the batch that reaches it) into `dir`, which must be empty or absent.
 ///
@@ -77,6 +120,26 @@ pub fn try_generate_log(
     dir: &Path,
     target_events: u64,
     seed: u64,
+    progress: impl FnMut(u64),
+) -> Result<GeneratedLog, LogError> {
+    try_generate(dir, GenerateSpec::events(target_events, seed), progress)
+}
+
+/// Whether a generated log has reached its target.
+fn reached(target: Target, writer: &Writer) -> bool {
+    match target {
+        Target::Events(events) => writer.log().head().position >= events,
+        Target::Claims(claims) => writer.state().claims.len() as u64 >= claims,
+    }
+}
+
+/// Writes the log `spec` describes into `dir` (empty or absent), reporting
+/// progress (events so far) after each batch of [`GENERATE_BATCH_COMMANDS`].
+///
+/// Errors: `dir` already holds a log; the log cannot be written.
+pub fn try_generate(
+    dir: &Path,
+    spec: GenerateSpec,
     mut progress: impl FnMut(u64),
 ) -> Result<GeneratedLog, LogError> {
     let started = Instant::now();
@@ -89,33 +152,13 @@ pub fn try_generate_log(
         )));
     }
     // A generated log is reproducible byte for byte, ids included.
-    writer.set_id_source(cpor_log::IdSource::Seeded(seed));
-    let mut stream = Stream::new(seed, GENERATE_LANES);
+    writer.set_id_source(cpor_log::IdSource::Seeded(spec.seed));
+    let mut stream = Stream::new(spec.seed, GENERATE_LANES);
     let mut out = GeneratedLog::default();
-    let mut now = generate_start();
-    let step = chrono::Duration::seconds(GENERATE_SECONDS_PER_COMMAND);
-    while writer.log().head().position < target_events {
+    let mut now = spec.start;
+    while !reached(spec.target, &writer) {
         let mut appender = writer.begin();
-        for _ in 0..GENERATE_BATCH_COMMANDS {
-            let req = stream.next().expect("the stream is endless");
-            now += step;
-            out.commands += 1;
-            let payload = req.payload();
-            match wire::parse(&req.tail, &payload) {
-                Ok(Request::Command {
-                    envelope,
-                    fingerprint,
-                }) => {
-                    if let Outcome::Refused(_) =
-                        writer.command(&mut appender, &envelope, &fingerprint, now, false)?
-                    {
-                        out.refused += 1;
-                    }
-                }
-                Ok(_) => unreachable!("the workload sends only commands"),
-                Err(_) => out.refused += 1,
-            }
-        }
+        now = generate_batch(&mut writer, &mut appender, &mut stream, now, &mut out)?;
         out.deadline_events +=
             writer.fire_deadlines(&mut appender, now, GENERATE_DEADLINES_PER_BATCH)?;
         let position = writer.commit(appender)?;
@@ -133,4 +176,38 @@ pub fn try_generate_log(
     out.last_time = Some(now);
     out.elapsed = started.elapsed();
     Ok(out)
+}
+
+/// Decides [`GENERATE_BATCH_COMMANDS`] commands of the stream into the
+/// appender, the synthetic clock advancing per command; returns the time
+/// reached.
+fn generate_batch(
+    writer: &mut Writer,
+    appender: &mut cpor_log::Appender,
+    stream: &mut Stream,
+    mut now: Timestamp,
+    out: &mut GeneratedLog,
+) -> Result<Timestamp, LogError> {
+    let step = chrono::Duration::seconds(GENERATE_SECONDS_PER_COMMAND);
+    for _ in 0..GENERATE_BATCH_COMMANDS {
+        let req = stream.next().expect("the stream is endless");
+        now += step;
+        out.commands += 1;
+        let payload = req.payload();
+        match wire::parse(&req.tail, &payload) {
+            Ok(Request::Command {
+                envelope,
+                fingerprint,
+            }) => {
+                if let Outcome::Refused(_) =
+                    writer.command(appender, &envelope, &fingerprint, now, false)?
+                {
+                    out.refused += 1;
+                }
+            }
+            Ok(_) => unreachable!("the workload sends only commands"),
+            Err(_) => out.refused += 1,
+        }
+    }
+    Ok(now)
 }

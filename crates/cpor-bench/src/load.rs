@@ -242,22 +242,95 @@ pub async fn run(
     result
 }
 
+/// The echo responders' reply: the size of a real command reply.
+const ECHO_REPLY: &[u8] = br#"{"ok":true,"claim_id":"0b6f2a56-4c1e-4f8e-9a3d-2f6d1c9e7a10","version":1,"events":["cpor.claim.submitted"],"warnings":[],"duplicate":false}"#;
+
 /// The echo responder: answers every request on `subject` with a fixed
 /// reply the size of a real command reply. Runs until the process is killed.
 pub async fn echo_responder(url: &str, subject: &str) -> anyhow::Result<()> {
     use futures::StreamExt;
-    const REPLY: &[u8] = br#"{"ok":true,"claim_id":"0b6f2a56-4c1e-4f8e-9a3d-2f6d1c9e7a10","version":1,"events":["cpor.claim.submitted"],"warnings":[],"duplicate":false}"#;
     let client = async_nats::ConnectOptions::new()
         .name("cpor-bench echo")
         .connect(url)
         .await?;
     let mut subscription = client.subscribe(subject.to_string()).await?;
     client.flush().await?;
-    let reply = Bytes::from_static(REPLY);
+    let reply = Bytes::from_static(ECHO_REPLY);
     while let Some(message) = subscription.next().await {
         if let Some(reply_to) = message.reply {
             client.publish(reply_to, reply.clone()).await?;
         }
+    }
+    Ok(())
+}
+
+/// Requests the JetStream echo responder works on at once (each is a task
+/// awaiting its two acks); further requests wait in the subscription.
+pub const JS_ECHO_IN_FLIGHT_MAX: usize = 4_096;
+/// The JetStream echo responder's streams: `{JS_ECHO_STREAM}_EVENTS` on
+/// `{subject}.evt.>` (every message kept) and `{JS_ECHO_STREAM}_STATUS` on
+/// `{subject}.status.>` (the last message per subject), file storage, as the
+/// service's own streams (`cpor_nats::relay::ensure_streams`).
+pub const JS_ECHO_STREAM: &str = "BENCHECHO";
+
+/// The second ceiling: a responder that, per request, publishes the request
+/// body to a JetStream events stream and to a last-value status stream,
+/// awaits both acks, then replies — what the service must do at least per
+/// accepted command (one event and one status), without the log. Requests
+/// are handled concurrently (up to [`JS_ECHO_IN_FLIGHT_MAX`]). Runs until
+/// the process is killed.
+pub async fn echo_js_responder(url: &str, subject: &str) -> anyhow::Result<()> {
+    use async_nats::jetstream::stream;
+    use futures::StreamExt;
+    let client = async_nats::ConnectOptions::new()
+        .name("cpor-bench echo-js")
+        .connect(url)
+        .await?;
+    let js = async_nats::jetstream::new(client.clone());
+    for (kind, per_subject) in [("EVENTS", 0), ("STATUS", 1)] {
+        let subjects = vec![format!("{subject}.{}.>", kind.to_lowercase())];
+        js.get_or_create_stream(stream::Config {
+            name: format!("{JS_ECHO_STREAM}_{kind}"),
+            subjects,
+            storage: stream::StorageType::File,
+            max_messages_per_subject: per_subject,
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| anyhow::anyhow!("create the {kind} stream: {e}"))?;
+    }
+    let mut subscription = client.subscribe(subject.to_string()).await?;
+    client.flush().await?;
+    let permits = Arc::new(tokio::sync::Semaphore::new(JS_ECHO_IN_FLIGHT_MAX));
+    let mut sequence: u64 = 0;
+    while let Some(message) = subscription.next().await {
+        let Some(reply_to) = message.reply else {
+            continue;
+        };
+        sequence += 1;
+        let permit = permits.clone().acquire_owned().await?;
+        let (client, js, subject) = (client.clone(), js.clone(), subject.to_string());
+        tokio::spawn(async move {
+            let _permit = permit;
+            let body = message.payload;
+            let published = async {
+                let event = js
+                    .publish(format!("{subject}.events.{sequence}"), body.clone())
+                    .await?;
+                let status = js
+                    .publish(format!("{subject}.status.{}", sequence % 100_000), body)
+                    .await?;
+                event.await?;
+                status.await?;
+                anyhow::Ok(())
+            };
+            // A failed publish gets no reply: the client counts it failed.
+            if published.await.is_ok() {
+                let _ = client
+                    .publish(reply_to, Bytes::from_static(ECHO_REPLY))
+                    .await;
+            }
+        });
     }
     Ok(())
 }

@@ -2,7 +2,9 @@
 //!
 //! ```text
 //! cargo run --release -p cpor-bench -- [--quick | --smoke] [--json FILE]
-//! cargo run --release -p cpor-bench -- generate --data-dir DIR --events N [--seed S]
+//!     [--cores 1,2] [--growth 0,10000,100000,1000000]
+//! cargo run --release -p cpor-bench -- generate --data-dir DIR (--events N | --claims N)
+//!     [--seed S] [--start RFC3339]
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -43,9 +45,14 @@ struct Cli {
     /// Do not run `cargo build --release -p cpor` first.
     #[arg(long)]
     no_build: bool,
-    /// Also time `cpor verify`, `export` and `rebuild` on the generated log.
-    #[arg(long)]
-    audit_tools: bool,
+    /// CPUs to pin `cpor serve` to (taskset), one run of the top level
+    /// each: `--cores 1,2` (the default outside --smoke).
+    #[arg(long, value_name = "N,…", value_delimiter = ',')]
+    cores: Option<Vec<usize>>,
+    /// Claims stored at each point of the growth curve (0 = empty):
+    /// `--growth 0,10000,100000,1000000` (the full mode's default).
+    #[arg(long, value_name = "CLAIMS,…", value_delimiter = ',')]
+    growth: Option<Vec<u64>>,
     /// Keep the temp dir (data dirs and process logs) after the run.
     #[arg(long)]
     keep: bool,
@@ -57,10 +64,25 @@ enum Sub {
     Generate {
         #[arg(long, value_name = "DIR")]
         data_dir: PathBuf,
+        /// Stop at the batch that reaches N events.
+        #[arg(
+            long,
+            value_name = "N",
+            required_unless_present = "claims",
+            conflicts_with = "claims"
+        )]
+        events: Option<u64>,
+        /// Stop at the batch that reaches N claims.
         #[arg(long, value_name = "N")]
-        events: u64,
+        claims: Option<u64>,
         #[arg(long, default_value_t = DEFAULT_SEED)]
         seed: u64,
+        /// Time of the first command (RFC 3339; default 2026-01-05T08:00:00Z,
+        /// 15 s per command from there). A log to serve with the wall clock
+        /// should end after it: e.g. 2100-01-04T08:00:00Z, as the growth
+        /// curve's logs.
+        #[arg(long, value_name = "RFC3339")]
+        start: Option<chrono::DateTime<chrono::Utc>>,
     },
     /// Where the memory of an opened log goes: RSS after `Log::open` (decision
     /// state plus sled's cache), after dropping the store (state alone), and
@@ -78,6 +100,15 @@ enum Sub {
         #[arg(long)]
         subject: String,
     },
+    /// The echo responder that makes two JetStream publishes per request
+    /// (the second ceiling); runs until killed.
+    #[command(hide = true)]
+    EchoJs {
+        #[arg(long)]
+        nats_url: String,
+        #[arg(long)]
+        subject: String,
+    },
 }
 
 fn main() -> ExitCode {
@@ -86,9 +117,23 @@ fn main() -> ExitCode {
         Some(Sub::Generate {
             data_dir,
             events,
+            claims,
             seed,
-        }) => generate(&data_dir, events, seed),
-        Some(Sub::Echo { nats_url, subject }) => echo(&nats_url, &subject),
+            start,
+        }) => {
+            let target = match (events, claims) {
+                (_, Some(claims)) => cpor_bench::Target::Claims(claims),
+                (events, None) => cpor_bench::Target::Events(events.unwrap_or(0)),
+            };
+            let spec = cpor_bench::GenerateSpec {
+                target,
+                seed,
+                start: start.unwrap_or_else(cpor_bench::generate::generate_start),
+            };
+            generate(&data_dir, spec)
+        }
+        Some(Sub::Echo { nats_url, subject }) => echo(&nats_url, &subject, false),
+        Some(Sub::EchoJs { nats_url, subject }) => echo(&nats_url, &subject, true),
         Some(Sub::InspectMemory { data_dir }) => inspect_memory(&data_dir),
         None => bench(&cli),
     };
@@ -101,10 +146,15 @@ fn main() -> ExitCode {
     }
 }
 
-fn generate(dir: &Path, events: u64, seed: u64) -> anyhow::Result<()> {
-    let step = (events / 10).max(1);
+fn generate(dir: &Path, spec: cpor_bench::GenerateSpec) -> anyhow::Result<()> {
+    // Progress every tenth of the target (claims are about a sixth of the events).
+    let step = match spec.target {
+        cpor_bench::Target::Events(n) => n / 10,
+        cpor_bench::Target::Claims(n) => n * 6 / 10,
+    }
+    .max(1);
     let mut next = step;
-    let generated = cpor_bench::try_generate_log(dir, events, seed, |position| {
+    let generated = cpor_bench::try_generate(dir, spec, |position| {
         if position >= next {
             eprintln!("cpor-bench: {position} events");
             next += step;
@@ -165,11 +215,15 @@ fn inspect_memory(dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn echo(url: &str, subject: &str) -> anyhow::Result<()> {
+fn echo(url: &str, subject: &str, jetstream: bool) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    runtime.block_on(cpor_bench::load::echo_responder(url, subject))
+    if jetstream {
+        runtime.block_on(cpor_bench::load::echo_js_responder(url, subject))
+    } else {
+        runtime.block_on(cpor_bench::load::echo_responder(url, subject))
+    }
 }
 
 /// The workspace root (this crate is `crates/cpor-bench`).
@@ -256,7 +310,8 @@ fn bench(cli: &Cli) -> anyhow::Result<()> {
             None => cpor_bench::processes::find_nats_server()?,
         },
         bench_exe: exe,
-        audit_tools: cli.audit_tools,
+        cores: cli.cores.clone(),
+        growth: cli.growth.clone(),
         keep: cli.keep,
         workspace: workspace(),
     };

@@ -24,8 +24,12 @@ pub fn free_port() -> anyhow::Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
-/// `nats-server` from PATH, else /usr/sbin/nats-server.
+/// `$CPOR_NATS_SERVER_BIN` (set by `scripts/ensure-nats`: a current
+/// server), else `nats-server` from PATH, else /usr/sbin/nats-server.
 pub fn find_nats_server() -> anyhow::Result<PathBuf> {
+    if let Some(bin) = std::env::var_os("CPOR_NATS_SERVER_BIN").filter(|s| !s.is_empty()) {
+        return Ok(PathBuf::from(bin));
+    }
     let on_path = std::env::var_os("PATH")
         .into_iter()
         .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
@@ -175,16 +179,40 @@ pub fn start_service(
     Owned::spawn("cpor serve", command, log)
 }
 
-/// Starts this executable's echo responder (`cpor-bench echo`).
+/// Starts one of this executable's echo responders: `cpor-bench echo`
+/// (`subcommand` "echo", the plain ceiling) or `cpor-bench echo-js` (two
+/// JetStream publishes per request).
 pub fn start_echo(
     exe: &Path,
+    subcommand: &str,
     nats_url: &str,
     subject: &str,
     log: PathBuf,
 ) -> anyhow::Result<Owned> {
     let mut command = Command::new(exe);
-    command.args(["echo", "--nats-url", nats_url, "--subject", subject]);
-    Owned::spawn("echo responder", command, log)
+    command.args([subcommand, "--nats-url", nats_url, "--subject", subject]);
+    Owned::spawn(&format!("{subcommand} responder"), command, log)
+}
+
+/// Pins every thread of process `pid` (and the threads it starts later) to
+/// CPUs `0..cores` with `taskset -a -p -c` (util-linux, sched_setaffinity(2)).
+///
+/// Errors: `taskset` is missing (`apt-get install util-linux`), or fails.
+pub fn pin(pid: u32, cores: usize) -> anyhow::Result<()> {
+    let taskset = crate::procfs::find_taskset()
+        .context("taskset is not on PATH (apt-get install util-linux)")?;
+    let cpus = format!("0-{}", cores.max(1) - 1);
+    let output = Command::new(taskset)
+        .args(["-a", "-p", "-c", &cpus, &pid.to_string()])
+        .output()
+        .context("run taskset")?;
+    if !output.status.success() {
+        bail!(
+            "taskset -a -p -c {cpus} {pid} failed: {}",
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
+    }
+    Ok(())
 }
 
 /// `(log_position, published_position)` from `{prefix}.qry.health`, or

@@ -133,3 +133,134 @@ pub fn dir_bytes(dir: &Path) -> u64 {
         })
         .sum()
 }
+
+/// CPU time of one thread of a process at one instant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ThreadSample {
+    /// The kernel's thread id (the `task` directory's name).
+    pub tid: u32,
+    /// The thread's name (`comm`, at most 15 bytes: tokio workers are
+    /// `tokio-runtime-w`, sled's are `sled-io`, …).
+    pub name: String,
+    /// utime + stime, in clock ticks.
+    pub cpu_ticks: u64,
+}
+
+/// utime + stime (clock ticks) and the name from a `stat` file's text
+/// (`/proc/PID/stat` or `/proc/PID/task/TID/stat`, proc(5)).
+fn stat_ticks(stat: &str) -> Option<(String, u64)> {
+    // The name (field 2) is in parentheses and may hold spaces and ')':
+    // it runs from the first '(' to the last ')'.
+    let open = stat.find('(')?;
+    let close = stat.rfind(')')?;
+    let name = stat.get(open + 1..close)?.to_string();
+    let fields: Vec<&str> = stat[close + 1..].split_whitespace().collect();
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    Some((name, utime + stime))
+}
+
+/// Every thread of `pid` (from /proc/PID/task/*/stat); empty when the
+/// process is gone. Threads that exit while being read are left out.
+pub fn thread_samples(pid: u32) -> Vec<ThreadSample> {
+    let Ok(entries) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    let mut threads: Vec<ThreadSample> = entries
+        .flatten()
+        .filter_map(|e| {
+            let tid: u32 = e.file_name().to_str()?.parse().ok()?;
+            let stat = std::fs::read_to_string(e.path().join("stat")).ok()?;
+            let (name, cpu_ticks) = stat_ticks(&stat)?;
+            Some(ThreadSample {
+                tid,
+                name,
+                cpu_ticks,
+            })
+        })
+        .collect();
+    threads.sort_by_key(|t| t.tid);
+    threads
+}
+
+/// One thread's share of what a process used between two samples.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ThreadShare {
+    pub tid: u32,
+    pub name: String,
+    /// CPU used by this thread in the interval, in cores (1.0 = one core
+    /// busy the whole time: a saturated thread).
+    pub cores: f64,
+    /// Its share of the whole process's CPU in the interval (0..=1).
+    pub share: f64,
+}
+
+/// Per-thread CPU between two [`thread_samples`] of one process, busiest
+/// first. A thread born in the interval counts from zero; one that died is
+/// left out (its time is in neither sample's thread list).
+pub fn thread_shares(
+    before: &[ThreadSample],
+    after: &[ThreadSample],
+    wall: Duration,
+    ticks_per_s: u64,
+) -> Vec<ThreadShare> {
+    let used: Vec<(u32, String, u64)> = after
+        .iter()
+        .map(|a| {
+            let start = before
+                .iter()
+                .find(|b| b.tid == a.tid)
+                .map_or(0, |b| b.cpu_ticks);
+            (a.tid, a.name.clone(), a.cpu_ticks.saturating_sub(start))
+        })
+        .collect();
+    let total = used.iter().map(|u| u.2).sum::<u64>().max(1) as f64;
+    let seconds = wall.as_secs_f64().max(1e-9);
+    let mut shares: Vec<ThreadShare> = used
+        .into_iter()
+        .map(|(tid, name, ticks)| ThreadShare {
+            tid,
+            name,
+            cores: ticks as f64 / ticks_per_s as f64 / seconds,
+            share: ticks as f64 / total,
+        })
+        .collect();
+    shares.sort_by(|a, b| b.cores.total_cmp(&a.cores));
+    shares
+}
+
+/// `taskset` (util-linux) on PATH, to pin a process to CPUs; `None` when
+/// it is not installed.
+pub fn find_taskset() -> Option<std::path::PathBuf> {
+    std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .map(|dir| dir.join("taskset"))
+        .find(|p| p.is_file())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stat_names_may_hold_spaces_and_parentheses() {
+        let stat = "42 (sled (io) 1) S 1 2 3 4 5 6 7 8 9 10 250 30 0 0";
+        assert_eq!(stat_ticks(stat), Some(("sled (io) 1".to_string(), 280)));
+    }
+
+    #[test]
+    fn shares_are_of_the_interval_busiest_first() {
+        let t = |tid, ticks| ThreadSample {
+            tid,
+            name: format!("t{tid}"),
+            cpu_ticks: ticks,
+        };
+        let before = [t(1, 100), t(2, 50)];
+        let after = [t(1, 150), t(2, 200), t(3, 50)];
+        let shares = thread_shares(&before, &after, Duration::from_secs(2), 100);
+        let got: Vec<(u32, f64)> = shares.iter().map(|s| (s.tid, s.cores)).collect();
+        assert_eq!(got, vec![(2, 0.75), (1, 0.25), (3, 0.25)]);
+        assert!((shares[0].share - 0.6).abs() < 1e-9);
+    }
+}

@@ -7,14 +7,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 
-use cpor_log::LogReader;
 use cpor_nats::wire::{self, Request};
 
-use crate::generate::try_generate_log;
-use crate::load::{self, Prepared};
+use crate::load::{self, LoadResult, Prepared};
 use crate::processes::{self, NatsServer, Owned};
 use crate::procfs::{self, ProcSample};
-use crate::report::{LevelFigures, RawFigures, ReplayFigures, Report};
+use crate::report::{GrowthFigures, LevelFigures, RawFigures, ReplayFigures, Report};
 use crate::workload::{interleave, plan_clients, Planner, Req};
 use crate::writer::{Outcome, Writer};
 
@@ -50,8 +48,12 @@ pub struct Sizes {
     pub raw_commands: usize,
     /// Commands through the raw log at one command per flush.
     pub raw_single_commands: usize,
-    /// Events in the generated log of the replay part.
-    pub replay_events: u64,
+    /// Claims stored before each point of the growth curve.
+    pub growth_claims: Vec<u64>,
+    /// Claims read one by one (`qry.claim.get`) at each growth point.
+    pub claim_reads: usize,
+    /// CPUs the service is pinned to for the pinned runs of the top level.
+    pub cores: Vec<usize>,
 }
 
 /// Concurrency levels (issue 5: 1, 16 and 64 clients).
@@ -61,19 +63,28 @@ pub const SMOKE_LEVEL_COMMANDS: [usize; 3] = [40, 160, 384];
 pub const SMOKE_LEVEL_TIME_CAP: Duration = Duration::from_secs(20);
 pub const SMOKE_RAW_COMMANDS: usize = 600;
 pub const SMOKE_RAW_SINGLE_COMMANDS: usize = 60;
-pub const SMOKE_REPLAY_EVENTS: u64 = 2_000;
 
 pub const QUICK_LEVEL_COMMANDS: [usize; 3] = [400, 4_000, 12_000];
 pub const QUICK_LEVEL_TIME_CAP: Duration = Duration::from_secs(6);
 pub const QUICK_RAW_COMMANDS: usize = 12_000;
 pub const QUICK_RAW_SINGLE_COMMANDS: usize = 300;
-pub const QUICK_REPLAY_EVENTS: u64 = 100_000;
 
 pub const FULL_LEVEL_COMMANDS: [usize; 3] = [3_000, 30_000, 100_000];
 pub const FULL_LEVEL_TIME_CAP: Duration = Duration::from_secs(45);
 pub const FULL_RAW_COMMANDS: usize = 60_000;
 pub const FULL_RAW_SINGLE_COMMANDS: usize = 2_000;
-pub const FULL_REPLAY_EVENTS: u64 = 1_050_000;
+
+/// The growth curve's points (claims stored; 0 = an empty data dir).
+pub const SMOKE_GROWTH_CLAIMS: [u64; 2] = [0, 300];
+pub const QUICK_GROWTH_CLAIMS: [u64; 3] = [0, 2_000, 10_000];
+pub const FULL_GROWTH_CLAIMS: [u64; 4] = [0, 10_000, 100_000, 1_000_000];
+pub const SMOKE_CLAIM_READS: usize = 200;
+pub const QUICK_CLAIM_READS: usize = 2_000;
+pub const FULL_CLAIM_READS: usize = 10_000;
+/// CPUs of the pinned runs (issue 8: 1 and 2 cores).
+pub const PINNED_CORES: [usize; 2] = [1, 2];
+/// The echo responder with two JetStream publishes per request.
+pub const ECHO_JS_SUBJECT: &str = "benchechojs.request";
 
 /// Group-commit sizes of the raw log: the engine's batch bound, the batch
 /// the top concurrency level can fill at most, a small batch (what the
@@ -98,44 +109,49 @@ pub const REFERENCE_CLIENTS: usize = 16;
 pub const REFERENCE_TIME_CAP: Duration = Duration::from_secs(300);
 /// The service's and the echo responder's subjects.
 pub const SERVICE_PREFIX: &str = "bench";
-pub const REPLAY_PREFIX: &str = "benchreplay";
 pub const ECHO_SUBJECT: &str = "benchecho.request";
 /// Waits.
 pub const SERVICE_START_TIMEOUT: Duration = Duration::from_secs(60);
-pub const COLD_START_TIMEOUT: Duration = Duration::from_secs(300);
 pub const RELAY_PUBLISH_TIMEOUT: Duration = Duration::from_secs(300);
 pub const ECHO_START_TIMEOUT: Duration = Duration::from_secs(15);
-/// After a cold start, how long to wait before reading RSS (the service
-/// has just answered health; let allocations settle).
-pub const REPLAY_RSS_SETTLE: Duration = Duration::from_secs(2);
 /// `--audit-tools`: the longest one tool may run.
-pub const AUDIT_TOOL_TIMEOUT: Duration = Duration::from_secs(180);
+pub const AUDIT_TOOL_TIMEOUT: Duration = Duration::from_secs(3_600);
 /// The default workload seed.
 pub const DEFAULT_SEED: u64 = 20_261_125;
 
 impl Sizes {
     pub fn of(mode: Mode) -> Sizes {
-        let (commands, cap, raw, single, replay) = match mode {
+        let (commands, cap, raw, single) = match mode {
             Mode::Smoke => (
                 SMOKE_LEVEL_COMMANDS,
                 SMOKE_LEVEL_TIME_CAP,
                 SMOKE_RAW_COMMANDS,
                 SMOKE_RAW_SINGLE_COMMANDS,
-                SMOKE_REPLAY_EVENTS,
             ),
             Mode::Quick => (
                 QUICK_LEVEL_COMMANDS,
                 QUICK_LEVEL_TIME_CAP,
                 QUICK_RAW_COMMANDS,
                 QUICK_RAW_SINGLE_COMMANDS,
-                QUICK_REPLAY_EVENTS,
             ),
             Mode::Full => (
                 FULL_LEVEL_COMMANDS,
                 FULL_LEVEL_TIME_CAP,
                 FULL_RAW_COMMANDS,
                 FULL_RAW_SINGLE_COMMANDS,
-                FULL_REPLAY_EVENTS,
+            ),
+        };
+        let (growth_claims, claim_reads, cores) = match mode {
+            Mode::Smoke => (SMOKE_GROWTH_CLAIMS.to_vec(), SMOKE_CLAIM_READS, vec![1]),
+            Mode::Quick => (
+                QUICK_GROWTH_CLAIMS.to_vec(),
+                QUICK_CLAIM_READS,
+                PINNED_CORES.to_vec(),
+            ),
+            Mode::Full => (
+                FULL_GROWTH_CLAIMS.to_vec(),
+                FULL_CLAIM_READS,
+                PINNED_CORES.to_vec(),
             ),
         };
         Sizes {
@@ -143,7 +159,9 @@ impl Sizes {
             level_time_cap: cap,
             raw_commands: raw,
             raw_single_commands: single,
-            replay_events: replay,
+            growth_claims,
+            claim_reads,
+            cores,
         }
     }
 }
@@ -157,14 +175,16 @@ pub struct Options {
     pub nats_server: PathBuf,
     /// This executable (it is also the echo responder).
     pub bench_exe: PathBuf,
-    /// Time `cpor verify`, `export` and `rebuild` on the generated log.
-    pub audit_tools: bool,
     /// Keep the temp dir (data dirs, logs) for inspection.
     pub keep: bool,
     /// The workspace, for `git rev-parse`.
     pub workspace: PathBuf,
     /// How the `cpor` binary came to be (rebuilt, build failed, given).
     pub cpor_build: String,
+    /// `--cores`: CPUs of the pinned runs instead of the mode's.
+    pub cores: Option<Vec<usize>>,
+    /// `--growth`: the growth curve's points instead of the mode's.
+    pub growth: Option<Vec<u64>>,
 }
 
 fn say(text: impl AsRef<str>) {
@@ -174,7 +194,13 @@ fn say(text: impl AsRef<str>) {
 /// Runs everything and returns the figures.
 pub fn run(options: &Options) -> anyhow::Result<Report> {
     let started = Instant::now();
-    let sizes = Sizes::of(options.mode);
+    let mut sizes = Sizes::of(options.mode);
+    if let Some(cores) = &options.cores {
+        sizes.cores = cores.clone();
+    }
+    if let Some(growth) = &options.growth {
+        sizes.growth_claims = growth.clone();
+    }
     let ticks = procfs::clock_ticks_per_s();
     let temp = tempfile::Builder::new().prefix("cpor-bench-").tempdir()?;
     let dir = temp.path().to_path_buf();
@@ -214,7 +240,8 @@ pub fn run(options: &Options) -> anyhow::Result<Report> {
         .map(|(a, b)| if b.per_s() > a.per_s() { b } else { a })
         .collect();
 
-    report.replay = replay(options, &sizes, &nats, &dir, &runtime)?;
+    report.growth = crate::growth::growth(options, &sizes, &nats, &dir, &runtime)?;
+    report.replay = replay_figures(&report.growth);
     report.replay.idle_rss_mib = idle_rss;
 
     report.warnings.extend(warnings(&report));
@@ -227,69 +254,32 @@ pub fn run(options: &Options) -> anyhow::Result<Report> {
     Ok(report)
 }
 
-/// How long `cpor verify`, `export` and `rebuild` take on the generated log.
-fn time_audit_tools(
-    options: &Options,
-    data: &Path,
-    dir: &Path,
-) -> Vec<(String, Result<f64, String>)> {
-    let mut timings = Vec::new();
-    for (tool, extra) in [
-        ("verify", vec![]),
-        (
-            "export",
-            vec![
-                "--output".to_string(),
-                dir.join("export.jsonl").display().to_string(),
-            ],
-        ),
-        ("rebuild", vec![]),
-    ] {
-        timings.push((
-            tool.to_string(),
-            time_tool(&options.cpor_bin, tool, data, &extra),
-        ));
+/// The replay figures: those of the largest point of the growth curve.
+fn replay_figures(curve: &[GrowthFigures]) -> ReplayFigures {
+    let Some(largest) = curve.iter().max_by_key(|g| g.claims) else {
+        return ReplayFigures::default();
+    };
+    let seconds = |tool: &crate::report::ToolRun| tool.0.clone().unwrap_or(0.0);
+    ReplayFigures {
+        events: largest.events,
+        claims: largest.claims,
+        cases: largest.cases,
+        generate_s: largest.generate_s,
+        state_bytes: largest.state_bytes,
+        data_dir_mib: largest.disk_bytes as f64 / (1024.0 * 1024.0),
+        rebuild_s: seconds(&largest.rebuild_s),
+        // `cpor rebuild` exits non-zero on any difference.
+        rebuild_differences: u64::from(largest.rebuild_s.0.is_err()),
+        cold_start_s: largest.first_query_s,
+        rss_mib: largest.rss_served_mib,
+        peak_rss_mib: largest.peak_rss_mib,
+        audit_tools: vec![
+            ("export".to_string(), largest.export_s.0.clone()),
+            ("verify".to_string(), largest.verify_s.0.clone()),
+            ("rebuild".to_string(), largest.rebuild_s.0.clone()),
+        ],
+        ..ReplayFigures::default()
     }
-    let _ = std::fs::remove_file(dir.join("export.jsonl"));
-    timings
-}
-
-/// Starts a service on the generated log and times it until `qry.health`
-/// answers; samples its memory once it settles.
-fn cold_start(
-    options: &Options,
-    nats: &NatsServer,
-    data: &Path,
-    dir: &Path,
-    runtime: &tokio::runtime::Runtime,
-    figures: &mut ReplayFigures,
-) -> anyhow::Result<()> {
-    runtime.block_on(async {
-        let control = async_nats::connect(&nats.url).await?;
-        let started = Instant::now();
-        let mut service = processes::start_service(
-            &options.cpor_bin,
-            &nats.url,
-            data,
-            REPLAY_PREFIX,
-            dir.join("cpor-replay.log"),
-        )?;
-        processes::wait_healthy(&control, REPLAY_PREFIX, &mut service, COLD_START_TIMEOUT).await?;
-        figures.cold_start_s = started.elapsed().as_secs_f64();
-        tokio::time::sleep(REPLAY_RSS_SETTLE).await;
-        let sample = procfs::sample(service.pid()).unwrap_or_default();
-        figures.rss_mib = mib(sample.rss_kib);
-        figures.peak_rss_mib = mib(sample.hwm_kib);
-        say(format!(
-            "cold start: {:.2} s, RSS {:.0} MiB",
-            figures.cold_start_s, figures.rss_mib
-        ));
-        // Its relay has begun publishing the whole log to JetStream; that
-        // is not measured here, and the data dir is thrown away: kill it.
-        service.kill();
-        anyhow::Ok(())
-    })?;
-    Ok(())
 }
 
 /// What a reader of the figures must know: refused or lost replies, a
@@ -420,22 +410,92 @@ fn samples(service: u32, nats: u32) -> Samples {
     }
 }
 
-async fn wait_echo(client: &async_nats::Client, echo: &mut Owned) -> anyhow::Result<()> {
+async fn wait_echo(
+    client: &async_nats::Client,
+    subject: &'static str,
+    echo: &mut Owned,
+) -> anyhow::Result<()> {
     let started = Instant::now();
     loop {
-        let request = client.request(ECHO_SUBJECT, bytes::Bytes::from_static(b"{}"));
+        let request = client.request(subject, bytes::Bytes::from_static(b"{}"));
         if let Ok(Ok(_)) = tokio::time::timeout(processes::HEALTH_REPLY_TIMEOUT, request).await {
             return Ok(());
         }
         echo.check_alive()?;
         if started.elapsed() > ECHO_START_TIMEOUT {
-            bail!("the echo responder did not answer in {ECHO_START_TIMEOUT:?}");
+            bail!("the {subject} responder did not answer in {ECHO_START_TIMEOUT:?}");
         }
         tokio::time::sleep(processes::HEALTH_POLL_EVERY).await;
     }
 }
 
-/// Echo ceiling and service at each level. Returns the idle service's RSS.
+/// What every load level shares: the clients' connections, a control
+/// connection, the nats-server, the time cap, the clock tick rate.
+pub struct Bench<'a> {
+    pub connections: &'a [async_nats::Client],
+    pub control: &'a async_nats::Client,
+    pub nats: &'a NatsServer,
+    pub time_cap: Duration,
+    pub ticks: u64,
+}
+
+/// The two ceiling responders of a run.
+struct Echoes {
+    plain: Owned,
+    js: Owned,
+}
+
+impl Echoes {
+    async fn start(options: &Options, nats: &NatsServer, dir: &Path) -> anyhow::Result<Echoes> {
+        let exe = &options.bench_exe;
+        let plain =
+            processes::start_echo(exe, "echo", &nats.url, ECHO_SUBJECT, dir.join("echo.log"))?;
+        let js = processes::start_echo(
+            exe,
+            "echo-js",
+            &nats.url,
+            ECHO_JS_SUBJECT,
+            dir.join("echo-js.log"),
+        )?;
+        let mut echoes = Echoes { plain, js };
+        let control = async_nats::connect(&nats.url).await?;
+        wait_echo(&control, ECHO_SUBJECT, &mut echoes.plain).await?;
+        wait_echo(&control, ECHO_JS_SUBJECT, &mut echoes.js).await?;
+        Ok(echoes)
+    }
+
+    fn check_alive(&mut self) -> anyhow::Result<()> {
+        self.plain.check_alive()?;
+        self.js.check_alive()
+    }
+}
+
+/// A planned level: its clients, and each client's script.
+pub type PlannedLevel = (usize, Vec<Vec<Prepared>>);
+
+/// Plans `levels` (clients, commands) with disjoint keys: the reference
+/// data they need, and each level's scripts addressed to `prefix`.
+pub fn plan_levels(
+    planner: &mut Planner,
+    prefix: &str,
+    levels: &[(usize, usize)],
+) -> (Vec<Req>, Vec<PlannedLevel>) {
+    let mut reference = planner.partners();
+    let mut planned = Vec::new();
+    for &(clients, commands) in levels {
+        let (level_reference, scripts) = plan_clients(planner, clients, commands.div_ceil(clients));
+        reference.extend(level_reference);
+        let prepared: Vec<Vec<Prepared>> = scripts
+            .iter()
+            .map(|s| s.iter().map(|r| Prepared::new(prefix, r)).collect())
+            .collect();
+        planned.push((clients, prepared));
+    }
+    (reference, planned)
+}
+
+/// Echo ceilings and service at each level, then the top level again with
+/// the service pinned to each of `sizes.cores`. Returns the idle RSS.
 async fn end_to_end(
     options: &Options,
     sizes: &Sizes,
@@ -451,12 +511,7 @@ async fn end_to_end(
         SERVICE_PREFIX,
         dir.join("cpor-serve.log"),
     )?;
-    let mut echo = processes::start_echo(
-        &options.bench_exe,
-        &nats.url,
-        ECHO_SUBJECT,
-        dir.join("echo.log"),
-    )?;
+    let mut echoes = Echoes::start(options, nats, dir).await?;
     let control = async_nats::connect(&nats.url)
         .await
         .context("connect to nats-server")?;
@@ -467,63 +522,59 @@ async fn end_to_end(
         SERVICE_START_TIMEOUT,
     )
     .await?;
-    wait_echo(&control, &mut echo).await?;
     let idle = procfs::sample(service.pid()).unwrap_or_default();
 
     // Plan everything up front (disjoint keys per level), so no level pays
     // for building requests while it is timed.
+    let top = sizes.levels[sizes.levels.len() - 1];
+    let mut all = sizes.levels.clone();
+    all.extend(sizes.cores.iter().map(|_| top));
     let mut planner = Planner::new(options.seed ^ 0x5EED);
-    let mut reference = planner.partners();
-    let mut levels = Vec::new();
-    for &(clients, commands) in &sizes.levels {
-        let (level_reference, scripts) =
-            plan_clients(&mut planner, clients, commands.div_ceil(clients));
-        reference.extend(level_reference);
-        let prepared: Vec<Vec<Prepared>> = scripts
-            .iter()
-            .map(|s| s.iter().map(|r| Prepared::new(SERVICE_PREFIX, r)).collect())
-            .collect();
-        levels.push((clients, prepared));
-    }
+    let (reference, mut levels) = plan_levels(&mut planner, SERVICE_PREFIX, &all);
+    let pinned = levels.split_off(sizes.levels.len());
     let connections = load::connect(&nats.url, LEVEL_CLIENTS[2]).await?;
-
-    load_reference(&connections, &control, &reference, report).await?;
+    let bench = Bench {
+        connections: &connections,
+        control: &control,
+        nats,
+        time_cap: sizes.level_time_cap,
+        ticks,
+    };
+    let loaded = load_reference(&bench, SERVICE_PREFIX, &reference).await?;
+    (report.reference_commands, report.reference_per_s) = loaded;
     for (clients, scripts) in levels {
-        let figures = run_level(
-            &connections,
-            &control,
-            (&mut service, &mut echo),
-            nats,
-            (clients, scripts),
-            sizes.level_time_cap,
-            ticks,
-        )
-        .await?;
+        let figures = run_level(&bench, &mut service, &mut echoes, (clients, scripts), 0).await?;
         report.levels.push(figures);
     }
+    for (&cores, (clients, scripts)) in sizes.cores.iter().zip(pinned) {
+        processes::pin(service.pid(), cores)?;
+        let figures =
+            run_level(&bench, &mut service, &mut echoes, (clients, scripts), cores).await?;
+        report.pinned.push(figures);
+    }
     report.service_clean_exit = service.terminate();
-    echo.kill();
     Ok(mib(idle.rss_kib))
 }
 
-/// Loads the reference data (partners, tenants, subscriptions) every level
-/// needs, and waits until it is published.
-async fn load_reference(
-    connections: &[async_nats::Client],
-    control: &async_nats::Client,
+/// Loads reference data (partners, tenants, subscriptions) into the
+/// service on `prefix` and waits until it is published. Returns the
+/// commands sent and their rate.
+pub async fn load_reference(
+    bench: &Bench<'_>,
+    prefix: &str,
     reference: &[Req],
-    report: &mut Report,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<(u64, f64)> {
     let reference_scripts = split_round_robin(
-        reference
-            .iter()
-            .map(|r| Prepared::new(SERVICE_PREFIX, r))
-            .collect(),
+        reference.iter().map(|r| Prepared::new(prefix, r)).collect(),
         REFERENCE_CLIENTS,
     );
-    let loaded = load::run(connections, reference_scripts, REFERENCE_TIME_CAP, true).await;
-    report.reference_commands = loaded.completed;
-    report.reference_per_s = loaded.per_second();
+    let loaded = load::run(
+        bench.connections,
+        reference_scripts,
+        REFERENCE_TIME_CAP,
+        true,
+    )
+    .await;
     if loaded.unexpected + loaded.failed > 0 {
         bail!(
             "reference data refused: {} unexpected, {} failed, e.g. {:?}",
@@ -532,54 +583,95 @@ async fn load_reference(
             loaded.examples
         );
     }
-    processes::wait_published(control, SERVICE_PREFIX, RELAY_PUBLISH_TIMEOUT).await?;
+    processes::wait_published(bench.control, prefix, RELAY_PUBLISH_TIMEOUT).await?;
     say(format!(
         "reference data: {} commands at {}/s",
         loaded.completed,
         crate::report::fmt_int(loaded.per_second())
     ));
-
-    Ok(())
+    Ok((loaded.completed, loaded.per_second()))
 }
 
-/// One load level: the echo ceiling before and after, the service between,
-/// with the CPU, memory and relay figures of the same interval.
-async fn run_level(
-    connections: &[async_nats::Client],
-    control: &async_nats::Client,
-    (service, echo): (&mut processes::Owned, &mut processes::Owned),
-    nats: &NatsServer,
-    (clients, scripts): (usize, Vec<Vec<Prepared>>),
-    level_time_cap: Duration,
-    ticks: u64,
-) -> anyhow::Result<LevelFigures> {
-    let echo_scripts = to_echo(&scripts);
-    let echoed = load::run(connections, echo_scripts.clone(), level_time_cap, false).await;
-    echo.check_alive()?;
+/// The better of two runs of a ceiling (more requests per second).
+fn best(a: LoadResult, b: LoadResult) -> LoadResult {
+    if b.per_second() > a.per_second() {
+        b
+    } else {
+        a
+    }
+}
 
-    let position_before = processes::health(control, SERVICE_PREFIX)
+/// One load level: both echo ceilings before and after (the better of the
+/// two counts each), the service between. `cores`: what it is pinned to
+/// (0: not pinned).
+async fn run_level(
+    bench: &Bench<'_>,
+    service: &mut Owned,
+    echoes: &mut Echoes,
+    (clients, scripts): (usize, Vec<Vec<Prepared>>),
+    cores: usize,
+) -> anyhow::Result<LevelFigures> {
+    let (cap, connections) = (bench.time_cap, bench.connections);
+    let plain_scripts = retarget(&scripts, ECHO_SUBJECT);
+    let js_scripts = retarget(&scripts, ECHO_JS_SUBJECT);
+    let plain = load::run(connections, plain_scripts.clone(), cap, false).await;
+    let js = load::run(connections, js_scripts.clone(), cap, false).await;
+    echoes.check_alive()?;
+    let mut figures = measure_service(bench, service, SERVICE_PREFIX, scripts).await?;
+    let plain = best(
+        plain,
+        load::run(connections, plain_scripts, cap, false).await,
+    );
+    let js = best(js, load::run(connections, js_scripts, cap, false).await);
+    echoes.check_alive()?;
+    figures.cores = cores;
+    figures.echo_rps = plain.per_second();
+    figures.echo_p50_ms = plain.latency_ms(0.50);
+    figures.echo_p99_ms = plain.latency_ms(0.99);
+    figures.echo_js_rps = js.per_second();
+    figures.echo_js_p99_ms = js.latency_ms(0.99);
+    let pinned = match cores {
+        0 => String::new(),
+        n => format!(" (service pinned to {n} cores)"),
+    };
+    say(format!(
+        "{clients} clients{pinned}: echo {}/s, echo-js {}/s, service {} cmds/s, p99 {:.2} ms, \
+         {:.0} us CPU/cmd, relay +{:.0} ms, {} unexpected",
+        crate::report::fmt_int(figures.echo_rps),
+        crate::report::fmt_int(figures.echo_js_rps),
+        crate::report::fmt_int(figures.cmds_per_s),
+        figures.p99_ms,
+        figures.service_cpu_us_per_cmd,
+        figures.relay_publish_ms,
+        figures.unexpected + figures.failed
+    ));
+    Ok(figures)
+}
+
+/// The service alone under `scripts` (one closed-loop client each): its
+/// throughput and latency, CPU (per process and per thread), memory, and
+/// how long the relay then took to publish everything.
+pub async fn measure_service(
+    bench: &Bench<'_>,
+    service: &mut Owned,
+    prefix: &str,
+    scripts: Vec<Vec<Prepared>>,
+) -> anyhow::Result<LevelFigures> {
+    let clients = scripts.len();
+    let position_before = processes::health(bench.control, prefix)
         .await
         .map_or(0, |h| h.0);
-    let before = samples(service.pid(), nats.process.pid());
-    let result = load::run(connections, scripts, level_time_cap, true).await;
-    let after = samples(service.pid(), nats.process.pid());
+    let before = samples(service.pid(), bench.nats.process.pid());
+    let threads_before = procfs::thread_samples(service.pid());
+    let result = load::run(bench.connections, scripts, bench.time_cap, true).await;
+    let after = samples(service.pid(), bench.nats.process.pid());
+    let threads_after = procfs::thread_samples(service.pid());
     service.check_alive()?;
     let (publish, position_after) =
-        processes::wait_published(control, SERVICE_PREFIX, RELAY_PUBLISH_TIMEOUT).await?;
-    // The echo ceiling again right after: the best of the two counts.
-    let echoed_after = load::run(connections, echo_scripts, level_time_cap, false).await;
-    echo.check_alive()?;
-    let echoed = if echoed_after.per_second() > echoed.per_second() {
-        echoed_after
-    } else {
-        echoed
-    };
-    let wall = result.elapsed;
-    let figures = LevelFigures {
+        processes::wait_published(bench.control, prefix, RELAY_PUBLISH_TIMEOUT).await?;
+    let (wall, ticks) = (result.elapsed, bench.ticks);
+    Ok(LevelFigures {
         clients,
-        echo_rps: echoed.per_second(),
-        echo_p50_ms: echoed.latency_ms(0.50),
-        echo_p99_ms: echoed.latency_ms(0.99),
         commands: result.completed,
         cmds_per_s: result.per_second(),
         p50_ms: result.latency_ms(0.50),
@@ -599,26 +691,19 @@ async fn run_level(
         bench_cpu_cores: procfs::cores_used(before.bench, after.bench, wall, ticks),
         service_rss_mib: mib(after.service.rss_kib),
         service_peak_rss_mib: mib(after.service.hwm_kib),
-    };
-    say(format!(
-        "{clients} clients: echo {}/s, service {} cmds/s, p99 {:.2} ms, relay +{:.0} ms, {} unexpected",
-        crate::report::fmt_int(figures.echo_rps),
-        crate::report::fmt_int(figures.cmds_per_s),
-        figures.p99_ms,
-        figures.relay_publish_ms,
-        figures.unexpected + figures.failed
-    ));
-    Ok(figures)
+        threads: procfs::thread_shares(&threads_before, &threads_after, wall, ticks),
+        ..LevelFigures::default()
+    })
 }
 
-/// The same requests sent to the echo responder instead of the service.
-fn to_echo(scripts: &[Vec<Prepared>]) -> Vec<Vec<Prepared>> {
+/// The same requests sent to another subject (an echo responder).
+fn retarget(scripts: &[Vec<Prepared>], subject: &str) -> Vec<Vec<Prepared>> {
     scripts
         .iter()
         .map(|s| {
             s.iter()
                 .map(|p| Prepared {
-                    subject: ECHO_SUBJECT.to_string(),
+                    subject: subject.to_string(),
                     ..p.clone()
                 })
                 .collect()
@@ -635,59 +720,8 @@ fn split_round_robin(items: Vec<Prepared>, parts: usize) -> Vec<Vec<Prepared>> {
     out
 }
 
-/// Generates the log, rebuilds its projections, cold-starts a service on it.
-fn replay(
-    options: &Options,
-    sizes: &Sizes,
-    nats: &NatsServer,
-    dir: &Path,
-    runtime: &tokio::runtime::Runtime,
-) -> anyhow::Result<ReplayFigures> {
-    let data = dir.join("replay-data");
-    let report_every = (sizes.replay_events / 4).max(1);
-    let mut next_report = report_every;
-    let generated = try_generate_log(&data, sizes.replay_events, options.seed, |position| {
-        if position >= next_report {
-            say(format!("generating: {position} events"));
-            next_report += report_every;
-        }
-    })?;
-    let mut figures = ReplayFigures {
-        events: generated.events,
-        claims: generated.claims,
-        cases: generated.cases,
-        generate_s: generated.elapsed.as_secs_f64(),
-        data_dir_mib: procfs::dir_bytes(&data) as f64 / (1024.0 * 1024.0),
-        state_bytes: generated.state_bytes,
-        ..ReplayFigures::default()
-    };
-    say(format!(
-        "generated {} events ({} claims) in {:.1} s",
-        generated.events, generated.claims, figures.generate_s
-    ));
-
-    {
-        let reader = LogReader::open_with_cache(&data, cpor_log::SLED_CACHE_BYTES_SCAN)?;
-        let started = Instant::now();
-        let rebuilt = cpor_log::rebuild_projections(&reader, |_| {})?;
-        figures.rebuild_s = started.elapsed().as_secs_f64();
-        figures.rebuild_differences = rebuilt.difference_count;
-        say(format!(
-            "rebuild: {:.2} s, {} events/s",
-            figures.rebuild_s,
-            crate::report::fmt_int(figures.rebuild_events_per_s())
-        ));
-    } // the reader holds sled's lock on the data dir: released here
-
-    if options.audit_tools {
-        figures.audit_tools = time_audit_tools(options, &data, dir);
-    }
-    cold_start(options, nats, &data, dir, runtime, &mut figures)?;
-    Ok(figures)
-}
-
 /// Runs `cpor TOOL --data-dir DIR EXTRA…`, output discarded; its wall time.
-fn time_tool(bin: &Path, tool: &str, data: &Path, extra: &[String]) -> Result<f64, String> {
+pub fn time_tool(bin: &Path, tool: &str, data: &Path, extra: &[String]) -> Result<f64, String> {
     let started = Instant::now();
     let mut child = std::process::Command::new(bin)
         .arg(tool)

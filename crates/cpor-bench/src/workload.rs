@@ -223,6 +223,18 @@ impl Planner {
         }
     }
 
+    /// A planner whose tenants (and so claim keys and domains) start at
+    /// index `first_tenant`: its requests do not collide with those of a
+    /// planner started at 0, e.g. with a generated log the service already
+    /// holds (the partners are the same: their upserts are accepted again).
+    pub fn from_tenant(seed: u64, first_tenant: u64) -> Planner {
+        Planner {
+            next_key: first_tenant * KEYS_PER_TENANT,
+            tenants_emitted: first_tenant,
+            ..Planner::new(seed)
+        }
+    }
+
     /// Lifecycles handed out so far.
     pub fn lifecycles(&self) -> u64 {
         self.lifecycles

@@ -15,15 +15,19 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 /// The smoke run should take seconds; this is the bound the test enforces.
-const SMOKE_TIMEOUT: Duration = Duration::from_secs(120);
+const SMOKE_TIMEOUT: Duration = Duration::from_secs(300);
 
-/// The figures issue 5 names; also checked through `REPORT_KEYS`.
-const ISSUE_KEYS: [&str; 5] = [
+/// The figures issues 5 and 8 name; also checked through `REPORT_KEYS`.
+const ISSUE_KEYS: [&str; 9] = [
     "echo_ceiling_rps",
+    "echo_js_ceiling_rps",
     "raw_log_appends_per_s",
     "service_cmds_per_s",
     "service_p99_ms",
+    "service_cpu_us_per_cmd",
     "rebuild_events_per_s",
+    "verify_events_per_s",
+    "disk_ratio",
 ];
 
 fn cpor_bin() -> PathBuf {
@@ -114,6 +118,28 @@ fn smoke_run_reports_every_figure() {
         Some(3),
         "three concurrency levels:\n{text}"
     );
+    let pinned = &report["pinned"][0];
+    assert_eq!(pinned["cores"], 1, "a run pinned to one core:\n{text}");
+    assert!(
+        pinned["threads"][0]["cores"]
+            .as_f64()
+            .is_some_and(|c| c > 0.0),
+        "per-thread CPU of the pinned run:\n{text}"
+    );
+    let growth = report["growth"].as_array().expect("a growth curve");
+    assert_eq!(growth.len(), 2, "two growth points:\n{text}");
+    let stored = &growth[1];
+    let claims = stored["claims"].as_u64().expect("claims");
+    assert!(claims >= 300, "the stored point's log:\n{text}");
+    assert!(
+        stored["listed"].as_u64().is_some_and(|l| l >= claims),
+        "every stored claim listed:\n{text}"
+    );
+    assert!(
+        stored["read"].as_u64().is_some_and(|r| r > 0) && stored["clean_exit"] == true,
+        "claims read, then a clean stop:\n{text}"
+    );
+    assert_eq!(stored["load"]["unexpected"], 0, "{text}");
 }
 
 #[test]
