@@ -310,7 +310,7 @@ async fn a_wall_clock_service_refuses_clock_requests_and_fires_past_deadlines() 
             .reader()
             .list_claims(&Default::default(), None, 10)
             .unwrap();
-        if page.claims[0]["overdue"] == true {
+        if page.values()[0]["overdue"] == true {
             break;
         }
         assert!(

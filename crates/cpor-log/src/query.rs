@@ -1,9 +1,15 @@
-//! Reads of the projections for queries. Every scan has a named bound.
+//! Reads of the projections for queries. Every scan has a named bound, and
+//! every list is read a page at a time: each item comes with the cursor that
+//! resumes after it (the trailing big-endian number of its key: a claim or
+//! case sequence number, a comment's log position, an event's stream
+//! version), so the wire layer can cut a page short (by reply size) and
+//! still say where the next one starts.
 
 use serde_json::Value;
 use uuid::Uuid;
 
 use cpor_domain::access::Visibility;
+use cpor_domain::event::AggregateId;
 use cpor_domain::types::ClaimStatus;
 
 use crate::keys::{self, KeyKind};
@@ -11,16 +17,19 @@ use crate::{LogError, LogReader};
 
 /// `claims.list` page size when the request names none.
 pub const LIST_LIMIT_DEFAULT: usize = 100;
-/// The largest page `claims.list` returns (contract §4).
+/// The largest page any paged query returns, in items: `claims.list`
+/// (contract §4), `arbitration.list`, a claim's comments in `claim.get`,
+/// `claim.history` (docs/interface.md, "Paging").
 pub const LIST_LIMIT_MAX: usize = 1_000;
-/// Index entries one `claims.list` request may examine. A selective filter
-/// (say `overdue: true` over a million claims) returns a short or empty
-/// page with a `next` cursor rather than scanning without bound.
+/// Index entries one page may examine. A selective filter (say
+/// `overdue: true` over a million claims) returns a short or empty page
+/// with a `next` cursor rather than scanning without bound.
 pub const LIST_SCAN_MAX: usize = 20_000;
-/// Comments returned with one claim.
-pub const COMMENTS_MAX: usize = 1_000;
-/// Cases returned by `arbitration.list`.
-pub const CASES_LIST_MAX: usize = 10_000;
+/// Comments in one `claim.get` reply when the request names no
+/// `comments_limit` (the rest: `comments_next`).
+pub const COMMENTS_MAX: usize = LIST_LIMIT_MAX;
+/// `arbitration.list` page size when the request names no `limit`.
+pub const CASES_LIST_MAX: usize = LIST_LIMIT_MAX;
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ClaimFilter {
@@ -46,11 +55,33 @@ impl ClaimFilter {
     }
 }
 
+/// One page of a list, in key order.
 #[derive(Debug, Clone, PartialEq)]
-pub struct ClaimPage {
-    pub claims: Vec<Value>,
-    /// Opaque cursor for the next page; `None` on the last page.
-    pub next: Option<String>,
+pub struct Page {
+    /// Each item with its cursor: reading again `after` that cursor resumes
+    /// right after the item (a caller that cuts the page short uses it).
+    pub items: Vec<(u64, Value)>,
+    /// Where the next page starts (the last entry examined) when this one
+    /// stopped at its limit or scan bound with entries left; `None` on the
+    /// last page.
+    pub next: Option<u64>,
+}
+
+impl Page {
+    /// The items without their cursors.
+    pub fn values(&self) -> Vec<&Value> {
+        self.items.iter().map(|(_, value)| value).collect()
+    }
+}
+
+/// The first key of a page under `prefix` that starts after `after`; `None`
+/// when nothing can follow (`after` is the largest cursor).
+fn page_start(prefix: &[u8], after: Option<u64>) -> Option<Vec<u8>> {
+    let mut key = prefix.to_vec();
+    if let Some(after) = after {
+        key.extend_from_slice(&after.checked_add(1)?.to_be_bytes());
+    }
+    Some(key)
 }
 
 fn parse_json(bytes: &[u8], what: &str) -> Result<Value, LogError> {
@@ -88,12 +119,77 @@ impl LogReader {
         })
     }
 
-    pub fn comments(&self, claim_id: &Uuid) -> Result<Vec<Value>, LogError> {
-        self.tree()?
-            .scan_prefix(keys::comments_prefix(claim_id))
-            .take(COMMENTS_MAX)
-            .map(|entry| parse_json(&entry?.1, "comment"))
-            .collect()
+    /// Reads one page of the entries under `prefix` (keys ending in a
+    /// big-endian cursor) after `after`: at most `limit` items that `item`
+    /// makes of them (it may skip an entry: `None`), examining at most
+    /// [`LIST_SCAN_MAX`] entries.
+    fn page(
+        &self,
+        prefix: &[u8],
+        after: Option<u64>,
+        limit: usize,
+        mut item: impl FnMut(&[u8]) -> Result<Option<Value>, LogError>,
+    ) -> Result<Page, LogError> {
+        let limit = limit.clamp(1, LIST_LIMIT_MAX);
+        let Some(start) = page_start(prefix, after) else {
+            return Ok(Page {
+                items: Vec::new(),
+                next: None,
+            });
+        };
+        let mut items = Vec::new();
+        let mut last = None;
+        for (scanned, entry) in self
+            .tree()?
+            .range(start..keys::prefix_end(prefix))
+            .enumerate()
+        {
+            let (key, value) = entry?;
+            if items.len() == limit || scanned == LIST_SCAN_MAX {
+                // Entries are left: resume after the last one examined.
+                return Ok(Page { items, next: last });
+            }
+            let cursor = keys::trailing_u64(&key)
+                .ok_or_else(|| LogError::Corrupt("bad index key".into()))?;
+            last = Some(cursor);
+            if let Some(value) = item(&value)? {
+                items.push((cursor, value));
+            }
+        }
+        Ok(Page { items, next: None })
+    }
+
+    /// A claim's conversation (CommentViews), oldest first, after the
+    /// comment at log position `after`.
+    pub fn comments(
+        &self,
+        claim_id: &Uuid,
+        after: Option<u64>,
+        limit: usize,
+    ) -> Result<Page, LogError> {
+        self.page(&keys::comments_prefix(claim_id), after, limit, |bytes| {
+            parse_json(bytes, "comment").map(Some)
+        })
+    }
+
+    /// An aggregate's events (CloudEvents) in version order, after stream
+    /// version `after`.
+    pub fn history(
+        &self,
+        aggregate: &AggregateId,
+        after: Option<u64>,
+        limit: usize,
+    ) -> Result<Page, LogError> {
+        let prefix = keys::stream_prefix(aggregate.kind, &aggregate.id);
+        self.page(&prefix, after, limit, |position| {
+            let position = <[u8; 8]>::try_from(position)
+                .map(u64::from_be_bytes)
+                .map_err(|_| LogError::Corrupt("bad stream entry".into()))?;
+            let bytes = self
+                .event_bytes(position)?
+                .ok_or_else(|| LogError::Corrupt(format!("position {position} is missing")))?;
+            parse_json(&bytes, "event").map(Some)
+        })
     }
 
     pub fn case_view(&self, case_id: &Uuid) -> Result<Option<Value>, LogError> {
@@ -103,76 +199,43 @@ impl LogReader {
             .transpose()
     }
 
-    /// Cases in the order they opened, optionally only open or closed ones.
-    pub fn list_cases(&self, status: Option<&str>) -> Result<Vec<Value>, LogError> {
-        let mut cases = Vec::new();
-        for entry in self.tree()?.scan_prefix(keys::prefix(KeyKind::CaseOrder)) {
-            let (_, id) = entry?;
-            let id = Uuid::from_slice(&id)
+    /// Cases in the order they opened, optionally only open or closed ones,
+    /// after case sequence number `after`.
+    pub fn list_cases(
+        &self,
+        status: Option<&str>,
+        after: Option<u64>,
+        limit: usize,
+    ) -> Result<Page, LogError> {
+        self.page(&keys::prefix(KeyKind::CaseOrder), after, limit, |id| {
+            let id = Uuid::from_slice(id)
                 .map_err(|_| LogError::Corrupt("bad case order entry".into()))?;
-            let Some(view) = self.case_view(&id)? else {
-                continue;
-            };
-            if status.is_none_or(|s| view.get("status").and_then(Value::as_str) == Some(s)) {
-                cases.push(view);
-                if cases.len() == CASES_LIST_MAX {
-                    break;
-                }
-            }
-        }
-        Ok(cases)
+            Ok(self.case_view(&id)?.filter(|view| {
+                status.is_none_or(|s| view.get("status").and_then(Value::as_str) == Some(s))
+            }))
+        })
     }
 
-    /// Claims in submission order, filtered, from the cursor on.
+    /// Claims in submission order, filtered, after claim sequence number
+    /// `after`.
     pub fn list_claims(
         &self,
         filter: &ClaimFilter,
         after: Option<u64>,
         limit: usize,
-    ) -> Result<ClaimPage, LogError> {
-        let limit = limit.clamp(1, LIST_LIMIT_MAX);
+    ) -> Result<Page, LogError> {
         let prefix = match (&filter.partner_id, &filter.tenant_id) {
             (Some(partner_id), _) => keys::partner_claims_prefix(partner_id),
             (None, Some(tenant_id)) => keys::tenant_claims_prefix(tenant_id),
             (None, None) => keys::prefix(KeyKind::ClaimOrder).to_vec(),
         };
-        let start = match after {
-            Some(seq) => {
-                let mut key = prefix.clone();
-                key.extend_from_slice(&(seq.saturating_add(1)).to_be_bytes());
-                key
-            }
-            None => prefix.clone(),
-        };
-        let end = keys::prefix_end(&prefix);
-        let mut claims = Vec::new();
-        let mut last_seq = None;
-        let mut more = false;
-        for (scanned, entry) in self.tree()?.range(start..end).enumerate() {
-            let (key, id) = entry?;
-            if claims.len() == limit || scanned == LIST_SCAN_MAX {
-                more = true;
-                break;
-            }
-            let seq = keys::trailing_u64(&key)
-                .ok_or_else(|| LogError::Corrupt("bad claim index key".into()))?;
-            last_seq = Some(seq);
-            let id = Uuid::from_slice(&id)
+        self.page(&prefix, after, limit, |id| {
+            let id = Uuid::from_slice(id)
                 .map_err(|_| LogError::Corrupt("bad claim index entry".into()))?;
-            let Some(view) = self.claim_view(&id)? else {
-                continue;
-            };
-            if self.matches(filter, &view)? {
-                claims.push(view);
+            match self.claim_view(&id)? {
+                Some(view) if self.matches(filter, &view)? => Ok(Some(view)),
+                _ => Ok(None),
             }
-        }
-        Ok(ClaimPage {
-            claims,
-            next: if more {
-                last_seq.map(|s| s.to_string())
-            } else {
-                None
-            },
         })
     }
 

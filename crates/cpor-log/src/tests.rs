@@ -311,7 +311,8 @@ fn queries_read_the_projections() {
     let view = reader.claim_view(&c1).unwrap().unwrap();
     assert_eq!(view["status"], "rejected");
     assert_eq!(view["reason"], "LOST_ARBITRATION");
-    let comments = reader.comments(&c1).unwrap();
+    let comments = reader.comments(&c1, None, COMMENTS_MAX).unwrap();
+    let comments = comments.values();
     assert_eq!(comments.len(), 2, "arbitration notice and the PoE request");
     assert_eq!(comments[0]["system"], true);
 
@@ -319,7 +320,7 @@ fn queries_read_the_projections() {
         .list_claims(&ClaimFilter::default(), None, 100)
         .unwrap();
     let ids: Vec<_> = all
-        .claims
+        .values()
         .iter()
         .map(|c| c["claim_id"].as_str().unwrap().to_string())
         .collect();
@@ -333,29 +334,26 @@ fn queries_read_the_projections() {
     let page = reader
         .list_claims(&ClaimFilter::default(), None, 1)
         .unwrap();
-    assert_eq!(page.claims.len(), 1);
-    let next: u64 = page.next.as_deref().unwrap().parse().unwrap();
+    assert_eq!(page.items.len(), 1);
+    let next = page.next.unwrap();
     let rest = reader
         .list_claims(&ClaimFilter::default(), Some(next), 1)
         .unwrap();
-    assert_eq!(rest.claims[0]["claim_id"], c2.to_string());
+    assert_eq!(rest.values()[0]["claim_id"], c2.to_string());
     assert_eq!(rest.next, None);
 
     let mine = ClaimFilter {
         partner_id: Some("P-200".into()),
         ..ClaimFilter::default()
     };
-    assert_eq!(
-        reader.list_claims(&mine, None, 100).unwrap().claims.len(),
-        1
-    );
+    assert_eq!(reader.list_claims(&mine, None, 100).unwrap().items.len(), 1);
     let approved = ClaimFilter {
         tenant_id: Some(world.tenant),
         status: Some(ClaimStatus::Approved),
         ..ClaimFilter::default()
     };
     assert_eq!(
-        reader.list_claims(&approved, None, 100).unwrap().claims[0]["claim_id"],
+        reader.list_claims(&approved, None, 100).unwrap().values()[0]["claim_id"],
         c2.to_string()
     );
     let in_case = ClaimFilter {
@@ -366,14 +364,49 @@ fn queries_read_the_projections() {
         reader
             .list_claims(&in_case, None, 100)
             .unwrap()
-            .claims
+            .items
             .is_empty(),
         "the case is resolved"
     );
-    let cases = reader.list_cases(Some("closed")).unwrap();
-    assert_eq!(cases.len(), 1);
-    assert_eq!(cases[0]["winner_claim_id"], c2.to_string());
-    assert!(reader.list_cases(Some("open")).unwrap().is_empty());
+    let cases = reader.list_cases(Some("closed"), None, 100).unwrap();
+    assert_eq!(cases.items.len(), 1);
+    assert_eq!(cases.values()[0]["winner_claim_id"], c2.to_string());
+    assert!(reader
+        .list_cases(Some("open"), None, 100)
+        .unwrap()
+        .items
+        .is_empty());
+    // Every paged read resumes after an item's cursor.
+    let history = |after| {
+        let claim = cpor_domain::event::AggregateId {
+            kind: cpor_domain::event::AggregateKind::Claim,
+            id: c1.to_string(),
+        };
+        reader.history(&claim, after, 1).unwrap()
+    };
+    let (mut after, mut versions) = (None, Vec::new());
+    loop {
+        let page = history(after);
+        versions.extend(
+            page.items
+                .iter()
+                .map(|(v, e)| (*v, e["streamversion"].clone())),
+        );
+        match page.next {
+            Some(next) => after = Some(next),
+            None => break,
+        }
+    }
+    assert!(versions.len() > 3, "{versions:?}");
+    for (i, (version, streamversion)) in versions.iter().enumerate() {
+        assert_eq!(*version, i as u64 + 1);
+        assert_eq!(streamversion, &serde_json::json!(i + 1));
+    }
+    let comments = reader.comments(&c1, None, 1).unwrap();
+    let rest = reader.comments(&c1, comments.next, 1).unwrap();
+    assert_eq!(rest.items.len(), 1, "the PoE request");
+    assert!(rest.items[0].0 > comments.items[0].0);
+    assert_eq!(rest.next, None);
     let _ = world.subscription;
 }
 
@@ -417,9 +450,9 @@ fn queries_return_only_what_the_visibility_sees() {
         reader
             .list_claims(&filter, None, 100)
             .unwrap()
-            .claims
+            .items
             .iter()
-            .map(|c| c["claim_id"].as_str().unwrap().to_string())
+            .map(|(_, c)| c["claim_id"].as_str().unwrap().to_string())
             .collect()
     };
     assert_eq!(ids(ClaimFilter::default().within(&mine)), [c1.to_string()]);

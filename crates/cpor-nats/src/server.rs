@@ -27,12 +27,12 @@ use serde_json::{json, Value};
 use tokio::sync::Semaphore;
 use tracing::Instrument;
 
-use cpor_domain::access::Visibility;
-use cpor_domain::error::{ErrorCode, Rejection};
-use cpor_domain::event::{AggregateId, AggregateKind};
+use cpor_domain::error::ErrorCode;
 use cpor_engine::{Engine, Outcome};
 
-use crate::wire::{self, error_reply, Query, Request};
+use crate::wire::{self, error_reply, Request};
+
+pub mod pages;
 
 /// Requests being handled at once; the next one waits for a permit (the
 /// NATS client buffers meanwhile, then drops as a slow consumer).
@@ -40,7 +40,8 @@ pub const IN_FLIGHT_MAX: usize = 1_024;
 /// How long shutdown waits for NATS to confirm the unsubscribe (and so for
 /// the requests it delivered before) when it stops taking requests.
 pub const DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
-/// Events returned by `claim.history`.
+/// Events in one `claim.history` reply when the request names no `limit`
+/// (a page: `next` resumes; docs/interface.md, "Paging").
 pub const HISTORY_EVENTS_MAX: usize = 1_000;
 
 /// The name every instance registers under in the NATS services protocol
@@ -227,6 +228,7 @@ impl Server {
             .answer(&tail, &request.message.payload)
             .instrument(span.clone())
             .await;
+        let reply = pages::bounded(reply, pages::reply_bytes_max(&self.client));
         let bytes = serde_json::to_vec(&reply).expect("replies serialize");
         let sent = match service_error(&reply) {
             None => {
@@ -294,78 +296,6 @@ impl Server {
             },
         }
     }
-
-    fn query(&self, query: Query) -> Result<Value, Rejection> {
-        let reader = self.engine.reader();
-        let unavailable = |error: cpor_log::LogError| {
-            tracing::error!(%error, "query failed");
-            Rejection::new(ErrorCode::Unavailable)
-        };
-        match query {
-            Query::ClaimGet {
-                visibility,
-                claim_id,
-            } => {
-                let view = visible_view(reader, &visibility, &claim_id)?;
-                let comments = reader.comments(&claim_id).map_err(unavailable)?;
-                Ok(json!({"ok": true, "claim": view, "comments": comments}))
-            }
-            Query::ClaimHistory {
-                visibility,
-                claim_id,
-            } => {
-                visible_view(reader, &visibility, &claim_id)?;
-                let aggregate = AggregateId {
-                    kind: AggregateKind::Claim,
-                    id: claim_id.to_string(),
-                };
-                let positions = reader.stream_positions(&aggregate).map_err(unavailable)?;
-                let mut events = Vec::with_capacity(positions.len().min(HISTORY_EVENTS_MAX));
-                for position in positions.into_iter().take(HISTORY_EVENTS_MAX) {
-                    if let Some(bytes) = reader.event_bytes(position).map_err(unavailable)? {
-                        let event: Value = serde_json::from_slice(&bytes)
-                            .map_err(|e| unavailable(cpor_log::LogError::Corrupt(e.to_string())))?;
-                        events.push(event);
-                    }
-                }
-                Ok(json!({"ok": true, "events": events}))
-            }
-            Query::ClaimsList {
-                filter,
-                limit,
-                after,
-            } => {
-                let page = reader
-                    .list_claims(&filter, after, limit)
-                    .map_err(unavailable)?;
-                Ok(json!({"ok": true, "claims": page.claims, "next": page.next}))
-            }
-            Query::CaseGet { case_id } => match reader.case_view(&case_id).map_err(unavailable)? {
-                Some(case) => Ok(json!({"ok": true, "case": case})),
-                None => Err(Rejection::with_message(
-                    ErrorCode::InvalidCommand,
-                    "case_id: no such arbitration case",
-                )),
-            },
-            Query::CaseList { status } => {
-                let cases = reader.list_cases(status.as_deref()).map_err(unavailable)?;
-                Ok(json!({"ok": true, "cases": cases}))
-            }
-        }
-    }
-}
-
-/// The stored view of a claim within `visibility` (decided by
-/// [`cpor_domain::access::authorize`]), or `CLAIM_NOT_FOUND`.
-fn visible_view(
-    reader: &cpor_log::LogReader,
-    visibility: &Visibility,
-    claim_id: &uuid::Uuid,
-) -> Result<Value, Rejection> {
-    reader
-        .visible_claim_view(claim_id, visibility)
-        .map_err(|_| Rejection::new(ErrorCode::Unavailable))?
-        .ok_or_else(|| Rejection::new(ErrorCode::ClaimNotFound))
 }
 
 /// The relay's findings about the stream copy of the log (issue 10), for

@@ -63,11 +63,19 @@ pub enum Query {
     ClaimGet {
         visibility: Visibility,
         claim_id: Uuid,
+        /// The page of the claim's comments: at most this many…
+        comments_limit: usize,
+        /// …after the comment with this cursor (`comments_next` of a reply).
+        comments_after: Option<u64>,
     },
     /// `CLAIM_NOT_FOUND` unless the claim is within `visibility`.
     ClaimHistory {
         visibility: Visibility,
         claim_id: Uuid,
+        /// At most this many events…
+        limit: usize,
+        /// …after the event with this cursor (`next` of a reply).
+        after: Option<u64>,
     },
     /// `filter` is already narrowed to what the caller sees.
     ClaimsList {
@@ -80,6 +88,10 @@ pub enum Query {
     },
     CaseList {
         status: Option<String>,
+        /// At most this many cases…
+        limit: usize,
+        /// …after the case with this cursor (`next` of a reply).
+        after: Option<u64>,
     },
 }
 
@@ -737,13 +749,34 @@ fn parse_clock(body: Value) -> Result<Request, Rejection> {
 
 #[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct ClaimQueryDto {
+struct ClaimGetDto {
     actor: Actor,
     /// For tracing: recorded on the query's span and log lines; queries
     /// write nothing, so it is stored nowhere.
     correlation_id: Option<String>,
     #[serde(deserialize_with = "rfc4122::deserialize")]
     claim_id: Uuid,
+    /// The most comments in the reply (1 to 1000, default 1000); a page is
+    /// also cut short to fit the NATS server's `max_payload`.
+    comments_limit: Option<u64>,
+    /// Comments after this cursor: the `comments_next` of an earlier reply.
+    comments_after: Option<String>,
+}
+
+#[derive(Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct ClaimHistoryDto {
+    actor: Actor,
+    /// For tracing: recorded on the query's span and log lines; queries
+    /// write nothing, so it is stored nowhere.
+    correlation_id: Option<String>,
+    #[serde(deserialize_with = "rfc4122::deserialize")]
+    claim_id: Uuid,
+    /// The most events in the reply (1 to 1000, default 1000); a page is
+    /// also cut short to fit the NATS server's `max_payload`.
+    limit: Option<u64>,
+    /// Events after this cursor: the `next` of an earlier reply.
+    after: Option<String>,
 }
 
 #[derive(Deserialize, schemars::JsonSchema)]
@@ -784,26 +817,65 @@ struct CaseListDto {
     correlation_id: Option<String>,
     #[schemars(with = "Option<cpor_domain::types::CaseStatus>")]
     status: Option<String>,
+    /// The most cases in the reply (1 to 1000, default 1000); a page is
+    /// also cut short to fit the NATS server's `max_payload`.
+    limit: Option<u64>,
+    /// Cases after this cursor: the `next` of an earlier reply.
+    after: Option<String>,
+}
+
+/// A page size: `default` when absent, else 1 to [`cpor_log::LIST_LIMIT_MAX`].
+fn page_limit(field: &str, limit: Option<u64>, default: usize) -> Result<usize, Rejection> {
+    match limit {
+        None => Ok(default),
+        Some(n) if (1..=cpor_log::LIST_LIMIT_MAX as u64).contains(&n) => Ok(n as usize),
+        Some(_) => Err(invalid(format!(
+            "{field}: must be 1 to {}",
+            cpor_log::LIST_LIMIT_MAX
+        ))),
+    }
+}
+
+/// A cursor this service gave (a decimal number, as a string).
+fn page_cursor(field: &str, cursor: &Option<String>) -> Result<Option<u64>, Rejection> {
+    cursor
+        .as_deref()
+        .map(|cursor| {
+            cursor
+                .parse::<u64>()
+                .map_err(|_| invalid(format!("{field}: not a cursor this service gave")))
+        })
+        .transpose()
 }
 
 /// Parses a query asked on a subject of `scope` and authorizes it.
 fn parse_query(scope: Scope, name: &str, body: Value) -> Result<Query, Rejection> {
     match name {
-        "claim.get" | "claim.history" => {
-            let d: ClaimQueryDto = decode(body)?;
+        "claim.get" => {
+            let d: ClaimGetDto = decode(body)?;
             check_correlation(&d.correlation_id)?;
+            let comments_limit =
+                page_limit("comments_limit", d.comments_limit, cpor_log::COMMENTS_MAX)?;
+            let comments_after = page_cursor("comments_after", &d.comments_after)?;
             check_actor(&d.actor)?;
-            let visibility = access::authorize(&scope, &d.actor, Action::ReadClaim)?;
-            Ok(if name == "claim.get" {
-                Query::ClaimGet {
-                    visibility,
-                    claim_id: d.claim_id,
-                }
-            } else {
-                Query::ClaimHistory {
-                    visibility,
-                    claim_id: d.claim_id,
-                }
+            Ok(Query::ClaimGet {
+                visibility: access::authorize(&scope, &d.actor, Action::ReadClaim)?,
+                claim_id: d.claim_id,
+                comments_limit,
+                comments_after,
+            })
+        }
+        "claim.history" => {
+            let d: ClaimHistoryDto = decode(body)?;
+            check_correlation(&d.correlation_id)?;
+            let limit = page_limit("limit", d.limit, crate::server::HISTORY_EVENTS_MAX)?;
+            let after = page_cursor("after", &d.after)?;
+            check_actor(&d.actor)?;
+            Ok(Query::ClaimHistory {
+                visibility: access::authorize(&scope, &d.actor, Action::ReadClaim)?,
+                claim_id: d.claim_id,
+                limit,
+                after,
             })
         }
         "claims.list" => {
@@ -816,24 +888,8 @@ fn parse_query(scope: Scope, name: &str, body: Value) -> Result<Query, Rejection
                         .ok_or_else(|| invalid(format!("status: unknown status {text}")))?,
                 ),
             };
-            let limit = match d.limit {
-                None => cpor_log::LIST_LIMIT_DEFAULT,
-                Some(n) if (1..=cpor_log::LIST_LIMIT_MAX as u64).contains(&n) => n as usize,
-                Some(_) => {
-                    return Err(invalid(format!(
-                        "limit: must be 1 to {}",
-                        cpor_log::LIST_LIMIT_MAX
-                    )))
-                }
-            };
-            let after = match &d.after {
-                None => None,
-                Some(cursor) => Some(
-                    cursor
-                        .parse::<u64>()
-                        .map_err(|_| invalid("after: not a cursor this service gave"))?,
-                ),
-            };
+            let limit = page_limit("limit", d.limit, cpor_log::LIST_LIMIT_DEFAULT)?;
+            let after = page_cursor("after", &d.after)?;
             if let Some(partner_id) = &d.partner_id {
                 if !is_subject_id(partner_id) {
                     return Err(invalid("partner_id: must match ^[A-Za-z0-9_-]{1,64}$"));
@@ -877,9 +933,15 @@ fn parse_query(scope: Scope, name: &str, body: Value) -> Result<Query, Rejection
                     return Err(invalid("status: must be open or closed"));
                 }
             }
+            let limit = page_limit("limit", d.limit, cpor_log::CASES_LIST_MAX)?;
+            let after = page_cursor("after", &d.after)?;
             check_actor(&d.actor)?;
             access::authorize(&scope, &d.actor, Action::ReadCases)?;
-            Ok(Query::CaseList { status: d.status })
+            Ok(Query::CaseList {
+                status: d.status,
+                limit,
+                after,
+            })
         }
         other => Err(invalid(format!("unknown query: {other}"))),
     }

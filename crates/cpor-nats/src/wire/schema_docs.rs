@@ -145,23 +145,35 @@ struct ErrorBody {
 struct ClaimGetReply {
     ok: True,
     claim: ClaimView,
-    /// The claim's conversation, oldest first.
+    /// The claim's conversation, oldest first: a page of it, at most
+    /// `comments_limit` comments and as many as fit the NATS server's
+    /// `max_payload`.
     comments: Vec<CommentView>,
+    /// Present only when comments are left: pass it as `comments_after` for
+    /// the next page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    comments_next: Option<String>,
 }
 
 #[derive(JsonSchema)]
 #[allow(dead_code)]
 struct ClaimHistoryReply {
     ok: True,
-    /// The claim's events (CloudEvents) in log order.
+    /// The claim's events (CloudEvents) in log order: a page of them, at
+    /// most `limit` and as many as fit the NATS server's `max_payload`.
     events: Vec<Value>,
+    /// Present only when events are left: pass it as `after` for the next
+    /// page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next: Option<String>,
 }
 
 #[derive(JsonSchema)]
 #[allow(dead_code)]
 struct ClaimsListReply {
     ok: True,
-    /// Claims in submission order.
+    /// Claims in submission order: at most `limit`, and as many as fit the
+    /// NATS server's `max_payload`.
     claims: Vec<ClaimView>,
     /// The cursor to pass as `after` for the next page; null on the last page.
     next: Option<String>,
@@ -178,8 +190,13 @@ struct CaseGetReply {
 #[allow(dead_code)]
 struct CaseListReply {
     ok: True,
-    /// Cases in the order they opened.
+    /// Cases in the order they opened: a page of them, at most `limit` and
+    /// as many as fit the NATS server's `max_payload`.
     cases: Vec<CaseView>,
+    /// Present only when cases are left: pass it as `after` for the next
+    /// page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next: Option<String>,
 }
 
 #[derive(JsonSchema)]
@@ -385,13 +402,13 @@ fn request_docs() -> Vec<RequestDoc> {
         },
         RequestDoc {
             subject: "qry.claim.get",
-            summary: "A claim's view and its comments.",
-            schema: deserialize_schema::<ClaimQueryDto>,
+            summary: "A claim's view and a page of its comments.",
+            schema: deserialize_schema::<ClaimGetDto>,
         },
         RequestDoc {
             subject: "qry.claim.history",
-            summary: "A claim's events, in order.",
-            schema: deserialize_schema::<ClaimQueryDto>,
+            summary: "A page of a claim's events, in order.",
+            schema: deserialize_schema::<ClaimHistoryDto>,
         },
         RequestDoc {
             subject: "qry.claims.list",
@@ -400,13 +417,13 @@ fn request_docs() -> Vec<RequestDoc> {
         },
         RequestDoc {
             subject: "qry.partner.{partner_id}.claim.get",
-            summary: "One of the partner's claims: view and comments (partner actor of that partner; contract v1.1).",
-            schema: deserialize_schema::<ClaimQueryDto>,
+            summary: "One of the partner's claims: view and a page of comments (partner actor of that partner; contract v1.1).",
+            schema: deserialize_schema::<ClaimGetDto>,
         },
         RequestDoc {
             subject: "qry.partner.{partner_id}.claim.history",
-            summary: "The events of one of the partner's claims, in order (partner actor of that partner; contract v1.1).",
-            schema: deserialize_schema::<ClaimQueryDto>,
+            summary: "A page of the events of one of the partner's claims, in order (partner actor of that partner; contract v1.1).",
+            schema: deserialize_schema::<ClaimHistoryDto>,
         },
         RequestDoc {
             subject: "qry.partner.{partner_id}.claims.list",
@@ -415,8 +432,8 @@ fn request_docs() -> Vec<RequestDoc> {
         },
         RequestDoc {
             subject: "qry.customer.{tenant_id}.claim.get",
-            summary: "A claim on the customer's tenant: view and comments (customer actor of that tenant; contract v1.1).",
-            schema: deserialize_schema::<ClaimQueryDto>,
+            summary: "A claim on the customer's tenant: view and a page of comments (customer actor of that tenant; contract v1.1).",
+            schema: deserialize_schema::<ClaimGetDto>,
         },
         RequestDoc {
             subject: "qry.customer.{tenant_id}.claims.list",
@@ -430,7 +447,7 @@ fn request_docs() -> Vec<RequestDoc> {
         },
         RequestDoc {
             subject: "qry.arbitration.list",
-            summary: "Arbitration cases in the order they opened (reviewer actor).",
+            summary: "A page of arbitration cases in the order they opened (reviewer actor).",
             schema: deserialize_schema::<CaseListDto>,
         },
         RequestDoc {
@@ -980,7 +997,7 @@ fn constrain_property(name: &str, property: &mut Value, required: bool, subject:
             }
             set("maxItems", json!(POE_DOCUMENTS_MAX));
         }
-        "limit" => {
+        "limit" | "comments_limit" => {
             set("minimum", json!(1));
             set("maximum", json!(cpor_log::LIST_LIMIT_MAX));
         }
@@ -1328,10 +1345,15 @@ fn full_and_minimal(subject: &str) -> (Value, Value) {
             json!({"claim_id": CLAIM}),
             json!({"reason": "We do not work with this partner.", "expected_version": 3}),
         ),
-        "qry.claim.get" | "qry.claim.history" => (
+        "qry.claim.get" => (
             reviewer_actor(),
             json!({"claim_id": CLAIM}),
-            json!({"correlation_id": "dashboard-7"}),
+            json!({"correlation_id": "dashboard-7", "comments_limit": 50, "comments_after": "42"}),
+        ),
+        "qry.claim.history" => (
+            reviewer_actor(),
+            json!({"claim_id": CLAIM}),
+            json!({"correlation_id": "dashboard-7", "limit": 50, "after": "3"}),
         ),
         "qry.claims.list" => (
             reviewer_actor(),
@@ -1339,10 +1361,15 @@ fn full_and_minimal(subject: &str) -> (Value, Value) {
             json!({"partner_id": "P-100", "tenant_id": TENANT, "status": "under_review", "overdue": false,
                    "in_arbitration": true, "limit": 50, "after": "42", "correlation_id": "dashboard-7"}),
         ),
-        "qry.partner.{partner_id}.claim.get" | "qry.partner.{partner_id}.claim.history" => (
+        "qry.partner.{partner_id}.claim.get" => (
             partner_actor(),
             json!({"claim_id": CLAIM}),
-            json!({"correlation_id": "partner-portal-3"}),
+            json!({"correlation_id": "partner-portal-3", "comments_limit": 50, "comments_after": "42"}),
+        ),
+        "qry.partner.{partner_id}.claim.history" => (
+            partner_actor(),
+            json!({"claim_id": CLAIM}),
+            json!({"correlation_id": "partner-portal-3", "limit": 50, "after": "3"}),
         ),
         "qry.partner.{partner_id}.claims.list" => (
             partner_actor(),
@@ -1353,7 +1380,7 @@ fn full_and_minimal(subject: &str) -> (Value, Value) {
         "qry.customer.{tenant_id}.claim.get" => (
             customer_actor(),
             json!({"claim_id": CLAIM}),
-            json!({"correlation_id": "customer-gateway-1"}),
+            json!({"correlation_id": "customer-gateway-1", "comments_limit": 50, "comments_after": "42"}),
         ),
         "qry.customer.{tenant_id}.claims.list" => (
             customer_actor(),
@@ -1369,7 +1396,7 @@ fn full_and_minimal(subject: &str) -> (Value, Value) {
         "qry.arbitration.list" => (
             reviewer_actor(),
             json!({}),
-            json!({"status": "open", "correlation_id": "dashboard-7"}),
+            json!({"status": "open", "correlation_id": "dashboard-7", "limit": 50, "after": "42"}),
         ),
         "qry.health" => return (json!({"actor": reviewer_actor()}), json!({})),
         "admin.clock" => (
@@ -1800,6 +1827,24 @@ fn request_schemas_carry_the_parser_limits() {
             false,
         ),
         ("qry.claims.list", set("/status", json!("bogus")), false),
+        ("qry.claim.history", set("/limit", json!(0)), false),
+        (
+            "qry.claim.history",
+            set("/limit", json!(cpor_log::LIST_LIMIT_MAX + 1)),
+            false,
+        ),
+        ("qry.claim.get", set("/comments_limit", json!(1)), true),
+        (
+            "qry.claim.get",
+            set("/comments_limit", json!(cpor_log::LIST_LIMIT_MAX + 1)),
+            false,
+        ),
+        ("qry.arbitration.list", set("/limit", json!(0)), false),
+        (
+            "qry.arbitration.list",
+            set("/limit", json!(cpor_log::LIST_LIMIT_MAX)),
+            true,
+        ),
         (
             "qry.claims.list",
             set("/partner_id", json!("not an id")),
@@ -2041,44 +2086,9 @@ fn replies_events_and_views_the_code_builds_match_their_schemas() {
     );
 
     // Views.
-    let at = |d: u32| chrono::Utc.with_ymd_and_hms(2026, 11, d, 9, 0, 0).unwrap();
-    let claim = ClaimView {
-        claim_id: Uuid::parse_str(CLAIM).unwrap(),
-        partner_id: "P-100".into(),
-        mpn_id: "4412001".into(),
-        tenant_id: Uuid::parse_str(TENANT).unwrap(),
-        solution_area: SolutionArea::BusinessApplications,
-        activity: Activity::Usage,
-        product: "dynamics_365_sales".into(),
-        subscription_ids: vec![Uuid::parse_str(SUBSCRIPTION).unwrap()],
-        status: ClaimStatus::Rejected,
-        reason: Some("LOST_ARBITRATION".into()),
-        incentive_eligible: true,
-        disputed: false,
-        overdue: true,
-        arbitration_case_id: Some(Uuid::parse_str(CASE).unwrap()),
-        submitted_at: at(25),
-        review_due_at: Some(at(30)),
-        partner_response_due_at: None,
-        decided_at: Some(at(27)),
-        version: 5,
-        updated_at: at(27),
-    };
-    let claim = serde_json::to_value(&claim).unwrap();
+    let claim = serde_json::to_value(sample_claim_view()).unwrap();
     assert_matches("claim-view.json", &claim);
-    let case = serde_json::to_value(CaseView {
-        case_id: Uuid::parse_str(CASE).unwrap(),
-        tenant_id: Uuid::parse_str(TENANT).unwrap(),
-        product: "dynamics_365_sales".into(),
-        activity: Activity::Usage,
-        status: CaseStatus::Closed,
-        claim_ids: vec![Uuid::parse_str(CLAIM).unwrap(), Uuid::new_v4()],
-        incumbent_claim_id: None,
-        winner_claim_id: Some(Uuid::parse_str(CLAIM).unwrap()),
-        opened_at: at(25),
-        closed_at: Some(at(27)),
-    })
-    .unwrap();
+    let case = serde_json::to_value(sample_case_view()).unwrap();
     assert_matches("case-view.json", &case);
     let mut comments = Vec::new();
     for (_, cloud_event) in &cloud_events {
@@ -2111,6 +2121,54 @@ fn replies_events_and_views_the_code_builds_match_their_schemas() {
         "replies/qry.arbitration.list.json",
         &json!({"ok": true, "cases": [case]}),
     );
+}
+
+fn sample_time(day: u32) -> chrono::DateTime<chrono::Utc> {
+    chrono::Utc
+        .with_ymd_and_hms(2026, 11, day, 9, 0, 0)
+        .unwrap()
+}
+
+fn sample_claim_view() -> ClaimView {
+    let at = sample_time;
+    ClaimView {
+        claim_id: Uuid::parse_str(CLAIM).unwrap(),
+        partner_id: "P-100".into(),
+        mpn_id: "4412001".into(),
+        tenant_id: Uuid::parse_str(TENANT).unwrap(),
+        solution_area: SolutionArea::BusinessApplications,
+        activity: Activity::Usage,
+        product: "dynamics_365_sales".into(),
+        subscription_ids: vec![Uuid::parse_str(SUBSCRIPTION).unwrap()],
+        status: ClaimStatus::Rejected,
+        reason: Some("LOST_ARBITRATION".into()),
+        incentive_eligible: true,
+        disputed: false,
+        overdue: true,
+        arbitration_case_id: Some(Uuid::parse_str(CASE).unwrap()),
+        submitted_at: at(25),
+        review_due_at: Some(at(30)),
+        partner_response_due_at: None,
+        decided_at: Some(at(27)),
+        version: 5,
+        updated_at: at(27),
+    }
+}
+
+fn sample_case_view() -> CaseView {
+    let at = sample_time;
+    CaseView {
+        case_id: Uuid::parse_str(CASE).unwrap(),
+        tenant_id: Uuid::parse_str(TENANT).unwrap(),
+        product: "dynamics_365_sales".into(),
+        activity: Activity::Usage,
+        status: CaseStatus::Closed,
+        claim_ids: vec![Uuid::parse_str(CLAIM).unwrap(), Uuid::new_v4()],
+        incumbent_claim_id: None,
+        winner_claim_id: Some(Uuid::parse_str(CLAIM).unwrap()),
+        opened_at: at(25),
+        closed_at: Some(at(27)),
+    }
 }
 
 /// Every event sample as the log stores it: a sealed CloudEvent.
@@ -2564,21 +2622,33 @@ fn json_literal_keys(source: &str) -> Vec<BTreeSet<String>> {
 /// through `error_reply` itself).
 #[test]
 fn server_replies_have_the_documented_fields() {
-    let source = include_str!("../server.rs");
-    let built: BTreeSet<BTreeSet<String>> = json_literal_keys(source)
+    // The paged replies are built in `server/pages.rs` without their list
+    // and cursor, which `pages::fill` adds (checked by
+    // `paged_replies_match_their_schemas`).
+    let pages = include_str!("../server/pages.rs");
+    let pages = pages.split("#[cfg(test)]\nmod tests").next().unwrap();
+    let source = [include_str!("../server.rs"), pages].concat();
+    let built: BTreeSet<BTreeSet<String>> = json_literal_keys(&source)
         .into_iter()
         .filter(|keys| keys.contains("ok"))
         .collect();
     let documented: BTreeSet<BTreeSet<String>> = generate()
         .iter()
         .filter(|(path, _)| path.starts_with("replies/") && *path != "replies/error.json")
-        .map(|(_, schema)| {
-            schema["properties"]
+        .map(|(path, schema)| {
+            let mut keys: BTreeSet<String> = schema["properties"]
                 .as_object()
                 .unwrap()
                 .keys()
                 .cloned()
-                .collect()
+                .collect();
+            for (query, listing) in crate::server::pages::LISTINGS {
+                if *path == format!("replies/qry.{query}.json") {
+                    keys.remove(listing.items);
+                    keys.remove(listing.next);
+                }
+            }
+            keys
         })
         .collect();
     assert_eq!(
@@ -2586,4 +2656,44 @@ fn server_replies_have_the_documented_fields() {
         "the replies built in server.rs and the reply schemas differ: update the documentation \
          structs in schema_docs.rs, then {UPDATE_HINT}"
     );
+}
+
+/// The paged replies `pages::fill` builds, whole and cut short by size,
+/// match their schemas, and a cut page names its cursor.
+#[test]
+fn paged_replies_match_their_schemas() {
+    use crate::server::pages::{fill, LISTINGS};
+    let claim = serde_json::to_value(sample_claim_view()).unwrap();
+    let comment = json!({"at": "2026-11-25T09:00:00Z", "author": partner_actor(),
+                         "text": "x".repeat(500), "system": false});
+    let case = serde_json::to_value(sample_case_view()).unwrap();
+    let event = sample_cloud_events().remove(0).1;
+    for (query, listing) in LISTINGS {
+        let (frame, item) = match query {
+            "claim.get" => (json!({"ok": true, "claim": claim}), comment.clone()),
+            "claim.history" => (json!({"ok": true}), event.clone()),
+            "claims.list" => (json!({"ok": true}), claim.clone()),
+            _ => (json!({"ok": true}), case.clone()),
+        };
+        let items: Vec<(u64, Value)> = (1..=20).map(|i| (i, item.clone())).collect();
+        let one = serde_json::to_vec(&item).unwrap().len();
+        let file = format!("replies/qry.{query}.json");
+        for (max, cut) in [
+            (1 << 20, false),
+            (frame.to_string().len() + 60 + one * 5, true),
+        ] {
+            let page = cpor_log::Page {
+                items: items.clone(),
+                next: None,
+            };
+            let reply = fill(frame.clone(), listing, page, max).unwrap();
+            assert!(serde_json::to_vec(&reply).unwrap().len() <= max, "{query}");
+            assert_matches(&file, &reply);
+            let kept = reply[listing.items].as_array().unwrap().len();
+            assert_eq!(kept < 20, cut, "{query}: {kept} items within {max} bytes");
+            if cut {
+                assert_eq!(reply[listing.next], json!(kept.to_string()), "{query}");
+            }
+        }
+    }
 }
