@@ -189,6 +189,7 @@ pub enum Outcome {
     Rejected(Rejection),
 }
 
+/// What an [`Engine`] handle sends the writer.
 enum Request {
     Command {
         /// Boxed: commands are large and the queue holds many requests.
@@ -232,10 +233,18 @@ pub struct Positions {
 /// dropped the writer finishes what is queued and stops.
 #[derive(Clone)]
 pub struct Engine {
+    /// The writer's queue (bounded by [`WRITER_QUEUE_MAX`]): a flood waits
+    /// here instead of growing memory.
     requests: mpsc::Sender<Request>,
+    /// Lock-free reads of the log and projections, for queries (which never
+    /// wait for the writer).
     reader: LogReader,
+    /// Log, published and relayed positions, shared with the flusher and
+    /// the relay, for `qry.health`.
     positions: Arc<Positions>,
+    /// The durable head the flusher announces, for the relay.
     committed: watch::Receiver<u64>,
+    /// Wall or manual: `admin.clock` is refused unless manual.
     clock: ClockMode,
     /// Shared with the writer: the largest event a command may write.
     event_bytes_max: Arc<AtomicUsize>,
@@ -400,6 +409,7 @@ enum Clock {
 /// ahead of the monotonic clock by more than [`CLOCK_JUMP_MAX`] since the
 /// last reading ([`CLOCK_GAP_AT_START_MAX`] past the last event at start).
 struct WallClock {
+    /// Wall and monotonic readings (the machine's, or a test's by hand).
     source: Arc<dyn TimeSource>,
     /// The last time handed out (at start: the last event's).
     floor: Option<Timestamp>,
@@ -565,6 +575,7 @@ struct AppliedBatch {
     epoch: u64,
     /// The log's head after the batch.
     position: u64,
+    /// The replies held back until the flush makes the batch durable.
     pending: Vec<Pending>,
 }
 
@@ -622,11 +633,21 @@ async fn flusher(
     }
 }
 
+/// The single writer: the only task that decides and appends, so decisions
+/// see every earlier one without locks (the log's order is the order of
+/// decisions).
 struct Writer {
+    /// The log, owned: appends and commits go through here only.
     log: Log,
+    /// The decision state folded from every event so far (claims, indexes,
+    /// deadlines); `decide` reads it, appended events evolve it.
     state: State,
+    /// Business days for every deadline (`--config`'s `[calendar]`).
     calendar: Calendar,
+    /// Where `now` comes from: read once per request and handed to `decide`.
     clock: Clock,
+    /// Requests from every [`Engine`] handle; closed when all are dropped,
+    /// which ends the writer after what is queued.
     requests: mpsc::Receiver<Request>,
     /// Applied batches on their way to the flusher (bounded: at most
     /// [`FLUSH_QUEUE_MAX`] batches are applied but not yet durable).

@@ -62,6 +62,7 @@ const META_PUBLISHED_POSITION: &str = "published_position";
 
 /// When and with what the relay signs checkpoints.
 pub struct CheckpointPolicy {
+    /// The Ed25519 key that signs (the data dir's, or `--signing-key`).
     pub signer: cpor_log::checkpoint::CheckpointSigner,
     /// At least every this many events ([`CHECKPOINT_EVERY_EVENTS`]).
     pub every_events: u64,
@@ -175,11 +176,25 @@ pub async fn repair_streams(
     Ok(repair)
 }
 
+/// The relay: copies the log, after the fact, into JetStream (events, claim
+/// statuses, signed checkpoints). It owns nothing the service needs to
+/// answer requests: if it stalls, commands still commit and it catches up.
 pub struct Relay {
+    /// The JetStream context it publishes through (with `Nats-Msg-Id`, so
+    /// a republish after a crash is deduplicated by the stream).
     pub js: jetstream::Context,
+    /// Reads the stored events (their exact bytes) and claim views to
+    /// publish; the relay never writes the log but for its published
+    /// position in meta.
     pub reader: LogReader,
+    /// Where it reports `published_position`, `relayed_position` and the
+    /// trail counters that `qry.health` shows.
     pub positions: Arc<Positions>,
+    /// The durable head announced by the flusher: the relay reads no event
+    /// past it (nothing is published before the log flush).
     pub committed: watch::Receiver<u64>,
+    /// The subject prefix: events go to `{prefix}.evt.…`, statuses to
+    /// `{prefix}.status.claim.…`, streams are `{PREFIX}_EVENTS` and so on.
     pub prefix: String,
     /// Signed checkpoints; `None` signs none.
     pub checkpoints: Option<CheckpointPolicy>,
@@ -790,14 +805,21 @@ impl Trail {
 
 /// The last signed checkpoint.
 struct Signed {
+    /// The relayed position it covers (the next one is due
+    /// [`CheckpointPolicy::every_events`] later).
     position: u64,
+    /// When it was signed (the next one is due [`CheckpointPolicy::every`]
+    /// later, if anything new was relayed).
     at: tokio::time::Instant,
 }
 
 /// Message counts of the streams at the last check.
 #[derive(Default)]
 struct StreamWatch {
+    /// Messages in the events stream: fewer than before means it was
+    /// purged (or deleted and recreated) and must be refilled from the log.
     events_messages: u64,
+    /// The same for the status stream.
     status_messages: u64,
     /// The relayed position when the status stream was last refilled
     /// while empty (a log without claims has no statuses).
