@@ -10,6 +10,7 @@
 //! answer from the log alone; a running service's data dir is refused with
 //! a clear message and exit 2.
 
+use cpor_testkit::actors;
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -83,13 +84,7 @@ fn cpor_with_input(args: &[&str], input: Option<&[u8]>) -> Run {
         })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    for var in [
-        "CPOR_NATS_URL",
-        "CPOR_PREFIX",
-        "CPOR_DATA_DIR",
-        "CPOR_CONFIG",
-        "CPOR_MANUAL_CLOCK",
-    ] {
+    for var in cpor_testkit::env::CPOR_ENV {
         cmd.env_remove(var);
     }
     let mut child = cmd.spawn().expect("start cpor");
@@ -117,15 +112,11 @@ fn path_str(path: &Path) -> &str {
 }
 
 fn system() -> Value {
-    json!({"type": "system", "id": "audit-test"})
-}
-
-fn reviewer() -> Value {
-    json!({"type": "reviewer", "id": "rev-1"})
+    actors::wire::system("audit-test")
 }
 
 fn partner(id: &str) -> Value {
-    json!({"type": "partner", "partner_id": id, "user": format!("admin@{}.example", id.to_lowercase()), "roles": ["incentives_admin"]})
+    actors::wire::partner(id, &format!("admin@{}.example", id.to_lowercase()))
 }
 
 /// The claims and ids of the driven history.
@@ -202,7 +193,7 @@ async fn drive_history(client: &async_nats::Client, prefix: &str) -> History {
         client,
         prefix,
         "cmd.review.approve",
-        json!({"actor": reviewer(), "claim_id": c1, "text": "PoE checked"}),
+        json!({"actor": actors::wire::reviewer(), "claim_id": c1, "text": "PoE checked"}),
     )
     .await;
 
@@ -231,7 +222,7 @@ async fn drive_history(client: &async_nats::Client, prefix: &str) -> History {
         client,
         prefix,
         "cmd.review.comment",
-        json!({"actor": reviewer(), "claim_id": c2, "text": "Looking at both claims"}),
+        json!({"actor": actors::wire::reviewer(), "claim_id": c2, "text": "Looking at both claims"}),
     )
     .await;
 

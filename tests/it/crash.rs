@@ -18,6 +18,7 @@
 //! stopping it or loading it touches no other test; streams are deleted at
 //! the end anyway.
 
+use cpor_testkit::actors;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::Path;
 use std::process::Stdio;
@@ -53,16 +54,11 @@ const MPN: &str = "4412001";
 const START_TIME: &str = "2026-11-25T09:00:00Z";
 
 fn system_actor() -> Value {
-    json!({"type": "system", "id": "crash-test"})
+    actors::wire::system("crash-test")
 }
 
 fn partner_actor() -> Value {
-    json!({"type": "partner", "partner_id": PARTNER, "user": "load@p-100.example",
-           "roles": ["incentives_admin"]})
-}
-
-fn reviewer_actor() -> Value {
-    json!({"type": "reviewer", "id": "rev-1"})
+    actors::wire::partner(PARTNER, "load@p-100.example")
 }
 
 // ---------------------------------------------------------------------------
@@ -161,7 +157,7 @@ fn iteration(tag: &str, client: usize, i: usize) -> Vec<Cmd> {
         ),
         Cmd::new(
             "cmd.review.comment",
-            json!({"actor": reviewer_actor(), "claim_id": claim, "text": reviewer_text}),
+            json!({"actor": actors::wire::reviewer(), "claim_id": claim, "text": reviewer_text}),
             Some(claim),
             Some(reviewer_text),
         ),
@@ -380,7 +376,7 @@ fn summarize(what: &str, runs: &[Vec<Sent>]) -> (usize, usize) {
 
 /// `qry.claim.get` as a reviewer: `(claim view, comments)`.
 async fn get_claim(client: &async_nats::Client, prefix: &str, claim: &str) -> (Value, Vec<Value>) {
-    let body = json!({"actor": reviewer_actor(), "claim_id": claim});
+    let body = json!({"actor": actors::wire::reviewer(), "claim_id": claim});
     let reply = try_request(client, &format!("{prefix}.qry.claim.get"), body.to_string())
         .await
         .unwrap_or_else(|e| panic!("claim.get {claim}: {e}"));
@@ -670,13 +666,7 @@ async fn serve_until_exit(args: &[&str]) -> (Option<i32>, String, String) {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
-    for var in [
-        "CPOR_NATS_URL",
-        "CPOR_DATA_DIR",
-        "CPOR_PREFIX",
-        "CPOR_CONFIG",
-        "CPOR_MANUAL_CLOCK",
-    ] {
+    for var in cpor_testkit::env::CPOR_ENV {
         command.env_remove(var);
     }
     let child = command.spawn().expect("start cpor serve");

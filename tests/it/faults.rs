@@ -1,6 +1,7 @@
 //! Faults and hostile input (issue 11, "stops and stalls"): each test is one
 //! of the issue's cases, run on real processes, and covers its whole kind.
 
+use cpor_testkit::actors;
 use std::path::Path;
 use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, Ordering as AtomicOrdering};
@@ -32,13 +33,7 @@ async fn serve_until_exit(args: &[&str]) -> (Option<i32>, String) {
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
-    for var in [
-        "CPOR_NATS_URL",
-        "CPOR_DATA_DIR",
-        "CPOR_PREFIX",
-        "CPOR_CONFIG",
-        "CPOR_MANUAL_CLOCK",
-    ] {
+    for var in cpor_testkit::env::CPOR_ENV {
         command.env_remove(var);
     }
     let child = command.spawn().expect("start cpor serve");
@@ -180,12 +175,11 @@ const PARTNER: &str = "P-100";
 const MPN: &str = "4412001";
 
 fn system_actor() -> Value {
-    json!({"type": "system", "id": "faults-test"})
+    actors::wire::system("faults-test")
 }
 
 fn partner_actor() -> Value {
-    json!({"type": "partner", "partner_id": PARTNER, "user": "a@p-100.example",
-           "roles": ["incentives_admin"]})
+    actors::wire::partner(PARTNER, "a@p-100.example")
 }
 
 /// Sends one command (a fresh `command_id`) and returns the reply.

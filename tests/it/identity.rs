@@ -9,29 +9,13 @@ use serde_json::{json, Value};
 
 use futures::StreamExt;
 
+use cpor_testkit::env::CPOR_ENV;
+
 use crate::support::nats::{connect_as, ClientAuth};
 use crate::support::{cpor_bin, request, unique_prefix, NatsServer, Service, ServiceOptions};
 
 /// How long a `cpor` run that must end may take.
 const RUN_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// The `CPOR_*` variables a test's environment must not leak into a run.
-const CPOR_ENV: [&str; 14] = [
-    "CPOR_NATS_URL",
-    "CPOR_DATA_DIR",
-    "CPOR_PREFIX",
-    "CPOR_CONFIG",
-    "CPOR_MANUAL_CLOCK",
-    "CPOR_NATS_CREDS",
-    "CPOR_NATS_NKEY",
-    "CPOR_NATS_USER",
-    "CPOR_NATS_PASSWORD",
-    "CPOR_NATS_TOKEN",
-    "CPOR_NATS_TLS_CA",
-    "CPOR_NATS_TLS_CERT",
-    "CPOR_NATS_TLS_KEY",
-    "CPOR_NATS_INBOX_PREFIX",
-];
 
 /// Runs `cpor ARGS` with `env` to its exit: exit code, stdout, stderr.
 async fn run_cpor(args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, String, String) {

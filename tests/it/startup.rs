@@ -74,13 +74,7 @@ impl Starting {
             command.args(args);
             command
         };
-        for var in [
-            "CPOR_NATS_URL",
-            "CPOR_DATA_DIR",
-            "CPOR_PREFIX",
-            "CPOR_CONFIG",
-            "CPOR_MANUAL_CLOCK",
-        ] {
+        for var in cpor_testkit::env::CPOR_ENV {
             command.env_remove(var);
         }
         command.env_remove("NO_COLOR").envs(env.iter().copied());

@@ -9,6 +9,7 @@
 //! - `cpor-jcs` (RFC 8785) is a leaf: it depends on no other workspace crate,
 //!   and nothing outside `cpor-log` reaches canonical JSON through the log.
 //! - `anyhow` only in the binaries (`cpor`, `cpor-bench`).
+//! - `cpor-testkit` is a dev-dependency only, and never published.
 //! - No test is switched off (an `ignore` attribute) or passes by
 //!   panicking (a `should_panic` attribute).
 //! - Every crate says what it is (`description`) and takes the workspace lints.
@@ -23,7 +24,7 @@ use std::path::{Path, PathBuf};
 use toml::Value;
 
 /// The workspace root (`tests/..`).
-fn root() -> PathBuf {
+pub(super) fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .expect("tests/ has a parent")
@@ -119,6 +120,7 @@ fn crates() -> BTreeMap<String, Package> {
         "cpor-jcs",
         "cpor-log",
         "cpor-nats",
+        "cpor-testkit",
     ] {
         assert!(
             packages.contains_key(expected),
@@ -137,7 +139,7 @@ fn all_packages() -> Vec<Package> {
 }
 
 /// Every `.rs` file under `dir`, recursively, sorted.
-fn rust_files(dir: &Path) -> Vec<PathBuf> {
+pub(super) fn rust_files(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(dir) = stack.pop() {
@@ -335,6 +337,36 @@ fn only_cpor_nats_names_async_nats() {
     assert_no_violations(
         "crates/cpor/src names no async-nats item and cpor-nats does not re-export it \
          (use cpor_nats::connect and cpor_nats::connection)",
+        &violations,
+    );
+}
+
+#[test]
+fn the_testkit_is_only_a_dev_dependency() {
+    let mut violations = Vec::new();
+    for package in all_packages() {
+        for (name, table) in package.dependencies(SHIPPED_DEPENDENCY_KINDS) {
+            if name == "cpor-testkit" {
+                violations.push(format!(
+                    "{}: {table} has cpor-testkit",
+                    shown(&package.manifest_path)
+                ));
+            }
+        }
+    }
+    let testkit = &crates()["cpor-testkit"];
+    let publish = testkit
+        .manifest
+        .get("package")
+        .and_then(|p| p.get("publish"));
+    if publish.and_then(Value::as_bool) != Some(false) {
+        violations.push(format!(
+            "{}: no `publish = false`",
+            shown(&testkit.manifest_path)
+        ));
+    }
+    assert_no_violations(
+        "cpor-testkit is test code: only in [dev-dependencies], and `publish = false`",
         &violations,
     );
 }

@@ -21,6 +21,8 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
+use super::tidy::{root, rust_files};
+
 /// The most lines a non-test function may span, `fn` to closing brace.
 const FN_LINES_MAX: usize = 70;
 
@@ -49,14 +51,6 @@ struct Function {
     line: usize,
     /// Lines from the `fn` keyword to the closing brace, both included.
     lines: usize,
-}
-
-/// The workspace root (`tests/..`).
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("tests/ has a parent")
-        .to_path_buf()
 }
 
 fn is_ident(c: char) -> bool {
@@ -286,27 +280,6 @@ fn module_dir(file: &Path) -> PathBuf {
         Some("lib.rs" | "main.rs" | "mod.rs") => parent.to_path_buf(),
         _ => parent.join(file.file_stem().expect("a file has a stem")),
     }
-}
-
-/// Every `.rs` file under `dir`, recursively, sorted.
-fn rust_files(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&dir) else {
-            continue;
-        };
-        for entry in entries {
-            let path = entry.expect("read dir entry").path();
-            if path.is_dir() {
-                stack.push(path);
-            } else if path.extension().is_some_and(|e| e == "rs") {
-                out.push(path);
-            }
-        }
-    }
-    out.sort();
-    out
 }
 
 /// Every non-test function in `crates/*/src`, with its file relative to

@@ -9,35 +9,10 @@ use uuid::Uuid;
 use cpor_domain::command::{Command, CommandEnvelope, SubmitClaim, SubscriptionRecord};
 use cpor_domain::types::*;
 
+use cpor_testkit::actors::{partner, system};
+use cpor_testkit::fixtures::{self, at, envelope};
+
 use super::*;
-
-fn at(text: &str) -> DateTime<Utc> {
-    DateTime::parse_from_rfc3339(text)
-        .unwrap()
-        .with_timezone(&Utc)
-}
-
-fn envelope(actor: Actor, command: Command) -> CommandEnvelope {
-    CommandEnvelope {
-        command_id: Uuid::new_v4(),
-        actor,
-        correlation_id: None,
-        expected_version: None,
-        command,
-    }
-}
-
-fn system() -> Actor {
-    Actor::System { id: "test".into() }
-}
-
-fn partner(id: &str) -> Actor {
-    Actor::Partner {
-        partner_id: id.into(),
-        user: None,
-        roles: vec!["incentives_admin".into()],
-    }
-}
 
 fn start(dir: &std::path::Path, clock: ClockMode) -> (Engine, tokio::task::JoinHandle<()>) {
     Engine::start(Options::new(dir.to_path_buf(), Calendar::default(), clock)).unwrap()
@@ -73,13 +48,8 @@ async fn reference(engine: &Engine) -> Reference {
         envelope(
             system(),
             Command::UpsertSubscription(SubscriptionRecord {
-                subscription_id: subscription,
-                tenant_id: tenant,
-                product: "dynamics_365_sales".into(),
-                solution_area: SolutionArea::BusinessApplications,
-                is_dynamics: true,
                 channel: Channel::WebDirect,
-                state: SubscriptionState::Active,
+                ..fixtures::subscription(tenant, subscription)
             }),
         ),
     )

@@ -1,39 +1,19 @@
 //! The log on a real sled directory: append, reopen, chain, idempotency
 //! records, projections equal to a rebuild, and damage found at start-up.
 
-use chrono::{DateTime, Utc};
 use serde_json::Value;
 use uuid::Uuid;
 
 use cpor_domain::calendar::Calendar;
-use cpor_domain::command::{Command, CommandEnvelope, SubmitClaim, SubscriptionRecord};
+use cpor_domain::command::{Command, CommandEnvelope, SubmitClaim};
 use cpor_domain::decide::{decide, Context};
 use cpor_domain::state::State;
 use cpor_domain::types::*;
 
+use cpor_testkit::actors::{partner, reviewer, system};
+use cpor_testkit::fixtures::{self, at};
+
 use super::*;
-
-fn at(text: &str) -> DateTime<Utc> {
-    DateTime::parse_from_rfc3339(text)
-        .unwrap()
-        .with_timezone(&Utc)
-}
-
-fn system() -> Actor {
-    Actor::System { id: "test".into() }
-}
-
-fn partner(id: &str) -> Actor {
-    Actor::Partner {
-        partner_id: id.into(),
-        user: None,
-        roles: vec!["incentives_admin".into()],
-    }
-}
-
-fn reviewer() -> Actor {
-    Actor::Reviewer { id: "rev-1".into() }
-}
 
 /// Decides and appends one command in its own batch, like the engine does.
 fn run(log: &mut Log, state: &mut State, actor: Actor, command: Command, now: &str) -> Vec<u64> {
@@ -95,15 +75,7 @@ fn history(log: &mut Log, state: &mut State) -> (World, Uuid, Uuid) {
         log,
         state,
         system(),
-        Command::UpsertSubscription(SubscriptionRecord {
-            subscription_id: subscription,
-            tenant_id: tenant,
-            product: "dynamics_365_sales".into(),
-            solution_area: SolutionArea::BusinessApplications,
-            is_dynamics: true,
-            channel: Channel::VolumeLicensing,
-            state: SubscriptionState::Active,
-        }),
+        Command::UpsertSubscription(fixtures::subscription(tenant, subscription)),
         now,
     );
     for p in ["P-100", "P-200"] {

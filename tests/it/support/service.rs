@@ -383,22 +383,7 @@ impl Service {
             cmd.env(k, v);
         }
         // The test's own environment must not change what the flags say.
-        for var in [
-            "CPOR_NATS_URL",
-            "CPOR_DATA_DIR",
-            "CPOR_PREFIX",
-            "CPOR_CONFIG",
-            "CPOR_MANUAL_CLOCK",
-            "CPOR_NATS_CREDS",
-            "CPOR_NATS_NKEY",
-            "CPOR_NATS_USER",
-            "CPOR_NATS_PASSWORD",
-            "CPOR_NATS_TOKEN",
-            "CPOR_NATS_TLS_CA",
-            "CPOR_NATS_TLS_CERT",
-            "CPOR_NATS_TLS_KEY",
-            "CPOR_NATS_INBOX_PREFIX",
-        ] {
+        for var in cpor_testkit::env::CPOR_ENV {
             if !self.opts.env.iter().any(|(k, _)| k == var) {
                 cmd.env_remove(var);
             }
