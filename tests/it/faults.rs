@@ -797,3 +797,87 @@ fn assert_each_command_once(data_dir: &Path, tally: &LoadTally) {
         assert_eq!(written.get(id), Some(&1), "events of command {id}");
     }
 }
+
+/// Copies the files and directories under `from` into a new `to`.
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("create the copy");
+    for entry in std::fs::read_dir(from).expect("read the dir") {
+        let entry = entry.expect("dir entry");
+        let target = to.join(entry.file_name());
+        if entry.file_type().expect("file type").is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).expect("copy a file");
+        }
+    }
+}
+
+/// Issue 11 case 3, the case that needs a person: a log that ends before
+/// what its events stream holds of it (here a data dir restored from an
+/// older copy; lost writes look the same). `cpor serve` refuses to start,
+/// naming the repair step, instead of publishing new events at positions
+/// subscribers have already seen; after that step it starts and the stream
+/// is this log's again.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_log_behind_its_events_stream_refuses_to_start_naming_the_repair() {
+    let nats = NatsServer::start_own();
+    let prefix = unique_prefix();
+    let dirs = tempfile::tempdir().expect("temp dir");
+    let data_dir = dirs.path().join("data");
+    let mut service = Service::start(
+        ServiceOptions::new(nats.url(), &prefix)
+            .manual_clock(true)
+            .data_dir(&data_dir),
+    )
+    .await;
+    let client = nats.connect().await;
+    let tenant = reference_data(&client, &prefix).await;
+    let backed_up = wait_published(&client, &prefix).await;
+    service.terminate().await;
+    let backup = dirs.path().join("backup");
+    copy_dir(&data_dir, &backup);
+    service.start_again().await;
+    let submit = format!("cmd.partner.{PARTNER}.submit");
+    command_ok(&client, &prefix, &submit, padded_submit(tenant, 60_000)).await;
+    assert!(wait_published(&client, &prefix).await > backed_up);
+    service.terminate().await;
+
+    std::fs::remove_dir_all(&data_dir).expect("remove the data dir");
+    copy_dir(&backup, &data_dir);
+    let (code, stderr) = serve_until_exit(&[
+        "--nats-url",
+        nats.url(),
+        "--data-dir",
+        path_arg(&data_dir),
+        "--prefix",
+        &prefix,
+        "--manual-clock",
+    ])
+    .await;
+    assert_eq!(code, Some(2), "{stderr}");
+    let step = format!("cpor repair-stream --prefix {prefix}");
+    assert!(
+        stderr.contains(&step) && stderr.contains(&format!("position {}", backed_up + 1)),
+        "the refusal names the step {step:?}: {stderr}"
+    );
+
+    let repair = std::process::Command::new(cpor_bin())
+        .args([
+            "repair-stream",
+            "--nats-url",
+            nats.url(),
+            "--prefix",
+            &prefix,
+        ])
+        .output()
+        .expect("run cpor repair-stream");
+    assert!(
+        repair.status.success(),
+        "{}",
+        String::from_utf8_lossy(&repair.stderr)
+    );
+    service.start_again().await;
+    assert_eq!(wait_published(&client, &prefix).await, backed_up);
+    service.terminate().await;
+    delete_streams(&jetstream::new(client), &prefix).await;
+}

@@ -38,7 +38,6 @@ const ALLOWED: &[(&str, &str, &str)] = &[
     ("cpor-nats/src/wire.rs", "parse_command", SPLIT_PENDING),
     ("cpor-nats/src/wire.rs", "partner_command", SPLIT_PENDING),
     ("cpor-nats/src/wire.rs", "parse_query", SPLIT_PENDING),
-    ("cpor-log/src/lib.rs", "reconcile_head", SPLIT_PENDING),
     ("cpor/src/serve.rs", "run", SPLIT_PENDING),
 ];
 

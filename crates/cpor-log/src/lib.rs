@@ -12,7 +12,8 @@
 //! - `keys`: the key space (one kind byte per table, big-endian integers).
 //! - `envelope`: the CloudEvent form, sealing into the hash chain, decoding.
 //! - `projection`: the read models written beside the events.
-//! - this file: opening, appending, reading, start-up checks.
+//! - `startup`: the start-up checks (also run by `cpor verify --data-dir`).
+//! - this file: opening, appending, reading.
 //!
 //! RFC 8785 canonical JSON and the contract's `hash` live in the leaf crate
 //! `cpor-jcs`, shared with the wire layer's idempotency fingerprints.
@@ -22,6 +23,7 @@ pub mod envelope;
 mod keys;
 mod projection;
 mod query;
+pub mod startup;
 
 use std::path::Path;
 
@@ -64,6 +66,10 @@ pub enum LogError {
     Storage(String),
     #[error("the log is damaged: {0}")]
     Corrupt(String),
+    /// Start-up found what only a person can decide; the message names the
+    /// `cpor repair` step (see [`startup`]).
+    #[error("{0}")]
+    NeedsRepair(String),
     /// The store is closed while the writer reopens the data dir after a
     /// failed write (a full disk); it comes back by itself.
     #[error(
@@ -146,7 +152,7 @@ pub enum IdSource {
 /// The namespace of [`IdSource::Seeded`] ids.
 const SEEDED_ID_NAMESPACE: Uuid = Uuid::from_u128(0x6d2a_61c4_3f1e_4b8e_9a57_c0de_5eed_1d5a);
 
-fn meta_u64(tree: &sled::Tree, name: &str) -> Result<Option<u64>, LogError> {
+pub(crate) fn meta_u64(tree: &sled::Tree, name: &str) -> Result<Option<u64>, LogError> {
     Ok(tree
         .get(keys::meta(name))?
         .and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok())
@@ -158,7 +164,7 @@ impl Log {
     /// folds the whole log into the decision state.
     pub fn open(dir: &Path) -> Result<(Log, State), LogError> {
         let reader = LogReader::open(dir)?;
-        let (head, state) = reader.start_up()?;
+        let (head, state) = startup::run(&reader)?.into_parts();
         Ok((
             Log {
                 reader,
@@ -182,7 +188,7 @@ impl Log {
     /// what is on disk. On error the store stays closed (retry later).
     pub fn reopen(&mut self) -> Result<State, LogError> {
         self.reader.reopen()?;
-        match self.reader.start_up() {
+        match startup::run(&self.reader).map(startup::Startup::into_parts) {
             Ok((head, state)) => {
                 self.head = head;
                 Ok(state)
@@ -206,7 +212,7 @@ impl Log {
     /// Re-reads head and state from the store, after a failed write left
     /// the in-memory state ahead of it.
     pub fn reload(&mut self) -> Result<State, LogError> {
-        self.head = self.reader.check_tail()?;
+        self.head = startup::check_tail(&self.reader)?;
         self.reader.fold_state(None)
     }
 
@@ -453,7 +459,7 @@ impl LogReader {
             .ok_or(LogError::Closed)
     }
 
-    fn tree(&self) -> Result<sled::Tree, LogError> {
+    pub(crate) fn tree(&self) -> Result<sled::Tree, LogError> {
         Ok(self.store()?.tree)
     }
 
@@ -571,191 +577,7 @@ impl LogReader {
         }
     }
 
-    /// The start-up checks, as [`Log::open`] and a reopen run them:
-    /// reconciles head and tail, checks the tail's hash chain, and folds
-    /// the log into the decision state.
-    fn start_up(&self) -> Result<(Head, State), LogError> {
-        self.reconcile_head()?;
-        let head = self.check_tail()?;
-        let state = self.fold_state(None)?;
-        Ok((head, state))
-    }
-
-    /// Brings the head record and the events back into agreement after an
-    /// unclean stop left them apart (issue 11 case 3: on a full disk, sled
-    /// kept events of batches answered `UNAVAILABLE` without their head
-    /// record, or the head record without its events). The head record and
-    /// a batch's events are written in one atomic batch, so whatever lies
-    /// past the shorter of the two belongs to a batch that was never made
-    /// durable as a whole, hence never acknowledged nor published: it is
-    /// cut, with every trace of it (stream index entries, the command
-    /// records of its commands), and the projections are rewritten from
-    /// the log. Returns what was cut, `None` when they agreed. Writes only
-    /// when they disagree.
-    pub fn reconcile_head(&self) -> Result<Option<String>, LogError> {
-        let last = self.last_position()?;
-        let recorded = meta_u64(&self.tree()?, "head_position")?.unwrap_or(0);
-        if recorded == last {
-            return Ok(None);
-        }
-        let mut keep = recorded.min(last);
-        // A command whose events the head record says are there but are not
-        // all kept (its record lists more): its batch is cut as a whole.
-        if keep > 0 {
-            let last_kept = self
-                .event_bytes(keep)?
-                .ok_or_else(|| LogError::Corrupt(format!("position {keep} is missing")))?;
-            if let Some(id) = causation_of(&last_kept) {
-                let listed = self.command_record(&id).ok().flatten().and_then(|r| {
-                    r.reply
-                        .get("events")
-                        .and_then(Value::as_array)
-                        .map(Vec::len)
-                });
-                let mut first = keep;
-                while first > 1
-                    && self
-                        .event_bytes(first - 1)?
-                        .and_then(|b| causation_of(&b))
-                        .is_some_and(|c| c == id)
-                {
-                    first -= 1;
-                }
-                let held = (keep - first + 1) as usize;
-                if listed.is_some_and(|listed| listed > held) {
-                    keep = first - 1;
-                }
-            }
-        }
-        let mut batch = sled::Batch::default();
-        let mut cut_events = 0u64;
-        let mut cut_commands = std::collections::HashSet::new();
-        for entry in self.events_from(keep + 1) {
-            let (position, bytes) = entry?;
-            batch.remove(keys::event(position));
-            cut_events += 1;
-            if let Some(id) = causation_of(&bytes) {
-                cut_commands.insert(id);
-            }
-        }
-        // Commands that have events in what is kept.
-        let mut kept_commands = std::collections::HashSet::new();
-        for entry in self.events_from(1) {
-            let (position, bytes) = entry?;
-            if position > keep {
-                break;
-            }
-            if let Some(id) = causation_of(&bytes) {
-                kept_commands.insert(id);
-            }
-        }
-        // A command record whose events are not kept: its batch was not
-        // durable (the events were cut, or lost with the head record ahead).
-        let command_prefix = keys::prefix(KeyKind::Command);
-        let mut cut_records = 0u64;
-        for entry in self.tree()?.scan_prefix(command_prefix) {
-            let (key, value) = entry?;
-            let Some(id) = Uuid::from_slice(&key[1..]).ok() else {
-                continue;
-            };
-            let wrote_events = serde_json::from_slice::<CommandRecord>(&value)
-                .ok()
-                .and_then(|r| {
-                    r.reply
-                        .get("events")
-                        .and_then(Value::as_array)
-                        .map(|e| !e.is_empty())
-                })
-                .unwrap_or(false);
-            if cut_commands.contains(&id) || (wrote_events && !kept_commands.contains(&id)) {
-                batch.remove(key);
-                cut_records += 1;
-            }
-        }
-        // Stream index entries pointing past what is kept.
-        for entry in self.tree()?.scan_prefix(keys::prefix(KeyKind::Stream)) {
-            let (key, value) = entry?;
-            let position = <[u8; 8]>::try_from(value.as_ref())
-                .map(u64::from_be_bytes)
-                .unwrap_or(u64::MAX);
-            if position > keep {
-                batch.remove(key);
-            }
-        }
-        let hash = if keep == 0 {
-            String::new()
-        } else {
-            self.decoded_at(keep)?.hash
-        };
-        batch.insert(keys::meta("head_position"), &keep.to_be_bytes());
-        batch.insert(keys::meta("head_hash"), hash.as_bytes());
-        self.tree()?.apply_batch(batch)?;
-        self.flush_blocking()?;
-        repair_projections(self, |_| {})?;
-        self.flush_blocking()?;
-        let what = format!(
-            "the head record said position {recorded} but the last event was at {last}: \
-             cut the unacknowledged tail after position {keep} ({cut_events} events, \
-             {cut_records} command records) and rewrote the projections"
-        );
-        tracing::warn!("{what}");
-        Ok(Some(what))
-    }
-
-    /// Start-up check of the newest part of the log: the head record agrees
-    /// with the last event, and the last [`TAIL_CHECK_EVENTS`] events chain.
-    pub fn check_tail(&self) -> Result<Head, LogError> {
-        let last = self.last_position()?;
-        let recorded = meta_u64(&self.tree()?, "head_position")?.unwrap_or(0);
-        if recorded != last {
-            return Err(LogError::Corrupt(format!(
-                "head record says position {recorded} but the last event is at {last}"
-            )));
-        }
-        if last == 0 {
-            return Ok(Head::default());
-        }
-        let from = last.saturating_sub(TAIL_CHECK_EVENTS).max(1);
-        let mut previous_hash = if from == 1 {
-            String::new()
-        } else {
-            self.decoded_at(from - 1)?.hash
-        };
-        for entry in self.events_from(from) {
-            let (position, bytes) = entry?;
-            let value: Value = serde_json::from_slice(&bytes)
-                .map_err(|e| LogError::Corrupt(format!("position {position} is not JSON: {e}")))?;
-            let stored = value
-                .get("hash")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_string();
-            let expected = cpor_jcs::event_hash(&previous_hash, &value)
-                .map_err(|e| LogError::Corrupt(e.to_string()))?;
-            if stored != expected {
-                return Err(LogError::Corrupt(format!(
-                    "hash mismatch at position {position}"
-                )));
-            }
-            previous_hash = stored;
-        }
-        let recorded_hash = self
-            .tree()?
-            .get(keys::meta("head_hash"))?
-            .map(|v| String::from_utf8_lossy(&v).to_string())
-            .unwrap_or_default();
-        if recorded_hash != previous_hash {
-            return Err(LogError::Corrupt(
-                "head hash record differs from the last event's hash".into(),
-            ));
-        }
-        Ok(Head {
-            position: last,
-            hash: previous_hash,
-        })
-    }
-
-    fn decoded_at(&self, position: u64) -> Result<DecodedEvent, LogError> {
+    pub(crate) fn decoded_at(&self, position: u64) -> Result<DecodedEvent, LogError> {
         let bytes = self
             .event_bytes(position)?
             .ok_or_else(|| LogError::Corrupt(format!("position {position} is missing")))?;
@@ -857,7 +679,7 @@ impl LogReader {
 }
 
 /// The `causationid` of a stored event (the command that wrote it).
-fn causation_of(bytes: &[u8]) -> Option<Uuid> {
+pub(crate) fn causation_of(bytes: &[u8]) -> Option<Uuid> {
     #[derive(Deserialize)]
     struct Causation {
         causationid: Uuid,

@@ -671,7 +671,87 @@ fn start_up_cuts_a_tail_the_head_record_does_not_cover() {
         let report = rebuild_projections(log.reader(), |_| {}).unwrap();
         assert_eq!(report.difference_count, 0, "{:?}", report.differences);
         // Reopening again finds nothing to reconcile.
-        assert_eq!(log.reader().reconcile_head().unwrap(), None);
+        assert_eq!(startup::reconcile_head(log.reader()).unwrap(), None);
         let _ = world;
     }
+}
+
+/// Issue 11 case 3: a log that ends before what was published from it
+/// (lost writes, or a data dir restored from an older copy) needs a person:
+/// start-up refuses naming `cpor repair --accept-log-end`, `cpor verify`'s
+/// run of the same checks on a copy refuses alike and leaves the data dir
+/// as it was, and after the repair the log opens.
+#[test]
+fn a_log_behind_its_published_position_needs_the_named_repair() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut log, mut state) = Log::open(dir.path()).unwrap();
+    history(&mut log, &mut state);
+    let head = log.head().position;
+    log.reader()
+        .put_meta_u64(startup::META_PUBLISHED_POSITION, head + 3)
+        .unwrap();
+    log.reader().flush_blocking().unwrap();
+    drop(log);
+
+    let refusal = match Log::open(dir.path()) {
+        Err(LogError::NeedsRepair(message)) => message,
+        Err(other) => panic!("expected a repair to be named, got {other}"),
+        Ok(_) => panic!("a log behind its published position opened"),
+    };
+    assert!(
+        refusal.contains("cpor repair --data-dir DIR --accept-log-end")
+            && refusal.contains(&format!("ends at position {head}"))
+            && refusal.contains(&format!("up to position {}", head + 3)),
+        "{refusal}"
+    );
+    let copy = LogReader::open_copy(dir.path(), SLED_CACHE_BYTES).unwrap();
+    assert!(matches!(startup::run(&copy), Err(LogError::NeedsRepair(_))));
+    drop(copy);
+
+    let reader = LogReader::open(dir.path()).unwrap();
+    assert_eq!(
+        startup::accept_log_end(&reader).unwrap(),
+        Some((head + 3, head))
+    );
+    assert_eq!(startup::accept_log_end(&reader).unwrap(), None);
+    drop(reader);
+    let (log, _) = Log::open(dir.path()).unwrap();
+    assert_eq!(log.head().position, head);
+}
+
+/// `cpor verify --data-dir` runs the start-up checks on its private copy:
+/// what a start would cut is reported, and the data dir is left as it was.
+#[test]
+fn start_up_checks_on_a_copy_report_the_cut_and_leave_the_data_dir() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut log, mut state) = Log::open(dir.path()).unwrap();
+    history(&mut log, &mut state);
+    let head = log.head().clone();
+    let tree = log.reader().tree().unwrap();
+    tree.insert(
+        keys::meta("head_position"),
+        &(head.position - 1).to_be_bytes(),
+    )
+    .unwrap();
+    log.reader().flush_blocking().unwrap();
+    drop(tree);
+    drop(log);
+    let recorded = |dir: &std::path::Path| {
+        let reader = LogReader::open_copy(dir, SLED_CACHE_BYTES).unwrap();
+        reader.get_meta_u64("head_position").unwrap()
+    };
+    let copy = LogReader::open_copy(dir.path(), SLED_CACHE_BYTES).unwrap();
+    let startup = startup::run(&copy).unwrap();
+    assert_eq!(startup.actions.len(), 1);
+    assert!(
+        startup.actions[0].contains("cut the unacknowledged tail"),
+        "{:?}",
+        startup.actions
+    );
+    drop(copy);
+    assert_eq!(
+        recorded(dir.path()),
+        Some(head.position - 1),
+        "the data dir changed"
+    );
 }

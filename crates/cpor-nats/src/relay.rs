@@ -215,6 +215,14 @@ pub enum RelayError {
         stream_position: u64,
         log_position: u64,
     },
+    /// Issue 11 case 3: the stream goes on where the log ends.
+    #[error("the events stream {stream} holds position {position}, which chains onto this log's last event (position {log_position}), but the log does not have it: the log lost acknowledged events or the data dir was restored from an older copy; refusing to serve so history is not split. To serve from this log as it is, stop here and run `cpor repair-stream --prefix {prefix}` (the stream is rebuilt from the log; subscribers must drop what they saw after position {log_position}), then start again")]
+    LogBehindStream {
+        stream: String,
+        prefix: String,
+        position: u64,
+        log_position: u64,
+    },
     #[error(transparent)]
     Nats(#[from] async_nats::Error),
 }
@@ -526,6 +534,17 @@ impl Relay {
                     }
                     return Ok(position);
                 }
+                None if self
+                    .continues_log(&message.payload, log_position)
+                    .map_err(log_error)? =>
+                {
+                    return Err(RelayError::LogBehindStream {
+                        stream: events_name,
+                        prefix: self.prefix.clone(),
+                        position: log_position + 1,
+                        log_position,
+                    });
+                }
                 None => {
                     self.positions
                         .foreign_messages
@@ -578,6 +597,29 @@ impl Relay {
             "no event of this log among the last {RESUME_SCAN_MESSAGES} messages of the events stream: resuming after the stored published position"
         );
         Ok(resume)
+    }
+
+    /// Whether `payload` is an event at `log_position + 1` whose hash
+    /// chains onto this log's last event: the log's own continuation,
+    /// which the log no longer has. (Anyone who may publish to the events
+    /// stream could forge one; the deployment's permissions keep that to
+    /// the service: deploy/nats.)
+    fn continues_log(&self, payload: &[u8], log_position: u64) -> Result<bool, cpor_log::LogError> {
+        let Ok(value) = serde_json::from_slice::<Value>(payload) else {
+            return Ok(false);
+        };
+        if value.get("position").and_then(Value::as_u64) != Some(log_position + 1) {
+            return Ok(false);
+        }
+        let previous = match self.reader.event_bytes(log_position)? {
+            Some(bytes) => serde_json::from_slice::<Value>(&bytes)
+                .ok()
+                .and_then(|v| v.get("hash").and_then(Value::as_str).map(str::to_string))
+                .unwrap_or_default(),
+            None => String::new(),
+        };
+        let stored = value.get("hash").and_then(Value::as_str);
+        Ok(cpor_jcs::event_hash(&previous, &value).is_ok_and(|hash| Some(hash.as_str()) == stored))
     }
 
     /// `Some(position)` if `payload` is this log's event at its position,

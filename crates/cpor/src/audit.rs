@@ -19,7 +19,7 @@
 
 mod checkpoints;
 mod progress;
-mod source;
+pub(crate) mod source;
 mod verify;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -316,6 +316,9 @@ pub(crate) fn verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
         let spec = args.source.resolve(args.input.as_deref(), true)?;
         let mut source = EventSource::open(&spec, 1)?;
         let described = source.describe();
+        let Some(startup) = startup_checks(&source, &described, args.json) else {
+            return Ok(ExitCode::from(1));
+        };
         let mut progress = Progress::new("verify", source.expected());
         let mut verifier = if args.strict {
             verify::Verifier::strict()
@@ -363,6 +366,7 @@ pub(crate) fn verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
             summary: verifier.summary(),
             foreign: source.foreign_messages(),
             trust: trust.as_ref(),
+            startup,
             elapsed,
         };
         if args.json {
@@ -417,6 +421,8 @@ struct Verified<'a> {
     foreign: Option<u64>,
     /// The signed checkpoints matched, with `--public-key`.
     trust: Option<&'a checkpoints::Trust>,
+    /// What the start-up checks would change (data dir sources only).
+    startup: Option<Vec<String>>,
     /// How long the pass took, for the rate.
     elapsed: Duration,
 }
@@ -430,6 +436,9 @@ impl Verified<'_> {
         if let Some(trust) = self.trust {
             out["checkpoints"] = trust.to_json(self.summary.last_position);
         }
+        if let Some(actions) = &self.startup {
+            out["startup"] = json!({"would_start": true, "would_change": actions});
+        }
         out
     }
 
@@ -437,6 +446,9 @@ impl Verified<'_> {
         let mut out = self.summary.render(described);
         if let Some(trust) = self.trust {
             out.push_str(&format!("  {}\n", trust.render(self.summary.last_position)));
+        }
+        if let Some(actions) = &self.startup {
+            out.push_str(&format!("  start-up:   {}\n", render_startup(actions)));
         }
         match self.foreign {
             Some(0) => out.push_str("  foreign:    none (every message in the stream is an event)\n"),
@@ -451,6 +463,46 @@ impl Verified<'_> {
         ));
         out
     }
+}
+
+/// Runs the service's start-up checks (`cpor_log::startup::run`, the very
+/// function `cpor serve` runs) on a data dir source's private copy, so the
+/// data dir itself is untouched: `Some(None)` for other sources,
+/// `Some(Some(what start-up would change))`, or `None` after printing why
+/// start-up would refuse (verification fails).
+fn startup_checks(
+    source: &EventSource,
+    described: &str,
+    json: bool,
+) -> Option<Option<Vec<String>>> {
+    let Some(reader) = source.log_reader() else {
+        return Some(None);
+    };
+    match cpor_log::startup::run(reader) {
+        Ok(startup) => Some(Some(startup.actions)),
+        Err(refusal) => {
+            if json {
+                println!(
+                    "{}",
+                    json!({"ok": false, "startup": {"would_start": false, "refusal": refusal.to_string()}})
+                );
+            }
+            eprintln!("FAILED: {described}: `cpor serve` would refuse to start: {refusal}");
+            None
+        }
+    }
+}
+
+/// What start-up would change, for people.
+fn render_startup(actions: &[String]) -> String {
+    if actions.is_empty() {
+        return "OK (a start would change nothing)".into();
+    }
+    let would: Vec<String> = actions
+        .iter()
+        .map(|a| format!("a start would do this: {a}"))
+        .collect();
+    would.join("; ")
 }
 
 // ---------------------------------------------------------------- folding

@@ -8,6 +8,7 @@ mod client;
 mod config;
 mod keys;
 mod nats_flags;
+mod repair;
 mod repair_stream;
 mod serve;
 mod telemetry;
@@ -57,6 +58,9 @@ enum Commands {
     Request(client::RequestArgs),
     /// Follow claim statuses (or events) from JetStream, like a dashboard.
     Watch(client::WatchArgs),
+    /// The start-up repairs that need a person (`cpor serve` and
+    /// `cpor verify --data-dir` name the step): `--accept-log-end`.
+    Repair(repair::RepairArgs),
     /// Rebuild a service's JetStream copy from its log (after someone else
     /// wrote into it): deletes the events stream and purges the status one.
     RepairStream(repair_stream::RepairStreamArgs),
@@ -93,6 +97,7 @@ fn main() -> ExitCode {
         Commands::Rebuild(args) => audit::rebuild(args),
         Commands::Request(args) => client::request(args),
         Commands::Watch(args) => client::watch(args),
+        Commands::Repair(args) => repair::repair(args),
         Commands::RepairStream(args) => repair_stream::repair_stream(args),
         Commands::Keys(args) => keys::keys(args),
         Commands::Completions { shell } => completions(shell),
