@@ -605,6 +605,11 @@ impl Relay {
     /// stream could forge one; the deployment's permissions keep that to
     /// the service: deploy/nats.)
     fn continues_log(&self, payload: &[u8], log_position: u64) -> Result<bool, cpor_log::LogError> {
+        // Every log's first event chains onto the empty log: an empty log
+        // facing a stream is another log's stream (`StreamAhead`).
+        if log_position == 0 {
+            return Ok(false);
+        }
         let Ok(value) = serde_json::from_slice::<Value>(payload) else {
             return Ok(false);
         };
