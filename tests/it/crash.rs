@@ -21,7 +21,6 @@
 use cpor_testkit::actors;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::Path;
-use std::process::Stdio;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -33,9 +32,9 @@ use tokio::sync::watch;
 use uuid::Uuid;
 
 use crate::support::jetstream::{delete_streams, last_status, read_all};
-use crate::support::service::clock_body;
+use crate::support::service::{clock_body, run_to_exit};
 use crate::support::{
-    cpor_bin, events_stream, try_request, unique_prefix, NatsServer, Service, ServiceOptions,
+    events_stream, try_request, unique_prefix, NatsServer, Service, ServiceOptions,
 };
 
 /// Concurrent closed-loop clients of the load.
@@ -44,8 +43,6 @@ const CLIENTS: usize = 8;
 const LOAD_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long the relay may take to publish everything after a restart.
 const CATCH_UP_TIMEOUT: Duration = Duration::from_secs(30);
-/// How long a `cpor serve` that must refuse to start may take to exit.
-const REFUSAL_TIMEOUT: Duration = Duration::from_secs(30);
 /// Requests in flight at once while checking claims and statuses.
 const CHECK_CONCURRENCY: usize = 16;
 
@@ -654,33 +651,11 @@ fn alive(pid: u32) -> bool {
     }
 }
 
-/// Runs `cpor serve ARGS` to its exit (killed after [`REFUSAL_TIMEOUT`]):
+/// Runs `cpor serve ARGS` to its exit (killed after [`RUN_TIMEOUT`]):
 /// exit code, stderr, stdout.
 async fn serve_until_exit(args: &[&str]) -> (Option<i32>, String, String) {
-    let mut command = tokio::process::Command::new(cpor_bin());
-    command
-        .arg("serve")
-        .args(args)
-        .env("NO_COLOR", "1")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    for var in cpor_testkit::env::CPOR_ENV {
-        command.env_remove(var);
-    }
-    let child = command.spawn().expect("start cpor serve");
-    match tokio::time::timeout(REFUSAL_TIMEOUT, child.wait_with_output()).await {
-        Ok(output) => {
-            let output = output.expect("wait for cpor serve");
-            (
-                output.status.code(),
-                String::from_utf8_lossy(&output.stderr).into_owned(),
-                String::from_utf8_lossy(&output.stdout).into_owned(),
-            )
-        }
-        Err(_) => panic!("cpor serve {args:?} did not exit within {REFUSAL_TIMEOUT:?}"),
-    }
+    let run = run_to_exit(&[&["serve"], args].concat(), &[]).await;
+    (run.code, run.stderr, run.stdout)
 }
 
 /// `cpor serve` with these flags must exit with status 2, within 15 s (so

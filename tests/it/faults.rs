@@ -3,7 +3,6 @@
 
 use cpor_testkit::actors;
 use std::path::Path;
-use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, Ordering as AtomicOrdering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -13,10 +12,8 @@ use serde_json::{json, Value};
 use uuid::Uuid;
 
 use crate::support::jetstream::delete_streams;
+use crate::support::service::run_to_exit;
 use crate::support::{cpor_bin, request, unique_prefix, NatsServer, Service, ServiceOptions};
-
-/// How long a `cpor serve` that must refuse to start may take to exit.
-const REFUSAL_TIMEOUT: Duration = Duration::from_secs(30);
 
 fn path_arg(path: &Path) -> &str {
     path.to_str().expect("temp paths are UTF-8")
@@ -24,29 +21,8 @@ fn path_arg(path: &Path) -> &str {
 
 /// Runs `cpor serve ARGS` to its exit: exit code and stderr.
 async fn serve_until_exit(args: &[&str]) -> (Option<i32>, String) {
-    let mut command = tokio::process::Command::new(cpor_bin());
-    command
-        .arg("serve")
-        .args(args)
-        .env("NO_COLOR", "1")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    for var in cpor_testkit::env::CPOR_ENV {
-        command.env_remove(var);
-    }
-    let child = command.spawn().expect("start cpor serve");
-    match tokio::time::timeout(REFUSAL_TIMEOUT, child.wait_with_output()).await {
-        Ok(output) => {
-            let output = output.expect("wait for cpor serve");
-            (
-                output.status.code(),
-                String::from_utf8_lossy(&output.stderr).into_owned(),
-            )
-        }
-        Err(_) => panic!("cpor serve {args:?} did not exit within {REFUSAL_TIMEOUT:?}"),
-    }
+    let run = run_to_exit(&[&["serve"], args].concat(), &[]).await;
+    (run.code, run.stderr)
 }
 
 /// Issue 11 case 7: a start refused after the writer started (here: the

@@ -12,37 +12,13 @@ use futures::StreamExt;
 use cpor_testkit::env::CPOR_ENV;
 
 use crate::support::nats::{connect_as, ClientAuth};
+use crate::support::service::{run_to_exit, RUN_TIMEOUT};
 use crate::support::{cpor_bin, request, unique_prefix, NatsServer, Service, ServiceOptions};
-
-/// How long a `cpor` run that must end may take.
-const RUN_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Runs `cpor ARGS` with `env` to its exit: exit code, stdout, stderr.
 async fn run_cpor(args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, String, String) {
-    let mut command = tokio::process::Command::new(cpor_bin());
-    command
-        .args(args)
-        .env("NO_COLOR", "1")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    for var in CPOR_ENV {
-        command.env_remove(var);
-    }
-    command.envs(env.iter().copied());
-    let child = command.spawn().expect("start cpor");
-    match tokio::time::timeout(RUN_TIMEOUT, child.wait_with_output()).await {
-        Ok(output) => {
-            let output = output.expect("wait for cpor");
-            (
-                output.status.code(),
-                String::from_utf8_lossy(&output.stdout).into_owned(),
-                String::from_utf8_lossy(&output.stderr).into_owned(),
-            )
-        }
-        Err(_) => panic!("cpor {args:?} did not exit within {RUN_TIMEOUT:?}"),
-    }
+    let run = run_to_exit(args, env).await;
+    (run.code, run.stdout, run.stderr)
 }
 
 fn system() -> Value {

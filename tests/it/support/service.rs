@@ -47,6 +47,51 @@ pub(crate) fn cpor_bin() -> PathBuf {
     bin
 }
 
+/// How long a `cpor` run that must end by itself may take.
+pub(crate) const RUN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// What a `cpor` run left when it ended.
+#[derive(Debug)]
+pub(crate) struct Exited {
+    /// The exit code (`None`: ended by a signal).
+    pub(crate) code: Option<i32>,
+    pub(crate) stdout: String,
+    pub(crate) stderr: String,
+}
+
+/// Runs `cpor ARGS` to its exit, with `env` and none of the developer's
+/// `CPOR_*` variables, plain text (`NO_COLOR`), no stdin.
+///
+/// # Panics
+///
+/// When it does not exit within [`RUN_TIMEOUT`] (it is killed).
+pub(crate) async fn run_to_exit(args: &[&str], env: &[(&str, &str)]) -> Exited {
+    let mut command = tokio::process::Command::new(cpor_bin());
+    command
+        .args(args)
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    for var in cpor_testkit::env::CPOR_ENV {
+        command.env_remove(var);
+    }
+    command.envs(env.iter().copied());
+    let child = command.spawn().expect("start cpor");
+    match tokio::time::timeout(RUN_TIMEOUT, child.wait_with_output()).await {
+        Ok(output) => {
+            let output = output.expect("wait for cpor");
+            Exited {
+                code: output.status.code(),
+                stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+                stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+            }
+        }
+        Err(_) => panic!("cpor {args:?} did not exit within {RUN_TIMEOUT:?}"),
+    }
+}
+
 /// How to start a service.
 #[derive(Clone, Debug)]
 pub(crate) struct ServiceOptions {
