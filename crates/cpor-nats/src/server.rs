@@ -23,14 +23,14 @@ use async_nats::service::endpoint::Endpoint;
 use async_nats::service::{self, ServiceExt};
 use futures::stream::SelectAll;
 use futures::StreamExt;
-use serde_json::{json, Value};
+use serde_json::Value;
 use tokio::sync::Semaphore;
 use tracing::Instrument;
 
 use cpor_domain::error::ErrorCode;
 use cpor_engine::{Engine, Outcome};
 
-use crate::wire::{self, error_reply, Request};
+use crate::wire::{self, error_reply, replies, Request};
 
 pub mod pages;
 
@@ -254,18 +254,12 @@ impl Server {
             Err(rejection) => return error_reply(&rejection),
         };
         match request {
-            Request::Health => {
-                let positions = self.engine.positions();
-                json!({
-                    "ok": true,
-                    "log_position": positions.log.load(Ordering::SeqCst),
-                    "published_position": positions.published.load(Ordering::SeqCst),
-                    "relayed_position": positions.relayed.load(Ordering::SeqCst),
-                    "trail": trail_health(positions),
-                })
-            }
+            Request::Health => reply(&health(self.engine.positions())),
             Request::Clock { now } => match self.engine.set_clock(now).await {
-                Ok(()) => json!({"ok": true, "now": cpor_domain::view::format_time(&now)}),
+                Ok(()) => reply(&replies::ClockReply {
+                    ok: replies::True,
+                    now: cpor_domain::view::format_time(&now),
+                }),
                 Err(rejection) => error_reply(&rejection),
             },
             Request::Command {
@@ -279,13 +273,13 @@ impl Server {
                     Outcome::Accepted {
                         accepted,
                         duplicate,
-                    } => json!({
-                        "ok": true,
-                        "claim_id": accepted.claim_id,
-                        "version": accepted.version,
-                        "events": accepted.events,
-                        "warnings": accepted.warnings,
-                        "duplicate": duplicate,
+                    } => reply(&replies::CommandAccepted {
+                        ok: replies::True,
+                        claim_id: accepted.claim_id,
+                        version: accepted.version,
+                        events: accepted.events,
+                        warnings: accepted.warnings,
+                        duplicate,
                     }),
                     Outcome::Rejected(rejection) => error_reply(&rejection),
                 }
@@ -298,23 +292,32 @@ impl Server {
     }
 }
 
-/// The relay's findings about the stream copy of the log (issue 10), for
-/// `qry.health`: a zero position means none.
-fn trail_health(positions: &cpor_engine::Positions) -> Value {
-    let first = |p: &std::sync::atomic::AtomicU64| match p.load(Ordering::SeqCst) {
-        0 => Value::Null,
-        p => json!(p),
-    };
-    let forged = positions.forged_events.load(Ordering::SeqCst);
-    let unpublishable = positions.unpublishable_events.load(Ordering::SeqCst);
-    json!({
-        "intact": forged == 0 && unpublishable == 0,
-        "forged_events": forged,
-        "first_forged_position": first(&positions.first_forged_position),
-        "unpublishable_events": unpublishable,
-        "first_unpublishable_position": first(&positions.first_unpublishable_position),
-        "foreign_messages": positions.foreign_messages.load(Ordering::SeqCst),
-    })
+/// A typed reply as the JSON the server sends.
+fn reply(reply: &impl serde::Serialize) -> Value {
+    serde_json::to_value(reply).expect("replies serialize")
+}
+
+/// `qry.health`: the log's positions and the relay's findings about the
+/// stream copy of the log (issue 10); a zero position means none.
+fn health(positions: &cpor_engine::Positions) -> replies::HealthReply {
+    let load = |p: &std::sync::atomic::AtomicU64| p.load(Ordering::SeqCst);
+    let first = |p| Some(load(p)).filter(|&p| p != 0);
+    let forged = load(&positions.forged_events);
+    let unpublishable = load(&positions.unpublishable_events);
+    replies::HealthReply {
+        ok: replies::True,
+        log_position: load(&positions.log),
+        published_position: load(&positions.published),
+        relayed_position: load(&positions.relayed),
+        trail: replies::TrailHealth {
+            intact: forged == 0 && unpublishable == 0,
+            forged_events: forged,
+            first_forged_position: first(&positions.first_forged_position),
+            unpublishable_events: unpublishable,
+            first_unpublishable_position: first(&positions.first_unpublishable_position),
+            foreign_messages: load(&positions.foreign_messages),
+        },
+    }
 }
 
 /// The span of one request, named after its subject family. `correlation_id`

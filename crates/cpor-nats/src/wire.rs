@@ -949,16 +949,19 @@ fn parse_query(scope: Scope, name: &str, body: Value) -> Result<Query, Rejection
 
 /// The reply to a refused request (contract §3).
 pub fn error_reply(rejection: &Rejection) -> Value {
-    let mut error = serde_json::json!({
-        "code": rejection.code.as_str(),
-        "message": rejection.message,
-        "reasons": rejection.reasons.iter().map(|r| r.as_str()).collect::<Vec<_>>(),
-    });
-    if let Some(version) = rejection.current_version {
-        error["current_version"] = version.into();
-    }
-    serde_json::json!({"ok": false, "error": error})
+    let reply = replies::ErrorReply {
+        ok: replies::False,
+        error: replies::ErrorBody {
+            code: rejection.code,
+            message: rejection.message.clone(),
+            reasons: rejection.reasons.clone(),
+            current_version: rejection.current_version,
+        },
+    };
+    serde_json::to_value(reply).expect("replies serialize")
 }
+
+pub mod replies;
 
 #[cfg(test)]
 mod tests;

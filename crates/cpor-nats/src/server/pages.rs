@@ -15,7 +15,12 @@ use cpor_domain::event::{AggregateId, AggregateKind};
 use cpor_log::{LogError, LogReader, Page};
 
 use super::Server;
-use crate::wire::Query;
+use crate::wire::{replies, Query};
+
+/// A typed reply (or its frame, before [`fill`]) as JSON.
+fn to_value(reply: impl serde::Serialize) -> Value {
+    serde_json::to_value(reply).expect("replies serialize")
+}
 
 /// Bytes of a reply's headers, at most, reserved out of the server's
 /// `max_payload` (which counts headers and body together): a refusal
@@ -195,12 +200,7 @@ impl Server {
                 let comments = reader
                     .comments(&claim_id, comments_after, comments_limit)
                     .map_err(unavailable)?;
-                fill(
-                    json!({"ok": true, "claim": view}),
-                    &CLAIM_GET,
-                    comments,
-                    max,
-                )
+                claim_get(view, comments, max)
             }
             Query::ClaimHistory {
                 visibility,
@@ -216,7 +216,12 @@ impl Server {
                 let events = reader
                     .history(&aggregate, after, limit)
                     .map_err(unavailable)?;
-                fill(json!({"ok": true}), &CLAIM_HISTORY, events, max)
+                let frame = replies::ClaimHistoryReply {
+                    ok: replies::True,
+                    events: Vec::new(),
+                    next: None,
+                };
+                fill(to_value(frame), &CLAIM_HISTORY, events, max)
             }
             Query::ClaimsList {
                 filter,
@@ -226,7 +231,12 @@ impl Server {
                 let claims = reader
                     .list_claims(&filter, after, limit)
                     .map_err(unavailable)?;
-                fill(json!({"ok": true}), &CLAIMS_LIST, claims, max)
+                let frame = replies::ClaimsListReply {
+                    ok: replies::True,
+                    claims: Vec::new(),
+                    next: None,
+                };
+                fill(to_value(frame), &CLAIMS_LIST, claims, max)
             }
             Query::CaseGet { case_id } => case_get(reader, &case_id),
             Query::CaseList {
@@ -237,15 +247,37 @@ impl Server {
                 let cases = reader
                     .list_cases(status.as_deref(), after, limit)
                     .map_err(unavailable)?;
-                fill(json!({"ok": true}), &CASES_LIST, cases, max)
+                case_list(cases, max)
             }
         }
     }
 }
 
+fn claim_get(view: Value, comments: Page, max: usize) -> Result<Value, Rejection> {
+    let frame = replies::ClaimGetReply {
+        ok: replies::True,
+        claim: view,
+        comments: Vec::new(),
+        comments_next: None,
+    };
+    fill(to_value(frame), &CLAIM_GET, comments, max)
+}
+
+fn case_list(cases: Page, max: usize) -> Result<Value, Rejection> {
+    let frame = replies::CaseListReply {
+        ok: replies::True,
+        cases: Vec::new(),
+        next: None,
+    };
+    fill(to_value(frame), &CASES_LIST, cases, max)
+}
+
 fn case_get(reader: &LogReader, case_id: &uuid::Uuid) -> Result<Value, Rejection> {
     match reader.case_view(case_id).map_err(unavailable)? {
-        Some(case) => Ok(json!({"ok": true, "case": case})),
+        Some(case) => Ok(to_value(replies::CaseGetReply {
+            ok: replies::True,
+            case,
+        })),
         None => Err(Rejection::with_message(
             ErrorCode::InvalidCommand,
             "case_id: no such arbitration case",

@@ -5,12 +5,12 @@
 //! names, required sets, types and enumerations come from the request DTOs of
 //! this module's parent (`wire`), the domain types, the event payloads and the
 //! views. The limits the wire parser checks by hand (lengths, patterns, list
-//! sizes) are added by [`constrain`] from the same constants. The reply and
-//! CloudEvent shapes are built with `json!` in `server.rs`, `error_reply` and
-//! `cpor-log/src/envelope.rs`; they are mirrored here by documentation structs
-//! and checked: `error_reply` and `to_cloud_event` outputs are validated
-//! against their schemas, and the field names of the `json!` literals in
-//! `server.rs` are compared with the reply schemas.
+//! sizes) are added by [`constrain`] from the same constants. The replies
+//! are the types of `super::replies`, which the server builds. The
+//! CloudEvent is built with `json!` in `cpor-log/src/envelope.rs`; it is
+//! mirrored here by a documentation struct and checked: `to_cloud_event`
+//! outputs (and `error_reply`'s, and the paged replies `pages::fill` makes)
+//! are validated against their schemas.
 //!
 //! `schemas_are_up_to_date` fails when a committed file differs from what the
 //! types give; `UPDATE_SCHEMAS=1 cargo test -p cpor-nats schema` rewrites
@@ -19,13 +19,12 @@
 //! the code builds against their schemas, and the AsyncAPI document against the
 //! subjects the parser takes.
 
-use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use chrono::TimeZone;
 use schemars::generate::SchemaSettings;
-use schemars::{JsonSchema, SchemaGenerator};
+use schemars::JsonSchema;
 use serde_json::{json, Map, Value};
 
 use cpor_domain::event::{self as events, Event, EventData};
@@ -33,6 +32,7 @@ use cpor_domain::types::{Activity, CaseStatus, SolutionArea};
 use cpor_domain::view::{CaseView, ClaimView, CommentView};
 use cpor_log::envelope::{seal, to_cloud_event, EventMeta};
 
+use super::replies::*;
 use super::*;
 
 const UPDATE_HINT: &str =
@@ -56,42 +56,9 @@ fn schemas_dir() -> PathBuf {
 }
 
 // ---------------------------------------------------------------------------
-// Documentation types for the shapes the code builds with `json!`.
+// Documentation types for the shapes that are not replies (the replies are
+// `super::replies`).
 // ---------------------------------------------------------------------------
-
-/// `true`, always.
-struct True;
-
-impl JsonSchema for True {
-    fn schema_name() -> Cow<'static, str> {
-        "True".into()
-    }
-
-    fn inline_schema() -> bool {
-        true
-    }
-
-    fn json_schema(_: &mut SchemaGenerator) -> schemars::Schema {
-        schemars::json_schema!({"type": "boolean", "const": true})
-    }
-}
-
-/// `false`, always.
-struct False;
-
-impl JsonSchema for False {
-    fn schema_name() -> Cow<'static, str> {
-        "False".into()
-    }
-
-    fn inline_schema() -> bool {
-        true
-    }
-
-    fn json_schema(_: &mut SchemaGenerator) -> schemars::Schema {
-        schemars::json_schema!({"type": "boolean", "const": false})
-    }
-}
 
 /// `{prefix}.qry.health` takes any body (or none); this is what to send.
 #[derive(JsonSchema)]
@@ -99,119 +66,6 @@ impl JsonSchema for False {
 #[allow(dead_code)]
 struct HealthRequest {
     actor: Option<Actor>,
-}
-
-/// A command was accepted (or was a duplicate of an accepted one).
-#[derive(JsonSchema)]
-#[allow(dead_code)]
-struct CommandAccepted {
-    ok: True,
-    /// The claim the command was about; null for reference data.
-    claim_id: Option<Uuid>,
-    /// The claim's version after the command (for reference data, the record's version).
-    version: u64,
-    /// The CloudEvents types of every event the command wrote, in order.
-    events: Vec<String>,
-    /// Warning codes, e.g. `MPN_NOT_ENROLLED`.
-    warnings: Vec<String>,
-    /// True when this is the first reply sent again for a repeated command.
-    duplicate: bool,
-}
-
-/// A refused request: nothing was written.
-#[derive(JsonSchema)]
-#[allow(dead_code)]
-struct ErrorReply {
-    ok: False,
-    error: ErrorBody,
-}
-
-#[derive(JsonSchema)]
-#[allow(dead_code)]
-struct ErrorBody {
-    /// The first of `reasons`.
-    code: ErrorCode,
-    /// A sentence a partner understands; for `INVALID_COMMAND` it names the field.
-    message: String,
-    /// Every rule the request breaks, in the contract's precedence order.
-    reasons: Vec<ErrorCode>,
-    /// The claim's version, with `VERSION_CONFLICT` only.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    current_version: Option<u64>,
-}
-
-#[derive(JsonSchema)]
-#[allow(dead_code)]
-struct ClaimGetReply {
-    ok: True,
-    claim: ClaimView,
-    /// The claim's conversation, oldest first: a page of it, at most
-    /// `comments_limit` comments and as many as fit the NATS server's
-    /// `max_payload`.
-    comments: Vec<CommentView>,
-    /// Present only when comments are left: pass it as `comments_after` for
-    /// the next page.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    comments_next: Option<String>,
-}
-
-#[derive(JsonSchema)]
-#[allow(dead_code)]
-struct ClaimHistoryReply {
-    ok: True,
-    /// The claim's events (CloudEvents) in log order: a page of them, at
-    /// most `limit` and as many as fit the NATS server's `max_payload`.
-    events: Vec<Value>,
-    /// Present only when events are left: pass it as `after` for the next
-    /// page.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    next: Option<String>,
-}
-
-#[derive(JsonSchema)]
-#[allow(dead_code)]
-struct ClaimsListReply {
-    ok: True,
-    /// Claims in submission order: at most `limit`, and as many as fit the
-    /// NATS server's `max_payload`.
-    claims: Vec<ClaimView>,
-    /// The cursor to pass as `after` for the next page; null on the last page.
-    next: Option<String>,
-}
-
-#[derive(JsonSchema)]
-#[allow(dead_code)]
-struct CaseGetReply {
-    ok: True,
-    case: CaseView,
-}
-
-#[derive(JsonSchema)]
-#[allow(dead_code)]
-struct CaseListReply {
-    ok: True,
-    /// Cases in the order they opened: a page of them, at most `limit` and
-    /// as many as fit the NATS server's `max_payload`.
-    cases: Vec<CaseView>,
-    /// Present only when cases are left: pass it as `after` for the next
-    /// page.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    next: Option<String>,
-}
-
-#[derive(JsonSchema)]
-#[allow(dead_code)]
-struct HealthReply {
-    ok: True,
-    /// The last position written to the log.
-    log_position: u64,
-    /// The last position up to which every event is in the events stream
-    /// as the log's own bytes; it stops before a forged or unpublishable one.
-    published_position: u64,
-    /// The last position the relay has handled (published or reported).
-    relayed_position: u64,
-    /// What the relay found wrong with the stream copy of the log.
-    trail: TrailHealth,
 }
 
 /// A signed checkpoint (docs/audit.md).
@@ -231,30 +85,6 @@ struct CheckpointDoc {
     signature: String,
     /// When it was signed (RFC 3339, UTC).
     time: Timestamp,
-}
-
-#[derive(JsonSchema)]
-#[allow(dead_code)]
-struct TrailHealth {
-    /// No forged and no unpublishable event.
-    intact: bool,
-    /// Events whose id someone else's message holds in the events stream.
-    forged_events: u64,
-    first_forged_position: Option<u64>,
-    /// Events JetStream refused for good (skipped, kept in the log).
-    unpublishable_events: u64,
-    first_unpublishable_position: Option<u64>,
-    /// Messages in the events stream that are not this log's events, seen
-    /// when the relay resumed.
-    foreign_messages: u64,
-}
-
-#[derive(JsonSchema)]
-#[allow(dead_code)]
-struct ClockReply {
-    ok: True,
-    /// The service's time after the request (RFC 3339, UTC).
-    now: Timestamp,
 }
 
 /// A CloudEvents 1.0 structured JSON event, as the service stores,
@@ -2567,95 +2397,6 @@ fn asyncapi_examples_are_valid() {
         }
     }
     assert!(checked > 40, "{checked} examples");
-}
-
-/// The top-level keys of every `json!({...})` object literal in `source`.
-fn json_literal_keys(source: &str) -> Vec<BTreeSet<String>> {
-    let mut out = Vec::new();
-    let mut rest = source;
-    while let Some(at) = rest.find("json!({") {
-        let body = &rest[at + "json!(".len()..];
-        let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
-        let mut keys = BTreeSet::new();
-        let mut end = body.len();
-        let mut string_start = 0;
-        for (i, c) in body.char_indices() {
-            if in_string {
-                match c {
-                    _ if escaped => escaped = false,
-                    '\\' => escaped = true,
-                    '"' => {
-                        in_string = false;
-                        let after = body[i + 1..].trim_start();
-                        if depth == 1 && after.starts_with(':') {
-                            keys.insert(body[string_start..i].to_string());
-                        }
-                    }
-                    _ => {}
-                }
-                continue;
-            }
-            match c {
-                '"' => {
-                    in_string = true;
-                    string_start = i + 1;
-                }
-                '{' | '[' | '(' => depth += 1,
-                '}' | ']' | ')' => {
-                    depth -= 1;
-                    if depth == 0 {
-                        end = i;
-                        break;
-                    }
-                }
-                _ => {}
-            }
-        }
-        out.push(keys);
-        rest = &body[end..];
-    }
-    out
-}
-
-/// The success replies `server.rs` builds with `json!` have exactly the
-/// fields of the documented reply schemas (the error reply is checked
-/// through `error_reply` itself).
-#[test]
-fn server_replies_have_the_documented_fields() {
-    // The paged replies are built in `server/pages.rs` without their list
-    // and cursor, which `pages::fill` adds (checked by
-    // `paged_replies_match_their_schemas`).
-    let pages = include_str!("../server/pages.rs");
-    let pages = pages.split("#[cfg(test)]\nmod tests").next().unwrap();
-    let source = [include_str!("../server.rs"), pages].concat();
-    let built: BTreeSet<BTreeSet<String>> = json_literal_keys(&source)
-        .into_iter()
-        .filter(|keys| keys.contains("ok"))
-        .collect();
-    let documented: BTreeSet<BTreeSet<String>> = generate()
-        .iter()
-        .filter(|(path, _)| path.starts_with("replies/") && *path != "replies/error.json")
-        .map(|(path, schema)| {
-            let mut keys: BTreeSet<String> = schema["properties"]
-                .as_object()
-                .unwrap()
-                .keys()
-                .cloned()
-                .collect();
-            for (query, listing) in crate::server::pages::LISTINGS {
-                if *path == format!("replies/qry.{query}.json") {
-                    keys.remove(listing.items);
-                    keys.remove(listing.next);
-                }
-            }
-            keys
-        })
-        .collect();
-    assert_eq!(
-        built, documented,
-        "the replies built in server.rs and the reply schemas differ: update the documentation \
-         structs in schema_docs.rs, then {UPDATE_HINT}"
-    );
 }
 
 /// The paged replies `pages::fill` builds, whole and cut short by size,
