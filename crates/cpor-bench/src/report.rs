@@ -525,10 +525,12 @@ impl Report {
                 Some(false) => "NOT met",
                 None => "",
             };
-            out.push_str(&format!(
-                "  {:<44} {:>18}   {:<34} {verdict}\n",
+            let line = format!(
+                "  {:<44} {:>18}   {:<34} {verdict}",
                 row.what, row.value, row.target
-            ));
+            );
+            out.push_str(line.trim_end());
+            out.push('\n');
         }
     }
 }
