@@ -19,3 +19,4 @@ mod tidy;
 mod tidy_fn_length;
 mod tools;
 mod trail;
+mod upgrade;

@@ -21,7 +21,6 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot, watch};
 use uuid::Uuid;
 
@@ -34,6 +33,9 @@ use cpor_domain::event::AggregateId;
 use cpor_domain::state::State;
 use cpor_domain::types::{Actor, DeadlineKind, Timestamp};
 use cpor_log::{CommandRecord, Log, LogError, LogReader};
+
+/// An accepted command's reply fields, as stored for idempotent repeats.
+pub use cpor_log::Accepted;
 
 /// Requests waiting for the writer. When full, callers wait: backpressure
 /// instead of unbounded memory.
@@ -104,7 +106,25 @@ pub struct Options {
     /// written ([`DISK_FREE_MIN_BYTES`] unless set; 0 lets sled meet a real
     /// `ENOSPC`, which tests do).
     pub disk_free_min_bytes: u64,
+    /// How long a command id is remembered (its record kept) after the
+    /// command was decided: a repeat within it gets the first reply, a
+    /// repeat after it is decided anew. At least [`COMMAND_RETENTION_MIN`]
+    /// (contract §5); [`COMMAND_RETENTION_DEFAULT`] unless set.
+    pub command_retention: std::time::Duration,
 }
+
+/// The contract's floor for remembering command ids (§5: at least 7 days).
+pub const COMMAND_RETENTION_MIN: std::time::Duration =
+    std::time::Duration::from_secs(7 * 24 * 3600);
+/// How long command ids are remembered unless configured: the contract's
+/// 7 days plus one, so a client retrying on the seventh day by its own
+/// clock is still inside it.
+pub const COMMAND_RETENTION_DEFAULT: std::time::Duration =
+    std::time::Duration::from_secs(8 * 24 * 3600);
+/// Expired command records removed per group commit at most (the rest go
+/// with the next batches), so a backlog after a long stop never makes one
+/// batch large.
+pub const COMMAND_EXPIRY_PER_BATCH_MAX: usize = 1_024;
 
 impl Options {
     /// The data dir and calendar with a clock mode, the machine's clocks and
@@ -117,6 +137,7 @@ impl Options {
             time_source: Arc::new(SystemTime::new()),
             accept_clock_jump: false,
             disk_free_min_bytes: DISK_FREE_MIN_BYTES,
+            command_retention: COMMAND_RETENTION_DEFAULT,
         }
     }
 }
@@ -172,15 +193,6 @@ impl TimeSource for SystemTime {
     fn monotonic(&self) -> std::time::Duration {
         self.start.elapsed()
     }
-}
-
-/// An accepted command's reply fields, as stored for idempotent repeats.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Accepted {
-    pub claim_id: Option<Uuid>,
-    pub version: u64,
-    pub events: Vec<String>,
-    pub warnings: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -299,6 +311,7 @@ impl Engine {
             disk_was_full: false,
             disk_free_min_bytes: options.disk_free_min_bytes,
             store: recovery::StoreHealth::new(failed_epoch, positions.clone()),
+            command_retention: command_retention(options.command_retention),
         };
         // The writer is CPU-bound and runs long synchronous stretches
         // (deciding and applying a whole batch): on a runtime worker it would
@@ -382,6 +395,16 @@ impl Engine {
     pub fn committed(&self) -> watch::Receiver<u64> {
         self.committed.clone()
     }
+}
+
+/// The configured retention of command records, checked against the
+/// contract's floor (a caller's bug if below it).
+fn command_retention(retention: std::time::Duration) -> chrono::Duration {
+    assert!(
+        retention >= COMMAND_RETENTION_MIN,
+        "command retention below the contract's 7 days"
+    );
+    chrono::Duration::from_std(retention).unwrap_or(chrono::Duration::MAX)
 }
 
 fn last_event_time(reader: &LogReader) -> Result<Option<Timestamp>, LogError> {
@@ -663,6 +686,8 @@ struct Writer {
     disk_free_min_bytes: u64,
     /// The store's epoch and whether it must be reopened.
     store: recovery::StoreHealth,
+    /// See [`Options::command_retention`].
+    command_retention: chrono::Duration,
 }
 
 impl Writer {
@@ -818,6 +843,9 @@ impl Writer {
                 .fire_deadlines(appender, now, DEADLINES_PER_BATCH_MAX)
                 .is_err();
         }
+        if !failed {
+            failed |= self.expire_commands(appender).is_err();
+        }
         (pending, failed)
     }
 
@@ -848,6 +876,21 @@ impl Writer {
             *failed = true;
         }
         result
+    }
+
+    /// Removes the records of commands decided longer than the retention
+    /// ago (at most [`COMMAND_EXPIRY_PER_BATCH_MAX`]), in this batch. A
+    /// refused clock reading expires nothing.
+    fn expire_commands(&mut self, appender: &mut cpor_log::Appender) -> Result<(), LogError> {
+        let Ok(now) = self.clock.now() else {
+            return Ok(());
+        };
+        let Some(before) = now.checked_sub_signed(self.command_retention) else {
+            return Ok(());
+        };
+        let reader = self.log.reader().clone();
+        appender.expire_commands(&reader, &before, COMMAND_EXPIRY_PER_BATCH_MAX)?;
+        Ok(())
     }
 
     /// Writes the decided batch and hands its replies to the flusher; a
@@ -946,24 +989,19 @@ impl Writer {
             return Ok(Outcome::Rejected(rejection));
         }
         let earlier = match in_batch.get(&envelope.command_id) {
-            Some((print, accepted)) => Some((
-                print.clone(),
-                serde_json::to_value(accepted).expect("replies serialize"),
-            )),
+            Some((print, accepted)) => Some((print.clone(), accepted.clone())),
             None => self
                 .log
                 .reader()
                 .command_record(&envelope.command_id)?
                 .map(|r| (r.fingerprint, r.reply)),
         };
-        if let Some((print, reply)) = earlier {
+        if let Some((print, accepted)) = earlier {
             if print != fingerprint {
                 return Ok(Outcome::Rejected(Rejection::new(
                     ErrorCode::IdempotencyConflict,
                 )));
             }
-            let accepted: Accepted = serde_json::from_value(reply)
-                .map_err(|e| LogError::Corrupt(format!("command record: {e}")))?;
             return Ok(Outcome::Accepted {
                 accepted,
                 duplicate: true,
@@ -1093,7 +1131,8 @@ pub fn append_decision(
     };
     let record = CommandRecord {
         fingerprint: fingerprint.to_string(),
-        reply: serde_json::to_value(&accepted).expect("replies serialize"),
+        recorded_at: now,
+        reply: accepted.clone(),
     };
     appender.record_command(&envelope.command_id, &record);
     Ok(accepted)

@@ -533,3 +533,42 @@ async fn a_wall_clock_jump_writes_nothing_until_the_clock_is_right() {
     let view = engine.reader().claim_view(&claim).unwrap().unwrap();
     assert_eq!(view["updated_at"], "2028-11-25T09:00:00Z");
 }
+
+/// Command ids are remembered for the retention and no longer (contract
+/// §5: at least 7 days): a repeat within it is a duplicate, a repeat after
+/// the manual clock passed it is decided anew.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn command_records_expire_after_the_retention() {
+    let dir = tempfile::tempdir().unwrap();
+    let (engine, _writer) = start(dir.path(), ClockMode::Manual);
+    engine.set_clock(at("2026-11-02T09:00:00Z")).await.unwrap();
+    let tenant = envelope(
+        system(),
+        Command::UpsertTenant {
+            tenant_id: Uuid::new_v4(),
+            domains: vec!["contoso.com".into()],
+        },
+    );
+    accept(&engine, tenant.clone()).await;
+    let repeat = |engine: Engine, envelope: CommandEnvelope| async move {
+        match engine.execute(envelope, "print".into()).await {
+            Outcome::Accepted { duplicate, .. } => duplicate,
+            Outcome::Rejected(rejection) => panic!("refused: {rejection}"),
+        }
+    };
+    // Seven days and a bit later: within the default retention (8 days).
+    engine.set_clock(at("2026-11-09T10:00:00Z")).await.unwrap();
+    assert!(repeat(engine.clone(), tenant.clone()).await);
+    // Past it: the batch of the clock request removes the record.
+    engine.set_clock(at("2026-11-10T09:00:01Z")).await.unwrap();
+    assert!(engine
+        .reader()
+        .command_record(&tenant.command_id)
+        .unwrap()
+        .is_none());
+    assert!(
+        !repeat(engine.clone(), tenant.clone()).await,
+        "decided anew"
+    );
+    assert!(repeat(engine.clone(), tenant).await, "and remembered again");
+}

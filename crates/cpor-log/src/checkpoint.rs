@@ -168,7 +168,7 @@ impl crate::LogReader {
     /// Stores a checkpoint (outside the writer's batches; flushed by the
     /// next flush).
     pub fn put_checkpoint(&self, checkpoint: &Checkpoint) -> Result<(), LogError> {
-        self.tree()?.insert(
+        self.checkpoint_tree()?.insert(
             crate::keys::checkpoint(checkpoint.position),
             checkpoint.to_bytes(),
         )?;
@@ -177,11 +177,8 @@ impl crate::LogReader {
 
     /// Every stored checkpoint, in position order.
     pub fn checkpoints(&self) -> impl Iterator<Item = Result<Checkpoint, LogError>> + '_ {
-        let (scan, closed) = match self.tree() {
-            Ok(tree) => (
-                Some(tree.scan_prefix(crate::keys::prefix(crate::keys::KeyKind::Checkpoint))),
-                None,
-            ),
+        let (scan, closed) = match self.checkpoint_tree() {
+            Ok(tree) => (Some(tree.iter()), None),
             Err(error) => (None, Some(Err(error))),
         };
         closed

@@ -1,28 +1,63 @@
-//! Key layout of the one sled tree that holds the log and its projections.
+//! Key layout of the store (layout 2): one sled tree per kind of record.
 //!
-//! Every key starts with a [`KeyKind`] byte, so one ordered tree holds many
-//! tables and a single `apply_batch` writes all of them atomically. Integers
-//! are big-endian so that byte order is numeric order. Retired kind bytes
-//! stay reserved: never reuse a number, old data dirs may hold it.
+//! | tree | keys | values | written |
+//! |---|---|---|---|
+//! | [`TREE_LOG`] | kind byte ([`KeyKind::Event`], [`KeyKind::Command`], [`KeyKind::CommandExpiry`], [`KeyKind::Meta`] for the head) then the key | canonical CloudEvent / compact command record / empty / head | one atomic batch per group commit: the synchronous write |
+//! | [`TREE_STREAM`] | aggregate byte, id (16 bytes for uuid ids, text and 0x00 for partner ids), version | position | after the log batch; derived |
+//! | [`TREE_VIEWS`] | kind byte (0x10..0x17) then the key | projections | after the log batch; derived |
+//! | [`TREE_META`] | name | operational values (published position, clock, instance id, layout) | outside the batch path |
+//! | [`TREE_CHECKPOINTS`] | position | signed checkpoint | by the checkpointer |
+//!
+//! The events, the command records and the head share one tree because
+//! sled applies a `Batch` atomically only within one tree: a command's
+//! events and its idempotency record must commit together. The derived
+//! trees carry a marker ([`DERIVED_THROUGH`]) with the position they reflect,
+//! written in the same batch as their entries; start-up rebuilds a derived
+//! tree whose marker is not the head.
+//!
+//! Integers are big-endian so that byte order is numeric order. Retired
+//! kind bytes stay reserved: never reuse a number, old data dirs may hold
+//! it (layout 1 kept every kind in one tree, `cpor`: see `migrate`).
 
 use cpor_domain::event::AggregateKind;
 use cpor_domain::types::{DeadlineKind, Timestamp};
 use uuid::Uuid;
 
+/// Events, command records, their expiry index and the head.
+pub(crate) const TREE_LOG: &str = "log";
+/// The per-aggregate stream index.
+pub(crate) const TREE_STREAM: &str = "stream";
+/// The projections the queries read.
+pub(crate) const TREE_VIEWS: &str = "views";
+/// Operational values.
+pub(crate) const TREE_META: &str = "meta";
+/// Signed checkpoints.
+pub(crate) const TREE_CHECKPOINTS: &str = "checkpoints";
+/// Layout 1's single tree (migrated, then dropped).
+pub(crate) const TREE_V1: &str = "cpor";
+
+/// The key of a derived tree's marker: the log position the tree reflects
+/// (8 bytes big-endian). No other key in those trees starts with 0x00.
+pub(crate) const DERIVED_THROUGH: &[u8] = &[0x00];
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
 pub(crate) enum KeyKind {
-    /// position → CloudEvent (canonical JSON with `hash`).
+    /// position → CloudEvent (canonical JSON with `hash`). Tree `log`.
     Event = 0x01,
-    /// aggregate kind, id, 0x00, version → position.
+    /// Layout 1 only: the stream index (now the `stream` tree).
     Stream = 0x02,
-    /// command id → command record (fingerprint and first reply).
+    /// command id → command record (fingerprint, time, first reply). Tree `log`.
     Command = 0x03,
-    /// name → value: head, published position, clock, instance id.
+    /// Tree `log`: the head (`head_position`, `head_hash`). Layout 1: every
+    /// meta value (now the `meta` tree).
     Meta = 0x04,
-    /// position → signed checkpoint (canonical JSON).
+    /// Layout 1 only: position → signed checkpoint (now `checkpoints`).
     Checkpoint = 0x05,
-    /// claim id → ClaimView JSON.
+    /// recorded time (ms), command id → empty: which command records expire
+    /// first. Tree `log`.
+    CommandExpiry = 0x06,
+    /// claim id → ClaimView JSON. Tree `views`.
     ClaimView = 0x10,
     /// claim id, position → CommentView JSON.
     Comment = 0x11,
@@ -58,8 +93,8 @@ pub(crate) fn event(position: u64) -> Vec<u8> {
     with(KeyKind::Event, &[&position.to_be_bytes()])
 }
 
-pub(crate) fn checkpoint(position: u64) -> Vec<u8> {
-    with(KeyKind::Checkpoint, &[&position.to_be_bytes()])
+pub(crate) fn checkpoint(position: u64) -> [u8; 8] {
+    position.to_be_bytes()
 }
 
 pub(crate) fn position_of_event_key(key: &[u8]) -> Option<u64> {
@@ -77,13 +112,24 @@ fn aggregate_byte(kind: AggregateKind) -> u8 {
     }
 }
 
-/// Prefix of one aggregate's stream entries. Ids never contain 0x00
-/// (uuids and `^[A-Za-z0-9_-]{1,64}$`), so the separator is unambiguous.
+/// Prefix of one aggregate's stream entries in the `stream` tree: the
+/// aggregate byte, then the id: 16 bytes when it is a uuid in its
+/// hyphenated form (claims, cases, tenants, subscriptions), else its text
+/// and a 0x00 (partner ids: `^[A-Za-z0-9_-]{1,64}$`, never 0x00, so the
+/// separator is unambiguous).
 pub(crate) fn stream_prefix(kind: AggregateKind, id: &str) -> Vec<u8> {
-    with(
-        KeyKind::Stream,
-        &[&[aggregate_byte(kind)], id.as_bytes(), &[0]],
-    )
+    let mut key = Vec::with_capacity(1 + 16 + 8);
+    key.push(aggregate_byte(kind));
+    match Uuid::parse_str(id) {
+        Ok(uuid) if kind != AggregateKind::Partner && uuid.hyphenated().to_string() == id => {
+            key.extend_from_slice(uuid.as_bytes())
+        }
+        _ => {
+            key.extend_from_slice(id.as_bytes());
+            key.push(0);
+        }
+    }
+    key
 }
 
 pub(crate) fn stream(kind: AggregateKind, id: &str, version: u64) -> Vec<u8> {
@@ -92,12 +138,48 @@ pub(crate) fn stream(kind: AggregateKind, id: &str, version: u64) -> Vec<u8> {
     key
 }
 
+/// Layout 1's stream key (kind byte, aggregate byte, id text, 0x00,
+/// version) → layout 2's, for the migration.
+pub(crate) fn stream_from_v1(key: &[u8]) -> Option<Vec<u8>> {
+    let kind = match *key.get(1)? {
+        1 => AggregateKind::Claim,
+        2 => AggregateKind::Arbitration,
+        3 => AggregateKind::Tenant,
+        4 => AggregateKind::Subscription,
+        5 => AggregateKind::Partner,
+        _ => return None,
+    };
+    let rest = key.get(2..)?;
+    let split = rest.len().checked_sub(9)?;
+    if rest[split] != 0 {
+        return None;
+    }
+    let id = std::str::from_utf8(&rest[..split]).ok()?;
+    let version = u64::from_be_bytes(rest[split + 1..].try_into().ok()?);
+    Some(stream(kind, id, version))
+}
+
 pub(crate) fn command(command_id: &Uuid) -> Vec<u8> {
     with(KeyKind::Command, &[command_id.as_bytes()])
 }
 
-pub(crate) fn meta(name: &str) -> Vec<u8> {
+/// A head record's key in the `log` tree (`head_position`, `head_hash`).
+pub(crate) fn head(name: &str) -> Vec<u8> {
     with(KeyKind::Meta, &[name.as_bytes()])
+}
+
+/// A command record's expiry entry: when it was recorded, then its id.
+pub(crate) fn command_expiry(recorded_at: &Timestamp, command_id: &Uuid) -> Vec<u8> {
+    with(
+        KeyKind::CommandExpiry,
+        &[&sortable_millis(recorded_at), command_id.as_bytes()],
+    )
+}
+
+/// The first expiry key at or after `time`: records recorded before it
+/// sort before this key.
+pub(crate) fn command_expiry_until(time: &Timestamp) -> Vec<u8> {
+    with(KeyKind::CommandExpiry, &[&sortable_millis(time)])
 }
 
 pub(crate) fn claim_view(claim_id: &Uuid) -> Vec<u8> {

@@ -1,15 +1,20 @@
 //! The durable event log of the CPOR claim service, on sled 0.34.
 //!
-//! One sled tree holds the events (CloudEvents with their hash chain), the
-//! per-aggregate stream index, the idempotency records of accepted commands,
-//! and every projection the queries read. A command's events, its record and
-//! the projection updates go into one `sled::Batch`, applied atomically; the
-//! caller then awaits [`LogReader::flush`] before acknowledging anything.
+//! One sled tree per kind of record (`keys`, store layout 2): `log` holds
+//! the events (CloudEvents with their hash chain), the idempotency records
+//! of accepted commands and the head; `stream` the per-aggregate index;
+//! `views` every projection the queries read; `meta` and `checkpoints` the
+//! rest. A group commit's events, records and head go into one
+//! `sled::Batch` on `log`, applied atomically; the derived trees follow,
+//! each with a marker of the position it reflects. The caller then awaits
+//! [`LogReader::flush`] before acknowledging anything.
 //!
 //! Architecture invariant: this is the only crate that names sled.
 //!
 //! Layout:
-//! - `keys`: the key space (one kind byte per table, big-endian integers).
+//! - `keys`: the trees and their key spaces (big-endian integers).
+//! - `record`: command records (postcard) and their expiry.
+//! - `migrate`: upgrading an older store layout in place.
 //! - `envelope`: the CloudEvent form, sealing into the hash chain, decoding.
 //! - `projection`: the read models written beside the events.
 //! - `startup`: the start-up checks (also run by `cpor verify --data-dir`).
@@ -21,14 +26,15 @@
 pub mod checkpoint;
 pub mod envelope;
 mod keys;
+mod migrate;
 mod projection;
 mod query;
+mod record;
 pub mod startup;
 
 use std::path::Path;
 
-use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde::Deserialize;
 use uuid::Uuid;
 
 use cpor_domain::event::{AggregateId, Event};
@@ -36,6 +42,7 @@ use cpor_domain::state::State;
 use cpor_domain::types::Timestamp;
 
 pub use envelope::{DecodedEvent, EventMeta};
+pub use migrate::{migrate, MigrateReport, LAYOUT_VERSION};
 pub use projection::{
     rebuild_projections, repair_projections, RebuildReport, REBUILD_BATCH_EVENTS,
     REBUILD_DIFFERENCES_LISTED, REPAIR_BATCH_ENTRIES,
@@ -44,6 +51,7 @@ pub use query::{
     ClaimFilter, Page, CASES_LIST_MAX, COMMENTS_MAX, LIST_LIMIT_DEFAULT, LIST_LIMIT_MAX,
     LIST_SCAN_MAX,
 };
+pub use record::{Accepted, CommandRecord};
 
 use keys::KeyKind;
 
@@ -93,14 +101,6 @@ pub struct Head {
     pub hash: String,
 }
 
-/// What an accepted command leaves for a repeat of it: the body's
-/// fingerprint (to tell a retry from a reuse) and the first reply.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct CommandRecord {
-    pub fingerprint: String,
-    pub reply: Value,
-}
-
 /// Read access to the log and projections. Cheap to clone; reads never wait
 /// on the writer (sled readers are lock-free).
 #[derive(Clone)]
@@ -126,7 +126,17 @@ pub struct LogReader {
 #[derive(Clone)]
 struct Store {
     db: sled::Db,
-    tree: sled::Tree,
+    /// Events, command records and the head: the synchronous write
+    /// (`keys::TREE_LOG`).
+    log: sled::Tree,
+    /// The stream index, derived from the events (`keys::TREE_STREAM`).
+    stream: sled::Tree,
+    /// The projections, derived from the events (`keys::TREE_VIEWS`).
+    views: sled::Tree,
+    /// Operational values (`keys::TREE_META`).
+    meta: sled::Tree,
+    /// Signed checkpoints (`keys::TREE_CHECKPOINTS`).
+    checkpoints: sled::Tree,
 }
 
 /// The single writer. Owns the head of the chain.
@@ -152,9 +162,9 @@ pub enum IdSource {
 /// The namespace of [`IdSource::Seeded`] ids.
 const SEEDED_ID_NAMESPACE: Uuid = Uuid::from_u128(0x6d2a_61c4_3f1e_4b8e_9a57_c0de_5eed_1d5a);
 
-pub(crate) fn meta_u64(tree: &sled::Tree, name: &str) -> Result<Option<u64>, LogError> {
+pub(crate) fn u64_at(tree: &sled::Tree, key: &[u8]) -> Result<Option<u64>, LogError> {
     Ok(tree
-        .get(keys::meta(name))?
+        .get(key)?
         .and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok())
         .map(u64::from_be_bytes))
 }
@@ -225,6 +235,9 @@ impl Log {
         Appender {
             batch: sled::Batch::default(),
             base: self.head.position,
+            stream: sled::Batch::default(),
+            views: sled::Batch::default(),
+            meta: sled::Batch::default(),
             head: self.head.clone(),
             projection: projection::ProjectionWriter::default(),
             dirty: false,
@@ -235,6 +248,11 @@ impl Log {
     /// Writes the batch (not yet durable: await [`LogReader::flush`]).
     /// On error nothing of the batch is applied, but `state` has been
     /// evolved by the batch: the caller must reload it from the log.
+    ///
+    /// The log batch (events, command records, head) is applied first, in
+    /// one atomic `apply_batch`; then the derived trees' batches, each with
+    /// its marker. A stop between them leaves a derived tree behind the
+    /// head, which start-up sees by its marker and rebuilds.
     pub fn commit(&mut self, mut appender: Appender, state: &State) -> Result<Head, LogError> {
         // Invariant (a bug if broken, so it stops the writer rather than
         // write): a batch extends the head it began from. Two appenders in
@@ -244,26 +262,36 @@ impl Log {
             appender.base, self.head.position,
             "a batch commits onto the head it began from"
         );
-        appender.projection.finish(&mut appender.batch, state);
-        appender.batch.insert(
-            keys::meta("head_position"),
-            &appender.head.position.to_be_bytes(),
-        );
+        appender.projection.finish(&mut appender.views, state);
+        let through = appender.head.position.to_be_bytes();
+        appender.batch.insert(keys::head("head_position"), &through);
         appender
             .batch
-            .insert(keys::meta("head_hash"), appender.head.hash.as_bytes());
-        self.reader.tree()?.apply_batch(appender.batch)?;
+            .insert(keys::head("head_hash"), appender.head.hash.as_bytes());
+        appender.stream.insert(keys::DERIVED_THROUGH, &through);
+        appender.views.insert(keys::DERIVED_THROUGH, &through);
+        self.reader.log()?.apply_batch(appender.batch)?;
         self.head = appender.head;
+        self.reader.stream()?.apply_batch(appender.stream)?;
+        self.reader.views()?.apply_batch(appender.views)?;
+        self.reader.meta()?.apply_batch(appender.meta)?;
         Ok(self.head.clone())
     }
 }
 
 /// Accumulates the events and records of one group commit.
 pub struct Appender {
+    /// The `log` tree's batch: events, command records, head.
     batch: sled::Batch,
     /// The log's head position when the batch began: the batch's events
     /// follow it, so [`Log::commit`] checks the log is still there.
     base: u64,
+    /// The `stream` tree's batch.
+    stream: sled::Batch,
+    /// The `views` tree's batch (projections).
+    views: sled::Batch,
+    /// The `meta` tree's batch.
+    meta: sled::Batch,
     head: Head,
     projection: projection::ProjectionWriter,
     /// Whether anything was added: an empty batch is not written.
@@ -335,26 +363,60 @@ impl Appender {
         let cloud_event = envelope::to_cloud_event(event, &meta);
         let (bytes, hash) = envelope::seal(cloud_event, &self.head.hash)?;
         self.batch.insert(keys::event(position), bytes);
-        self.batch.insert(
+        self.stream.insert(
             keys::stream(aggregate.kind, &aggregate.id, stream_version),
             &position.to_be_bytes(),
         );
         self.projection
-            .after(&mut self.batch, event, position, time);
+            .after(&mut self.views, event, position, time);
         self.head = Head { position, hash };
         Ok(position)
     }
 
+    /// Records an accepted command (for idempotent repeats) in the same
+    /// atomic batch as its events, with its entry in the expiry index.
     pub fn record_command(&mut self, command_id: &Uuid, record: &CommandRecord) {
-        let bytes = serde_json::to_vec(record).expect("command records serialize");
         self.dirty = true;
-        self.batch.insert(keys::command(command_id), bytes);
+        self.batch
+            .insert(keys::command(command_id), record.to_bytes());
+        self.batch
+            .insert(keys::command_expiry(&record.recorded_at, command_id), &[]);
     }
 
-    /// Stores a small operational value in the same atomic batch.
+    /// Removes, in this batch, the records of commands recorded before
+    /// `before` (at most `max`, oldest first): a repeat of such a command
+    /// is then decided anew. The contract asks to remember command ids at
+    /// least 7 days (§5); the engine passes its clock minus its retention.
+    /// Returns how many were removed.
+    pub fn expire_commands(
+        &mut self,
+        reader: &LogReader,
+        before: &Timestamp,
+        max: usize,
+    ) -> Result<usize, LogError> {
+        let start = keys::prefix(KeyKind::CommandExpiry).to_vec();
+        let end = keys::command_expiry_until(before);
+        let mut removed = 0;
+        for entry in reader.log()?.range(start..end).take(max) {
+            let (key, _) = entry?;
+            let id = key
+                .get(key.len().saturating_sub(16)..)
+                .and_then(|b| Uuid::from_slice(b).ok())
+                .ok_or_else(|| LogError::Corrupt("bad command expiry key".into()))?;
+            self.batch.remove(key);
+            self.batch.remove(keys::command(&id));
+            removed += 1;
+        }
+        if removed > 0 {
+            self.dirty = true;
+        }
+        Ok(removed)
+    }
+
+    /// Stores a small operational value, written with the batch.
     pub fn set_meta_u64(&mut self, name: &str, value: u64) {
         self.dirty = true;
-        self.batch.insert(keys::meta(name), &value.to_be_bytes());
+        self.meta.insert(name.as_bytes(), &value.to_be_bytes());
     }
 
     pub fn head(&self) -> &Head {
@@ -403,8 +465,14 @@ fn open_store(dir: &Path, cache_bytes: u64) -> Result<Store, LogError> {
             }
             _ => LogError::from(e),
         })?;
-    let tree = db.open_tree("cpor")?;
-    Ok(Store { db, tree })
+    Ok(Store {
+        log: db.open_tree(keys::TREE_LOG)?,
+        stream: db.open_tree(keys::TREE_STREAM)?,
+        views: db.open_tree(keys::TREE_VIEWS)?,
+        meta: db.open_tree(keys::TREE_META)?,
+        checkpoints: db.open_tree(keys::TREE_CHECKPOINTS)?,
+        db,
+    })
 }
 
 /// Removes the snapshot files sled 0.34 left unfinished in `dir`.
@@ -441,7 +509,16 @@ impl LogReader {
 
     /// Opens with a given page cache: a one-off reader of a whole log (the
     /// audit tools) gains from a larger one than the service keeps.
+    ///
+    /// A data dir of an older store layout is upgraded in place first
+    /// (see [`migrate`]).
     pub fn open_with_cache(dir: &Path, cache_bytes: u64) -> Result<LogReader, LogError> {
+        let reader = LogReader::open_unmigrated(dir, cache_bytes)?;
+        migrate::upgrade_if_needed(&reader)?;
+        Ok(reader)
+    }
+
+    fn open_unmigrated(dir: &Path, cache_bytes: u64) -> Result<LogReader, LogError> {
         Ok(LogReader {
             store: std::sync::Arc::new(std::sync::RwLock::new(Some(open_store(dir, cache_bytes)?))),
             dir: std::sync::Arc::new(dir.to_path_buf()),
@@ -459,8 +536,34 @@ impl LogReader {
             .ok_or(LogError::Closed)
     }
 
-    pub(crate) fn tree(&self) -> Result<sled::Tree, LogError> {
-        Ok(self.store()?.tree)
+    /// The sled store itself (tree names, dropping a tree: the migration).
+    pub(crate) fn db(&self) -> Result<sled::Db, LogError> {
+        Ok(self.store()?.db)
+    }
+
+    /// Events, command records and the head.
+    pub(crate) fn log(&self) -> Result<sled::Tree, LogError> {
+        Ok(self.store()?.log)
+    }
+
+    /// The stream index.
+    pub(crate) fn stream(&self) -> Result<sled::Tree, LogError> {
+        Ok(self.store()?.stream)
+    }
+
+    /// The projections.
+    pub(crate) fn views(&self) -> Result<sled::Tree, LogError> {
+        Ok(self.store()?.views)
+    }
+
+    /// Operational values.
+    pub(crate) fn meta(&self) -> Result<sled::Tree, LogError> {
+        Ok(self.store()?.meta)
+    }
+
+    /// Signed checkpoints.
+    pub(crate) fn checkpoint_tree(&self) -> Result<sled::Tree, LogError> {
+        Ok(self.store()?.checkpoints)
     }
 
     /// Closes the store for every clone of this reader: reads and writes
@@ -564,7 +667,7 @@ impl LogReader {
 
     /// The last event written, per the data itself (not the meta record).
     pub fn last_position(&self) -> Result<u64, LogError> {
-        let mut range = self.tree()?.range(
+        let mut range = self.log()?.range(
             keys::prefix(KeyKind::Event).to_vec()..keys::prefix_end(&keys::prefix(KeyKind::Event)),
         );
         match range.next_back() {
@@ -585,7 +688,7 @@ impl LogReader {
     }
 
     pub fn event_bytes(&self, position: u64) -> Result<Option<sled::IVec>, LogError> {
-        Ok(self.tree()?.get(keys::event(position))?)
+        Ok(self.log()?.get(keys::event(position))?)
     }
 
     /// Streams stored events from `position` on, in log order, as
@@ -597,7 +700,7 @@ impl LogReader {
     ) -> impl Iterator<Item = Result<(u64, Vec<u8>), LogError>> + '_ {
         let start = keys::event(position.max(1));
         let end = keys::prefix_end(&keys::prefix(KeyKind::Event));
-        let (range, closed) = match self.tree() {
+        let (range, closed) = match self.log() {
             Ok(tree) => (Some(tree.range(start..end)), None),
             Err(error) => (None, Some(Err(error))),
         };
@@ -635,18 +738,16 @@ impl LogReader {
 
     /// The idempotency record of an accepted command.
     pub fn command_record(&self, command_id: &Uuid) -> Result<Option<CommandRecord>, LogError> {
-        match self.tree()?.get(keys::command(command_id))? {
+        match self.log()?.get(keys::command(command_id))? {
             None => Ok(None),
-            Some(bytes) => serde_json::from_slice(&bytes)
-                .map(Some)
-                .map_err(|e| LogError::Corrupt(format!("command record {command_id}: {e}"))),
+            Some(bytes) => CommandRecord::from_bytes(&bytes, command_id).map(Some),
         }
     }
 
     /// Positions of one aggregate's events, in version order.
     pub fn stream_positions(&self, aggregate: &AggregateId) -> Result<Vec<u64>, LogError> {
         let prefix = keys::stream_prefix(aggregate.kind, &aggregate.id);
-        self.tree()?
+        self.stream()?
             .scan_prefix(prefix)
             .map(|entry| {
                 let (_, value) = entry?;
@@ -658,23 +759,54 @@ impl LogReader {
     }
 
     pub fn get_meta_u64(&self, name: &str) -> Result<Option<u64>, LogError> {
-        meta_u64(&self.tree()?, name)
+        u64_at(&self.meta()?, name.as_bytes())
     }
 
     /// Operational values outside the batch path (the relay's progress).
     pub fn put_meta_u64(&self, name: &str, value: u64) -> Result<(), LogError> {
-        self.tree()?
-            .insert(keys::meta(name), &value.to_be_bytes())?;
+        self.meta()?.insert(name, &value.to_be_bytes())?;
         Ok(())
     }
 
     pub fn get_meta_bytes(&self, name: &str) -> Result<Option<Vec<u8>>, LogError> {
-        Ok(self.tree()?.get(keys::meta(name))?.map(|v| v.to_vec()))
+        Ok(self.meta()?.get(name)?.map(|v| v.to_vec()))
     }
 
     pub fn put_meta_bytes(&self, name: &str, value: &[u8]) -> Result<(), LogError> {
-        self.tree()?.insert(keys::meta(name), value)?;
+        self.meta()?.insert(name, value)?;
         Ok(())
+    }
+
+    /// Command records stored (the idempotency memory's size).
+    pub fn command_records(&self) -> Result<usize, LogError> {
+        Ok(self
+            .log()?
+            .scan_prefix(keys::prefix(KeyKind::Command))
+            .count())
+    }
+
+    /// The position a derived tree reflects (its marker), 0 when it has none.
+    fn derived_through(tree: &sled::Tree) -> Result<u64, LogError> {
+        Ok(u64_at(tree, keys::DERIVED_THROUGH)?.unwrap_or(0))
+    }
+
+    /// Rebuilds the stream index and the projections from the log when
+    /// their markers are not at `head` (a stop between the log batch and
+    /// theirs, see [`Log::commit`]). Returns whether it rebuilt.
+    pub fn catch_up_derived(&self, head: &Head) -> Result<bool, LogError> {
+        let stream = LogReader::derived_through(&self.stream()?)?;
+        let views = LogReader::derived_through(&self.views()?)?;
+        if stream == head.position && views == head.position {
+            return Ok(false);
+        }
+        tracing::warn!(
+            head = head.position,
+            stream,
+            views,
+            "the stream index or the projections are not at the head; rewriting them from the log"
+        );
+        repair_projections(self, |_| {})?;
+        Ok(true)
     }
 }
 

@@ -202,7 +202,7 @@ fn fold_and_compare_comments(
             comments_recomputed += 1;
             let key = keys::comment(&claim_id, position);
             let expected = serde_json::to_vec(&comment).expect("comments serialize");
-            match reader.tree()?.get(&key)? {
+            match reader.views()?.get(&key)? {
                 Some(stored) if stored.as_ref() == expected.as_slice() => {}
                 Some(stored) => report.note(format!(
                     "Comment {}: stored {} != rebuilt {}",
@@ -226,7 +226,7 @@ fn fold_and_compare_comments(
     report.cases = state.cases.len() as u64;
     report.entries += comments_recomputed;
     let comments_stored = reader
-        .tree()?
+        .views()?
         .scan_prefix(keys::prefix(KeyKind::Comment))
         .count() as u64;
     if comments_stored > comments_recomputed {
@@ -252,12 +252,12 @@ fn compare_views(
         let view = serde_json::to_vec(&ClaimView::of(claim)).expect("views serialize");
         (keys::claim_view(&claim.claim_id), view)
     });
-    compare_kind(&reader.tree()?, KeyKind::ClaimView, claim_views, report)?;
+    compare_kind(&reader.views()?, KeyKind::ClaimView, claim_views, report)?;
     let case_views = state.cases.values().map(|case| {
         let view = serde_json::to_vec(&CaseView::of(case)).expect("views serialize");
         (keys::case_view(&case.case_id), view)
     });
-    compare_kind(&reader.tree()?, KeyKind::CaseView, case_views, report)?;
+    compare_kind(&reader.views()?, KeyKind::CaseView, case_views, report)?;
 
     Ok(())
 }
@@ -268,7 +268,7 @@ fn compare_indexes(
     state: &State,
     report: &mut RebuildReport,
 ) -> Result<(), LogError> {
-    let tree = reader.tree()?;
+    let tree = reader.views()?;
     // Indexes: small entries, generated then sorted into key order.
     let sorted = |mut entries: Vec<(Vec<u8>, Vec<u8>)>| {
         entries.sort_unstable_by(|a, b| a.0.cmp(&b.0));
@@ -395,60 +395,73 @@ fn hex(bytes: &[u8]) -> String {
 pub const REPAIR_BATCH_ENTRIES: usize = 10_000;
 
 /// The recovery path for damaged projections: deletes every stored
-/// projection entry and writes them again from the log alone, through the
-/// same code the writer uses, then flushes. The events are not touched.
+/// projection entry and stream index entry and writes them again from the
+/// log alone, through the same code the writer uses, then flushes. The
+/// events are not touched.
 /// If it is interrupted, run it again before serving from the data dir.
 pub fn repair_projections(
     reader: &LogReader,
     mut progress: impl FnMut(u64),
 ) -> Result<RebuildReport, LogError> {
-    const KINDS: [KeyKind; 8] = [
-        KeyKind::ClaimView,
-        KeyKind::Comment,
-        KeyKind::CaseView,
-        KeyKind::ClaimOrder,
-        KeyKind::CaseOrder,
-        KeyKind::Deadline,
-        KeyKind::PartnerClaims,
-        KeyKind::TenantClaims,
-    ];
-    for kind in KINDS {
-        let mut batch = sled::Batch::default();
-        let mut in_batch = 0;
-        for entry in reader.tree()?.scan_prefix(keys::prefix(kind)) {
-            batch.remove(entry?.0);
-            in_batch += 1;
-            if in_batch == REPAIR_BATCH_ENTRIES {
-                reader.tree()?.apply_batch(std::mem::take(&mut batch))?;
-                in_batch = 0;
-            }
-        }
-        reader.tree()?.apply_batch(batch)?;
-    }
+    clear_derived(reader)?;
     let mut state = State::new();
     let mut writer = ProjectionWriter::default();
-    let mut batch = sled::Batch::default();
+    let mut views = sled::Batch::default();
+    let mut stream = sled::Batch::default();
     let mut report = RebuildReport::default();
+    let mut last = 0;
     for entry in reader.events_from(1) {
         let (position, bytes) = entry?;
+        last = position;
         let decoded = envelope::decode(&bytes)?;
         writer.before(&state, &decoded.event);
-        state
+        let version = state
             .evolve(&decoded.event, decoded.time)
             .map_err(|e| LogError::Corrupt(format!("position {position}: {e}")))?;
-        writer.after(&mut batch, &decoded.event, position, decoded.time);
+        let aggregate = decoded.event.data.aggregate();
+        stream.insert(
+            keys::stream(aggregate.kind, &aggregate.id, version),
+            &position.to_be_bytes(),
+        );
+        writer.after(&mut views, &decoded.event, position, decoded.time);
         report.events += 1;
         if report.events.is_multiple_of(REBUILD_BATCH_EVENTS as u64) {
-            writer.finish(&mut batch, &state);
-            reader.tree()?.apply_batch(std::mem::take(&mut batch))?;
+            writer.finish(&mut views, &state);
+            reader.views()?.apply_batch(std::mem::take(&mut views))?;
+            reader.stream()?.apply_batch(std::mem::take(&mut stream))?;
             progress(report.events);
         }
     }
-    writer.finish(&mut batch, &state);
-    reader.tree()?.apply_batch(batch)?;
+    writer.finish(&mut views, &state);
+    // The markers last: an interrupted repair leaves them at 0, so the
+    // next start repairs again.
+    let through = last.to_be_bytes();
+    views.insert(keys::DERIVED_THROUGH, &through);
+    stream.insert(keys::DERIVED_THROUGH, &through);
+    reader.views()?.apply_batch(views)?;
+    reader.stream()?.apply_batch(stream)?;
     reader.flush_blocking()?;
     progress(report.events);
     report.claims = state.claims.len() as u64;
     report.cases = state.cases.len() as u64;
     Ok(report)
+}
+
+/// Empties the derived trees (stream index, projections), markers first.
+fn clear_derived(reader: &LogReader) -> Result<(), LogError> {
+    for tree in [&reader.views()?, &reader.stream()?] {
+        tree.remove(keys::DERIVED_THROUGH)?;
+        let mut batch = sled::Batch::default();
+        let mut in_batch = 0;
+        for entry in tree.iter() {
+            batch.remove(entry?.0);
+            in_batch += 1;
+            if in_batch == REPAIR_BATCH_ENTRIES {
+                tree.apply_batch(std::mem::take(&mut batch))?;
+                in_batch = 0;
+            }
+        }
+        tree.apply_batch(batch)?;
+    }
+    Ok(())
 }

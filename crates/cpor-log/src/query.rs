@@ -90,7 +90,7 @@ fn parse_json(bytes: &[u8], what: &str) -> Result<Value, LogError> {
 
 impl LogReader {
     pub fn claim_view(&self, claim_id: &Uuid) -> Result<Option<Value>, LogError> {
-        self.tree()?
+        self.views()?
             .get(keys::claim_view(claim_id))?
             .map(|bytes| parse_json(&bytes, "claim view"))
             .transpose()
@@ -125,6 +125,7 @@ impl LogReader {
     /// [`LIST_SCAN_MAX`] entries.
     fn page(
         &self,
+        tree: sled::Tree,
         prefix: &[u8],
         after: Option<u64>,
         limit: usize,
@@ -139,11 +140,7 @@ impl LogReader {
         };
         let mut items = Vec::new();
         let mut last = None;
-        for (scanned, entry) in self
-            .tree()?
-            .range(start..keys::prefix_end(prefix))
-            .enumerate()
-        {
+        for (scanned, entry) in tree.range(start..keys::prefix_end(prefix)).enumerate() {
             let (key, value) = entry?;
             if items.len() == limit || scanned == LIST_SCAN_MAX {
                 // Entries are left: resume after the last one examined.
@@ -167,9 +164,13 @@ impl LogReader {
         after: Option<u64>,
         limit: usize,
     ) -> Result<Page, LogError> {
-        self.page(&keys::comments_prefix(claim_id), after, limit, |bytes| {
-            parse_json(bytes, "comment").map(Some)
-        })
+        self.page(
+            self.views()?,
+            &keys::comments_prefix(claim_id),
+            after,
+            limit,
+            |bytes| parse_json(bytes, "comment").map(Some),
+        )
     }
 
     /// An aggregate's events (CloudEvents) in version order, after stream
@@ -181,7 +182,7 @@ impl LogReader {
         limit: usize,
     ) -> Result<Page, LogError> {
         let prefix = keys::stream_prefix(aggregate.kind, &aggregate.id);
-        self.page(&prefix, after, limit, |position| {
+        self.page(self.stream()?, &prefix, after, limit, |position| {
             let position = <[u8; 8]>::try_from(position)
                 .map(u64::from_be_bytes)
                 .map_err(|_| LogError::Corrupt("bad stream entry".into()))?;
@@ -193,7 +194,7 @@ impl LogReader {
     }
 
     pub fn case_view(&self, case_id: &Uuid) -> Result<Option<Value>, LogError> {
-        self.tree()?
+        self.views()?
             .get(keys::case_view(case_id))?
             .map(|bytes| parse_json(&bytes, "case view"))
             .transpose()
@@ -207,13 +208,19 @@ impl LogReader {
         after: Option<u64>,
         limit: usize,
     ) -> Result<Page, LogError> {
-        self.page(&keys::prefix(KeyKind::CaseOrder), after, limit, |id| {
-            let id = Uuid::from_slice(id)
-                .map_err(|_| LogError::Corrupt("bad case order entry".into()))?;
-            Ok(self.case_view(&id)?.filter(|view| {
-                status.is_none_or(|s| view.get("status").and_then(Value::as_str) == Some(s))
-            }))
-        })
+        self.page(
+            self.views()?,
+            &keys::prefix(KeyKind::CaseOrder),
+            after,
+            limit,
+            |id| {
+                let id = Uuid::from_slice(id)
+                    .map_err(|_| LogError::Corrupt("bad case order entry".into()))?;
+                Ok(self.case_view(&id)?.filter(|view| {
+                    status.is_none_or(|s| view.get("status").and_then(Value::as_str) == Some(s))
+                }))
+            },
+        )
     }
 
     /// Claims in submission order, filtered, after claim sequence number
@@ -229,7 +236,7 @@ impl LogReader {
             (None, Some(tenant_id)) => keys::tenant_claims_prefix(tenant_id),
             (None, None) => keys::prefix(KeyKind::ClaimOrder).to_vec(),
         };
-        self.page(&prefix, after, limit, |id| {
+        self.page(self.views()?, &prefix, after, limit, |id| {
             let id = Uuid::from_slice(id)
                 .map_err(|_| LogError::Corrupt("bad claim index entry".into()))?;
             match self.claim_view(&id)? {

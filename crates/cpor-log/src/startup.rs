@@ -22,7 +22,7 @@ use cpor_domain::state::State;
 
 use crate::keys::{self, KeyKind};
 use crate::{
-    causation_of, meta_u64, repair_projections, CommandRecord, Head, LogError, LogReader,
+    causation_of, repair_projections, u64_at, CommandRecord, Head, LogError, LogReader,
     TAIL_CHECK_EVENTS,
 };
 
@@ -56,6 +56,9 @@ pub fn run(reader: &LogReader) -> Result<Startup, LogError> {
     }
     let head = check_tail(reader)?;
     check_published(reader, &head)?;
+    if reader.catch_up_derived(&head)? {
+        actions.push("rewrote the stream index and the projections, behind the log".into());
+    }
     let state = reader.fold_state(None)?;
     Ok(Startup {
         head,
@@ -96,14 +99,13 @@ pub fn check_published(reader: &LogReader, head: &Head) -> Result<(), LogError> 
 /// when they disagree.
 pub fn reconcile_head(reader: &LogReader) -> Result<Option<String>, LogError> {
     let last = reader.last_position()?;
-    let recorded = meta_u64(&reader.tree()?, "head_position")?.unwrap_or(0);
+    let recorded = u64_at(&reader.log()?, &keys::head("head_position"))?.unwrap_or(0);
     if recorded == last {
         return Ok(None);
     }
     let keep = whole_batches_end(reader, recorded.min(last))?;
     let (batch, cut_events, cut_records) = cut_after(reader, keep)?;
-    let tree = reader.tree()?;
-    tree.apply_batch(batch)?;
+    reader.log()?.apply_batch(batch)?;
     reader.flush_blocking()?;
     repair_projections(reader, |_| {})?;
     reader.flush_blocking()?;
@@ -128,12 +130,11 @@ fn whole_batches_end(reader: &LogReader, keep: u64) -> Result<u64, LogError> {
     let Some(id) = causation_of(&last_kept) else {
         return Ok(keep);
     };
-    let listed = reader.command_record(&id).ok().flatten().and_then(|r| {
-        r.reply
-            .get("events")
-            .and_then(Value::as_array)
-            .map(Vec::len)
-    });
+    let listed = reader
+        .command_record(&id)
+        .ok()
+        .flatten()
+        .map(|r| r.reply.events.len());
     let mut first = keep;
     while first > 1
         && reader
@@ -174,23 +175,14 @@ fn cut_after(reader: &LogReader, keep: u64) -> Result<(sled::Batch, u64, u64), L
         }
     }
     let cut_records = cut_command_records(reader, &mut batch, &cut_commands, &kept_commands)?;
-    // Stream index entries pointing past what is kept.
-    for entry in reader.tree()?.scan_prefix(keys::prefix(KeyKind::Stream)) {
-        let (key, value) = entry?;
-        let position = <[u8; 8]>::try_from(value.as_ref())
-            .map(u64::from_be_bytes)
-            .unwrap_or(u64::MAX);
-        if position > keep {
-            batch.remove(key);
-        }
-    }
+    // The stream index is derived: rewritten with the projections.
     let hash = if keep == 0 {
         String::new()
     } else {
         reader.decoded_at(keep)?.hash
     };
-    batch.insert(keys::meta("head_position"), &keep.to_be_bytes());
-    batch.insert(keys::meta("head_hash"), hash.as_bytes());
+    batch.insert(keys::head("head_position"), &keep.to_be_bytes());
+    batch.insert(keys::head("head_hash"), hash.as_bytes());
     Ok((batch, cut_events, cut_records))
 }
 
@@ -204,21 +196,17 @@ fn cut_command_records(
     kept_commands: &HashSet<Uuid>,
 ) -> Result<u64, LogError> {
     let mut cut_records = 0u64;
-    for entry in reader.tree()?.scan_prefix(keys::prefix(KeyKind::Command)) {
+    for entry in reader.log()?.scan_prefix(keys::prefix(KeyKind::Command)) {
         let (key, value) = entry?;
         let Some(id) = Uuid::from_slice(&key[1..]).ok() else {
             continue;
         };
-        let wrote_events = serde_json::from_slice::<CommandRecord>(&value)
-            .ok()
-            .and_then(|r| {
-                r.reply
-                    .get("events")
-                    .and_then(Value::as_array)
-                    .map(|e| !e.is_empty())
-            })
-            .unwrap_or(false);
+        let record = CommandRecord::from_bytes(&value, &id).ok();
+        let wrote_events = record.as_ref().is_some_and(|r| !r.reply.events.is_empty());
         if cut_commands.contains(&id) || (wrote_events && !kept_commands.contains(&id)) {
+            if let Some(record) = record {
+                batch.remove(keys::command_expiry(&record.recorded_at, &id));
+            }
             batch.remove(key);
             cut_records += 1;
         }
@@ -230,8 +218,8 @@ fn cut_command_records(
 /// with the last event, and the last [`TAIL_CHECK_EVENTS`] events chain.
 pub fn check_tail(reader: &LogReader) -> Result<Head, LogError> {
     let last = reader.last_position()?;
-    let tree = reader.tree()?;
-    let recorded = meta_u64(&tree, "head_position")?.unwrap_or(0);
+    let tree = reader.log()?;
+    let recorded = u64_at(&tree, &keys::head("head_position"))?.unwrap_or(0);
     if recorded != last {
         return Err(LogError::Corrupt(format!(
             "head record says position {recorded} but the last event is at {last}"
@@ -265,7 +253,7 @@ pub fn check_tail(reader: &LogReader) -> Result<Head, LogError> {
         previous_hash = stored;
     }
     let recorded_hash = tree
-        .get(keys::meta("head_hash"))?
+        .get(keys::head("head_hash"))?
         .map(|v| String::from_utf8_lossy(&v).to_string())
         .unwrap_or_default();
     if recorded_hash != previous_hash {

@@ -43,11 +43,22 @@ fn run(log: &mut Log, state: &mut State, actor: Actor, command: Command, now: &s
         &envelope.command_id,
         &CommandRecord {
             fingerprint: "f".into(),
-            reply: Value::Null,
+            recorded_at: at(now),
+            reply: accepted(decision.events.len()),
         },
     );
     log.commit(appender, state).unwrap();
     positions
+}
+
+/// A stored reply listing `events` events.
+fn accepted(events: usize) -> Accepted {
+    Accepted {
+        claim_id: None,
+        version: 1,
+        events: vec!["cpor.claim.CommentAdded".into(); events],
+        warnings: Vec::new(),
+    }
 }
 
 struct World {
@@ -236,7 +247,7 @@ fn rebuild_reports_a_damaged_projection() {
     let dir = tempfile::tempdir().unwrap();
     let (mut log, mut state) = Log::open(dir.path()).unwrap();
     let (_, c1, c2) = history(&mut log, &mut state);
-    let tree = &log.reader().tree().unwrap();
+    let tree = &log.reader().views().unwrap();
     tree.insert(keys::claim_view(&c1), b"{}".to_vec()).unwrap();
     let report = rebuild_projections(log.reader(), |_| {}).unwrap();
     assert_eq!(report.difference_count, 1);
@@ -454,7 +465,7 @@ fn a_damaged_tail_is_found_at_start_up() {
     let tampered = text.replace(r#""id":"cpor""#, r#""id":"cpoz""#);
     assert_ne!(tampered, text, "the tampering must change the event");
     log.reader()
-        .tree()
+        .log()
         .unwrap()
         .insert(keys::event(last), tampered.into_bytes())
         .unwrap();
@@ -487,14 +498,12 @@ fn a_head_record_that_disagrees_with_the_events_is_reconciled() {
         .count() as u64;
     let record = CommandRecord {
         fingerprint: "f".into(),
-        reply: serde_json::json!({"events": vec!["x"; events_of_command as usize]}),
+        recorded_at: at("2026-11-26T10:00:00Z"),
+        reply: accepted(events_of_command as usize),
     };
-    let tree = log.reader().tree().unwrap();
-    tree.insert(
-        keys::command(&command),
-        serde_json::to_vec(&record).unwrap(),
-    )
-    .unwrap();
+    let tree = log.reader().log().unwrap();
+    tree.insert(keys::command(&command), record.to_bytes())
+        .unwrap();
     tree.remove(keys::event(last)).unwrap();
     log.reader().flush_blocking().unwrap();
     drop(log);
@@ -527,7 +536,8 @@ fn command_records_round_trip() {
     let mut appender = log.begin();
     let record = CommandRecord {
         fingerprint: "abc".into(),
-        reply: serde_json::json!({"claim_id": null, "version": 1, "events": [], "warnings": []}),
+        recorded_at: at("2026-11-26T10:00:00Z"),
+        reply: accepted(0),
     };
     appender.record_command(&id, &record);
     log.commit(appender, &state).unwrap();
@@ -633,29 +643,27 @@ fn start_up_cuts_a_tail_the_head_record_does_not_cover() {
         );
         let after = log.head().position;
         assert!(after > before);
-        let tree = log.reader().tree().unwrap();
+        let tree = log.reader().log().unwrap();
         let cut_command = {
             let bytes = log.reader().event_bytes(after).unwrap().unwrap();
             causation_of(&bytes).unwrap()
         };
         if events_ahead {
             // The head record of the last batch is lost.
-            tree.insert(keys::meta("head_position"), &before.to_be_bytes())
+            tree.insert(keys::head("head_position"), &before.to_be_bytes())
                 .unwrap();
-            tree.insert(keys::meta("head_hash"), kept_head.hash.as_bytes())
+            tree.insert(keys::head("head_hash"), kept_head.hash.as_bytes())
                 .unwrap();
         } else {
             // The events of the last batch are lost, its head record and
             // its command record (as the engine writes it) kept.
             let record = CommandRecord {
                 fingerprint: "f".into(),
-                reply: serde_json::json!({"events": ["cpor.claim.comment_added"]}),
+                recorded_at: at("2026-11-26T10:00:00Z"),
+                reply: accepted(1),
             };
-            tree.insert(
-                keys::command(&cut_command),
-                serde_json::to_vec(&record).unwrap(),
-            )
-            .unwrap();
+            tree.insert(keys::command(&cut_command), record.to_bytes())
+                .unwrap();
             for position in before + 1..=after {
                 tree.remove(keys::event(position)).unwrap();
             }
@@ -727,9 +735,9 @@ fn start_up_checks_on_a_copy_report_the_cut_and_leave_the_data_dir() {
     let (mut log, mut state) = Log::open(dir.path()).unwrap();
     history(&mut log, &mut state);
     let head = log.head().clone();
-    let tree = log.reader().tree().unwrap();
+    let tree = log.reader().log().unwrap();
     tree.insert(
-        keys::meta("head_position"),
+        keys::head("head_position"),
         &(head.position - 1).to_be_bytes(),
     )
     .unwrap();
@@ -738,7 +746,12 @@ fn start_up_checks_on_a_copy_report_the_cut_and_leave_the_data_dir() {
     drop(log);
     let recorded = |dir: &std::path::Path| {
         let reader = LogReader::open_copy(dir, SLED_CACHE_BYTES).unwrap();
-        reader.get_meta_u64("head_position").unwrap()
+        reader
+            .log()
+            .unwrap()
+            .get(keys::head("head_position"))
+            .unwrap()
+            .map(|v| u64::from_be_bytes(v.as_ref().try_into().unwrap()))
     };
     let copy = LogReader::open_copy(dir.path(), SLED_CACHE_BYTES).unwrap();
     let startup = startup::run(&copy).unwrap();
@@ -754,4 +767,82 @@ fn start_up_checks_on_a_copy_report_the_cut_and_leave_the_data_dir() {
         Some(head.position - 1),
         "the data dir changed"
     );
+}
+
+/// Command records expire oldest first, at most `max` per batch, and only
+/// those recorded before the cut-off (contract §5 asks ≥ 7 days; the
+/// engine passes its clock minus its retention).
+#[test]
+fn command_records_expire_oldest_first_within_the_bound() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut log, state) = Log::open(dir.path()).unwrap();
+    let times = [
+        "2026-11-01T10:00:00Z",
+        "2026-11-02T10:00:00Z",
+        "2026-11-03T10:00:00Z",
+    ];
+    let ids: Vec<Uuid> = times.iter().map(|_| Uuid::new_v4()).collect();
+    let mut appender = log.begin();
+    for (id, time) in ids.iter().zip(times) {
+        let record = CommandRecord {
+            fingerprint: "ab".repeat(32),
+            recorded_at: at(time),
+            reply: accepted(1),
+        };
+        appender.record_command(id, &record);
+    }
+    log.commit(appender, &state).unwrap();
+    assert_eq!(log.reader().command_records().unwrap(), 3);
+
+    // Cut-off after the first two, bound one: only the oldest goes.
+    let reader = log.reader().clone();
+    let mut appender = log.begin();
+    let cut = at("2026-11-03T09:00:00Z");
+    assert_eq!(appender.expire_commands(&reader, &cut, 1).unwrap(), 1);
+    log.commit(appender, &state).unwrap();
+    assert!(log.reader().command_record(&ids[0]).unwrap().is_none());
+    assert!(log.reader().command_record(&ids[1]).unwrap().is_some());
+
+    // Again, unbounded: the second goes, the third (after the cut) stays.
+    let mut appender = log.begin();
+    assert_eq!(appender.expire_commands(&reader, &cut, 100).unwrap(), 1);
+    log.commit(appender, &state).unwrap();
+    assert!(log.reader().command_record(&ids[1]).unwrap().is_none());
+    assert!(log.reader().command_record(&ids[2]).unwrap().is_some());
+    let mut appender = log.begin();
+    assert_eq!(appender.expire_commands(&reader, &cut, 100).unwrap(), 0);
+    assert!(appender.is_empty(), "nothing expired, nothing to write");
+    assert_eq!(log.reader().command_records().unwrap(), 1);
+}
+
+/// A stop between the log batch and the derived trees' batches leaves
+/// them behind the head: start-up sees it by their markers and rewrites
+/// them from the log.
+#[test]
+fn derived_trees_behind_the_head_are_rewritten_at_start_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut log, mut state) = Log::open(dir.path()).unwrap();
+    let (_, c1, _) = history(&mut log, &mut state);
+    let head = log.head().position;
+    // As if the last batch's derived writes were lost: a marker behind,
+    // and its claim view missing.
+    let reader = log.reader().clone();
+    reader
+        .views()
+        .unwrap()
+        .insert(keys::DERIVED_THROUGH, &(head - 1).to_be_bytes())
+        .unwrap();
+    reader
+        .views()
+        .unwrap()
+        .remove(keys::claim_view(&c1))
+        .unwrap();
+    reader.flush_blocking().unwrap();
+    drop(reader);
+    drop(log);
+    let (log, _) = Log::open(dir.path()).unwrap();
+    assert!(log.reader().claim_view(&c1).unwrap().is_some());
+    let report = rebuild_projections(log.reader(), |_| {}).unwrap();
+    assert_eq!(report.difference_count, 0, "{:?}", report.differences);
+    assert!(!log.reader().catch_up_derived(log.head()).unwrap());
 }

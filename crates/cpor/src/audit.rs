@@ -137,6 +137,13 @@ pub(crate) struct RebuildArgs {
     repair: bool,
 }
 
+#[derive(Args)]
+pub(crate) struct MigrateArgs {
+    /// The data dir of a stopped service; upgraded in place.
+    #[arg(long, value_name = "DIR")]
+    data_dir: PathBuf,
+}
+
 /// The word for the current time wherever a tool takes a time.
 const NOW: &str = "now";
 
@@ -1106,6 +1113,33 @@ fn write_overdue(out: &mut String, report: &Value) {
 }
 
 // ---------------------------------------------------------------- rebuild
+
+/// `cpor migrate`: upgrades the data dir in place (events, hash chain and
+/// exports unchanged; see `cpor_log::migrate`).
+pub(crate) fn migrate(args: MigrateArgs) -> anyhow::Result<ExitCode> {
+    if !args.data_dir.join("db").is_file() {
+        anyhow::bail!("{} is not a data dir (no db file)", args.data_dir.display());
+    }
+    let report = cpor_log::migrate(&args.data_dir)
+        .with_context(|| format!("cannot upgrade {}", args.data_dir.display()))?;
+    match report {
+        None => println!(
+            "{} already has store layout {}: nothing to do",
+            args.data_dir.display(),
+            cpor_log::LAYOUT_VERSION
+        ),
+        Some(r) => println!(
+            "upgraded {} from store layout {} to {}: {} events, {} command records, {} other entries",
+            args.data_dir.display(),
+            r.from_layout,
+            cpor_log::LAYOUT_VERSION,
+            r.events,
+            r.command_records,
+            r.other_entries
+        ),
+    }
+    Ok(ExitCode::SUCCESS)
+}
 
 pub(crate) fn rebuild(args: RebuildArgs) -> anyhow::Result<ExitCode> {
     run(|| {

@@ -46,6 +46,11 @@ pub(crate) struct ServeArgs {
     /// first start; a given file must exist.
     #[arg(long, env = "CPOR_SIGNING_KEY", value_name = "FILE")]
     pub(crate) signing_key: Option<PathBuf>,
+    /// Remember command ids (their first reply) this many days after the
+    /// command: a repeat within it is answered `duplicate`, a later one is
+    /// decided anew. The contract asks for at least 7 (§5).
+    #[arg(long, env = "CPOR_COMMAND_RETENTION_DAYS", default_value_t = cpor_engine::COMMAND_RETENTION_DEFAULT.as_secs() / 86_400, value_parser = clap::value_parser!(u64).range(7..=36_500))]
+    pub(crate) command_retention_days: u64,
     /// Sign a checkpoint at least every N relayed events.
     #[arg(long, env = "CPOR_CHECKPOINT_EVERY_EVENTS", default_value_t = cpor_nats::relay::CHECKPOINT_EVERY_EVENTS, value_parser = clap::value_parser!(u64).range(1..))]
     pub(crate) checkpoint_every_events: u64,
@@ -115,6 +120,7 @@ pub(crate) struct Settings {
     pub(crate) signing_key: Option<PathBuf>,
     pub(crate) checkpoint_every_events: u64,
     pub(crate) checkpoint_every: std::time::Duration,
+    pub(crate) command_retention: std::time::Duration,
 }
 
 impl ServeArgs {
@@ -150,6 +156,7 @@ impl ServeArgs {
             signing_key: self.signing_key,
             checkpoint_every_events: self.checkpoint_every_events,
             checkpoint_every: std::time::Duration::from_secs(self.checkpoint_every_seconds),
+            command_retention: std::time::Duration::from_secs(self.command_retention_days * 86_400),
         })
     }
 }

@@ -54,6 +54,9 @@ enum Commands {
     Replay(audit::ReplayArgs),
     /// Recompute every projection from the log and compare with the stored ones.
     Rebuild(audit::RebuildArgs),
+    /// Upgrade a stopped service's data dir to this release's store layout
+    /// (`cpor serve` does the same at its first start).
+    Migrate(audit::MigrateArgs),
     /// Send one request to a running service and print the reply.
     Request(client::RequestArgs),
     /// Follow claim statuses (or events) from JetStream, like a dashboard.
@@ -95,6 +98,7 @@ fn main() -> ExitCode {
         Commands::History(args) => audit::history(args),
         Commands::Replay(args) => audit::replay(args),
         Commands::Rebuild(args) => audit::rebuild(args),
+        Commands::Migrate(args) => audit::migrate(args),
         Commands::Request(args) => client::request(args),
         Commands::Watch(args) => client::watch(args),
         Commands::Repair(args) => repair::repair(args),

@@ -185,6 +185,7 @@ async fn serve(settings: Settings, progress: &mut Progress) -> anyhow::Result<Ex
     let (engine, writer) = Engine::start(Options {
         accept_clock_jump: settings.accept_clock_jump,
         disk_free_min_bytes: settings.disk_free_min_bytes,
+        command_retention: settings.command_retention,
         ..Options::new(settings.data_dir.clone(), settings.calendar.clone(), clock)
     })
     .with_context(|| format!("cannot open the log in {}", settings.data_dir.display()))?;

@@ -1,0 +1,229 @@
+//! Upgrading a data dir in place from an older store layout.
+//!
+//! Layout 1 (releases up to December 2026) kept every kind of record in one
+//! sled tree, `cpor`, with JSON command records. Layout 2 (`keys`) has one
+//! tree per kind of record and compact command records. The first open of
+//! a layout 1 data dir upgrades it: every entry is copied into the layout 2
+//! trees (events, their keys and bytes unchanged, so the hash chain and
+//! every export stay byte-identical), the marker [`LAYOUT_VERSION`] is
+//! written and flushed, and only then is the old tree dropped.
+//!
+//! Crash safety: until the marker is durable the old tree is intact and the
+//! new trees are cleared and filled again at the next open; after it, the
+//! old tree is only dropped (again, if a stop came between).
+
+use std::path::Path;
+
+use cpor_domain::types::Timestamp;
+use uuid::Uuid;
+
+use crate::keys::{self, KeyKind};
+use crate::record::CommandRecord;
+use crate::{envelope, LogError, LogReader};
+
+/// The store layout this release writes (`keys`).
+pub const LAYOUT_VERSION: u64 = 2;
+/// The `meta` entry holding the layout version.
+const META_LAYOUT: &str = "layout_version";
+/// Entries copied per `apply_batch` while migrating.
+const MIGRATE_BATCH_ENTRIES: usize = 10_000;
+
+/// What an upgrade copied.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MigrateReport {
+    /// The layout the data dir had.
+    pub from_layout: u64,
+    pub events: u64,
+    pub command_records: u64,
+    /// Stream index, projection, meta and checkpoint entries.
+    pub other_entries: u64,
+}
+
+/// Upgrades the data dir `dir` to [`LAYOUT_VERSION`] if it has an older
+/// layout (`cpor migrate`; `cpor serve` and the tools do the same when they
+/// open it). `None` when there was nothing to do.
+///
+/// # Errors
+/// [`LogError::Locked`] when a running service holds it; [`LogError::Corrupt`]
+/// for an entry layout 1 cannot hold, or a layout newer than this release's.
+pub fn migrate(dir: &Path) -> Result<Option<MigrateReport>, LogError> {
+    let reader = LogReader::open_unmigrated(dir, crate::SLED_CACHE_BYTES_SCAN)?;
+    upgrade_if_needed(&reader)
+}
+
+/// Brings an opened store to [`LAYOUT_VERSION`]; see [`migrate`].
+pub(crate) fn upgrade_if_needed(reader: &LogReader) -> Result<Option<MigrateReport>, LogError> {
+    let layout = reader.get_meta_u64(META_LAYOUT)?;
+    if layout.is_some_and(|v| v > LAYOUT_VERSION) {
+        return Err(LogError::Corrupt(format!(
+            "the data dir has store layout {}, newer than this release's {LAYOUT_VERSION}: \
+             run the release that wrote it",
+            layout.unwrap_or_default()
+        )));
+    }
+    let db = reader.db()?;
+    let has_v1 = db
+        .tree_names()
+        .iter()
+        .any(|name| name.as_ref() == keys::TREE_V1.as_bytes());
+    if !has_v1 {
+        if layout.is_none() {
+            reader.put_meta_u64(META_LAYOUT, LAYOUT_VERSION)?;
+        }
+        return Ok(None);
+    }
+    let v1 = db.open_tree(keys::TREE_V1)?;
+    let report = if layout == Some(LAYOUT_VERSION) || v1.is_empty() {
+        // Copied before a stop (or nothing to copy): only the drop is left.
+        None
+    } else {
+        let report = copy_v1(reader, &v1)?;
+        reader.put_meta_u64(META_LAYOUT, LAYOUT_VERSION)?;
+        reader.flush_blocking()?;
+        tracing::info!(
+            ?report,
+            "upgraded the data dir to store layout {LAYOUT_VERSION}"
+        );
+        Some(report)
+    };
+    drop(v1);
+    db.drop_tree(keys::TREE_V1)?;
+    if layout.is_none() {
+        reader.put_meta_u64(META_LAYOUT, LAYOUT_VERSION)?;
+    }
+    reader.flush_blocking()?;
+    Ok(report)
+}
+
+/// The batches of one migration step, one per target tree.
+#[derive(Default)]
+struct Batches {
+    log: sled::Batch,
+    stream: sled::Batch,
+    views: sled::Batch,
+    meta: sled::Batch,
+    checkpoints: sled::Batch,
+    entries: usize,
+}
+
+impl Batches {
+    fn apply(&mut self, reader: &LogReader) -> Result<(), LogError> {
+        let batches = std::mem::take(self);
+        reader.log()?.apply_batch(batches.log)?;
+        reader.stream()?.apply_batch(batches.stream)?;
+        reader.views()?.apply_batch(batches.views)?;
+        reader.meta()?.apply_batch(batches.meta)?;
+        reader.checkpoint_tree()?.apply_batch(batches.checkpoints)?;
+        Ok(())
+    }
+}
+
+/// Copies every layout 1 entry into the layout 2 trees (cleared first: an
+/// earlier copy may have stopped half-way).
+fn copy_v1(reader: &LogReader, v1: &sled::Tree) -> Result<MigrateReport, LogError> {
+    for tree in [
+        reader.log()?,
+        reader.stream()?,
+        reader.views()?,
+        reader.meta()?,
+        reader.checkpoint_tree()?,
+    ] {
+        tree.clear()?;
+    }
+    let recorded_at = last_event_time(v1)?;
+    let mut report = MigrateReport {
+        from_layout: 1,
+        ..MigrateReport::default()
+    };
+    let mut batches = Batches::default();
+    for entry in v1.iter() {
+        let (key, value) = entry?;
+        route_v1_entry(&key, &value, recorded_at, &mut batches, &mut report)?;
+        batches.entries += 1;
+        if batches.entries == MIGRATE_BATCH_ENTRIES {
+            batches.apply(reader)?;
+        }
+    }
+    // The derived trees reflect the head layout 1 recorded; start-up checks
+    // it against the events like any other.
+    let head = v1
+        .get(keys::head("head_position"))?
+        .map(|v| v.to_vec())
+        .unwrap_or_else(|| 0u64.to_be_bytes().to_vec());
+    batches.stream.insert(keys::DERIVED_THROUGH, head.clone());
+    batches.views.insert(keys::DERIVED_THROUGH, head);
+    batches.apply(reader)?;
+    let copied = reader
+        .log()?
+        .scan_prefix(keys::prefix(KeyKind::Event))
+        .count() as u64;
+    if copied != report.events {
+        return Err(LogError::Corrupt(format!(
+            "migration copied {copied} events of {}",
+            report.events
+        )));
+    }
+    Ok(report)
+}
+
+/// Routes one layout 1 entry to its layout 2 tree and form.
+fn route_v1_entry(
+    key: &[u8],
+    value: &[u8],
+    recorded_at: Timestamp,
+    batches: &mut Batches,
+    report: &mut MigrateReport,
+) -> Result<(), LogError> {
+    let bad = || LogError::Corrupt(format!("layout 1 entry with an unknown key {key:02x?}"));
+    let kind = *key.first().ok_or_else(bad)?;
+    match kind {
+        k if k == KeyKind::Event as u8 => {
+            batches.log.insert(key, value);
+            report.events += 1;
+        }
+        k if k == KeyKind::Stream as u8 => {
+            let key = keys::stream_from_v1(key).ok_or_else(bad)?;
+            batches.stream.insert(key, value);
+            report.other_entries += 1;
+        }
+        k if k == KeyKind::Command as u8 => {
+            let id = Uuid::from_slice(&key[1..]).map_err(|_| bad())?;
+            let record = CommandRecord::from_v1_json(value, &id, recorded_at)?;
+            batches.log.insert(key, record.to_bytes());
+            batches
+                .log
+                .insert(keys::command_expiry(&record.recorded_at, &id), &[]);
+            report.command_records += 1;
+        }
+        k if k == KeyKind::Meta as u8 => {
+            let name = &key[1..];
+            if name == b"head_position" || name == b"head_hash" {
+                batches.log.insert(key, value);
+            } else {
+                batches.meta.insert(name, value);
+            }
+            report.other_entries += 1;
+        }
+        k if k == KeyKind::Checkpoint as u8 => {
+            batches.checkpoints.insert(&key[1..], value);
+            report.other_entries += 1;
+        }
+        0x10..=0x17 => {
+            batches.views.insert(key, value);
+            report.other_entries += 1;
+        }
+        _ => return Err(bad()),
+    }
+    Ok(())
+}
+
+/// The time command records migrated from layout 1 (which kept none) count
+/// their retention from: the last event's, so none expires earlier than it
+/// would have had its time been kept.
+fn last_event_time(v1: &sled::Tree) -> Result<Timestamp, LogError> {
+    let events = keys::prefix(KeyKind::Event);
+    match v1.scan_prefix(events).next_back() {
+        Some(entry) => Ok(envelope::decode(&entry?.1)?.time),
+        None => Ok(Timestamp::UNIX_EPOCH),
+    }
+}

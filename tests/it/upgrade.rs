@@ -1,0 +1,188 @@
+//! A data dir written by an older release keeps working (issue 8): the
+//! fixture `tests/fixtures/datadir-v1.tar.xz` was written by the release
+//! with store layout 1 (one sled tree, JSON command records; see
+//! `tests/fixtures/README.md`), beside the SHA-256 of its `cpor export`. This release
+//! upgrades it in place, by `cpor migrate` or at the first `cpor serve`,
+//! and then: the export is byte-identical (so is the hash chain in it),
+//! `cpor verify` and `cpor rebuild` find nothing wrong, the claims answer,
+//! and the command ids are still remembered (a reused one is
+//! `IDEMPOTENCY_CONFLICT`).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+use crate::support::service::clock_body;
+use crate::support::{cpor_bin, request, unique_prefix, NatsServer, Service, ServiceOptions};
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures")
+}
+
+/// Unpacks the layout 1 fixture into `into`; returns its data dir.
+fn unpack_fixture(into: &Path) -> PathBuf {
+    let status = Command::new("tar")
+        .arg("-xJf")
+        .arg(fixtures().join("datadir-v1.tar.xz"))
+        .arg("-C")
+        .arg(into)
+        .status()
+        .expect("run tar");
+    assert!(status.success(), "unpack the fixture");
+    into.join("datadir-v1")
+}
+
+/// The SHA-256 (hex) of the fixture's export, as the release that wrote
+/// it printed it.
+fn fixture_export_sha256() -> String {
+    std::fs::read_to_string(fixtures().join("export-v1.sha256"))
+        .expect("read export-v1.sha256")
+        .trim()
+        .to_string()
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// `cpor ARGS`: exit code, stdout, stderr.
+fn cpor(args: &[&str]) -> (Option<i32>, Vec<u8>, String) {
+    let out = Command::new(cpor_bin())
+        .args(args)
+        .stdin(Stdio::null())
+        .env_remove("CPOR_DATA_DIR")
+        .output()
+        .expect("run cpor");
+    (
+        out.status.code(),
+        out.stdout,
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
+}
+
+#[track_caller]
+fn cpor_ok(args: &[&str]) -> Vec<u8> {
+    let (code, stdout, stderr) = cpor(args);
+    assert_eq!(
+        code,
+        Some(0),
+        "cpor {args:?}\n--- stdout ---\n{}\n--- stderr ---\n{stderr}",
+        String::from_utf8_lossy(&stdout)
+    );
+    stdout
+}
+
+/// Export, verify and rebuild of an upgraded data dir agree with the
+/// fixture's own export. Returns the export.
+#[track_caller]
+fn check_upgraded(data: &str) -> Vec<u8> {
+    let export = cpor_ok(&["export", "--data-dir", data]);
+    assert_eq!(
+        sha256_hex(&export),
+        fixture_export_sha256(),
+        "the export changed ({} bytes)",
+        export.len()
+    );
+    cpor_ok(&["verify", "--data-dir", data]);
+    let rebuilt = String::from_utf8(cpor_ok(&["rebuild", "--data-dir", data])).unwrap();
+    assert!(rebuilt.contains("no differences"), "{rebuilt}");
+    export
+}
+
+#[test]
+fn cpor_migrate_upgrades_a_layout_1_data_dir_and_changes_no_event() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = unpack_fixture(dir.path());
+    let data = data.to_str().unwrap();
+
+    // The tools read a private copy: the data dir itself stays layout 1
+    // (the migrate below still has work to do).
+    let export = check_upgraded(data);
+    assert!(export.len() > 100_000, "the fixture holds a real log");
+    let first = String::from_utf8(cpor_ok(&["migrate", "--data-dir", data])).unwrap();
+    assert!(first.contains("from store layout 1 to 2"), "{first}");
+    let again = String::from_utf8(cpor_ok(&["migrate", "--data-dir", data])).unwrap();
+    assert!(again.contains("nothing to do"), "{again}");
+    check_upgraded(data);
+}
+
+/// The first `cpor serve` on a layout 1 data dir upgrades it in place and
+/// serves it: claims answer, command ids are remembered.
+#[tokio::test(flavor = "multi_thread")]
+async fn serve_upgrades_a_layout_1_data_dir_at_its_first_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = unpack_fixture(dir.path());
+    // Read through a copy (upgraded in it): the data dir stays layout 1.
+    let export = check_upgraded(data.to_str().unwrap());
+    let events: Vec<Value> = export
+        .split(|b| *b == b'\n')
+        .filter(|line| !line.is_empty())
+        .map(|line| serde_json::from_slice(line).unwrap())
+        .collect();
+    let last_time = events.last().unwrap()["time"].as_str().unwrap().to_string();
+    let tenant_event = events
+        .iter()
+        .find(|e| e["type"] == "cpor.tenant.upserted")
+        .expect("the fixture has reference data");
+    let claim_event = events
+        .iter()
+        .find(|e| e["type"] == "cpor.claim.submitted")
+        .expect("the fixture has claims");
+
+    let nats = NatsServer::shared_or_own();
+    let prefix = unique_prefix();
+    let mut service = Service::start(
+        ServiceOptions::new(nats.url(), &prefix)
+            .manual_clock(true)
+            .data_dir(&data),
+    )
+    .await;
+    let client = service.client().clone();
+    let subject = |rest: &str| format!("{prefix}.{rest}");
+    // The fixture's time: its command records are within their retention.
+    let reply = request(
+        &client,
+        &subject("admin.clock"),
+        clock_body(&json!(last_time)).to_string(),
+    )
+    .await;
+    assert_eq!(reply["ok"], true, "{reply}");
+
+    let claim_id = claim_event["subject"].as_str().unwrap().to_string();
+    let actor = json!({"type": "reviewer", "id": "upgrade-test"});
+    let reply = request(
+        &client,
+        &subject("qry.claim.get"),
+        json!({"actor": actor, "claim_id": claim_id}).to_string(),
+    )
+    .await;
+    assert_eq!(reply["claim"]["claim_id"], claim_id.as_str(), "{reply}");
+
+    // The command that wrote the first tenant, reused with another body.
+    let command_id = tenant_event["causationid"].as_str().unwrap();
+    let reply = request(
+        &client,
+        &subject("cmd.ref.tenant"),
+        json!({"command_id": command_id, "actor": {"type": "system", "id": "upgrade-test"},
+               "tenant_id": Uuid::new_v4(), "domains": ["upgrade.example"]})
+        .to_string(),
+    )
+    .await;
+    assert_eq!(reply["error"]["code"], "IDEMPOTENCY_CONFLICT", "{reply}");
+    service.terminate().await;
+
+    let data = data.to_str().unwrap();
+    let again = String::from_utf8(cpor_ok(&["migrate", "--data-dir", data])).unwrap();
+    assert!(
+        again.contains("nothing to do"),
+        "serve upgraded it: {again}"
+    );
+    // Nothing was written but the clock: the same events.
+    check_upgraded(data);
+}
