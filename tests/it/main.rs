@@ -11,6 +11,7 @@ mod faults;
 mod identity;
 mod ops_cli;
 mod ops_service;
+mod ops_trace;
 mod paging;
 mod startup;
 mod status_migration;

@@ -20,6 +20,12 @@ pub struct CommandEnvelope {
     pub command_id: Uuid,
     pub actor: Actor,
     pub correlation_id: Option<String>,
+    /// The W3C Trace Context `traceparent` (`00-{trace-id}-{span-id}-{flags}`)
+    /// of the span that handled the command, when the request carried a
+    /// valid one: written on its events (CloudEvents distributed-tracing
+    /// extension) so that consumers join the caller's trace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<String>,
     /// Optimistic concurrency on commands about an existing claim.
     pub expected_version: Option<u64>,
     pub command: Command,

@@ -1071,6 +1071,7 @@ fn oversized_event(
             stream_version: 0,
             causation_id: envelope.command_id,
             correlation_id: envelope.correlation_id.clone(),
+            traceparent: envelope.traceparent.clone(),
         };
         let bytes = cpor_log::envelope::sealed_len_max(event, &meta)?;
         if bytes > limit {
@@ -1115,6 +1116,7 @@ pub fn append_decision(
             now,
             envelope.command_id,
             envelope.correlation_id.as_deref(),
+            envelope.traceparent.as_deref(),
         )?;
     }
     let main_aggregate: Option<AggregateId> = decision.events.first().map(|e| e.data.aggregate());
@@ -1176,6 +1178,7 @@ pub fn fire_due_deadlines(
                 id: "cpor-scheduler".to_string(),
             },
             correlation_id: None,
+            traceparent: None,
             expected_version: None,
             command: Command::DeadlineElapsed {
                 claim_id,
@@ -1197,7 +1200,7 @@ pub fn fire_due_deadlines(
             continue;
         }
         for event in events.iter() {
-            appender.append(state, event, now, envelope.command_id, None)?;
+            appender.append(state, event, now, envelope.command_id, None, None)?;
             written += 1;
         }
     }

@@ -30,6 +30,9 @@ pub struct EventMeta {
     pub stream_version: u64,
     pub causation_id: Uuid,
     pub correlation_id: Option<String>,
+    /// The command's W3C `traceparent`, when it had one: the CloudEvents
+    /// distributed-tracing extension attribute of the same name.
+    pub traceparent: Option<String>,
 }
 
 /// `urn:cpor:event:claim.submitted:v2`: names the schema version the data
@@ -84,6 +87,9 @@ pub fn to_cloud_event(event: &Event, meta: &EventMeta) -> Value {
     ce.insert("causationid".into(), meta.causation_id.to_string().into());
     if let Some(correlation) = &meta.correlation_id {
         ce.insert("correlationid".into(), correlation.clone().into());
+    }
+    if let Some(traceparent) = &meta.traceparent {
+        ce.insert("traceparent".into(), traceparent.clone().into());
     }
     Value::Object(ce)
 }

@@ -329,6 +329,7 @@ impl Appender {
         time: Timestamp,
         causation_id: Uuid,
         correlation_id: Option<&str>,
+        traceparent: Option<&str>,
     ) -> Result<u64, LogError> {
         let aggregate: AggregateId = event.data.aggregate();
         self.dirty = true;
@@ -359,6 +360,7 @@ impl Appender {
             stream_version,
             causation_id,
             correlation_id: correlation_id.map(str::to_string),
+            traceparent: traceparent.map(str::to_string),
         };
         let cloud_event = envelope::to_cloud_event(event, &meta);
         let (bytes, hash) = envelope::seal(cloud_event, &self.head.hash)?;

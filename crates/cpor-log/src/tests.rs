@@ -21,6 +21,7 @@ fn run(log: &mut Log, state: &mut State, actor: Actor, command: Command, now: &s
         command_id: Uuid::new_v4(),
         actor,
         correlation_id: Some("corr-1".into()),
+        traceparent: None,
         expected_version: None,
         command,
     };
@@ -35,7 +36,14 @@ fn run(log: &mut Log, state: &mut State, actor: Actor, command: Command, now: &s
     for event in decision.events.iter() {
         positions.push(
             appender
-                .append(state, event, at(now), envelope.command_id, Some("corr-1"))
+                .append(
+                    state,
+                    event,
+                    at(now),
+                    envelope.command_id,
+                    Some("corr-1"),
+                    None,
+                )
                 .unwrap(),
         );
     }
@@ -579,6 +587,7 @@ fn the_sealed_size_bound_covers_every_stored_event() {
             stream_version: 0,
             causation_id: Uuid::new_v4(),
             correlation_id: value["correlationid"].as_str().map(str::to_string),
+            traceparent: None,
         };
         let bound = envelope::sealed_len_max(&decoded.event, &meta).unwrap();
         assert!(

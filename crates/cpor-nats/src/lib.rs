@@ -15,6 +15,7 @@ pub mod connection;
 pub mod lease;
 pub mod relay;
 pub mod server;
+pub mod trace;
 pub mod wire;
 
 pub use connection::{connect, ConnectOptions, Nats, NatsError};

@@ -30,6 +30,8 @@ mod migrate;
 pub use migrate::StatusMigration;
 
 /// Events published per window (acks awaited together).
+use crate::trace::TRACEPARENT_HEADER;
+
 pub const RELAY_WINDOW_EVENTS: usize = 512;
 /// Retry delay bounds while JetStream is unreachable.
 pub const RELAY_BACKOFF_MIN: Duration = Duration::from_millis(100);
@@ -667,9 +669,12 @@ impl Relay {
             };
             head.note_claim(&mut claims);
             let subject = format!("{}.evt.{aggregate}.{}.{name}", self.prefix, head.subject);
-            let publish = jetstream::message::PublishMessage::build()
+            let mut publish = jetstream::message::PublishMessage::build()
                 .payload(bytes.clone().into())
                 .message_id(head.id);
+            if let Some(traceparent) = head.traceparent {
+                publish = publish.header(TRACEPARENT_HEADER, traceparent);
+            }
             match self.js.send_publish(subject, publish).await {
                 Ok(ack) => acks.push((position, bytes, ack)),
                 Err(error) if error.kind() == PublishErrorKind::MaxPayloadExceeded => {
@@ -939,6 +944,10 @@ struct EventHead<'a> {
     type_name: &'a str,
     subject: &'a str,
     streamversion: u64,
+    /// The CloudEvents distributed-tracing extension, repeated as the
+    /// message's `traceparent` header for NATS-aware tracing.
+    #[serde(default)]
+    traceparent: Option<&'a str>,
 }
 
 impl EventHead<'_> {

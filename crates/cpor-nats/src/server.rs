@@ -224,8 +224,12 @@ impl Server {
             .unwrap_or_default()
             .to_string();
         let span = request_span(&tail);
+        let traceparent = crate::trace::adopt_parent(request.message.headers.as_ref(), &span);
+        if let Some(trace_id) = traceparent.as_deref().and_then(crate::trace::trace_id) {
+            span.record("trace_id", trace_id);
+        }
         let reply = self
-            .answer(&tail, &request.message.payload)
+            .answer(&tail, &request.message.payload, traceparent)
             .instrument(span.clone())
             .await;
         let reply = pages::bounded(reply, pages::reply_bytes_max(&self.client));
@@ -248,7 +252,8 @@ impl Server {
         }
     }
 
-    async fn answer(&self, tail: &str, payload: &[u8]) -> Value {
+    /// The reply to one request; `traceparent` goes on a command's events.
+    async fn answer(&self, tail: &str, payload: &[u8], traceparent: Option<String>) -> Value {
         let request = match wire::parse(tail, payload) {
             Ok(request) => request,
             Err(rejection) => return error_reply(&rejection),
@@ -263,9 +268,10 @@ impl Server {
                 Err(rejection) => error_reply(&rejection),
             },
             Request::Command {
-                envelope,
+                mut envelope,
                 fingerprint,
             } => {
+                envelope.traceparent = traceparent;
                 tracing::Span::current()
                     .record("command_id", tracing::field::display(envelope.command_id));
                 let outcome = self.engine.execute(envelope, fingerprint).await;
@@ -320,7 +326,8 @@ fn health(positions: &cpor_engine::Positions) -> replies::HealthReply {
     }
 }
 
-/// The span of one request, named after its subject family. `correlation_id`
+/// The span of one request, named after its subject family. `trace_id` is
+/// the W3C trace the request's `traceparent` header names, `correlation_id`
 /// is recorded by [`wire::parse`] once the body is read, `command_id` when a
 /// command is handed to the writer, `code` (`ok` or the contract's error
 /// code) when the reply is sent.
@@ -331,21 +338,22 @@ fn request_span(tail: &str) -> tracing::Span {
             "command",
             subject = tail,
             correlation_id = Empty,
+            trace_id = Empty,
             command_id = Empty,
             code = Empty
         ),
-        Some("qry") => {
-            tracing::info_span!(
-                "query",
-                subject = tail,
-                correlation_id = Empty,
-                code = Empty
-            )
-        }
+        Some("qry") => tracing::info_span!(
+            "query",
+            subject = tail,
+            correlation_id = Empty,
+            trace_id = Empty,
+            code = Empty
+        ),
         _ => tracing::info_span!(
             "admin",
             subject = tail,
             correlation_id = Empty,
+            trace_id = Empty,
             code = Empty
         ),
     }

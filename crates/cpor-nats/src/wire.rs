@@ -456,6 +456,7 @@ fn envelope(
         command_id,
         actor,
         correlation_id,
+        traceparent: None,
         expected_version,
         command,
     })

@@ -24,6 +24,7 @@ pub fn envelope(actor: Actor, command: Command) -> CommandEnvelope {
         command_id: Uuid::new_v4(),
         actor,
         correlation_id: None,
+        traceparent: None,
         expected_version: None,
         command,
     }

@@ -86,11 +86,18 @@ enum Commands {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let default_filter = match cli.command {
-        Commands::Serve(_) => telemetry::SERVE_FILTER,
-        _ => telemetry::TOOL_FILTER,
+    let serve = matches!(cli.command, Commands::Serve(_));
+    let default_filter = match serve {
+        true => telemetry::SERVE_FILTER,
+        false => telemetry::TOOL_FILTER,
     };
-    telemetry::init(cli.log_format, default_filter);
+    let _telemetry = match telemetry::init(cli.log_format, default_filter, serve) {
+        Ok(telemetry) => telemetry,
+        Err(error) => {
+            eprintln!("cpor: {}", error_text(&error));
+            return ExitCode::from(2);
+        }
+    };
     let result = match cli.command {
         Commands::Serve(args) => serve::main(args),
         Commands::Export(args) => audit::export(args),

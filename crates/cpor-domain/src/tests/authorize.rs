@@ -129,6 +129,7 @@ fn every_command_is_allowed_exactly_to_its_actor_types() {
                 command_id: uid("cmd"),
                 actor,
                 correlation_id: None,
+                traceparent: None,
                 expected_version: None,
                 command: command.clone(),
             };
@@ -167,6 +168,7 @@ fn a_partner_without_an_allowed_role_is_told_which_roles_work() {
         command_id: uid("cmd"),
         actor: partner_with_roles("P-100", &[]),
         correlation_id: None,
+        traceparent: None,
         expected_version: None,
         command: cmd::withdraw(uid("c1")),
     };

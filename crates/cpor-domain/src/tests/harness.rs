@@ -403,6 +403,7 @@ impl World {
             command_id: Uuid::new_v5(&Uuid::NAMESPACE_OID, &self.commands_sent.to_be_bytes()),
             actor,
             correlation_id: None,
+            traceparent: None,
             expected_version,
             command,
         }

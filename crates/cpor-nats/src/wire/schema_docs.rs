@@ -118,6 +118,14 @@ struct CloudEvent {
     /// The command's `correlation_id`, when it had one.
     #[serde(skip_serializing_if = "Option::is_none")]
     correlationid: Option<String>,
+    /// W3C Trace Context `traceparent` (`00-{32 hex trace id}-{16 hex span
+    /// id}-{2 hex flags}`) of the span that handled the command, when the
+    /// request carried a valid `traceparent` header: the CloudEvents
+    /// distributed-tracing extension. Events written before it, and events
+    /// of requests without one, have none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$"))]
+    traceparent: Option<String>,
     /// Lowercase hex SHA-256 of the previous event's hash and this event
     /// without `hash` in RFC 8785 canonical JSON (contract §9).
     hash: String,
@@ -2035,6 +2043,7 @@ fn sample_cloud_events() -> Vec<(String, Value)> {
             stream_version: position,
             causation_id: Uuid::new_v5(&Uuid::NAMESPACE_OID, format!("command {key}").as_bytes()),
             correlation_id: (i % 2 == 0).then(|| "crm-batch-2026-11-25".to_string()),
+            traceparent: None,
         };
         let cloud_event = to_cloud_event(&Event { actor, data }, &meta);
         let (bytes, hash) = seal(cloud_event, &previous).unwrap();
