@@ -100,11 +100,13 @@ fn bash_completion_completes_subcommands_and_flags() {
         words.sort();
         words
     };
-    assert_eq!(
-        complete("cpor re"),
-        ["rebuild", "repair-stream", "replay", "request"],
-        "completing `cpor re`"
-    );
+    let mut starting_re: Vec<String> = subcommands()
+        .into_iter()
+        .filter(|n| n.starts_with("re"))
+        .collect();
+    starting_re.sort();
+    assert!(starting_re.len() >= 4, "{starting_re:?}");
+    assert_eq!(complete("cpor re"), starting_re, "completing `cpor re`");
     assert_eq!(complete("cpor serve --log-f"), ["--log-format"]);
     assert_eq!(complete("cpor completions f"), ["fish"]);
 }
