@@ -34,6 +34,8 @@ fn demo(nats: &NatsServer, prefix: &str, args: &[&str]) -> Child {
         .env("CPOR_NATS_URL", nats.url())
         .env("CPOR_DEMO_PREFIX", prefix)
         .env("NO_COLOR", "1")
+        // Many services run at once: each admin listener on a free port.
+        .env("CPOR_HTTP_ADDR", "127.0.0.1:0")
         .env_remove("CPOR_DEMO_KEEP")
         .env_remove("CPOR_PREFIX")
         .stdin(Stdio::null())

@@ -137,6 +137,8 @@ async fn serve_waits_for_a_nats_server_that_is_not_up_yet() {
         .arg("--data-dir")
         .arg(data.path().join("data"))
         .env("NO_COLOR", "1")
+        // Many services run at once: each admin listener on a free port.
+        .env("CPOR_HTTP_ADDR", "127.0.0.1:0")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(log)
@@ -969,6 +971,8 @@ async fn the_plain_config_has_the_same_users() {
         .arg(data.path().join("data"))
         .args(&args)
         .env("NO_COLOR", "1")
+        // Many services run at once: each admin listener on a free port.
+        .env("CPOR_HTTP_ADDR", "127.0.0.1:0")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())

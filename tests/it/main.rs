@@ -9,6 +9,7 @@ mod demo;
 mod docs;
 mod faults;
 mod identity;
+mod ops;
 mod ops_cli;
 mod ops_service;
 mod ops_trace;

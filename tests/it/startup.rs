@@ -77,6 +77,8 @@ impl Starting {
         for var in cpor_testkit::env::CPOR_ENV {
             command.env_remove(var);
         }
+        // Many services run at once: each admin listener on a free port.
+        command.env("CPOR_HTTP_ADDR", "127.0.0.1:0");
         command.env_remove("NO_COLOR").envs(env.iter().copied());
         let child = command
             .stdin(Stdio::null())
@@ -283,6 +285,7 @@ fn colour_only_on_a_terminal_and_never_with_no_color() {
             .args(["-qec", &serve, "/dev/null"])
             .stdin(Stdio::null());
         command.env_remove("NO_COLOR");
+        command.env("CPOR_HTTP_ADDR", "127.0.0.1:0");
         if let Some(value) = no_color {
             command.env("NO_COLOR", value);
         }

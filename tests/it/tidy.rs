@@ -341,6 +341,31 @@ fn only_cpor_nats_names_async_nats() {
     );
 }
 
+/// Libraries record metrics through the IO-free `metrics` facade only; the
+/// binary installs the Prometheus recorder and serves HTTP (axum).
+#[test]
+fn only_the_binary_exports_metrics_and_serves_http() {
+    let allowed = ["cpor"];
+    let mut violations = Vec::new();
+    for package in crates().into_values() {
+        if allowed.contains(&package.name.as_str()) {
+            continue;
+        }
+        for (name, table) in package.dependencies(SHIPPED_DEPENDENCY_KINDS) {
+            if ["metrics-exporter-prometheus", "axum", "hyper"].contains(&name.as_str()) {
+                violations.push(format!(
+                    "{}: {table} has {name}",
+                    shown(&package.manifest_path)
+                ));
+            }
+        }
+    }
+    assert_no_violations(
+        "only the binary installs the metrics recorder and serves HTTP; libraries use the `metrics` facade",
+        &violations,
+    );
+}
+
 #[test]
 fn the_testkit_is_only_a_dev_dependency() {
     let mut violations = Vec::new();

@@ -20,6 +20,8 @@ fn cpor(args: &[&str]) -> Child {
     Command::new(cpor_bin())
         .args(args)
         .env("NO_COLOR", "1")
+        // Many services run at once: each admin listener on a free port.
+        .env("CPOR_HTTP_ADDR", "127.0.0.1:0")
         .env_remove("CPOR_NATS_URL")
         .env_remove("CPOR_PREFIX")
         .stdin(Stdio::null())

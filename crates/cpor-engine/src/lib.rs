@@ -36,6 +36,7 @@ use cpor_log::{CommandRecord, Log, LogError, LogReader};
 
 /// An accepted command's reply fields, as stored for idempotent repeats.
 pub use cpor_log::Accepted;
+pub mod metrics;
 
 /// Requests waiting for the writer. When full, callers wait: backpressure
 /// instead of unbounded memory.
@@ -208,6 +209,8 @@ enum Request {
         envelope: Box<CommandEnvelope>,
         fingerprint: String,
         reply: oneshot::Sender<Outcome>,
+        /// When it was queued: its wait is measured (`metrics::QUEUE_WAIT_SECONDS`).
+        queued_at: std::time::Instant,
     },
     SetClock {
         now: Timestamp,
@@ -288,6 +291,9 @@ impl Engine {
             }),
         };
         tracing::info!(position = head, claims = state.claims.len(), "log opened");
+        // Deadlines due as of the last event: the scheduler's first wake
+        // fires them and the next count says so.
+        metrics::record_state(&state, last_event_time);
         let event_bytes_max = Arc::new(AtomicUsize::new(EVENT_BYTES_MAX_DEFAULT));
         let (tx, rx) = mpsc::channel(WRITER_QUEUE_MAX);
         let (flush_tx, flush_rx) = mpsc::channel(FLUSH_QUEUE_MAX);
@@ -309,6 +315,7 @@ impl Engine {
             skipped_deadlines: BTreeSet::new(),
             event_bytes_max: event_bytes_max.clone(),
             disk_was_full: false,
+            state_gauges_at: std::time::Instant::now(),
             disk_free_min_bytes: options.disk_free_min_bytes,
             store: recovery::StoreHealth::new(failed_epoch, positions.clone()),
             command_retention: command_retention(options.command_retention),
@@ -341,6 +348,7 @@ impl Engine {
             envelope: Box::new(envelope),
             fingerprint,
             reply,
+            queued_at: std::time::Instant::now(),
         };
         if self.requests.send(request).await.is_err() {
             return Outcome::Rejected(Rejection::new(ErrorCode::Unavailable));
@@ -633,7 +641,11 @@ async fn flusher(
         if ready.is_empty() {
             continue;
         }
-        if let Err(error) = reader.flush().await {
+        let started = std::time::Instant::now();
+        let flushed = reader.flush().await;
+        ::metrics::histogram!(metrics::FLUSH_SECONDS).record(started.elapsed());
+        if let Err(error) = flushed {
+            ::metrics::counter!(metrics::WRITE_ERRORS_TOTAL, "stage" => "flush").increment(1);
             tracing::error!(%error, "flushing the log failed; answering UNAVAILABLE and reopening the data dir");
             let epoch = ready.iter().map(|b| b.epoch).max().unwrap_or(0);
             failed_epoch.fetch_max(epoch, Ordering::SeqCst);
@@ -682,6 +694,9 @@ struct Writer {
     event_bytes_max: Arc<AtomicUsize>,
     /// Whether the last batch found the disk full (to log once).
     disk_was_full: bool,
+    /// When the state gauges were last recounted (at most every
+    /// [`metrics::STATE_GAUGES_EVERY`]).
+    state_gauges_at: std::time::Instant,
     /// See [`Options::disk_free_min_bytes`].
     disk_free_min_bytes: u64,
     /// The store's epoch and whether it must be reopened.
@@ -704,6 +719,7 @@ impl Writer {
                 _ = tokio::time::sleep(sleep), if !sleep.is_zero() || self.is_wall_clock() => {}
             }
             self.process(std::mem::take(&mut batch)).await;
+            self.record_state_gauges();
         }
         // Everything applied is flushed and answered before the writer's
         // task ends (shutdown waits on it).
@@ -711,6 +727,16 @@ impl Writer {
         drop(self);
         let _ = flusher.await;
         tracing::info!(position, "writer stopped");
+    }
+
+    /// Recounts the state gauges when the last count is older than
+    /// [`metrics::STATE_GAUGES_EVERY`].
+    fn record_state_gauges(&mut self) {
+        if self.state_gauges_at.elapsed() < metrics::STATE_GAUGES_EVERY {
+            return;
+        }
+        self.state_gauges_at = std::time::Instant::now();
+        metrics::record_state(&self.state, self.clock.now().ok());
     }
 
     fn is_wall_clock(&self) -> bool {
@@ -766,7 +792,11 @@ impl Writer {
             }
             return;
         }
+        if !requests.is_empty() {
+            ::metrics::histogram!(metrics::BATCH_REQUESTS).record(requests.len() as f64);
+        }
         if let Some(refusal) = self.disk_full() {
+            ::metrics::counter!(metrics::DISK_FULL_REFUSALS_TOTAL).increment(requests.len() as u64);
             let pending: Vec<Pending> = requests
                 .into_iter()
                 .map(|request| Pending::of_request(request).refused(refusal.clone()))
@@ -814,7 +844,9 @@ impl Writer {
                     envelope,
                     fingerprint,
                     reply,
+                    queued_at,
                 } => {
+                    ::metrics::histogram!(metrics::QUEUE_WAIT_SECONDS).record(queued_at.elapsed());
                     // Read per command: a clock request earlier in the batch may have moved it.
                     let now = match self.clock.now() {
                         Ok(now) => now,
@@ -823,8 +855,10 @@ impl Writer {
                             continue;
                         }
                     };
+                    let started = std::time::Instant::now();
                     let outcome =
                         self.command(appender, &mut in_batch, *envelope, fingerprint, now);
+                    ::metrics::histogram!(metrics::DECIDE_SECONDS).record(started.elapsed());
                     failed |= outcome.is_err();
                     let outcome = outcome.unwrap_or_else(|_| {
                         Outcome::Rejected(Rejection::new(ErrorCode::Unavailable))
@@ -911,13 +945,15 @@ impl Writer {
             // behind them like any other.
             Ok(self.log.head().position)
         } else {
-            self.log
-                .commit(appender, &self.state)
-                .map(|head| head.position)
+            let started = std::time::Instant::now();
+            let committed = self.log.commit(appender, &self.state);
+            ::metrics::histogram!(metrics::COMMIT_SECONDS).record(started.elapsed());
+            committed.map(|head| head.position)
         };
         match applied {
             Ok(position) => self.to_flusher(position, pending).await,
             Err(error) => {
+                ::metrics::counter!(metrics::WRITE_ERRORS_TOTAL, "stage" => "apply").increment(1);
                 tracing::error!(%error, "could not write the batch; answering UNAVAILABLE and reopening the data dir");
                 self.store.failed();
                 let refusal = recovery::write_failed(&error);
@@ -1203,6 +1239,7 @@ pub fn fire_due_deadlines(
             appender.append(state, event, now, envelope.command_id, None, None)?;
             written += 1;
         }
+        ::metrics::counter!(metrics::DEADLINES_FIRED_TOTAL, "kind" => kind.as_str()).increment(1);
     }
     Ok(written)
 }

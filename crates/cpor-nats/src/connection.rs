@@ -319,6 +319,7 @@ fn check_combination(options: &ConnectOptions) -> Result<(), NatsError> {
 fn log_event(event: &async_nats::Event) {
     match event {
         async_nats::Event::Disconnected => {
+            ::metrics::counter!(crate::metrics::NATS_DISCONNECTS_TOTAL).increment(1);
             tracing::warn!("NATS disconnected; reconnecting")
         }
         async_nats::Event::Connected => tracing::info!("NATS connected"),
@@ -486,6 +487,12 @@ impl Nats {
     /// JetStream on this connection, for the crate's own relay and lease.
     pub fn jetstream(&self) -> &jetstream::Context {
         &self.jetstream
+    }
+
+    /// Whether the client is connected to a server right now (`false`
+    /// while it reconnects): the admin listener's readiness.
+    pub fn is_connected(&self) -> bool {
+        self.client.connection_state() == async_nats::connection::State::Connected
     }
 
     /// Sends one request and returns the reply's payload.

@@ -7,12 +7,14 @@
 //! - `server`: the request/reply subscriptions and their handlers.
 //! - `relay`: the log → JetStream publisher (events and status streams).
 //! - `lease`: one instance per prefix.
+//! - `metrics`: request, relay and connection metrics (the `metrics` facade).
 //! - `connection`: the one `connect` every part of `cpor` uses (plain
 //!   options: URL, credentials, TLS, inbox prefix), and the stream reads
 //!   the tools need, so that no async-nats type is named outside this crate.
 
 pub mod connection;
 pub mod lease;
+pub mod metrics;
 pub mod relay;
 pub mod server;
 pub mod trace;

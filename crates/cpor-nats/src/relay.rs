@@ -315,6 +315,7 @@ impl Relay {
                     next_check = tokio::time::Instant::now();
                 }
                 Err(WindowError::Nats(error)) => {
+                    ::metrics::counter!(crate::metrics::RELAY_ERRORS_TOTAL).increment(1);
                     tracing::warn!(%error, position = relayed + 1, ?backoff, "publishing to JetStream failed; retrying");
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(RELAY_BACKOFF_MAX);
@@ -689,7 +690,7 @@ impl Relay {
                 Ok(ack) if ack.duplicate => {
                     self.check_duplicate(position, &bytes, &ack, trail).await?
                 }
-                Ok(_) => {}
+                Ok(_) => ::metrics::counter!(crate::metrics::EVENTS_PUBLISHED_TOTAL).increment(1),
                 Err(error) => match permanent(&error) {
                     Some(reason) => trail.unpublishable(position, &reason),
                     None if error.kind() == PublishErrorKind::Other && !resources(&error) => {
@@ -728,9 +729,17 @@ impl Relay {
             Err(error) => return Err(WindowError::Nats(error.into())),
         };
         match stored {
-            Some(message) if message.payload[..] == *bytes => {}
-            Some(message) => trail.forged(position, ack.sequence, &message.payload),
-            None => trail.forged(position, ack.sequence, b"(no longer in the stream)"),
+            Some(message) if message.payload[..] == *bytes => {
+                ::metrics::counter!(crate::metrics::RELAY_DUPLICATE_ACKS_TOTAL).increment(1);
+            }
+            Some(message) => {
+                ::metrics::counter!(crate::metrics::RELAY_FOREIGN_ACKS_TOTAL).increment(1);
+                trail.forged(position, ack.sequence, &message.payload)
+            }
+            None => {
+                ::metrics::counter!(crate::metrics::RELAY_FOREIGN_ACKS_TOTAL).increment(1);
+                trail.forged(position, ack.sequence, b"(no longer in the stream)")
+            }
         }
         Ok(())
     }

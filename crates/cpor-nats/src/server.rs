@@ -228,11 +228,13 @@ impl Server {
         if let Some(trace_id) = traceparent.as_deref().and_then(crate::trace::trace_id) {
             span.record("trace_id", trace_id);
         }
+        let started = std::time::Instant::now();
         let reply = self
             .answer(&tail, &request.message.payload, traceparent)
             .instrument(span.clone())
             .await;
         let reply = pages::bounded(reply, pages::reply_bytes_max(&self.client));
+        crate::metrics::record_request(&tail, &reply, started.elapsed());
         let bytes = serde_json::to_vec(&reply).expect("replies serialize");
         let sent = match service_error(&reply) {
             None => {

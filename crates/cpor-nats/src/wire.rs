@@ -969,3 +969,5 @@ mod tests;
 
 #[cfg(test)]
 mod schema_docs;
+#[cfg(test)]
+pub(crate) use schema_docs::request_subjects;

@@ -57,6 +57,10 @@ pub(crate) struct ServeArgs {
     /// Sign a checkpoint at least every T seconds when events were relayed.
     #[arg(long, env = "CPOR_CHECKPOINT_EVERY_SECONDS", default_value_t = cpor_nats::relay::CHECKPOINT_EVERY.as_secs(), value_parser = clap::value_parser!(u64).range(1..))]
     pub(crate) checkpoint_every_seconds: u64,
+    /// Address of the admin HTTP listener (/healthz, /readyz, /metrics);
+    /// `''` turns it off. Port 0 picks a free port (logged at start).
+    #[arg(long, env = "CPOR_HTTP_ADDR", value_name = "HOST:PORT", default_value = crate::admin::HTTP_ADDR_DEFAULT)]
+    pub(crate) http_addr: String,
 }
 
 /// How log lines on stderr look (`--log-format`, every subcommand).
@@ -121,6 +125,8 @@ pub(crate) struct Settings {
     pub(crate) checkpoint_every_events: u64,
     pub(crate) checkpoint_every: std::time::Duration,
     pub(crate) command_retention: std::time::Duration,
+    /// The admin listener's address; `None`: off (and no metrics recorded).
+    pub(crate) http_addr: Option<std::net::SocketAddr>,
 }
 
 impl ServeArgs {
@@ -131,6 +137,14 @@ impl ServeArgs {
                 self.prefix
             );
         }
+        let http_addr = match self.http_addr.trim() {
+            "" => None,
+            text => Some(text.parse().map_err(|_| {
+                anyhow::anyhow!(
+                    "bad --http-addr {text:?}: give an IP address and port, e.g. 127.0.0.1:9464 or 0.0.0.0:9464, or '' to turn the listener off"
+                )
+            })?),
+        };
         let calendar = match &self.config {
             None => Calendar::default(),
             Some(path) => {
@@ -157,6 +171,7 @@ impl ServeArgs {
             checkpoint_every_events: self.checkpoint_every_events,
             checkpoint_every: std::time::Duration::from_secs(self.checkpoint_every_seconds),
             command_retention: std::time::Duration::from_secs(self.command_retention_days * 86_400),
+            http_addr,
         })
     }
 }

@@ -3,6 +3,7 @@
 //! Thin glue: arguments are parsed (clap), validated into typed settings
 //! (`config`), and handed to the library crates. `anyhow` lives here only.
 
+mod admin;
 mod audit;
 mod client;
 mod config;

@@ -18,6 +18,7 @@
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -30,6 +31,9 @@ use cpor_nats::lease::{Lease, LEASE_RENEW_EVERY};
 use cpor_nats::relay::{ensure_streams, Relay};
 use cpor_nats::server::Server;
 
+use metrics_exporter_prometheus::PrometheusHandle;
+
+use crate::admin::Status;
 use crate::config::{ServeArgs, Settings};
 
 /// Bounds of the retry creating the streams at start-up.
@@ -46,6 +50,12 @@ const SERVER_INFO_REFRESH_EVERY: Duration = Duration::from_secs(5);
 
 pub(crate) fn main(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let settings = args.validate()?;
+    // Installed before anything records (the engine counts from its start);
+    // without the admin listener nothing would read it, so none.
+    let recorder = match settings.http_addr {
+        Some(_) => Some(crate::admin::install_recorder()?),
+        None => None,
+    };
     // Found before anything is opened: the directory this start creates.
     let created = first_missing_ancestor(&settings.data_dir);
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -53,7 +63,7 @@ pub(crate) fn main(args: ServeArgs) -> anyhow::Result<ExitCode> {
         .build()
         .context("cannot start the async runtime")?;
     let mut progress = Progress::Starting;
-    let result = runtime.block_on(serve(settings, &mut progress));
+    let result = runtime.block_on(serve(settings, recorder, &mut progress));
     // The log is closed once the runtime is gone (every handle dropped).
     drop(runtime);
     if progress == Progress::LogOpened {
@@ -175,8 +185,18 @@ fn instance_id(engine: &Engine) -> anyhow::Result<Uuid> {
     Ok(id)
 }
 
-async fn serve(settings: Settings, progress: &mut Progress) -> anyhow::Result<ExitCode> {
+async fn serve(
+    settings: Settings,
+    recorder: Option<PrometheusHandle>,
+    progress: &mut Progress,
+) -> anyhow::Result<ExitCode> {
     let mut signals = StopSignals::install()?;
+    // Probes answer from the first moment (not ready while starting); a
+    // port already taken stops the start before the log is opened.
+    let status = Status::new(settings.data_dir.clone());
+    if let (Some(addr), Some(recorder)) = (settings.http_addr, recorder) {
+        crate::admin::start(addr, recorder, status.clone()).await?;
+    }
     let clock = if settings.manual_clock {
         ClockMode::Manual
     } else {
@@ -190,6 +210,7 @@ async fn serve(settings: Settings, progress: &mut Progress) -> anyhow::Result<Ex
     })
     .with_context(|| format!("cannot open the log in {}", settings.data_dir.display()))?;
     *progress = Progress::LogOpened;
+    status.log_opened(engine.positions().clone(), engine.reader().clone());
     // Whatever happens from here on, the writer is stopped before this
     // returns: on an error path the runtime shuts down right after, and a
     // writer thread still driving its timers on a runtime being shut down
@@ -197,7 +218,15 @@ async fn serve(settings: Settings, progress: &mut Progress) -> anyhow::Result<Ex
     // `run` owns every engine handle, so once it returns the writer's queue
     // is closed and the writer finishes.
     let mut writer = Some(writer);
-    let result = run(settings, engine, &mut writer, &mut signals, progress).await;
+    let result = run(
+        settings,
+        engine,
+        &mut writer,
+        &mut signals,
+        progress,
+        &status,
+    )
+    .await;
     if let Some(writer) = writer {
         let _ = writer.await;
     }
@@ -213,6 +242,7 @@ async fn run(
     writer: &mut Option<tokio::task::JoinHandle<()>>,
     signals: &mut StopSignals,
     progress: &mut Progress,
+    status: &Arc<Status>,
 ) -> anyhow::Result<ExitCode> {
     let instance = instance_id(&engine)?;
     tracing::info!(
@@ -234,6 +264,8 @@ async fn run(
         return Ok(ExitCode::SUCCESS);
     };
     let (nats, mut lease) = started?;
+    status.connected(nats.clone());
+    status.set_lease_held(true);
     let js = nats.jetstream().clone();
     if let Some(why) = cpor_nats::unsupported_server(nats.client()) {
         tracing::warn!("{why}");
@@ -304,6 +336,7 @@ async fn run(
     let (lease_lost_tx, mut lease_lost) = watch::channel(None::<String>);
     let lease_lost_reason = lease_lost.clone();
     let (stop_lease, mut lease_stop) = watch::channel(false);
+    let lease_status = status.clone();
     let lease_task = tokio::spawn(async move {
         loop {
             tokio::select! {
@@ -313,6 +346,7 @@ async fn run(
             match lease.renew().await {
                 Ok(()) => {}
                 Err(error @ cpor_nats::lease::LeaseError::Lost { .. }) => {
+                    lease_status.set_lease_held(false);
                     let _ = lease_lost_tx.send(Some(error.to_string()));
                     return None;
                 }
@@ -321,11 +355,13 @@ async fn run(
         }
     });
 
+    let shutdown_status = status.clone();
     let shutdown = async move {
         tokio::select! {
             signal = signals.recv() => tracing::info!("{signal}: shutting down"),
             _ = lease_lost.changed() => tracing::error!("lost the prefix lease: shutting down"),
         }
+        shutdown_status.stopping();
     };
     *progress = Progress::Served;
     let server = Server::new(
@@ -355,6 +391,7 @@ async fn run(
     let _ = stop_lease.send(true);
     if let Ok(Some(lease)) = lease_task.await {
         lease.release().await;
+        status.set_lease_held(false);
     }
     // Bounded: with NATS gone a flush waits for a reconnection.
     let _ = tokio::time::timeout(FINAL_FLUSH_TIMEOUT, nats.flush()).await;

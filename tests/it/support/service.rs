@@ -70,6 +70,8 @@ pub(crate) async fn run_to_exit(args: &[&str], env: &[(&str, &str)]) -> Exited {
     command
         .args(args)
         .env("NO_COLOR", "1")
+        // Many services run at once: each admin listener on a free port.
+        .env("CPOR_HTTP_ADDR", "127.0.0.1:0")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -424,6 +426,9 @@ impl Service {
         cmd.args(&self.opts.extra_args);
         // Plain text in the log file.
         cmd.env("NO_COLOR", "1");
+        // Many services run at once: each admin listener on a free port
+        // (a test that scrapes it names one in `env`).
+        cmd.env("CPOR_HTTP_ADDR", "127.0.0.1:0");
         for (k, v) in &self.opts.env {
             cmd.env(k, v);
         }

@@ -159,6 +159,12 @@ struct RequestDoc {
     schema: fn() -> Value,
 }
 
+/// Every documented request subject (after `{prefix}.`, parameters in
+/// braces): the metrics' subject names are checked against it.
+pub(crate) fn request_subjects() -> Vec<&'static str> {
+    request_docs().into_iter().map(|doc| doc.subject).collect()
+}
+
 /// Every request subject the service answers. The DTO of each is the one
 /// `parse_command` / `parse_query` decodes it with.
 fn request_docs() -> Vec<RequestDoc> {
