@@ -6,6 +6,7 @@ mod audit;
 mod conformance;
 mod crash;
 mod demo;
+mod deploy;
 mod docs;
 mod faults;
 mod identity;

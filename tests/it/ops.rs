@@ -136,7 +136,7 @@ fn readme_metric_names() -> BTreeSet<String> {
 
 /// Some traffic: reference data accepted, one body refused `INVALID_JSON`,
 /// one unknown subject, a health query.
-async fn traffic(service: &Service) {
+pub(crate) async fn traffic(service: &Service) {
     let client = service.client();
     let tenant = Uuid::new_v4();
     let body = json!({"command_id": Uuid::new_v4(), "actor": {"type": "system", "id": "ops-test"},
