@@ -127,6 +127,11 @@ pub fn describe() {
         Unit::Count,
         "Open arbitration cases."
     );
+    start_counters();
+}
+
+/// Creates the counters' series at 0.
+fn start_counters() {
     for stage in ["apply", "flush"] {
         metrics::counter!(WRITE_ERRORS_TOTAL, "stage" => stage).absolute(0);
     }
