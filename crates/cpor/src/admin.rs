@@ -289,7 +289,9 @@ fn dir_bytes(dir: &Path) -> u64 {
 /// The listener's shared state.
 #[derive(Clone)]
 struct Admin {
+    /// Renders what the `metrics` facade recorded (`/metrics`).
     handle: PrometheusHandle,
+    /// What the probes answer from and the scrape-time gauges read.
     status: Arc<Status>,
 }
 
