@@ -291,9 +291,7 @@ impl Engine {
             }),
         };
         tracing::info!(position = head, claims = state.claims.len(), "log opened");
-        // Deadlines due as of the last event: the scheduler's first wake
-        // fires them and the next count says so.
-        metrics::record_state(&state, last_event_time);
+        metrics::record_state(&state, last_event_time); // due: as of the last event
         let event_bytes_max = Arc::new(AtomicUsize::new(EVENT_BYTES_MAX_DEFAULT));
         let (tx, rx) = mpsc::channel(WRITER_QUEUE_MAX);
         let (flush_tx, flush_rx) = mpsc::channel(FLUSH_QUEUE_MAX);
