@@ -218,7 +218,7 @@ pub enum RelayError {
         log_position: u64,
     },
     /// Issue 11 case 3: the stream goes on where the log ends.
-    #[error("the events stream {stream} holds position {position}, which chains onto this log's last event (position {log_position}), but the log does not have it: the log lost acknowledged events or the data dir was restored from an older copy; refusing to serve so history is not split. To serve from this log as it is, stop here and run `cpor repair-stream --prefix {prefix}` (the stream is rebuilt from the log; subscribers must drop what they saw after position {log_position}), then start again")]
+    #[error("the events stream {stream} holds position {position}, which chains onto this log's last event (position {log_position}) and is covered by a checkpoint this service signed, but the log does not have it: the log lost acknowledged events or the data dir was restored from an older copy; refusing to serve so history is not split. To serve from this log as it is, stop here and run `cpor repair-stream --prefix {prefix}` (the stream is rebuilt from the log; subscribers must drop what they saw after position {log_position}), then start again")]
     LogBehindStream {
         stream: String,
         prefix: String,
@@ -526,7 +526,16 @@ impl Relay {
                 sequence -= 1; // deleted
                 continue;
             };
-            match self.is_ours(&message.payload).map_err(log_error)? {
+            let ours = self.is_ours(&message.payload).map_err(log_error)?;
+            // The log's own lost continuation, proven by this service's
+            // signature: an outsider can forge an event that chains (it
+            // is then skipped as foreign below), not a checkpoint.
+            let lost_continuation = ours.is_none()
+                && self
+                    .continues_log(&message.payload, log_position)
+                    .map_err(log_error)?
+                && self.signed_past(log_position).await;
+            match ours {
                 Some(position) => {
                     if position < stored {
                         tracing::warn!(
@@ -537,10 +546,7 @@ impl Relay {
                     }
                     return Ok(position);
                 }
-                None if self
-                    .continues_log(&message.payload, log_position)
-                    .map_err(log_error)? =>
-                {
+                None if lost_continuation => {
                     return Err(RelayError::LogBehindStream {
                         stream: events_name,
                         prefix: self.prefix.clone(),
@@ -602,11 +608,42 @@ impl Relay {
         Ok(resume)
     }
 
+    /// Whether this service signed a checkpoint past `log_position`: the
+    /// last message on the checkpoints subject is a checkpoint whose
+    /// position is beyond it and whose Ed25519 signature verifies with
+    /// this data dir's key (docs/audit.md). That is what makes a stream
+    /// message continuing the log evidence that the log lost events; a
+    /// message an outsider publishes is never enough to refuse a start.
+    /// `false` when checkpoints are off or the stream cannot be read.
+    async fn signed_past(&self, log_position: u64) -> bool {
+        let Some(policy) = &self.checkpoints else {
+            return false;
+        };
+        let Ok(key) = cpor_log::checkpoint::parse_public_key(&policy.signer.public_key_hex())
+        else {
+            return false;
+        };
+        let Ok(stream) = self
+            .js
+            .get_stream(checkpoints_stream_name(&self.prefix))
+            .await
+        else {
+            return false;
+        };
+        let Ok(message) = stream
+            .get_last_raw_message_by_subject(&checkpoint_subject(&self.prefix))
+            .await
+        else {
+            return false;
+        };
+        cpor_log::checkpoint::Checkpoint::from_bytes(&message.payload)
+            .is_ok_and(|c| c.position > log_position && c.verify(&key).is_ok())
+    }
+
     /// Whether `payload` is an event at `log_position + 1` whose hash
     /// chains onto this log's last event: the log's own continuation,
-    /// which the log no longer has. (Anyone who may publish to the events
-    /// stream could forge one; the deployment's permissions keep that to
-    /// the service: deploy/nats.)
+    /// which the log no longer has — or a forgery by anyone who may publish
+    /// to the events stream: [`Relay::signed_past`] tells them apart.
     fn continues_log(&self, payload: &[u8], log_position: u64) -> Result<bool, cpor_log::LogError> {
         // Every log's first event chains onto the empty log: an empty log
         // facing a stream is another log's stream (`StreamAhead`).
