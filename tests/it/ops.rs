@@ -294,3 +294,26 @@ async fn readiness_follows_the_nats_connection() {
     );
     service.terminate().await;
 }
+
+/// The state gauges catch up by themselves: a claim submitted right after
+/// the last count (which the writer repeats at most every 5 s) shows in
+/// `cpor_claims` within that interval, with no further command to wake the
+/// writer.
+#[tokio::test(flavor = "multi_thread")]
+async fn state_gauges_catch_up_without_another_command() {
+    let nats = NatsServer::shared_or_own();
+    let (service, addr) = service_with_admin(&nats).await;
+    crate::trail::populate(service.client(), service.prefix(), 1).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, scrape) = http_get(&addr, "/metrics").await.expect("scrape");
+        if sample(&scrape, r#"cpor_claims{status="submitted"}"#) == Some(1.0) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "cpor_claims still misses the submitted claim:\n{scrape}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}

@@ -44,7 +44,11 @@ async fn ok(client: &async_nats::Client, prefix: &str, tail: &str, mut body: Val
 
 /// Reference data and `claims` claims with a comment each; returns the
 /// claim ids.
-async fn populate(client: &async_nats::Client, prefix: &str, claims: usize) -> Vec<String> {
+pub(crate) async fn populate(
+    client: &async_nats::Client,
+    prefix: &str,
+    claims: usize,
+) -> Vec<String> {
     ok(
         client,
         prefix,

@@ -314,6 +314,7 @@ impl Engine {
             event_bytes_max: event_bytes_max.clone(),
             disk_was_full: false,
             state_gauges_at: std::time::Instant::now(),
+            state_gauges_stale: false,
             disk_free_min_bytes: options.disk_free_min_bytes,
             store: recovery::StoreHealth::new(failed_epoch, positions.clone()),
             command_retention: command_retention(options.command_retention),
@@ -695,6 +696,10 @@ struct Writer {
     /// When the state gauges were last recounted (at most every
     /// [`metrics::STATE_GAUGES_EVERY`]).
     state_gauges_at: std::time::Instant,
+    /// A write changed the state since the last count, which was too
+    /// recent to repeat: the writer wakes to recount once the interval is
+    /// over, so the gauges do not keep a stale count while no command comes.
+    state_gauges_stale: bool,
     /// See [`Options::disk_free_min_bytes`].
     disk_free_min_bytes: u64,
     /// The store's epoch and whether it must be reopened.
@@ -708,6 +713,7 @@ impl Writer {
         let mut batch = Vec::with_capacity(WRITER_BATCH_MAX);
         loop {
             let sleep = self.until_next_deadline();
+            let recount = self.until_state_gauges_due();
             tokio::select! {
                 received = self.requests.recv_many(&mut batch, WRITER_BATCH_MAX) => {
                     if received == 0 {
@@ -715,6 +721,10 @@ impl Writer {
                     }
                 }
                 _ = tokio::time::sleep(sleep), if !sleep.is_zero() || self.is_wall_clock() => {}
+                _ = tokio::time::sleep(recount.unwrap_or_default()), if recount.is_some() => {
+                    self.record_state_gauges();
+                    continue;
+                }
             }
             self.process(std::mem::take(&mut batch)).await;
             self.record_state_gauges();
@@ -731,10 +741,19 @@ impl Writer {
     /// [`metrics::STATE_GAUGES_EVERY`].
     fn record_state_gauges(&mut self) {
         if self.state_gauges_at.elapsed() < metrics::STATE_GAUGES_EVERY {
+            self.state_gauges_stale = true;
             return;
         }
+        self.state_gauges_stale = false;
         self.state_gauges_at = std::time::Instant::now();
         metrics::record_state(&self.state, self.clock.now().ok());
+    }
+
+    /// How long until a stale count may be redone; `None` when the gauges
+    /// are current.
+    fn until_state_gauges_due(&self) -> Option<std::time::Duration> {
+        self.state_gauges_stale
+            .then(|| metrics::STATE_GAUGES_EVERY.saturating_sub(self.state_gauges_at.elapsed()))
     }
 
     fn is_wall_clock(&self) -> bool {
