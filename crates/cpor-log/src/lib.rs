@@ -448,12 +448,34 @@ fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
+/// How long opening a store waits for its lock before answering
+/// [`LogError::Locked`]. sled 0.34's background threads hold the `db` file
+/// (and its lock) a moment after the last handle of a store is dropped, so
+/// an in-process reopen (the writer's after a failed write, tests) can
+/// find its own store still locked; another process holding it is refused
+/// after this wait.
+pub const STORE_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Opens sled's store in `dir` (created if missing), after removing the
-/// snapshot files a crash left unfinished.
+/// snapshot files a crash left unfinished; waits up to
+/// [`STORE_LOCK_WAIT`] for the store's lock.
 fn open_store(dir: &Path, cache_bytes: u64) -> Result<Store, LogError> {
     std::fs::create_dir_all(dir)
         .map_err(|e| LogError::Storage(format!("cannot create {}: {e}", dir.display())))?;
     remove_unfinished_snapshots(dir)?;
+    let waited_since = std::time::Instant::now();
+    loop {
+        match open_sled(dir, cache_bytes) {
+            Err(LogError::Locked(_)) if waited_since.elapsed() < STORE_LOCK_WAIT => {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            result => return result,
+        }
+    }
+}
+
+/// One attempt of [`open_store`].
+fn open_sled(dir: &Path, cache_bytes: u64) -> Result<Store, LogError> {
     let db = sled::Config::new()
         .path(dir)
         .cache_capacity(cache_bytes)
