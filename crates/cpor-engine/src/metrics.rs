@@ -44,17 +44,9 @@ pub const CLAIMS_OVERDUE: &str = "cpor_claims_overdue";
 /// Gauge: open arbitration cases.
 pub const ARBITRATION_CASES_OPEN: &str = "cpor_arbitration_cases_open";
 
-/// Every claim status, so that a status with no claims reads 0 rather
-/// than disappearing from the scrape.
-const CLAIM_STATUSES: [ClaimStatus; 7] = [
-    ClaimStatus::Submitted,
-    ClaimStatus::UnderReview,
-    ClaimStatus::PartnerActionRequired,
-    ClaimStatus::Approved,
-    ClaimStatus::Rejected,
-    ClaimStatus::Withdrawn,
-    ClaimStatus::Ended,
-];
+/// Every claim status, as the domain declares them once, so that a status
+/// with no claims reads 0 rather than disappearing from the scrape.
+const CLAIM_STATUSES: &[ClaimStatus] = <ClaimStatus as strum::VariantArray>::VARIANTS;
 
 /// How often at most the writer recounts the state gauges (claims by
 /// status, overdue, cases, deadlines): a full pass over the claims, kept
@@ -144,7 +136,7 @@ fn start_counters() {
 /// Sets the state gauges from `state` as of `now` (`None`: the clock is
 /// refused, deadlines due are not counted). One pass over the claims.
 pub(crate) fn record_state(state: &State, now: Option<Timestamp>) {
-    let mut by_status = [0u64; CLAIM_STATUSES.len()];
+    let mut by_status = vec![0u64; CLAIM_STATUSES.len()];
     let mut overdue = 0u64;
     for claim in state.claims.values() {
         if let Some(i) = CLAIM_STATUSES.iter().position(|s| *s == claim.status) {
