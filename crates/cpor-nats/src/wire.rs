@@ -492,74 +492,14 @@ fn subject_tenant(tenant_id: &str) -> Result<Uuid, Rejection> {
     parse_uuid(tenant_id).ok_or_else(|| invalid("subject: the tenant id must be a uuid"))
 }
 
+/// Parses a command on `{prefix}.cmd.…` (`parts` after `cmd`), fingerprints
+/// its body and authorizes its actor for the subject's scope.
 fn parse_command(tail: &str, parts: &[&str], body: Value) -> Result<Request, Rejection> {
     let print = fingerprint(tail, &body)?;
     let (envelope, scope) = match parts {
-        ["ref", "tenant"] => {
-            let d: RefTenantDto = decode(body)?;
-            if d.domains.is_empty() || d.domains.len() > DOMAINS_PER_TENANT_MAX {
-                return Err(invalid(format!(
-                    "domains: must list 1 to {DOMAINS_PER_TENANT_MAX} domains, got {}",
-                    d.domains.len()
-                )));
-            }
-            for (i, domain) in d.domains.iter().enumerate() {
-                check_domain(&format!("domains[{i}]"), domain)?;
-            }
-            let command = Command::UpsertTenant {
-                tenant_id: d.tenant_id,
-                domains: d.domains,
-            };
-            (
-                envelope(d.command_id, d.actor, d.correlation_id, None, command)?,
-                Scope::System,
-            )
-        }
-        ["ref", "subscription"] => {
-            let d: RefSubscriptionDto = decode(body)?;
-            check_text("product", &d.product, 1, NAME_MAX_CHARS)?;
-            let command = Command::UpsertSubscription(SubscriptionRecord {
-                subscription_id: d.subscription_id,
-                tenant_id: d.tenant_id,
-                product: d.product,
-                solution_area: d.solution_area,
-                is_dynamics: d.is_dynamics,
-                channel: d.channel,
-                state: d.state,
-            });
-            (
-                envelope(d.command_id, d.actor, d.correlation_id, None, command)?,
-                Scope::System,
-            )
-        }
-        ["ref", "partner"] => {
-            let d: RefPartnerDto = decode(body)?;
-            if !is_subject_id(&d.partner_id) {
-                return Err(invalid("partner_id: must match ^[A-Za-z0-9_-]{1,64}$"));
-            }
-            if d.mpns.len() > MPNS_PER_PARTNER_MAX {
-                return Err(invalid(format!(
-                    "mpns: at most {MPNS_PER_PARTNER_MAX} MPN ids, got {}",
-                    d.mpns.len()
-                )));
-            }
-            for (i, mpn) in d.mpns.iter().enumerate() {
-                check_text(
-                    &format!("mpns[{i}].mpn_id"),
-                    &mpn.mpn_id,
-                    1,
-                    MPN_ID_MAX_CHARS,
-                )?;
-            }
-            let command = Command::UpsertPartner {
-                partner_id: d.partner_id,
-                mpns: d.mpns,
-            };
-            (
-                envelope(d.command_id, d.actor, d.correlation_id, None, command)?,
-                Scope::System,
-            )
-        }
+        ["ref", "tenant"] => (ref_tenant(body)?, Scope::System),
+        ["ref", "subscription"] => (ref_subscription(body)?, Scope::System),
+        ["ref", "partner"] => (ref_partner(body)?, Scope::System),
         ["partner", partner_id, name] => {
             subject_partner(partner_id)?;
             (
@@ -570,13 +510,7 @@ fn parse_command(tail: &str, parts: &[&str], body: Value) -> Result<Request, Rej
         ["review", name] => (review_command(name, body)?, Scope::Review),
         ["customer", tenant_id, "decline"] => {
             let tenant_id = subject_tenant(tenant_id)?;
-            let d: OptionalReasonDto = decode(body)?;
-            check_optional_text("reason", &d.reason, TEXT_MAX_CHARS)?;
-            let command = Command::CustomerDecline {
-                claim_id: d.claim_id,
-                reason: d.reason,
-            };
-            (claim_envelope!(d, command)?, Scope::Customer(tenant_id))
+            (customer_decline(body)?, Scope::Customer(tenant_id))
         }
         _ => return Err(invalid(format!("unknown subject name: {tail}"))),
     };
@@ -587,142 +521,227 @@ fn parse_command(tail: &str, parts: &[&str], body: Value) -> Result<Request, Rej
     })
 }
 
+/// `cmd.ref.tenant`: a tenant and its 1 to [`DOMAINS_PER_TENANT_MAX`] domains.
+fn ref_tenant(body: Value) -> Result<CommandEnvelope, Rejection> {
+    let d: RefTenantDto = decode(body)?;
+    if d.domains.is_empty() || d.domains.len() > DOMAINS_PER_TENANT_MAX {
+        return Err(invalid(format!(
+            "domains: must list 1 to {DOMAINS_PER_TENANT_MAX} domains, got {}",
+            d.domains.len()
+        )));
+    }
+    for (i, domain) in d.domains.iter().enumerate() {
+        check_domain(&format!("domains[{i}]"), domain)?;
+    }
+    let command = Command::UpsertTenant {
+        tenant_id: d.tenant_id,
+        domains: d.domains,
+    };
+    envelope(d.command_id, d.actor, d.correlation_id, None, command)
+}
+
+/// `cmd.ref.subscription`: a subscription of a tenant.
+fn ref_subscription(body: Value) -> Result<CommandEnvelope, Rejection> {
+    let d: RefSubscriptionDto = decode(body)?;
+    check_text("product", &d.product, 1, NAME_MAX_CHARS)?;
+    let command = Command::UpsertSubscription(SubscriptionRecord {
+        subscription_id: d.subscription_id,
+        tenant_id: d.tenant_id,
+        product: d.product,
+        solution_area: d.solution_area,
+        is_dynamics: d.is_dynamics,
+        channel: d.channel,
+        state: d.state,
+    });
+    envelope(d.command_id, d.actor, d.correlation_id, None, command)
+}
+
+/// `cmd.ref.partner`: a partner and up to [`MPNS_PER_PARTNER_MAX`] MPN ids.
+fn ref_partner(body: Value) -> Result<CommandEnvelope, Rejection> {
+    let d: RefPartnerDto = decode(body)?;
+    if !is_subject_id(&d.partner_id) {
+        return Err(invalid("partner_id: must match ^[A-Za-z0-9_-]{1,64}$"));
+    }
+    if d.mpns.len() > MPNS_PER_PARTNER_MAX {
+        return Err(invalid(format!(
+            "mpns: at most {MPNS_PER_PARTNER_MAX} MPN ids, got {}",
+            d.mpns.len()
+        )));
+    }
+    for (i, mpn) in d.mpns.iter().enumerate() {
+        check_text(
+            &format!("mpns[{i}].mpn_id"),
+            &mpn.mpn_id,
+            1,
+            MPN_ID_MAX_CHARS,
+        )?;
+    }
+    let command = Command::UpsertPartner {
+        partner_id: d.partner_id,
+        mpns: d.mpns,
+    };
+    envelope(d.command_id, d.actor, d.correlation_id, None, command)
+}
+
+/// `cmd.customer.{tenant_id}.decline`, once the subject's tenant is checked.
+fn customer_decline(body: Value) -> Result<CommandEnvelope, Rejection> {
+    let d: OptionalReasonDto = decode(body)?;
+    check_optional_text("reason", &d.reason, TEXT_MAX_CHARS)?;
+    let command = Command::CustomerDecline {
+        claim_id: d.claim_id,
+        reason: d.reason,
+    };
+    claim_envelope!(d, command)
+}
+
+/// `cmd.partner.{partner_id}.{name}`, once the subject's partner is checked.
 fn partner_command(name: &str, body: Value) -> Result<CommandEnvelope, Rejection> {
     match name {
-        "submit" => {
-            let d: SubmitDto = decode(body)?;
-            check_domain("domain", &d.domain)?;
-            check_text("product", &d.product, 1, NAME_MAX_CHARS)?;
-            check_text("mpn_id", &d.mpn_id, 1, MPN_ID_MAX_CHARS)?;
-            check_optional_text("subscription_id", &d.subscription_id, NAME_MAX_CHARS)?;
-            check_optional_text("note", &d.note, TEXT_MAX_CHARS)?;
-            if d.solution_area == SolutionArea::Microsoft365 && d.subscription_id.is_some() {
-                return Err(invalid(
-                    "subscription_id: not allowed for microsoft_365 claims (they cover the product on the tenant)",
-                ));
-            }
-            let proof_of_execution = d.proof_of_execution.unwrap_or_default();
-            check_poe("proof_of_execution", &proof_of_execution, 0)?;
-            let command = Command::Submit(SubmitClaim {
-                // The service assigns an id when the partner gives none.
-                claim_id: d.claim_id.unwrap_or_else(Uuid::new_v4),
-                tenant_id: d.tenant_id,
-                domain: d.domain,
-                solution_area: d.solution_area,
-                activity: d.activity,
-                product: d.product,
-                subscription_id: d.subscription_id,
-                mpn_id: d.mpn_id,
-                proof_of_execution,
-                note: d.note,
-            });
-            envelope(d.command_id, d.actor, d.correlation_id, None, command)
-        }
-        "comment" => {
-            let d: TextDto = decode(body)?;
-            check_text("text", &d.text, 1, TEXT_MAX_CHARS)?;
-            let command = Command::Comment {
-                claim_id: d.claim_id,
-                text: d.text,
-            };
-            claim_envelope!(d, command)
-        }
-        "submit_poe" => {
-            let d: SubmitPoeDto = decode(body)?;
-            check_poe("proof_of_execution", &d.proof_of_execution, 1)?;
-            check_optional_text("text", &d.text, TEXT_MAX_CHARS)?;
-            let command = Command::SubmitPoe {
-                claim_id: d.claim_id,
-                proof_of_execution: d.proof_of_execution,
-                text: d.text,
-            };
-            claim_envelope!(d, command)
-        }
-        "withdraw" => {
-            let d: OptionalReasonDto = decode(body)?;
-            check_optional_text("reason", &d.reason, TEXT_MAX_CHARS)?;
-            let command = Command::Withdraw {
-                claim_id: d.claim_id,
-                reason: d.reason,
-            };
-            claim_envelope!(d, command)
-        }
-        "dispute" => {
-            let d: DisputeDto = decode(body)?;
-            check_text("text", &d.text, 1, TEXT_MAX_CHARS)?;
-            let proof_of_execution = d.proof_of_execution.unwrap_or_default();
-            check_poe("proof_of_execution", &proof_of_execution, 0)?;
-            let command = Command::Dispute {
-                claim_id: d.claim_id,
-                text: d.text,
-                proof_of_execution,
-            };
-            claim_envelope!(d, command)
-        }
-        "disassociate" => {
-            let d: ReasonDto = decode(body)?;
-            check_text("reason", &d.reason, 1, TEXT_MAX_CHARS)?;
-            let command = Command::Disassociate {
-                claim_id: d.claim_id,
-                reason: d.reason,
-            };
-            claim_envelope!(d, command)
-        }
+        "submit" => submit(body),
+        "comment" => text_command(body, |claim_id, text| Command::Comment { claim_id, text }),
+        "submit_poe" => submit_poe(body),
+        "withdraw" => withdraw(body),
+        "dispute" => dispute(body),
+        "disassociate" => disassociate(body),
         other => Err(invalid(format!("unknown partner command: {other}"))),
     }
 }
 
+/// `submit`: a new claim (contract §1).
+fn submit(body: Value) -> Result<CommandEnvelope, Rejection> {
+    let d: SubmitDto = decode(body)?;
+    check_domain("domain", &d.domain)?;
+    check_text("product", &d.product, 1, NAME_MAX_CHARS)?;
+    check_text("mpn_id", &d.mpn_id, 1, MPN_ID_MAX_CHARS)?;
+    check_optional_text("subscription_id", &d.subscription_id, NAME_MAX_CHARS)?;
+    check_optional_text("note", &d.note, TEXT_MAX_CHARS)?;
+    if d.solution_area == SolutionArea::Microsoft365 && d.subscription_id.is_some() {
+        return Err(invalid(
+            "subscription_id: not allowed for microsoft_365 claims (they cover the product on the tenant)",
+        ));
+    }
+    let proof_of_execution = d.proof_of_execution.unwrap_or_default();
+    check_poe("proof_of_execution", &proof_of_execution, 0)?;
+    let command = Command::Submit(SubmitClaim {
+        // The service assigns an id when the partner gives none.
+        claim_id: d.claim_id.unwrap_or_else(Uuid::new_v4),
+        tenant_id: d.tenant_id,
+        domain: d.domain,
+        solution_area: d.solution_area,
+        activity: d.activity,
+        product: d.product,
+        subscription_id: d.subscription_id,
+        mpn_id: d.mpn_id,
+        proof_of_execution,
+        note: d.note,
+    });
+    envelope(d.command_id, d.actor, d.correlation_id, None, command)
+}
+
+/// A command carrying a required `text` (1 to [`TEXT_MAX_CHARS`]): a
+/// partner's or reviewer's comment, a reviewer's PoE request.
+fn text_command(
+    body: Value,
+    command: impl FnOnce(Uuid, String) -> Command,
+) -> Result<CommandEnvelope, Rejection> {
+    let d: TextDto = decode(body)?;
+    check_text("text", &d.text, 1, TEXT_MAX_CHARS)?;
+    let command = command(d.claim_id, d.text);
+    claim_envelope!(d, command)
+}
+
+fn submit_poe(body: Value) -> Result<CommandEnvelope, Rejection> {
+    let d: SubmitPoeDto = decode(body)?;
+    check_poe("proof_of_execution", &d.proof_of_execution, 1)?;
+    check_optional_text("text", &d.text, TEXT_MAX_CHARS)?;
+    let command = Command::SubmitPoe {
+        claim_id: d.claim_id,
+        proof_of_execution: d.proof_of_execution,
+        text: d.text,
+    };
+    claim_envelope!(d, command)
+}
+
+fn withdraw(body: Value) -> Result<CommandEnvelope, Rejection> {
+    let d: OptionalReasonDto = decode(body)?;
+    check_optional_text("reason", &d.reason, TEXT_MAX_CHARS)?;
+    let command = Command::Withdraw {
+        claim_id: d.claim_id,
+        reason: d.reason,
+    };
+    claim_envelope!(d, command)
+}
+
+fn dispute(body: Value) -> Result<CommandEnvelope, Rejection> {
+    let d: DisputeDto = decode(body)?;
+    check_text("text", &d.text, 1, TEXT_MAX_CHARS)?;
+    let proof_of_execution = d.proof_of_execution.unwrap_or_default();
+    check_poe("proof_of_execution", &proof_of_execution, 0)?;
+    let command = Command::Dispute {
+        claim_id: d.claim_id,
+        text: d.text,
+        proof_of_execution,
+    };
+    claim_envelope!(d, command)
+}
+
+fn disassociate(body: Value) -> Result<CommandEnvelope, Rejection> {
+    let d: ReasonDto = decode(body)?;
+    check_text("reason", &d.reason, 1, TEXT_MAX_CHARS)?;
+    let command = Command::Disassociate {
+        claim_id: d.claim_id,
+        reason: d.reason,
+    };
+    claim_envelope!(d, command)
+}
+
+/// `cmd.review.{name}`.
 fn review_command(name: &str, body: Value) -> Result<CommandEnvelope, Rejection> {
     match name {
-        "start" => {
-            let d: ClaimOnlyDto = decode(body)?;
-            let command = Command::StartReview {
-                claim_id: d.claim_id,
-            };
-            claim_envelope!(d, command)
-        }
-        "comment" | "request_poe" => {
-            let d: TextDto = decode(body)?;
-            check_text("text", &d.text, 1, TEXT_MAX_CHARS)?;
-            let command = if name == "comment" {
-                Command::Comment {
-                    claim_id: d.claim_id,
-                    text: d.text,
-                }
-            } else {
-                Command::RequestPoe {
-                    claim_id: d.claim_id,
-                    text: d.text,
-                }
-            };
-            claim_envelope!(d, command)
-        }
-        "approve" => {
-            let d: OptionalTextDto = decode(body)?;
-            check_optional_text("text", &d.text, TEXT_MAX_CHARS)?;
-            let command = Command::Approve {
-                claim_id: d.claim_id,
-                text: d.text,
-            };
-            claim_envelope!(d, command)
-        }
-        "reject" => {
-            let d: RejectDto = decode(body)?;
-            if !is_reason_code(&d.reason) {
-                return Err(invalid(
-                    "reason: must be a code like NO_PROOF (^[A-Z][A-Z0-9_]{0,63}$)",
-                ));
-            }
-            check_optional_text("text", &d.text, TEXT_MAX_CHARS)?;
-            let command = Command::Reject {
-                claim_id: d.claim_id,
-                reason: d.reason,
-                text: d.text,
-            };
-            claim_envelope!(d, command)
-        }
+        "start" => start_review(body),
+        "comment" => text_command(body, |claim_id, text| Command::Comment { claim_id, text }),
+        "request_poe" => text_command(body, |claim_id, text| Command::RequestPoe {
+            claim_id,
+            text,
+        }),
+        "approve" => approve(body),
+        "reject" => reject(body),
         other => Err(invalid(format!("unknown review command: {other}"))),
     }
+}
+
+fn start_review(body: Value) -> Result<CommandEnvelope, Rejection> {
+    let d: ClaimOnlyDto = decode(body)?;
+    let command = Command::StartReview {
+        claim_id: d.claim_id,
+    };
+    claim_envelope!(d, command)
+}
+
+fn approve(body: Value) -> Result<CommandEnvelope, Rejection> {
+    let d: OptionalTextDto = decode(body)?;
+    check_optional_text("text", &d.text, TEXT_MAX_CHARS)?;
+    let command = Command::Approve {
+        claim_id: d.claim_id,
+        text: d.text,
+    };
+    claim_envelope!(d, command)
+}
+
+fn reject(body: Value) -> Result<CommandEnvelope, Rejection> {
+    let d: RejectDto = decode(body)?;
+    if !is_reason_code(&d.reason) {
+        return Err(invalid(
+            "reason: must be a code like NO_PROOF (^[A-Z][A-Z0-9_]{0,63}$)",
+        ));
+    }
+    check_optional_text("text", &d.text, TEXT_MAX_CHARS)?;
+    let command = Command::Reject {
+        claim_id: d.claim_id,
+        reason: d.reason,
+        text: d.text,
+    };
+    claim_envelope!(d, command)
 }
 
 #[derive(Deserialize, schemars::JsonSchema)]
@@ -852,100 +871,110 @@ fn page_cursor(field: &str, cursor: &Option<String>) -> Result<Option<u64>, Reje
 /// Parses a query asked on a subject of `scope` and authorizes it.
 fn parse_query(scope: Scope, name: &str, body: Value) -> Result<Query, Rejection> {
     match name {
-        "claim.get" => {
-            let d: ClaimGetDto = decode(body)?;
-            check_correlation(&d.correlation_id)?;
-            let comments_limit =
-                page_limit("comments_limit", d.comments_limit, cpor_log::COMMENTS_MAX)?;
-            let comments_after = page_cursor("comments_after", &d.comments_after)?;
-            check_actor(&d.actor)?;
-            Ok(Query::ClaimGet {
-                visibility: access::authorize(&scope, &d.actor, Action::ReadClaim)?,
-                claim_id: d.claim_id,
-                comments_limit,
-                comments_after,
-            })
-        }
-        "claim.history" => {
-            let d: ClaimHistoryDto = decode(body)?;
-            check_correlation(&d.correlation_id)?;
-            let limit = page_limit("limit", d.limit, crate::server::HISTORY_EVENTS_MAX)?;
-            let after = page_cursor("after", &d.after)?;
-            check_actor(&d.actor)?;
-            Ok(Query::ClaimHistory {
-                visibility: access::authorize(&scope, &d.actor, Action::ReadClaim)?,
-                claim_id: d.claim_id,
-                limit,
-                after,
-            })
-        }
-        "claims.list" => {
-            let d: ListDto = decode(body)?;
-            check_correlation(&d.correlation_id)?;
-            let status = match &d.status {
-                None => None,
-                Some(text) => Some(
-                    ClaimStatus::parse(text)
-                        .ok_or_else(|| invalid(format!("status: unknown status {text}")))?,
-                ),
-            };
-            let limit = page_limit("limit", d.limit, cpor_log::LIST_LIMIT_DEFAULT)?;
-            let after = page_cursor("after", &d.after)?;
-            if let Some(partner_id) = &d.partner_id {
-                if !is_subject_id(partner_id) {
-                    return Err(invalid("partner_id: must match ^[A-Za-z0-9_-]{1,64}$"));
-                }
-            }
-            check_actor(&d.actor)?;
-            let visibility = access::authorize(
-                &scope,
-                &d.actor,
-                Action::ListClaims {
-                    partner_id: d.partner_id.as_deref(),
-                    tenant_id: d.tenant_id,
-                },
-            )?;
-            let filter = ClaimFilter {
-                partner_id: d.partner_id,
-                tenant_id: d.tenant_id,
-                status,
-                overdue: d.overdue,
-                in_arbitration: d.in_arbitration,
-            }
-            .within(&visibility);
-            Ok(Query::ClaimsList {
-                filter,
-                limit,
-                after,
-            })
-        }
-        "arbitration.get" => {
-            let d: CaseGetDto = decode(body)?;
-            check_correlation(&d.correlation_id)?;
-            check_actor(&d.actor)?;
-            access::authorize(&scope, &d.actor, Action::ReadCases)?;
-            Ok(Query::CaseGet { case_id: d.case_id })
-        }
-        "arbitration.list" => {
-            let d: CaseListDto = decode(body)?;
-            check_correlation(&d.correlation_id)?;
-            if let Some(status) = &d.status {
-                if status != "open" && status != "closed" {
-                    return Err(invalid("status: must be open or closed"));
-                }
-            }
-            let limit = page_limit("limit", d.limit, cpor_log::CASES_LIST_MAX)?;
-            let after = page_cursor("after", &d.after)?;
-            check_actor(&d.actor)?;
-            access::authorize(&scope, &d.actor, Action::ReadCases)?;
-            Ok(Query::CaseList {
-                status: d.status,
-                limit,
-                after,
-            })
-        }
+        "claim.get" => claim_get(scope, body),
+        "claim.history" => claim_history(scope, body),
+        "claims.list" => claims_list(scope, body),
+        "arbitration.get" => case_get(scope, body),
+        "arbitration.list" => case_list(scope, body),
         other => Err(invalid(format!("unknown query: {other}"))),
     }
+}
+
+fn claim_get(scope: Scope, body: Value) -> Result<Query, Rejection> {
+    let d: ClaimGetDto = decode(body)?;
+    check_correlation(&d.correlation_id)?;
+    let comments_limit = page_limit("comments_limit", d.comments_limit, cpor_log::COMMENTS_MAX)?;
+    let comments_after = page_cursor("comments_after", &d.comments_after)?;
+    check_actor(&d.actor)?;
+    Ok(Query::ClaimGet {
+        visibility: access::authorize(&scope, &d.actor, Action::ReadClaim)?,
+        claim_id: d.claim_id,
+        comments_limit,
+        comments_after,
+    })
+}
+
+fn claim_history(scope: Scope, body: Value) -> Result<Query, Rejection> {
+    let d: ClaimHistoryDto = decode(body)?;
+    check_correlation(&d.correlation_id)?;
+    let limit = page_limit("limit", d.limit, crate::server::HISTORY_EVENTS_MAX)?;
+    let after = page_cursor("after", &d.after)?;
+    check_actor(&d.actor)?;
+    Ok(Query::ClaimHistory {
+        visibility: access::authorize(&scope, &d.actor, Action::ReadClaim)?,
+        claim_id: d.claim_id,
+        limit,
+        after,
+    })
+}
+
+/// `claims.list`: the filter narrowed to what the caller may see.
+fn claims_list(scope: Scope, body: Value) -> Result<Query, Rejection> {
+    let d: ListDto = decode(body)?;
+    check_correlation(&d.correlation_id)?;
+    let status = match &d.status {
+        None => None,
+        Some(text) => Some(
+            ClaimStatus::parse(text)
+                .ok_or_else(|| invalid(format!("status: unknown status {text}")))?,
+        ),
+    };
+    let limit = page_limit("limit", d.limit, cpor_log::LIST_LIMIT_DEFAULT)?;
+    let after = page_cursor("after", &d.after)?;
+    if let Some(partner_id) = &d.partner_id {
+        if !is_subject_id(partner_id) {
+            return Err(invalid("partner_id: must match ^[A-Za-z0-9_-]{1,64}$"));
+        }
+    }
+    check_actor(&d.actor)?;
+    let visibility = access::authorize(
+        &scope,
+        &d.actor,
+        Action::ListClaims {
+            partner_id: d.partner_id.as_deref(),
+            tenant_id: d.tenant_id,
+        },
+    )?;
+    let filter = ClaimFilter {
+        partner_id: d.partner_id,
+        tenant_id: d.tenant_id,
+        status,
+        overdue: d.overdue,
+        in_arbitration: d.in_arbitration,
+    }
+    .within(&visibility);
+    Ok(Query::ClaimsList {
+        filter,
+        limit,
+        after,
+    })
+}
+
+fn case_get(scope: Scope, body: Value) -> Result<Query, Rejection> {
+    let d: CaseGetDto = decode(body)?;
+    check_correlation(&d.correlation_id)?;
+    check_actor(&d.actor)?;
+    access::authorize(&scope, &d.actor, Action::ReadCases)?;
+    Ok(Query::CaseGet { case_id: d.case_id })
+}
+
+fn case_list(scope: Scope, body: Value) -> Result<Query, Rejection> {
+    let d: CaseListDto = decode(body)?;
+    check_correlation(&d.correlation_id)?;
+    if let Some(status) = &d.status {
+        if status != "open" && status != "closed" {
+            return Err(invalid("status: must be open or closed"));
+        }
+    }
+    let limit = page_limit("limit", d.limit, cpor_log::CASES_LIST_MAX)?;
+    let after = page_cursor("after", &d.after)?;
+    check_actor(&d.actor)?;
+    access::authorize(&scope, &d.actor, Action::ReadCases)?;
+    Ok(Query::CaseList {
+        status: d.status,
+        limit,
+        after,
+    })
 }
 
 /// The reply to a refused request (contract §3).
