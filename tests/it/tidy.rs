@@ -235,6 +235,51 @@ fn domain_reads_no_clock_and_does_no_io() {
     );
 }
 
+/// Libraries return their fatal errors (`cpor_engine::Fatal`, exit code 70)
+/// and the binaries decide how the process ends: no `process::exit` under
+/// `crates/` but in the binaries' crates, where a library's caller could not
+/// stop it, clean up or test it.
+#[test]
+fn only_the_binaries_exit_the_process() {
+    let allowed = ["cpor", "cpor-bench"];
+    let needle = "process::exit";
+    let crates_dir = root().join("crates");
+    let mut scanned = 0;
+    let mut in_binaries = Vec::new();
+    let mut violations = Vec::new();
+    for path in rust_files(&crates_dir) {
+        let text = read(&path);
+        let krate = path
+            .strip_prefix(&crates_dir)
+            .ok()
+            .and_then(|p| p.components().next())
+            .map(|c| c.as_os_str().to_string_lossy().to_string())
+            .unwrap_or_default();
+        if allowed.contains(&krate.as_str()) {
+            in_binaries.extend(lines_with(&path, &text, needle));
+        } else {
+            scanned += 1;
+            violations.extend(lines_with(&path, &text, needle));
+        }
+    }
+    assert!(
+        scanned > 20,
+        "only {scanned} library sources found under crates/"
+    );
+    // The rule reads the sources right: the binary's own use is found.
+    assert!(
+        !in_binaries.is_empty(),
+        "no `{needle}` found in {allowed:?}: the scan does not see them"
+    );
+    assert_no_violations(
+        &format!(
+            "only the binaries {allowed:?} exit the process; libraries return a typed error \
+             (e.g. cpor_engine::Fatal) for the binary to turn into an exit code"
+        ),
+        &violations,
+    );
+}
+
 #[test]
 fn canonical_json_is_a_leaf_crate() {
     let mut violations = Vec::new();

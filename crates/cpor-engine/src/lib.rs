@@ -1,6 +1,7 @@
 //! The engine: the one place where decisions meet storage and time.
 //!
-//! A single writer task owns the decision [`State`] and the [`Log`]. Requests
+//! A single writer, on its own OS thread ([`WRITER_THREAD`]), owns the
+//! decision [`State`] and the [`Log`]. Requests
 //! reach it through a bounded queue; it takes as many as are waiting (up to
 //! [`WRITER_BATCH_MAX`]), decides each against the state as left by the ones
 //! before, and writes all their events in one atomic batch. The batch's
@@ -68,11 +69,54 @@ const DISK_FULL_RECHECK_EVERY: std::time::Duration = std::time::Duration::from_m
 
 const META_MANUAL_CLOCK_MS: &str = "manual_clock_ms";
 
+/// Why the engine could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error(transparent)]
     Log(#[from] LogError),
+    /// The writer's thread or its timer runtime could not be created (the
+    /// OS refused a thread: limits reached).
+    #[error("cannot start the writer thread: {0}")]
+    Thread(#[source] std::io::Error),
 }
+
+/// Why the writer stopped for good while serving: the process must exit
+/// (with [`Fatal::EXIT_CODE`]) rather than go on. Returned by
+/// [`WriterThread::stopped`]; the binary turns it into its exit code, a
+/// library never exits the process itself.
+#[derive(Debug, thiserror::Error)]
+pub enum Fatal {
+    /// After a failed write, the reopened data dir ends before the last
+    /// position already acknowledged (and perhaps published): sled lost
+    /// flushed writes. Serving on would contradict what clients were told;
+    /// a restart refuses too and names the repair (`cpor verify --data-dir`
+    /// says what is missing).
+    #[error(
+        "the reopened log ends at position {head}, before position {acknowledged} which was \
+         acknowledged; exiting (a restart refuses too: run `cpor verify --data-dir` to see \
+         what is missing)"
+    )]
+    LogBehindAcknowledged { head: u64, acknowledged: u64 },
+    /// A thread of the engine panicked: an invariant of this code broke
+    /// (an `assert!`), and a program that is wrong stops rather than go on
+    /// writing.
+    #[error("the engine's {thread} thread stopped on a bug: {message}")]
+    Panicked {
+        thread: &'static str,
+        message: String,
+    },
+}
+
+impl Fatal {
+    /// The process's exit code for a fatal error: 70, `EX_SOFTWARE` of
+    /// BSD's sysexits.h ("an internal software error"), which supervisors
+    /// restart (deploy/README.md, systemd).
+    pub const EXIT_CODE: u8 = 70;
+}
+
+/// The name of the writer's thread (`ps -T`, `/proc/PID/task/*/comm`, the
+/// benchmark's per-thread CPU figures).
+pub const WRITER_THREAD: &str = "cpor-writer";
 
 /// A handle on the engine's event size bound (see
 /// [`Engine::set_event_bytes_max`]) that does not keep the writer running.
@@ -221,8 +265,15 @@ enum Request {
 /// Positions visible to health checks and the relay.
 #[derive(Debug, Default)]
 pub struct Positions {
-    /// Last position written to the log and flushed.
-    pub log: AtomicU64,
+    /// The durable position: the last position whose batch is written and
+    /// flushed, hence every reply resting on it may be (or was) sent. The
+    /// one source of truth for it: the flusher alone advances it (never
+    /// back), `qry.health` and the admin gauges read it
+    /// ([`Positions::log_position`]), the relay waits on it
+    /// ([`Positions::subscribe_log`]) and reads no event past it, and the
+    /// writer's reopen after a failed write checks the data dir still holds
+    /// it.
+    log: watch::Sender<u64>,
     /// Last position up to which every event is in the events stream as
     /// the log's own bytes (set by the relay). It stops before an event
     /// whose stream copy is someone else's message or that JetStream
@@ -244,6 +295,28 @@ pub struct Positions {
     pub foreign_messages: AtomicU64,
 }
 
+impl Positions {
+    /// The durable position (see the field's docs): everything up to it is
+    /// on disk and may be acknowledged and published.
+    pub fn log_position(&self) -> u64 {
+        *self.log.borrow()
+    }
+
+    /// Wakes whenever the durable position advances; holds its last value.
+    pub fn subscribe_log(&self) -> watch::Receiver<u64> {
+        self.log.subscribe()
+    }
+
+    /// Advances the durable position to `position` (never back).
+    fn advance_log(&self, position: u64) {
+        self.log.send_if_modified(|current| {
+            let advanced = position > *current;
+            *current = (*current).max(position);
+            advanced
+        });
+    }
+}
+
 /// A handle to the running engine. Cheap to clone; when every handle is
 /// dropped the writer finishes what is queued and stops.
 #[derive(Clone)]
@@ -257,8 +330,6 @@ pub struct Engine {
     /// Log, published and relayed positions, shared with the flusher and
     /// the relay, for `qry.health`.
     positions: Arc<Positions>,
-    /// The durable head the flusher announces, for the relay.
-    committed: watch::Receiver<u64>,
     /// Wall or manual: `admin.clock` is refused unless manual.
     clock: ClockMode,
     /// Shared with the writer: the largest event a command may write.
@@ -267,31 +338,20 @@ pub struct Engine {
 
 impl Engine {
     /// Opens the log, rebuilds the decision state from it and starts the
-    /// writer task. Returns the handle and the writer's join handle.
-    pub fn start(options: Options) -> Result<(Engine, tokio::task::JoinHandle<()>), Error> {
+    /// writer on its thread ([`WRITER_THREAD`]) and the flusher on the
+    /// current tokio runtime (so it must be called inside one). Returns the
+    /// handle and the writer's thread, which stops once every handle is
+    /// dropped and what was queued is durable and answered.
+    pub fn start(options: Options) -> Result<(Engine, WriterThread), Error> {
         let (log, state) = Log::open(&options.data_dir)?;
         let reader = log.reader().clone();
         let head = log.head().position;
         let positions = Arc::new(Positions::default());
-        positions.log.store(head, Ordering::SeqCst);
-        let (committed_tx, committed_rx) = watch::channel(head);
-        let manual_start = reader
-            .get_meta_u64(META_MANUAL_CLOCK_MS)?
-            .and_then(|ms| chrono::DateTime::from_timestamp_millis(ms as i64));
-        let last_event_time = last_event_time(&reader)?;
-        let clock = match options.clock {
-            ClockMode::Manual => Clock::Manual { now: manual_start },
-            ClockMode::Wall => Clock::Wall(WallClock {
-                source: options.time_source.clone(),
-                floor: last_event_time,
-                reference: None,
-                accept_jump: options.accept_clock_jump,
-                fault: None,
-                behind: false,
-            }),
-        };
+        positions.advance_log(head);
+        let clock = start_clock(&options, &reader)?;
         tracing::info!(position = head, claims = state.claims.len(), "log opened");
-        metrics::record_state(&state, last_event_time); // due: as of the last event
+        // Due deadlines as of the last event.
+        metrics::record_state(&state, last_event_time(&reader)?);
         let event_bytes_max = Arc::new(AtomicUsize::new(EVENT_BYTES_MAX_DEFAULT));
         let (tx, rx) = mpsc::channel(WRITER_QUEUE_MAX);
         let (flush_tx, flush_rx) = mpsc::channel(FLUSH_QUEUE_MAX);
@@ -300,7 +360,6 @@ impl Engine {
             reader.clone(),
             flush_rx,
             positions.clone(),
-            committed_tx,
             failed_epoch.clone(),
         ));
         let writer = Writer {
@@ -319,23 +378,16 @@ impl Engine {
             store: recovery::StoreHealth::new(failed_epoch, positions.clone()),
             command_retention: command_retention(options.command_retention),
         };
-        // The writer is CPU-bound and runs long synchronous stretches
-        // (deciding and applying a whole batch): on a runtime worker it would
-        // stall every request task queued behind it. It gets a thread of its
-        // own instead, and drives its few awaits (queue, timer, flush queue)
-        // on the runtime's handle.
-        let runtime = tokio::runtime::Handle::current();
-        let task = tokio::task::spawn_blocking(move || runtime.block_on(writer.run(flusher_task)));
+        let thread = WriterThread::spawn(writer, flusher_task)?;
         Ok((
             Engine {
                 requests: tx,
                 reader,
                 positions,
-                committed: committed_rx,
                 clock: options.clock,
                 event_bytes_max,
             },
-            task,
+            thread,
         ))
     }
 
@@ -398,10 +450,106 @@ impl Engine {
         &self.positions
     }
 
-    /// Wakes whenever a batch is durable; holds the last durable position.
+    /// Wakes whenever a batch is durable; holds the last durable position
+    /// ([`Positions::subscribe_log`]).
     pub fn committed(&self) -> watch::Receiver<u64> {
-        self.committed.clone()
+        self.positions.subscribe_log()
     }
+}
+
+/// The writer's clock as configured: the manual clock resumes where the
+/// log's meta left it; the wall clock is guarded from the last event on.
+fn start_clock(options: &Options, reader: &LogReader) -> Result<Clock, LogError> {
+    Ok(match options.clock {
+        ClockMode::Manual => Clock::Manual {
+            now: reader
+                .get_meta_u64(META_MANUAL_CLOCK_MS)?
+                .and_then(|ms| chrono::DateTime::from_timestamp_millis(ms as i64)),
+        },
+        ClockMode::Wall => Clock::Wall(WallClock {
+            source: options.time_source.clone(),
+            floor: last_event_time(reader)?,
+            reference: None,
+            accept_jump: options.accept_clock_jump,
+            fault: None,
+            behind: false,
+        }),
+    })
+}
+
+/// The writer's thread, for waiting until it stops.
+///
+/// The writer is CPU-bound and runs long synchronous stretches (deciding
+/// and applying a whole batch): on a runtime worker it would stall every
+/// request task queued behind it. So it has a named OS thread of its own
+/// ([`WRITER_THREAD`]), which drives its few awaits (the request queue, its
+/// timers, the flusher's queue) on a current-thread tokio runtime of its
+/// own: it depends on no runtime's blocking pool, and a runtime shutting
+/// down elsewhere cannot stop it half-way.
+pub struct WriterThread {
+    /// The writer's result, sent as its thread ends.
+    done: oneshot::Receiver<Result<(), Fatal>>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl WriterThread {
+    fn spawn(writer: Writer, flusher: tokio::task::JoinHandle<()>) -> Result<WriterThread, Error> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .map_err(Error::Thread)?;
+        let (done_tx, done) = oneshot::channel();
+        let thread = std::thread::Builder::new()
+            .name(WRITER_THREAD.to_string())
+            .spawn(move || {
+                let result = runtime.block_on(writer.run(flusher));
+                let _ = done_tx.send(result);
+            })
+            .map_err(Error::Thread)?;
+        Ok(WriterThread { done, thread })
+    }
+
+    /// Waits until the writer has stopped: after every [`Engine`] handle is
+    /// dropped, with everything queued answered and durable (`Ok`), or on a
+    /// [`Fatal`] error, after which the process must exit
+    /// ([`Fatal::EXIT_CODE`]). A panic of the thread is
+    /// [`Fatal::Panicked`].
+    pub async fn stopped(self) -> Result<(), Fatal> {
+        match self.done.await {
+            Ok(result) => {
+                // The thread sent its result as its last act.
+                let _ = self.thread.join();
+                result
+            }
+            // Dropped unsent: the thread unwound from a panic.
+            Err(_) => {
+                let panic = tokio::task::spawn_blocking(move || self.thread.join())
+                    .await
+                    .ok()
+                    .and_then(Result::err);
+                Err(Fatal::Panicked {
+                    thread: WRITER_THREAD,
+                    message: panic
+                        .as_deref()
+                        .map_or_else(|| "unknown panic".to_string(), panic_message),
+                })
+            }
+        }
+    }
+
+    /// Whether the thread has ended (stopped, failed or panicked).
+    pub fn is_finished(&self) -> bool {
+        self.thread.is_finished()
+    }
+}
+
+/// The text of a panic's payload (`panic!` with a literal or a format).
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".to_string())
 }
 
 /// The configured retention of command records, checked against the
@@ -627,7 +775,6 @@ async fn flusher(
     reader: LogReader,
     mut batches: mpsc::Receiver<AppliedBatch>,
     positions: Arc<Positions>,
-    committed: watch::Sender<u64>,
     failed_epoch: Arc<AtomicU64>,
 ) {
     let mut ready = Vec::with_capacity(FLUSH_QUEUE_MAX);
@@ -655,12 +802,9 @@ async fn flusher(
             continue;
         }
         let position = ready.last().map_or(0, |b| b.position);
-        positions.log.fetch_max(position, Ordering::SeqCst);
-        committed.send_if_modified(|current| {
-            let advanced = position > *current;
-            *current = (*current).max(position);
-            advanced
-        });
+        // Announced before the replies go: a reply's position is never
+        // ahead of what `qry.health` and the relay see as durable.
+        positions.advance_log(position);
         for batch in ready.drain(..) {
             batch.pending.into_iter().for_each(Pending::send);
         }
@@ -709,15 +853,19 @@ struct Writer {
 }
 
 impl Writer {
-    async fn run(mut self, flusher: tokio::task::JoinHandle<()>) {
+    /// The writer's loop, until every [`Engine`] handle is dropped (`Ok`)
+    /// or a [`Fatal`] error. Either way the flusher finishes first: every
+    /// batch handed to it is flushed and answered (or refused, after a
+    /// failed write) before this returns.
+    async fn run(mut self, flusher: tokio::task::JoinHandle<()>) -> Result<(), Fatal> {
         let mut batch = Vec::with_capacity(WRITER_BATCH_MAX);
-        loop {
+        let result = loop {
             let sleep = self.until_next_deadline();
             let recount = self.until_state_gauges_due();
             tokio::select! {
                 received = self.requests.recv_many(&mut batch, WRITER_BATCH_MAX) => {
                     if received == 0 {
-                        break; // every handle dropped: shutdown
+                        break Ok(()); // every handle dropped: shutdown
                     }
                 }
                 _ = tokio::time::sleep(sleep), if !sleep.is_zero() || self.is_wall_clock() => {}
@@ -726,15 +874,21 @@ impl Writer {
                     continue;
                 }
             }
-            self.process(std::mem::take(&mut batch)).await;
+            if let Err(fatal) = self.process(std::mem::take(&mut batch)).await {
+                break Err(fatal);
+            }
             self.record_state_gauges();
-        }
-        // Everything applied is flushed and answered before the writer's
-        // task ends (shutdown waits on it).
+        };
         let position = self.log.head().position;
+        // Closes the queues: requests still queued are answered
+        // `UNAVAILABLE` (their reply slots dropped), the flusher ends.
         drop(self);
         let _ = flusher.await;
-        tracing::info!(position, "writer stopped");
+        match &result {
+            Ok(()) => tracing::info!(position, "writer stopped"),
+            Err(fatal) => tracing::error!(%fatal, "writer stopped"),
+        }
+        result
     }
 
     /// Recounts the state gauges when the last count is older than
@@ -796,8 +950,11 @@ impl Writer {
             .copied()
     }
 
-    async fn process(&mut self, requests: Vec<Request>) {
-        if !self.store_is_open().await {
+    /// Decides, writes and hands to the flusher one batch of requests (an
+    /// empty one: a timer woke the writer). `Err` only for a [`Fatal`]
+    /// error found reopening the data dir.
+    async fn process(&mut self, requests: Vec<Request>) -> Result<(), Fatal> {
+        if !self.store_is_open().await? {
             let refusal = self.store.closed_refusal();
             // Nothing is in flight that these replies could rest on.
             for request in requests {
@@ -807,7 +964,7 @@ impl Writer {
                 // A timer wake: do not spin while the store stays closed.
                 tokio::time::sleep(recovery::REOPEN_RETRY_EVERY.min(DISK_FULL_RECHECK_EVERY)).await;
             }
-            return;
+            return Ok(());
         }
         if !requests.is_empty() {
             ::metrics::histogram!(metrics::BATCH_REQUESTS).record(requests.len() as f64);
@@ -824,11 +981,12 @@ impl Writer {
             }
             // Behind the batches in flight, like any other reply.
             self.to_flusher(self.log.head().position, pending).await;
-            return;
+            return Ok(());
         }
         let mut appender = self.log.begin();
         let (pending, failed) = self.decide_all(&mut appender, requests);
         self.write(appender, pending, failed).await;
+        Ok(())
     }
 
     /// Hands a batch's replies to the flusher (waits while

@@ -34,7 +34,7 @@ use std::time::{Duration, Instant};
 
 use cpor_domain::error::{ErrorCode, Rejection};
 
-use crate::{Positions, Writer};
+use crate::{Fatal, Positions, Writer};
 
 /// How often a writer with a closed store tries to reopen the data dir.
 pub(crate) const REOPEN_RETRY_EVERY: Duration = Duration::from_secs(1);
@@ -59,7 +59,8 @@ pub(crate) struct StoreHealth {
     /// The newest epoch with a failed write (0: none), set by the flusher
     /// (a failed flush) or the writer (a failed apply or read).
     failed_epoch: Arc<AtomicU64>,
-    /// The last acknowledged position, which a reopen must find again.
+    /// The durable position (the last one acknowledged), which a reopen
+    /// must find again.
     positions: Arc<Positions>,
     /// Set while the store is closed: why, and when to try reopening.
     closed: Option<Closed>,
@@ -119,10 +120,12 @@ impl StoreHealth {
 impl Writer {
     /// Whether the store is open for the next batch: after a failure,
     /// closes it and tries to reopen it (at most every
-    /// [`REOPEN_RETRY_EVERY`], once the disk has room again).
-    pub(crate) async fn store_is_open(&mut self) -> bool {
+    /// [`REOPEN_RETRY_EVERY`], once the disk has room again). `Err` when
+    /// the reopened data dir lost acknowledged writes (the store is then
+    /// closed for good).
+    pub(crate) async fn store_is_open(&mut self) -> Result<bool, Fatal> {
         if !self.store.is_closed() {
-            return true;
+            return Ok(true);
         }
         if self.store.closed.is_none() {
             tracing::error!(
@@ -137,15 +140,15 @@ impl Writer {
         }
         let closed = self.store.closed.as_mut().expect("closed above");
         if Instant::now() < closed.next_attempt {
-            return false;
+            return Ok(false);
         }
         closed.next_attempt = Instant::now() + REOPEN_RETRY_EVERY;
         let reason = match self.disk_full() {
             Some(refusal) => refusal.message,
             None => match self.log.reopen() {
                 Ok(state) => {
-                    self.reopened(state).await;
-                    return true;
+                    self.reopened(state).await?;
+                    return Ok(true);
                 }
                 Err(error) => {
                     tracing::warn!(%error, "cannot reopen the data dir yet; retrying");
@@ -156,24 +159,22 @@ impl Writer {
         if let Some(closed) = self.store.closed.as_mut() {
             closed.reason = reason;
         }
-        false
+        Ok(false)
     }
 
     /// Takes the state a reopen folded, starts a new epoch and announces
     /// the head the start-up checks kept (durable: read back from disk).
-    async fn reopened(&mut self, state: cpor_domain::state::State) {
+    /// A head before the durable position is [`Fatal`]: the store is
+    /// closed again (queries answer `UNAVAILABLE`) and the writer stops.
+    async fn reopened(&mut self, state: cpor_domain::state::State) -> Result<(), Fatal> {
         let head = self.log.head().position;
-        let acknowledged = self.store.positions.log.load(Ordering::SeqCst);
+        let acknowledged = self.store.positions.log_position();
         if head < acknowledged {
             // sled lost flushed writes: serving on would contradict what
             // was acknowledged and published. A restart refuses too and
             // names the repair (`cpor verify --data-dir` says which).
-            tracing::error!(
-                head,
-                acknowledged,
-                "the reopened log ends before what was acknowledged; exiting"
-            );
-            std::process::exit(70);
+            self.log.close();
+            return Err(Fatal::LogBehindAcknowledged { head, acknowledged });
         }
         self.state = state;
         self.skipped_deadlines.clear();
@@ -188,5 +189,6 @@ impl Writer {
         // Batches kept past the acknowledged position are durable and in
         // the log: the flusher announces them to the relay.
         self.to_flusher(head, Vec::new()).await;
+        Ok(())
     }
 }

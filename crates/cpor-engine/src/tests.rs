@@ -1,8 +1,6 @@
 //! The engine on a real sled directory: group commit, idempotency across
 //! and within batches, the manual clock and the scheduler, restarts.
 
-use std::sync::atomic::Ordering;
-
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
@@ -14,7 +12,7 @@ use cpor_testkit::fixtures::{self, at, envelope};
 
 use super::*;
 
-fn start(dir: &std::path::Path, clock: ClockMode) -> (Engine, tokio::task::JoinHandle<()>) {
+fn start(dir: &std::path::Path, clock: ClockMode) -> (Engine, WriterThread) {
     Engine::start(Options::new(dir.to_path_buf(), Calendar::default(), clock)).unwrap()
 }
 
@@ -93,7 +91,7 @@ async fn concurrent_commands_are_group_committed_without_gaps() {
     let dir = tempfile::tempdir().unwrap();
     let (engine, writer) = start(dir.path(), ClockMode::Manual);
     let reference = reference(&engine).await;
-    let before = engine.positions().log.load(Ordering::SeqCst);
+    let before = engine.positions().log_position();
     // 200 partners submit at once on the same key: the first opens a
     // case when the second arrives, the others join it.
     let mut tasks = Vec::new();
@@ -115,12 +113,12 @@ async fn concurrent_commands_are_group_committed_without_gaps() {
             }
         ));
     }
-    let after = engine.positions().log.load(Ordering::SeqCst);
+    let after = engine.positions().log_position();
     // 200 submitted, 1 opened + 2 notices, 198 × (joined + notice).
     assert_eq!(after - before, 200 + 3 + 198 * 2);
     let reader = engine.reader().clone();
     drop(engine);
-    writer.await.unwrap();
+    writer.stopped().await.unwrap();
     let positions: Vec<u64> = reader.events_from(1).map(|e| e.unwrap().0).collect();
     assert_eq!(positions, (1..=after).collect::<Vec<_>>());
 }
@@ -173,7 +171,7 @@ async fn refusals_write_nothing_and_are_not_remembered() {
     let dir = tempfile::tempdir().unwrap();
     let (engine, _writer) = start(dir.path(), ClockMode::Manual);
     let reference = reference(&engine).await;
-    let before = engine.positions().log.load(Ordering::SeqCst);
+    let before = engine.positions().log_position();
     let mut bad = envelope(partner("P-1"), submit(&reference, Activity::Usage));
     if let Command::Submit(s) = &mut bad.command {
         s.domain = "fabrikam.com".into();
@@ -184,7 +182,7 @@ async fn refusals_write_nothing_and_are_not_remembered() {
             other => panic!("{other:?}"),
         }
     }
-    assert_eq!(engine.positions().log.load(Ordering::SeqCst), before);
+    assert_eq!(engine.positions().log_position(), before);
     assert_eq!(
         engine.reader().command_record(&bad.command_id).unwrap(),
         None
@@ -222,9 +220,9 @@ async fn the_manual_clock_fires_deadlines_before_answering() {
     assert_eq!(refused.code, ErrorCode::InvalidCommand);
 
     // The clock and the fired deadline survive a restart; nothing fires twice.
-    let position = engine.positions().log.load(Ordering::SeqCst);
+    let position = engine.positions().log_position();
     drop(engine);
-    writer.await.unwrap();
+    writer.stopped().await.unwrap();
     let (engine, _writer) = start(dir.path(), ClockMode::Manual);
     assert_eq!(
         engine
@@ -236,7 +234,7 @@ async fn the_manual_clock_fires_deadlines_before_answering() {
         "the stored clock is the floor"
     );
     engine.set_clock(at("2026-12-20T00:00:00Z")).await.unwrap();
-    assert_eq!(engine.positions().log.load(Ordering::SeqCst), position);
+    assert_eq!(engine.positions().log_position(), position);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -253,7 +251,7 @@ async fn a_wall_clock_service_refuses_clock_requests_and_fires_past_deadlines() 
         )
         .await;
         drop(engine);
-        writer.await.unwrap();
+        writer.stopped().await.unwrap();
     }
     // …then served on the wall clock, years later: the operator accepts the
     // gap (`--accept-clock-jump`), and the old review deadline is long past.
@@ -346,7 +344,7 @@ async fn event_and_deadline_ids_cannot_be_computed_from_client_data() {
     assert_eq!(distinct.len(), all.len());
     // A restart reads the same ids back (they are stored, not recomputed).
     drop(engine);
-    writer.await.unwrap();
+    writer.stopped().await.unwrap();
     drop(reader);
     let (engine, _writer) = start(dir.path(), ClockMode::Manual);
     let again: Vec<Uuid> = engine
@@ -368,7 +366,7 @@ async fn the_manual_clock_takes_only_times_the_service_can_write() {
     let (engine, writer) = start(dir.path(), ClockMode::Manual);
     engine.set_clock(at("1969-07-20T20:17:00Z")).await.unwrap();
     drop(engine);
-    writer.await.unwrap();
+    writer.stopped().await.unwrap();
     let (engine, writer) = start(dir.path(), ClockMode::Manual);
     assert_eq!(
         engine
@@ -401,7 +399,7 @@ async fn the_manual_clock_takes_only_times_the_service_can_write() {
     let view = engine.reader().claim_view(&claim).unwrap().unwrap();
     assert_eq!(view["review_due_at"], "9999-12-28T00:00:00Z");
     drop(engine);
-    writer.await.unwrap();
+    writer.stopped().await.unwrap();
 }
 
 /// Wall and monotonic clocks a test sets by hand.
@@ -442,7 +440,7 @@ fn start_on(
     dir: &std::path::Path,
     clocks: &Arc<TestClocks>,
     accept_clock_jump: bool,
-) -> (Engine, tokio::task::JoinHandle<()>) {
+) -> (Engine, WriterThread) {
     Engine::start(Options {
         time_source: clocks.clone(),
         accept_clock_jump,
@@ -485,7 +483,7 @@ async fn a_wall_clock_jump_writes_nothing_until_the_clock_is_right() {
     .await
     .claim_id
     .unwrap();
-    let position = engine.positions().log.load(Ordering::SeqCst);
+    let position = engine.positions().log_position();
 
     // Two years ahead in one step (the review deadline would be long past).
     clocks.set_wall("2028-11-25T09:00:00Z");
@@ -495,7 +493,7 @@ async fn a_wall_clock_jump_writes_nothing_until_the_clock_is_right() {
     // Just within the bound is a jump too once time has not passed.
     clocks.set_wall("2026-11-25T09:11:00Z");
     refused(&engine, envelope(partner("P-1"), comment(claim))).await;
-    assert_eq!(engine.positions().log.load(Ordering::SeqCst), position);
+    assert_eq!(engine.positions().log_position(), position);
     let view = engine.reader().claim_view(&claim).unwrap().unwrap();
     assert_eq!(view["overdue"], false, "no deadline fired on the jump");
 
@@ -514,7 +512,7 @@ async fn a_wall_clock_jump_writes_nothing_until_the_clock_is_right() {
     let view = engine.reader().claim_view(&claim).unwrap().unwrap();
     assert_eq!(view["updated_at"], "2026-11-26T09:01:00Z");
     drop(engine);
-    writer.await.unwrap();
+    writer.stopped().await.unwrap();
 
     // At start, two years after the last event: refused until overridden.
     let clocks = TestClocks::new("2028-11-25T09:00:00Z");
@@ -527,7 +525,7 @@ async fn a_wall_clock_jump_writes_nothing_until_the_clock_is_right() {
         refusal.message
     );
     drop(engine);
-    writer.await.unwrap();
+    writer.stopped().await.unwrap();
     let (engine, _writer) = start_on(dir.path(), &clocks, true);
     accept(&engine, envelope(partner("P-1"), comment(claim))).await;
     let view = engine.reader().claim_view(&claim).unwrap().unwrap();
@@ -571,4 +569,94 @@ async fn command_records_expire_after_the_retention() {
         "decided anew"
     );
     assert!(repeat(engine.clone(), tenant).await, "and remembered again");
+}
+
+/// Copies the files and directories under `from` into `to` (created).
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
+/// Waits until no process or thread holds sled's lock on `dir/db` (sled's
+/// background threads let go of a dropped store a moment later).
+async fn wait_unlocked(dir: &std::path::Path) {
+    let db = std::fs::File::open(dir.join("db")).unwrap();
+    for _ in 0..200 {
+        if db.try_lock().is_ok() {
+            db.unlock().unwrap();
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    panic!("sled never released {}", dir.display());
+}
+
+/// A reopen after a failed write that finds the log shorter than what was
+/// acknowledged (sled lost flushed writes; here: the data dir swapped for
+/// an older copy while the store was closed) stops the writer with a
+/// typed fatal error for the binary to exit on (the library used to end
+/// the process itself with code 70, which no test could see).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reopened_log_behind_what_was_acknowledged_is_fatal() {
+    let dir = tempfile::tempdir().unwrap();
+    let older = tempfile::tempdir().unwrap();
+    let (engine, writer) = start(dir.path(), ClockMode::Manual);
+    let reference = reference(&engine).await;
+    let kept = engine.positions().log_position();
+    drop(engine);
+    writer.stopped().await.unwrap();
+    copy_dir(dir.path(), older.path());
+
+    let (engine, writer) = start(dir.path(), ClockMode::Manual);
+    accept(
+        &engine,
+        envelope(partner("P-1"), submit(&reference, Activity::Usage)),
+    )
+    .await;
+    let acknowledged = engine.positions().log_position();
+    assert!(acknowledged > kept);
+    // The store goes away under the writer, and comes back older.
+    engine.reader().close();
+    wait_unlocked(dir.path()).await;
+    std::fs::remove_dir_all(dir.path()).unwrap();
+    copy_dir(older.path(), dir.path());
+    let refusal = refused(
+        &engine,
+        envelope(partner("P-2"), submit(&reference, Activity::Usage)),
+    )
+    .await;
+    assert_eq!(refusal.code, ErrorCode::Unavailable);
+    // The writer reopens by itself (every REOPEN_RETRY_EVERY) and stops.
+    let fatal = tokio::time::timeout(std::time::Duration::from_secs(30), writer.stopped())
+        .await
+        .expect("the writer stops")
+        .expect_err("a fatal error");
+    match fatal {
+        Fatal::LogBehindAcknowledged {
+            head,
+            acknowledged: at,
+        } => assert_eq!((head, at), (kept, acknowledged)),
+        other => panic!("{other}"),
+    }
+    assert_eq!(Fatal::EXIT_CODE, 70);
+    // Nothing is served from the shorter log meanwhile.
+    assert!(matches!(
+        engine.reader().last_position(),
+        Err(LogError::Closed)
+    ));
+    let late = engine
+        .execute(
+            envelope(partner("P-3"), submit(&reference, Activity::Usage)),
+            "late".into(),
+        )
+        .await;
+    assert!(matches!(late, Outcome::Rejected(r) if r.code == ErrorCode::Unavailable));
 }

@@ -314,7 +314,7 @@ fn health(positions: &cpor_engine::Positions) -> replies::HealthReply {
     let unpublishable = load(&positions.unpublishable_events);
     replies::HealthReply {
         ok: replies::True,
-        log_position: load(&positions.log),
+        log_position: positions.log_position(),
         published_position: load(&positions.published),
         relayed_position: load(&positions.relayed),
         trail: replies::TrailHealth {

@@ -219,7 +219,7 @@ impl Status {
         match self.log.get() {
             None => reasons.push("the log is not open yet".to_string()),
             Some((positions, _)) => {
-                let log = positions.log.load(Ordering::SeqCst);
+                let log = positions.log_position();
                 let lag = log.saturating_sub(positions.relayed.load(Ordering::SeqCst));
                 if lag > READY_RELAY_LAG_MAX {
                     reasons.push(format!(
@@ -241,7 +241,7 @@ impl Status {
     fn record_gauges(&self, ready: bool) {
         if let Some((positions, reader)) = self.log.get() {
             let load = |p: &std::sync::atomic::AtomicU64| p.load(Ordering::SeqCst) as f64;
-            let (log, published) = (load(&positions.log), load(&positions.published));
+            let (log, published) = (positions.log_position() as f64, load(&positions.published));
             metrics::gauge!(LOG_POSITION).set(log);
             metrics::gauge!(PUBLISHED_POSITION).set(published);
             metrics::gauge!(RELAYED_POSITION).set(load(&positions.relayed));

@@ -126,6 +126,12 @@ fn main() -> ExitCode {
                 return ExitCode::SUCCESS;
             }
             eprintln!("cpor: {}", error_text(&error));
+            // The engine stopped on what a restart may not fix by itself
+            // (acknowledged writes missing, a bug): its own code, for
+            // supervisors and operators (deploy/README.md).
+            if error.downcast_ref::<cpor_engine::Fatal>().is_some() {
+                return ExitCode::from(cpor_engine::Fatal::EXIT_CODE);
+            }
             ExitCode::from(2)
         }
     }

@@ -36,6 +36,9 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use crate::admin::Status;
 use crate::config::{ServeArgs, Settings};
 
+/// The task that waits for the writer's thread to stop, with its result.
+type WriterTask = tokio::task::JoinHandle<Result<(), cpor_engine::Fatal>>;
+
 /// Bounds of the retry creating the streams at start-up.
 const CONNECT_BACKOFF_MIN: Duration = Duration::from_millis(200);
 const CONNECT_BACKOFF_MAX: Duration = Duration::from_secs(10);
@@ -212,23 +215,32 @@ async fn serve(
     *progress = Progress::LogOpened;
     status.log_opened(engine.positions().clone(), engine.reader().clone());
     // Whatever happens from here on, the writer is stopped before this
-    // returns: on an error path the runtime shuts down right after, and a
-    // writer thread still driving its timers on a runtime being shut down
-    // panics ("A Tokio 1.x context was found, but it is being shutdown").
-    // `run` owns every engine handle, so once it returns the writer's queue
-    // is closed and the writer finishes.
-    let mut writer = Some(writer);
+    // returns: `run` owns every engine handle, so once it returns the
+    // writer's queue is closed and the writer finishes. A fatal error of
+    // the writer while serving stops the service too (`writer_failed`).
+    let (fatal_tx, writer_failed) = watch::channel(false);
+    let mut writer = Some(tokio::spawn(async move {
+        let stopped = writer.stopped().await;
+        if stopped.is_err() {
+            let _ = fatal_tx.send(true);
+        }
+        stopped
+    }));
     let result = run(
         settings,
         engine,
         &mut writer,
+        writer_failed,
         &mut signals,
         progress,
         &status,
     )
     .await;
     if let Some(writer) = writer {
-        let _ = writer.await;
+        let stopped = writer.await.context("the writer's watcher task failed")?;
+        // A fatal error of the writer is the process's outcome, whatever
+        // else happened (`main` exits with its code).
+        stopped?;
     }
     result
 }
@@ -239,7 +251,8 @@ async fn serve(
 async fn run(
     settings: Settings,
     engine: Engine,
-    writer: &mut Option<tokio::task::JoinHandle<()>>,
+    writer: &mut Option<WriterTask>,
+    mut writer_failed: watch::Receiver<bool>,
     signals: &mut StopSignals,
     progress: &mut Progress,
     status: &Arc<Status>,
@@ -360,6 +373,9 @@ async fn run(
         tokio::select! {
             signal = signals.recv() => tracing::info!("{signal}: shutting down"),
             _ = lease_lost.changed() => tracing::error!("lost the prefix lease: shutting down"),
+            Ok(_) = writer_failed.wait_for(|failed| *failed) => {
+                tracing::error!("the writer stopped on a fatal error: shutting down");
+            }
         }
         shutdown_status.stopping();
     };
@@ -375,10 +391,11 @@ async fn run(
         .map_err(|e| anyhow::anyhow!("serving requests: {e}"))?;
 
     // Every request is answered; let the writer finish and stop (this waits
-    // until everything queued is durable).
+    // until everything queued is durable). A fatal error ends here, before
+    // the relay's drain: the process exits with its code.
     drop(engine);
     if let Some(writer) = writer.take() {
-        writer.await.context("the writer task failed")?;
+        writer.await.context("the writer's watcher task failed")??;
     }
     let _ = stop_relay.send(true);
     match tokio::time::timeout(RELAY_DRAIN_TIMEOUT, relay_task).await {
