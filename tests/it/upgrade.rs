@@ -1,12 +1,16 @@
-//! A data dir written by an older release keeps working (issue 8): the
-//! fixture `tests/fixtures/datadir-v1.tar.xz` was written by the release
-//! with store layout 1 (one sled tree, JSON command records; see
-//! `tests/fixtures/README.md`), beside the SHA-256 of its `cpor export`. This release
-//! upgrades it in place, by `cpor migrate` or at the first `cpor serve`,
-//! and then: the export is byte-identical (so is the hash chain in it),
-//! `cpor verify` and `cpor rebuild` find nothing wrong, the claims answer,
-//! and the command ids are still remembered (a reused one is
-//! `IDEMPOTENCY_CONFLICT`).
+//! A data dir written by an older release keeps working (issue 8). Each
+//! fixture was written by a release with an older store layout (see
+//! `tests/fixtures/README.md`), beside the SHA-256 of its `cpor export`:
+//! `datadir-v1.tar.xz` layout 1 (one sled tree, JSON command records),
+//! `datadir-v2.tar.xz` layout 2 (a tree per kind of record, JSON views).
+//! This release upgrades each in place, by `cpor migrate` or at the first
+//! `cpor serve`, and then: the export is byte-identical (so is the hash
+//! chain in it), `cpor verify` and `cpor rebuild` find nothing wrong (the
+//! views were rewritten in this release's form), the claims answer, and
+//! the command ids are still remembered (a reused one is
+//! `IDEMPOTENCY_CONFLICT`). The layout 2 fixture also holds the replies its
+//! release gave to the queries (`replies-v2.json`): this release answers
+//! the same from the upgraded data dir.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -21,24 +25,25 @@ fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures")
 }
 
-/// Unpacks the layout 1 fixture into `into`; returns its data dir.
-fn unpack_fixture(into: &Path) -> PathBuf {
+/// Unpacks the fixture of store layout `layout` into `into`; returns its
+/// data dir.
+fn unpack_fixture(into: &Path, layout: u32) -> PathBuf {
     let status = Command::new("tar")
         .arg("-xJf")
-        .arg(fixtures().join("datadir-v1.tar.xz"))
+        .arg(fixtures().join(format!("datadir-v{layout}.tar.xz")))
         .arg("-C")
         .arg(into)
         .status()
         .expect("run tar");
     assert!(status.success(), "unpack the fixture");
-    into.join("datadir-v1")
+    into.join(format!("datadir-v{layout}"))
 }
 
-/// The SHA-256 (hex) of the fixture's export, as the release that wrote
-/// it printed it.
-fn fixture_export_sha256() -> String {
-    std::fs::read_to_string(fixtures().join("export-v1.sha256"))
-        .expect("read export-v1.sha256")
+/// The SHA-256 (hex) of a fixture's export, as the release that wrote it
+/// printed it.
+fn fixture_export_sha256(layout: u32) -> String {
+    std::fs::read_to_string(fixtures().join(format!("export-v{layout}.sha256")))
+        .expect("read the export's sha256")
         .trim()
         .to_string()
 }
@@ -81,11 +86,11 @@ fn cpor_ok(args: &[&str]) -> Vec<u8> {
 /// Export, verify and rebuild of an upgraded data dir agree with the
 /// fixture's own export. Returns the export.
 #[track_caller]
-fn check_upgraded(data: &str) -> Vec<u8> {
+fn check_upgraded(data: &str, layout: u32) -> Vec<u8> {
     let export = cpor_ok(&["export", "--data-dir", data]);
     assert_eq!(
         sha256_hex(&export),
-        fixture_export_sha256(),
+        fixture_export_sha256(layout),
         "the export changed ({} bytes)",
         export.len()
     );
@@ -98,18 +103,39 @@ fn check_upgraded(data: &str) -> Vec<u8> {
 #[test]
 fn cpor_migrate_upgrades_a_layout_1_data_dir_and_changes_no_event() {
     let dir = tempfile::tempdir().unwrap();
-    let data = unpack_fixture(dir.path());
+    let data = unpack_fixture(dir.path(), 1);
     let data = data.to_str().unwrap();
 
     // The tools read a private copy: the data dir itself stays layout 1
     // (the migrate below still has work to do).
-    let export = check_upgraded(data);
+    let export = check_upgraded(data, 1);
     assert!(export.len() > 100_000, "the fixture holds a real log");
     let first = String::from_utf8(cpor_ok(&["migrate", "--data-dir", data])).unwrap();
-    assert!(first.contains("from store layout 1 to 2"), "{first}");
+    assert!(first.contains("from store layout 1 to 3"), "{first}");
+    assert!(
+        first.contains("views written anew from 2566 events"),
+        "{first}"
+    );
     let again = String::from_utf8(cpor_ok(&["migrate", "--data-dir", data])).unwrap();
     assert!(again.contains("nothing to do"), "{again}");
-    check_upgraded(data);
+    check_upgraded(data, 1);
+}
+
+#[test]
+fn cpor_migrate_rewrites_a_layout_2_data_dirs_views_and_changes_no_event() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = unpack_fixture(dir.path(), 2);
+    let data = data.to_str().unwrap();
+    check_upgraded(data, 2);
+    let first = String::from_utf8(cpor_ok(&["migrate", "--data-dir", data])).unwrap();
+    assert!(first.contains("from store layout 2 to 3"), "{first}");
+    assert!(
+        first.contains("views written anew from 2566 events"),
+        "{first}"
+    );
+    let again = String::from_utf8(cpor_ok(&["migrate", "--data-dir", data])).unwrap();
+    assert!(again.contains("nothing to do"), "{again}");
+    check_upgraded(data, 2);
 }
 
 /// The first `cpor serve` on a layout 1 data dir upgrades it in place and
@@ -117,9 +143,9 @@ fn cpor_migrate_upgrades_a_layout_1_data_dir_and_changes_no_event() {
 #[tokio::test(flavor = "multi_thread")]
 async fn serve_upgrades_a_layout_1_data_dir_at_its_first_start() {
     let dir = tempfile::tempdir().unwrap();
-    let data = unpack_fixture(dir.path());
+    let data = unpack_fixture(dir.path(), 1);
     // Read through a copy (upgraded in it): the data dir stays layout 1.
-    let export = check_upgraded(data.to_str().unwrap());
+    let export = check_upgraded(data.to_str().unwrap(), 1);
     let events: Vec<Value> = export
         .split(|b| *b == b'\n')
         .filter(|line| !line.is_empty())
@@ -184,5 +210,88 @@ async fn serve_upgrades_a_layout_1_data_dir_at_its_first_start() {
         "serve upgraded it: {again}"
     );
     // Nothing was written but the clock: the same events.
-    check_upgraded(data);
+    check_upgraded(data, 1);
+}
+
+/// The first `cpor serve` on a layout 2 data dir rewrites its views and
+/// answers every query as the layout 2 release did: the claims list, the
+/// cases, and claims with their comments and histories, reply for reply
+/// (`replies-v2.json`, captured from that release's service on this data
+/// dir; replies are JSON objects written in key order, so equal values are
+/// equal bytes).
+#[tokio::test(flavor = "multi_thread")]
+async fn serve_answers_a_layout_2_data_dir_as_its_release_did() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = unpack_fixture(dir.path(), 2);
+    let before: Value = serde_json::from_slice(
+        &std::fs::read(dir.path().join("replies-v2.json")).expect("the fixture's replies"),
+    )
+    .unwrap();
+    let nats = NatsServer::shared_or_own();
+    let prefix = unique_prefix();
+    let mut service = Service::start(
+        ServiceOptions::new(nats.url(), &prefix)
+            .manual_clock(true)
+            .data_dir(&data),
+    )
+    .await;
+    let client = service.client().clone();
+    let ask = |query: &str, body: Value| {
+        let client = client.clone();
+        let subject = format!("{prefix}.qry.{query}");
+        async move { request(&client, &subject, body.to_string()).await }
+    };
+    let actor = json!({"type": "reviewer", "id": "fixture"});
+    let claims = ask("claims.list", json!({"actor": actor, "limit": 1000})).await;
+    assert_eq!(claims["claims"].as_array().unwrap().len(), 466);
+    assert_eq!(claims, before["claims.list"]);
+    let cases = ask("arbitration.list", json!({"actor": actor, "limit": 1000})).await;
+    assert_eq!(cases, before["arbitration.list"]);
+    let gets = before["claim.get"].as_object().unwrap();
+    assert!(gets.len() >= 20, "{}", gets.len());
+    for (claim_id, reply) in gets {
+        let body = json!({"actor": actor, "claim_id": claim_id});
+        assert_eq!(&ask("claim.get", body.clone()).await, reply, "{claim_id}");
+        let history = &before["claim.history"][claim_id];
+        assert_eq!(&ask("claim.history", body).await, history, "{claim_id}");
+    }
+    // The in_arbitration filter, now the domain's rule on typed views,
+    // selects what the old release's views say: the contenders (open or
+    // approved) of a case that is open (contract §1, §4).
+    let open_cases: Vec<&Value> = cases["cases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["status"] == "open")
+        .map(|c| &c["case_id"])
+        .collect();
+    let contender = [
+        "submitted",
+        "under_review",
+        "partner_action_required",
+        "approved",
+    ];
+    let expected: Vec<&Value> = claims["claims"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| open_cases.contains(&&c["arbitration_case_id"]))
+        .filter(|c| contender.contains(&c["status"].as_str().unwrap()))
+        .collect();
+    assert!(expected.len() >= 10, "{}", expected.len());
+    let contending = ask(
+        "claims.list",
+        json!({"actor": actor, "limit": 1000, "in_arbitration": true}),
+    )
+    .await;
+    let contending: Vec<&Value> = contending["claims"].as_array().unwrap().iter().collect();
+    assert_eq!(contending, expected);
+    service.terminate().await;
+    let data = data.to_str().unwrap();
+    let again = String::from_utf8(cpor_ok(&["migrate", "--data-dir", data])).unwrap();
+    assert!(
+        again.contains("nothing to do"),
+        "serve upgraded it: {again}"
+    );
+    check_upgraded(data, 2);
 }

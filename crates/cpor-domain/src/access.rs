@@ -23,6 +23,7 @@ use crate::command::{Command, CommandEnvelope};
 use crate::error::{ErrorCode, Rejection};
 use crate::state::Claim;
 use crate::types::{Actor, ActorKind, PARTNER_ROLES_ALLOWED};
+use crate::view::ClaimView;
 
 /// The scope a request's subject carries (contract §3, §4).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -105,6 +106,14 @@ impl Visibility {
             Visibility::Partner(own) => own == partner_id,
             Visibility::Tenant(own) => *own == tenant_id,
         }
+    }
+
+    /// [`Visibility::sees`] of a stored read model: what `claim.get` and
+    /// `claim.history` ask before answering (a claim outside it is
+    /// `CLAIM_NOT_FOUND`), the rule [`may_see`] applies to the state's
+    /// claim for commands.
+    pub fn sees_view(&self, view: &ClaimView) -> bool {
+        self.sees(&view.partner_id, view.tenant_id)
     }
 }
 

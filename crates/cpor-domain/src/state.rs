@@ -77,7 +77,7 @@ impl Claim {
 
     /// A contender in arbitration: open, or approved (the incumbent).
     pub fn is_contender(&self) -> bool {
-        self.status.is_open() || self.status == ClaimStatus::Approved
+        self.status.is_contender()
     }
 
     /// The deadlines the scheduler must watch for this claim. A missed review

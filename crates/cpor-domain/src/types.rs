@@ -269,6 +269,14 @@ impl ClaimStatus {
         )
     }
 
+    /// Whether a claim in this status still competes for partner of
+    /// record: an open claim, or the approved one (contract §1, "Competing
+    /// claims": the approved incumbent "counts as a contender"). [`crate::state::Claim::is_contender`] and the listings'
+    /// `in_arbitration` ([`crate::view::ClaimView::in_open_case`]) ask this.
+    pub fn is_contender(self) -> bool {
+        self.is_open() || self == ClaimStatus::Approved
+    }
+
     /// The wire name (`"under_review"`), as serde spells it: the one
     /// spelling of a status.
     pub fn as_str(self) -> &'static str {
@@ -307,6 +315,21 @@ pub(crate) fn wire_name<T: Serialize>(value: &T) -> &'static str {
 pub enum CaseStatus {
     Open,
     Closed,
+}
+
+impl CaseStatus {
+    /// The wire name (`"open"`, `"closed"`), as serde spells it.
+    pub fn as_str(self) -> &'static str {
+        wire_name(&self)
+    }
+
+    /// The status with that wire name (`arbitration.list`'s `status`
+    /// filter), if any.
+    pub fn parse(text: &str) -> Option<CaseStatus> {
+        [CaseStatus::Open, CaseStatus::Closed]
+            .into_iter()
+            .find(|s| s.as_str() == text)
+    }
 }
 
 /// The two clocks a claim can be on (contract §1, "Two deadlines").

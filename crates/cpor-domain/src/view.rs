@@ -161,7 +161,24 @@ impl CommentView {
 }
 
 /// Whether a claim counts as `in_arbitration` for listings: it is a
-/// contender of a case that is still open.
+/// contender of a case that is still open. `case` is the claim's
+/// `arbitration_case_id`'s case, if any.
 pub fn in_open_case(claim: &Claim, case: Option<&Case>) -> bool {
-    claim.is_contender() && case.is_some_and(|c| c.status == CaseStatus::Open)
+    contends_in(claim.status, case.map(|c| c.status))
+}
+
+impl ClaimView {
+    /// [`in_open_case`] as the queries ask it of the stored read models
+    /// (`claims.list`'s `in_arbitration` filter, contract §4): the same
+    /// rule on the view of the claim and the view of its case
+    /// (`arbitration_case_id`), if it has one.
+    pub fn in_open_case(&self, case: Option<&CaseView>) -> bool {
+        contends_in(self.status, case.map(|c| c.status))
+    }
+}
+
+/// The one rule behind both [`in_open_case`]s: a contender
+/// ([`ClaimStatus::is_contender`]) of a case that is open.
+fn contends_in(claim: ClaimStatus, case: Option<CaseStatus>) -> bool {
+    claim.is_contender() && case == Some(CaseStatus::Open)
 }

@@ -204,14 +204,11 @@ async fn the_manual_clock_fires_deadlines_before_answering() {
     .unwrap();
     engine.set_clock(at("2026-12-02T23:59:59Z")).await.unwrap();
     let view = engine.reader().claim_view(&claim).unwrap().unwrap();
-    assert_eq!(view["overdue"], false);
+    assert!(!view.overdue);
     engine.set_clock(at("2026-12-03T00:00:00Z")).await.unwrap();
     let view = engine.reader().claim_view(&claim).unwrap().unwrap();
-    assert_eq!(
-        view["overdue"], true,
-        "the deadline fired before the clock reply"
-    );
-    assert_eq!(view["version"], 2);
+    assert!(view.overdue, "the deadline fired before the clock reply");
+    assert_eq!(view.version, 2);
     // Time does not go backwards.
     let refused = engine
         .set_clock(at("2026-12-01T00:00:00Z"))
@@ -278,7 +275,7 @@ async fn a_wall_clock_service_refuses_clock_requests_and_fires_past_deadlines() 
             .reader()
             .list_claims(&Default::default(), None, 10)
             .unwrap();
-        if page.values()[0]["overdue"] == true {
+        if page.values()[0].overdue {
             break;
         }
         assert!(
@@ -397,7 +394,7 @@ async fn the_manual_clock_takes_only_times_the_service_can_write() {
     .claim_id
     .unwrap();
     let view = engine.reader().claim_view(&claim).unwrap().unwrap();
-    assert_eq!(view["review_due_at"], "9999-12-28T00:00:00Z");
+    assert_eq!(view.review_due_at, Some(at("9999-12-28T00:00:00Z")));
     drop(engine);
     writer.stopped().await.unwrap();
 }
@@ -495,14 +492,14 @@ async fn a_wall_clock_jump_writes_nothing_until_the_clock_is_right() {
     refused(&engine, envelope(partner("P-1"), comment(claim))).await;
     assert_eq!(engine.positions().log_position(), position);
     let view = engine.reader().claim_view(&claim).unwrap().unwrap();
-    assert_eq!(view["overdue"], false, "no deadline fired on the jump");
+    assert!(!view.overdue, "no deadline fired on the jump");
 
     // The clock is set right: writing resumes, at the right time.
     clocks.set_wall("2026-11-25T09:00:00Z");
     clocks.pass(60);
     accept(&engine, envelope(partner("P-1"), comment(claim))).await;
     let view = engine.reader().claim_view(&claim).unwrap().unwrap();
-    assert_eq!(view["updated_at"], "2026-11-25T09:01:00Z");
+    assert_eq!(view.updated_at, at("2026-11-25T09:01:00Z"));
     // Time passing moves the bound with it: a day later is fine.
     clocks.pass(86_400);
     accept(&engine, envelope(partner("P-1"), comment(claim))).await;
@@ -510,7 +507,7 @@ async fn a_wall_clock_jump_writes_nothing_until_the_clock_is_right() {
     clocks.set_wall("2026-11-20T00:00:00Z");
     accept(&engine, envelope(partner("P-1"), comment(claim))).await;
     let view = engine.reader().claim_view(&claim).unwrap().unwrap();
-    assert_eq!(view["updated_at"], "2026-11-26T09:01:00Z");
+    assert_eq!(view.updated_at, at("2026-11-26T09:01:00Z"));
     drop(engine);
     writer.stopped().await.unwrap();
 
@@ -529,7 +526,7 @@ async fn a_wall_clock_jump_writes_nothing_until_the_clock_is_right() {
     let (engine, _writer) = start_on(dir.path(), &clocks, true);
     accept(&engine, envelope(partner("P-1"), comment(claim))).await;
     let view = engine.reader().claim_view(&claim).unwrap().unwrap();
-    assert_eq!(view["updated_at"], "2028-11-25T09:00:00Z");
+    assert_eq!(view.updated_at, at("2028-11-25T09:00:00Z"));
 }
 
 /// Command ids are remembered for the retention and no longer (contract

@@ -1,10 +1,10 @@
-//! Key layout of the store (layout 2): one sled tree per kind of record.
+//! Key layout of the store (layout 3): one sled tree per kind of record.
 //!
 //! | tree | keys | values | written |
 //! |---|---|---|---|
 //! | [`TREE_LOG`] | kind byte ([`KeyKind::Event`], [`KeyKind::Command`], [`KeyKind::CommandExpiry`], [`KeyKind::Meta`] for the head) then the key | canonical CloudEvent / compact command record / empty / head | one atomic batch per group commit: the synchronous write |
 //! | [`TREE_STREAM`] | aggregate byte, id (16 bytes for uuid ids, text and 0x00 for partner ids), version | position | after the log batch; derived |
-//! | [`TREE_VIEWS`] | kind byte (0x10..0x17) then the key | projections | after the log batch; derived |
+//! | [`TREE_VIEWS`] | kind byte (0x10..0x17) then the key | projections (views in `stored`'s postcard form, indexes as ids) | after the log batch; derived |
 //! | [`TREE_META`] | name | operational values (published position, clock, instance id, layout) | outside the batch path |
 //! | [`TREE_CHECKPOINTS`] | position | signed checkpoint | by the checkpointer |
 //!
@@ -57,11 +57,11 @@ pub(crate) enum KeyKind {
     /// recorded time (ms), command id → empty: which command records expire
     /// first. Tree `log`.
     CommandExpiry = 0x06,
-    /// claim id → ClaimView JSON. Tree `views`.
+    /// claim id → ClaimView (`stored`; JSON up to layout 2). Tree `views`.
     ClaimView = 0x10,
-    /// claim id, position → CommentView JSON.
+    /// claim id, position → CommentView (`stored`; JSON up to layout 2).
     Comment = 0x11,
-    /// case id → CaseView JSON.
+    /// case id → CaseView (`stored`; JSON up to layout 2).
     CaseView = 0x12,
     /// claim seq → claim id (submission order).
     ClaimOrder = 0x13,

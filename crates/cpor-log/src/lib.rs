@@ -17,6 +17,8 @@
 //! - `migrate`: upgrading an older store layout in place.
 //! - `envelope`: the CloudEvent form, sealing into the hash chain, decoding.
 //! - `projection`: the read models written beside the events.
+//! - `stored`: the read models' compact stored form (postcard).
+//! - `query`: the typed reads the queries make of them.
 //! - `startup`: the start-up checks (also run by `cpor verify --data-dir`).
 //! - this file: opening, appending, reading.
 //!
@@ -31,6 +33,7 @@ mod projection;
 mod query;
 mod record;
 pub mod startup;
+mod stored;
 
 use std::path::Path;
 

@@ -1,16 +1,25 @@
-//! Upgrading a data dir in place from an older store layout.
+//! Upgrading a data dir in place from an older store layout, one step per
+//! layout, each made durable with its marker before the next begins.
 //!
-//! Layout 1 (releases up to December 2026) kept every kind of record in one
-//! sled tree, `cpor`, with JSON command records. Layout 2 (`keys`) has one
-//! tree per kind of record and compact command records. The first open of
-//! a layout 1 data dir upgrades it: every entry is copied into the layout 2
-//! trees (events, their keys and bytes unchanged, so the hash chain and
-//! every export stay byte-identical), the marker [`LAYOUT_VERSION`] is
-//! written and flushed, and only then is the old tree dropped.
+//! - **1 → 2.** Layout 1 (releases up to December 2026) kept every kind of
+//!   record in one sled tree, `cpor`, with JSON command records. Layout 2
+//!   (`keys`) has one tree per kind of record and compact command records.
+//!   Every entry is copied into the new trees (events, their keys and bytes
+//!   unchanged, so the hash chain and every export stay byte-identical;
+//!   layout 1's JSON views are left behind, the next step writes them),
+//!   the marker is set to 2 and flushed, and only then is the old tree
+//!   dropped. Until the marker is durable the old tree is intact and the
+//!   new trees are cleared and filled again at the next open; after it,
+//!   the old tree is only dropped (again, if a stop came between).
+//! - **2 → 3.** Layout 2 stored the claim, case and comment views as
+//!   JSON; layout 3 stores them typed and compact (`stored`). The views
+//!   (and the stream index) are derived from the log alone, so they are
+//!   rewritten from it ([`repair_projections`]: cleared, markers first,
+//!   then refolded and flushed); the marker is set to 3 after that. A stop
+//!   in between leaves the marker at 2, and the next open rewrites again.
 //!
-//! Crash safety: until the marker is durable the old tree is intact and the
-//! new trees are cleared and filled again at the next open; after it, the
-//! old tree is only dropped (again, if a stop came between).
+//! A marker newer than [`LAYOUT_VERSION`] refuses the open: an older
+//! release cannot read what a newer one wrote.
 
 use std::path::Path;
 
@@ -19,10 +28,12 @@ use uuid::Uuid;
 
 use crate::keys::{self, KeyKind};
 use crate::record::CommandRecord;
-use crate::{envelope, LogError, LogReader};
+use crate::{envelope, repair_projections, LogError, LogReader};
 
-/// The store layout this release writes (`keys`).
-pub const LAYOUT_VERSION: u64 = 2;
+/// The store layout this release writes (`keys`, `stored`).
+pub const LAYOUT_VERSION: u64 = 3;
+/// The layout whose views were JSON: the last one [`upgrade_views`] upgrades.
+const LAYOUT_JSON_VIEWS: u64 = 2;
 /// The `meta` entry holding the layout version.
 const META_LAYOUT: &str = "layout_version";
 /// Entries copied per `apply_batch` while migrating.
@@ -35,8 +46,11 @@ pub struct MigrateReport {
     pub from_layout: u64,
     pub events: u64,
     pub command_records: u64,
-    /// Stream index, projection, meta and checkpoint entries.
+    /// Stream index, meta and checkpoint entries copied from layout 1.
     pub other_entries: u64,
+    /// Events refolded to rewrite the views (and the stream index) in
+    /// layout 3's form: every event, when the data dir had layout 1 or 2.
+    pub views_rewritten_from_events: u64,
 }
 
 /// Upgrades the data dir `dir` to [`LAYOUT_VERSION`] if it has an older
@@ -61,35 +75,81 @@ pub(crate) fn upgrade_if_needed(reader: &LogReader) -> Result<Option<MigrateRepo
             layout.unwrap_or_default()
         )));
     }
+    let from_v1 = upgrade_v1(reader, layout)?;
+    let layout = reader.get_meta_u64(META_LAYOUT)?;
+    let from_v2 = upgrade_views(reader, layout)?;
+    Ok(match (from_v1, from_v2) {
+        (None, None) => None,
+        (Some(report), views) => Some(MigrateReport {
+            views_rewritten_from_events: views.map_or(0, |v| v.views_rewritten_from_events),
+            ..report
+        }),
+        (None, Some(views)) => Some(views),
+    })
+}
+
+/// Step 2 → 3: rewrites the views of a layout 2 store (JSON) in layout 3's
+/// form, from the log, then sets the marker. A store without a marker and
+/// without events is new: it only gets the marker.
+fn upgrade_views(
+    reader: &LogReader,
+    layout: Option<u64>,
+) -> Result<Option<MigrateReport>, LogError> {
+    if layout == Some(LAYOUT_VERSION) {
+        return Ok(None);
+    }
+    if layout.is_none() && reader.last_position()? == 0 && reader.views()?.is_empty() {
+        reader.put_meta_u64(META_LAYOUT, LAYOUT_VERSION)?;
+        return Ok(None);
+    }
+    let from_layout = layout.unwrap_or(LAYOUT_JSON_VIEWS);
+    tracing::info!(
+        "store layout {from_layout}: rewriting the views from the log in layout {LAYOUT_VERSION}'s form"
+    );
+    let rebuilt = repair_projections(reader, |_| {})?;
+    reader.put_meta_u64(META_LAYOUT, LAYOUT_VERSION)?;
+    reader.flush_blocking()?;
+    tracing::info!(
+        events = rebuilt.events,
+        claims = rebuilt.claims,
+        cases = rebuilt.cases,
+        "upgraded the data dir to store layout {LAYOUT_VERSION}"
+    );
+    Ok(Some(MigrateReport {
+        from_layout,
+        views_rewritten_from_events: rebuilt.events,
+        ..MigrateReport::default()
+    }))
+}
+
+/// Step 1 → 2 (see the module docs); `None` when the store has no layout
+/// 1 tree, or only its drop was left.
+fn upgrade_v1(reader: &LogReader, layout: Option<u64>) -> Result<Option<MigrateReport>, LogError> {
     let db = reader.db()?;
     let has_v1 = db
         .tree_names()
         .iter()
         .any(|name| name.as_ref() == keys::TREE_V1.as_bytes());
     if !has_v1 {
-        if layout.is_none() {
-            reader.put_meta_u64(META_LAYOUT, LAYOUT_VERSION)?;
-        }
         return Ok(None);
     }
     let v1 = db.open_tree(keys::TREE_V1)?;
-    let report = if layout == Some(LAYOUT_VERSION) || v1.is_empty() {
+    let report = if layout.is_some_and(|l| l >= 2) || v1.is_empty() {
         // Copied before a stop (or nothing to copy): only the drop is left.
         None
     } else {
         let report = copy_v1(reader, &v1)?;
-        reader.put_meta_u64(META_LAYOUT, LAYOUT_VERSION)?;
+        reader.put_meta_u64(META_LAYOUT, 2)?;
         reader.flush_blocking()?;
-        tracing::info!(
-            ?report,
-            "upgraded the data dir to store layout {LAYOUT_VERSION}"
-        );
+        tracing::info!(?report, "upgraded the data dir to store layout 2");
         Some(report)
     };
     drop(v1);
     db.drop_tree(keys::TREE_V1)?;
     if layout.is_none() {
-        reader.put_meta_u64(META_LAYOUT, LAYOUT_VERSION)?;
+        // An empty layout 1 tree: nothing was copied, nothing to rewrite
+        // but the (empty) views.
+        reader.put_meta_u64(META_LAYOUT, 2)?;
     }
     reader.flush_blocking()?;
     Ok(report)
@@ -144,14 +204,18 @@ fn copy_v1(reader: &LogReader, v1: &sled::Tree) -> Result<MigrateReport, LogErro
             batches.apply(reader)?;
         }
     }
-    // The derived trees reflect the head layout 1 recorded; start-up checks
-    // it against the events like any other.
+    // The stream index reflects the head layout 1 recorded; start-up checks
+    // it against the events like any other. The views are not copied (the
+    // step to layout 3 writes them from the log): their marker says they
+    // reflect nothing yet.
     let head = v1
         .get(keys::head("head_position"))?
         .map(|v| v.to_vec())
         .unwrap_or_else(|| 0u64.to_be_bytes().to_vec());
-    batches.stream.insert(keys::DERIVED_THROUGH, head.clone());
-    batches.views.insert(keys::DERIVED_THROUGH, head);
+    batches.stream.insert(keys::DERIVED_THROUGH, head);
+    batches
+        .views
+        .insert(keys::DERIVED_THROUGH, &0u64.to_be_bytes());
     batches.apply(reader)?;
     let copied = reader
         .log()?
@@ -208,10 +272,9 @@ fn route_v1_entry(
             batches.checkpoints.insert(&key[1..], value);
             report.other_entries += 1;
         }
-        0x10..=0x17 => {
-            batches.views.insert(key, value);
-            report.other_entries += 1;
-        }
+        // Layout 1's views (JSON): derived, rewritten from the log in
+        // layout 3's form by the next step, not copied.
+        0x10..=0x17 => {}
         _ => return Err(bad()),
     }
     Ok(())

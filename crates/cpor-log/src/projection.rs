@@ -1,4 +1,6 @@
 //! Projections: read models kept beside the events, in the same batch.
+//! Claim, case and comment views are stored in the compact typed form of
+//! `stored` (postcard, store layout 3); the indexes are keys only.
 //!
 //! The live writer and the rebuild go through the same [`ProjectionWriter`],
 //! so a rebuild from the log alone produces byte-identical entries; the
@@ -14,7 +16,7 @@ use cpor_domain::types::{DeadlineKind, Timestamp};
 use cpor_domain::view::{CaseView, ClaimView, CommentView};
 
 use crate::keys::{self, KeyKind};
-use crate::{envelope, LogError, LogReader};
+use crate::{envelope, stored, LogError, LogReader};
 
 /// Events folded between two progress reports while rebuilding.
 pub const REBUILD_BATCH_EVENTS: usize = 10_000;
@@ -89,8 +91,10 @@ impl ProjectionWriter {
         time: Timestamp,
     ) {
         if let Some((claim_id, comment)) = CommentView::of(event, time) {
-            let bytes = serde_json::to_vec(&comment).expect("comments serialize");
-            batch.insert(keys::comment(&claim_id, position), bytes);
+            batch.insert(
+                keys::comment(&claim_id, position),
+                stored::encode_comment(&comment),
+            );
         }
     }
 
@@ -100,7 +104,7 @@ impl ProjectionWriter {
             let Some(claim) = state.claims.get(&claim_id) else {
                 continue;
             };
-            let view = serde_json::to_vec(&ClaimView::of(claim)).expect("views serialize");
+            let view = stored::encode_claim(&ClaimView::of(claim));
             batch.insert(keys::claim_view(&claim_id), view);
             if self.created_claims.remove(&claim_id) {
                 batch.insert(keys::claim_order(claim.seq), claim_id.as_bytes());
@@ -129,7 +133,7 @@ impl ProjectionWriter {
             let Some(case) = state.cases.get(&case_id) else {
                 continue;
             };
-            let view = serde_json::to_vec(&CaseView::of(case)).expect("views serialize");
+            let view = stored::encode_case(&CaseView::of(case));
             batch.insert(keys::case_view(&case_id), view);
             if self.created_cases.remove(&case_id) {
                 batch.insert(keys::case_order(case.seq), case_id.as_bytes());
@@ -201,14 +205,14 @@ fn fold_and_compare_comments(
         if let Some((claim_id, comment)) = CommentView::of(&decoded.event, decoded.time) {
             comments_recomputed += 1;
             let key = keys::comment(&claim_id, position);
-            let expected = serde_json::to_vec(&comment).expect("comments serialize");
+            let expected = stored::encode_comment(&comment);
             match reader.views()?.get(&key)? {
-                Some(stored) if stored.as_ref() == expected.as_slice() => {}
-                Some(stored) => report.note(format!(
+                Some(found) if found.as_ref() == expected.as_slice() => {}
+                Some(found) => report.note(format!(
                     "Comment {}: stored {} != rebuilt {}",
                     hex(&key),
-                    String::from_utf8_lossy(&stored),
-                    String::from_utf8_lossy(&expected)
+                    stored::describe(KeyKind::Comment, &found),
+                    stored::describe(KeyKind::Comment, &expected)
                 )),
                 None => report.note(format!(
                     "Comment {}: rebuilt but missing from the store",
@@ -249,12 +253,12 @@ fn compare_views(
 ) -> Result<(), LogError> {
     // Views: the state's maps iterate in id order, which is key order.
     let claim_views = state.claims.values().map(|claim| {
-        let view = serde_json::to_vec(&ClaimView::of(claim)).expect("views serialize");
+        let view = stored::encode_claim(&ClaimView::of(claim));
         (keys::claim_view(&claim.claim_id), view)
     });
     compare_kind(&reader.views()?, KeyKind::ClaimView, claim_views, report)?;
     let case_views = state.cases.values().map(|case| {
-        let view = serde_json::to_vec(&CaseView::of(case)).expect("views serialize");
+        let view = stored::encode_case(&CaseView::of(case));
         (keys::case_view(&case.case_id), view)
     });
     compare_kind(&reader.views()?, KeyKind::CaseView, case_views, report)?;
@@ -326,12 +330,12 @@ fn compare_indexes(
 /// Merges the stored entries of one kind with the recomputed ones (both in
 /// key order) and notes every difference.
 fn compare_kind(
-    stored: &sled::Tree,
+    tree: &sled::Tree,
     kind: KeyKind,
     recomputed: impl Iterator<Item = (Vec<u8>, Vec<u8>)>,
     report: &mut RebuildReport,
 ) -> Result<(), LogError> {
-    let mut left = stored.scan_prefix(keys::prefix(kind)).peekable();
+    let mut left = tree.scan_prefix(keys::prefix(kind)).peekable();
     let mut right = recomputed.peekable();
     loop {
         let stored_key = match left.peek() {
@@ -375,8 +379,8 @@ fn compare_kind(
                             report.note(format!(
                                 "{kind:?} {}: stored {} != rebuilt {}",
                                 hex(key),
-                                String::from_utf8_lossy(&stored_value),
-                                String::from_utf8_lossy(value)
+                                stored::describe(kind, &stored_value),
+                                stored::describe(kind, value)
                             ));
                         }
                         right.next();

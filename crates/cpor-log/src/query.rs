@@ -4,16 +4,24 @@
 //! case sequence number, a comment's log position, an event's stream
 //! version), so the wire layer can cut a page short (by reply size) and
 //! still say where the next one starts.
+//!
+//! Every read is typed: the domain's read models ([`ClaimView`],
+//! [`CaseView`], [`CommentView`]) decoded from their stored form
+//! (`stored`), filtered and judged by the domain's own rules
+//! ([`Visibility::sees_view`], [`ClaimView::in_open_case`]); an event of a
+//! history is its stored canonical JSON, unparsed ([`RawValue`]). The JSON
+//! a client sees is made from these at the wire (`cpor-nats`).
 
-use serde_json::Value;
+use serde_json::value::RawValue;
 use uuid::Uuid;
 
 use cpor_domain::access::Visibility;
 use cpor_domain::event::AggregateId;
-use cpor_domain::types::ClaimStatus;
+use cpor_domain::types::{CaseStatus, ClaimStatus};
+use cpor_domain::view::{CaseView, ClaimView, CommentView};
 
 use crate::keys::{self, KeyKind};
-use crate::{LogError, LogReader};
+use crate::{stored, LogError, LogReader};
 
 /// `claims.list` page size when the request names none.
 pub const LIST_LIMIT_DEFAULT: usize = 100;
@@ -31,6 +39,7 @@ pub const COMMENTS_MAX: usize = LIST_LIMIT_MAX;
 /// `arbitration.list` page size when the request names no `limit`.
 pub const CASES_LIST_MAX: usize = LIST_LIMIT_MAX;
 
+/// `claims.list`'s filters (contract §4), each `None` when not asked.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ClaimFilter {
     pub partner_id: Option<String>,
@@ -55,21 +64,22 @@ impl ClaimFilter {
     }
 }
 
-/// One page of a list, in key order.
+/// One page of a list, in key order: claim or case views, comments, or
+/// events.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Page {
+pub struct Page<T> {
     /// Each item with its cursor: reading again `after` that cursor resumes
     /// right after the item (a caller that cuts the page short uses it).
-    pub items: Vec<(u64, Value)>,
+    pub items: Vec<(u64, T)>,
     /// Where the next page starts (the last entry examined) when this one
     /// stopped at its limit or scan bound with entries left; `None` on the
     /// last page.
     pub next: Option<u64>,
 }
 
-impl Page {
+impl<T> Page<T> {
     /// The items without their cursors.
-    pub fn values(&self) -> Vec<&Value> {
+    pub fn values(&self) -> Vec<&T> {
         self.items.iter().map(|(_, value)| value).collect()
     }
 }
@@ -84,53 +94,51 @@ fn page_start(prefix: &[u8], after: Option<u64>) -> Option<Vec<u8>> {
     Some(key)
 }
 
-fn parse_json(bytes: &[u8], what: &str) -> Result<Value, LogError> {
-    serde_json::from_slice(bytes).map_err(|e| LogError::Corrupt(format!("{what}: {e}")))
+/// The id an index entry (order, partner or tenant listing) points to.
+fn indexed_id(bytes: &[u8], what: &str) -> Result<Uuid, LogError> {
+    Uuid::from_slice(bytes).map_err(|_| LogError::Corrupt(format!("bad {what} entry")))
 }
 
 impl LogReader {
-    pub fn claim_view(&self, claim_id: &Uuid) -> Result<Option<Value>, LogError> {
+    /// The stored view of a claim, `None` if no such claim.
+    ///
+    /// # Errors
+    /// [`LogError::Corrupt`] for a stored value that is not a claim view;
+    /// [`LogError::Storage`], [`LogError::Closed`] from the store.
+    pub fn claim_view(&self, claim_id: &Uuid) -> Result<Option<ClaimView>, LogError> {
         self.views()?
             .get(keys::claim_view(claim_id))?
-            .map(|bytes| parse_json(&bytes, "claim view"))
+            .map(|bytes| stored::decode_claim(&bytes))
             .transpose()
     }
 
     /// The stored view of a claim if it exists and `visibility` sees it
-    /// (by the partner and tenant the view names, judged by
-    /// [`Visibility::sees`]); `None` otherwise, so a claim the caller may
-    /// not see looks like one that does not exist (`CLAIM_NOT_FOUND`).
+    /// (judged by [`Visibility::sees_view`], the rule commands are held to
+    /// by `cpor_domain::access::may_see`); `None` otherwise, so a claim the
+    /// caller may not see looks like one that does not exist
+    /// (`CLAIM_NOT_FOUND`).
     pub fn visible_claim_view(
         &self,
         claim_id: &Uuid,
         visibility: &Visibility,
-    ) -> Result<Option<Value>, LogError> {
-        let Some(view) = self.claim_view(claim_id)? else {
-            return Ok(None);
-        };
-        let owner = view.get("partner_id").and_then(Value::as_str);
-        let tenant = view
-            .get("tenant_id")
-            .and_then(Value::as_str)
-            .and_then(|t| t.parse::<Uuid>().ok());
-        Ok(match (owner, tenant) {
-            (Some(owner), Some(tenant)) if visibility.sees(owner, tenant) => Some(view),
-            _ => None,
-        })
+    ) -> Result<Option<ClaimView>, LogError> {
+        Ok(self
+            .claim_view(claim_id)?
+            .filter(|view| visibility.sees_view(view)))
     }
 
     /// Reads one page of the entries under `prefix` (keys ending in a
     /// big-endian cursor) after `after`: at most `limit` items that `item`
     /// makes of them (it may skip an entry: `None`), examining at most
     /// [`LIST_SCAN_MAX`] entries.
-    fn page(
+    fn page<T>(
         &self,
         tree: sled::Tree,
         prefix: &[u8],
         after: Option<u64>,
         limit: usize,
-        mut item: impl FnMut(&[u8]) -> Result<Option<Value>, LogError>,
-    ) -> Result<Page, LogError> {
+        mut item: impl FnMut(&[u8]) -> Result<Option<T>, LogError>,
+    ) -> Result<Page<T>, LogError> {
         let limit = limit.clamp(1, LIST_LIMIT_MAX);
         let Some(start) = page_start(prefix, after) else {
             return Ok(Page {
@@ -156,31 +164,32 @@ impl LogReader {
         Ok(Page { items, next: None })
     }
 
-    /// A claim's conversation (CommentViews), oldest first, after the
-    /// comment at log position `after`.
+    /// A claim's conversation, oldest first, after the comment at log
+    /// position `after`.
     pub fn comments(
         &self,
         claim_id: &Uuid,
         after: Option<u64>,
         limit: usize,
-    ) -> Result<Page, LogError> {
+    ) -> Result<Page<CommentView>, LogError> {
         self.page(
             self.views()?,
             &keys::comments_prefix(claim_id),
             after,
             limit,
-            |bytes| parse_json(bytes, "comment").map(Some),
+            |bytes| stored::decode_comment(bytes).map(Some),
         )
     }
 
-    /// An aggregate's events (CloudEvents) in version order, after stream
-    /// version `after`.
+    /// An aggregate's events in version order, after stream version
+    /// `after`: each the CloudEvent's canonical JSON as stored (the bytes
+    /// hashed and exported), checked to be JSON but not parsed.
     pub fn history(
         &self,
         aggregate: &AggregateId,
         after: Option<u64>,
         limit: usize,
-    ) -> Result<Page, LogError> {
+    ) -> Result<Page<Box<RawValue>>, LogError> {
         let prefix = keys::stream_prefix(aggregate.kind, &aggregate.id);
         self.page(self.stream()?, &prefix, after, limit, |position| {
             let position = <[u8; 8]>::try_from(position)
@@ -189,36 +198,43 @@ impl LogReader {
             let bytes = self
                 .event_bytes(position)?
                 .ok_or_else(|| LogError::Corrupt(format!("position {position} is missing")))?;
-            parse_json(&bytes, "event").map(Some)
+            let text = String::from_utf8(bytes.to_vec())
+                .map_err(|e| LogError::Corrupt(format!("event at {position}: {e}")))?;
+            RawValue::from_string(text)
+                .map(Some)
+                .map_err(|e| LogError::Corrupt(format!("event at {position}: {e}")))
         })
     }
 
-    pub fn case_view(&self, case_id: &Uuid) -> Result<Option<Value>, LogError> {
+    /// The stored view of an arbitration case, `None` if no such case.
+    ///
+    /// # Errors
+    /// As [`LogReader::claim_view`].
+    pub fn case_view(&self, case_id: &Uuid) -> Result<Option<CaseView>, LogError> {
         self.views()?
             .get(keys::case_view(case_id))?
-            .map(|bytes| parse_json(&bytes, "case view"))
+            .map(|bytes| stored::decode_case(&bytes))
             .transpose()
     }
 
-    /// Cases in the order they opened, optionally only open or closed ones,
+    /// Cases in the order they opened, optionally only those in `status`,
     /// after case sequence number `after`.
     pub fn list_cases(
         &self,
-        status: Option<&str>,
+        status: Option<CaseStatus>,
         after: Option<u64>,
         limit: usize,
-    ) -> Result<Page, LogError> {
+    ) -> Result<Page<CaseView>, LogError> {
         self.page(
             self.views()?,
             &keys::prefix(KeyKind::CaseOrder),
             after,
             limit,
             |id| {
-                let id = Uuid::from_slice(id)
-                    .map_err(|_| LogError::Corrupt("bad case order entry".into()))?;
-                Ok(self.case_view(&id)?.filter(|view| {
-                    status.is_none_or(|s| view.get("status").and_then(Value::as_str) == Some(s))
-                }))
+                let id = indexed_id(id, "case order")?;
+                Ok(self
+                    .case_view(&id)?
+                    .filter(|case| status.is_none_or(|s| case.status == s)))
             },
         )
     }
@@ -230,15 +246,14 @@ impl LogReader {
         filter: &ClaimFilter,
         after: Option<u64>,
         limit: usize,
-    ) -> Result<Page, LogError> {
+    ) -> Result<Page<ClaimView>, LogError> {
         let prefix = match (&filter.partner_id, &filter.tenant_id) {
             (Some(partner_id), _) => keys::partner_claims_prefix(partner_id),
             (None, Some(tenant_id)) => keys::tenant_claims_prefix(tenant_id),
             (None, None) => keys::prefix(KeyKind::ClaimOrder).to_vec(),
         };
         self.page(self.views()?, &prefix, after, limit, |id| {
-            let id = Uuid::from_slice(id)
-                .map_err(|_| LogError::Corrupt("bad claim index entry".into()))?;
+            let id = indexed_id(id, "claim index")?;
             match self.claim_view(&id)? {
                 Some(view) if self.matches(filter, &view)? => Ok(Some(view)),
                 _ => Ok(None),
@@ -246,42 +261,24 @@ impl LogReader {
         })
     }
 
-    fn matches(&self, filter: &ClaimFilter, view: &Value) -> Result<bool, LogError> {
-        let text = |field: &str| view.get(field).and_then(Value::as_str);
-        if let Some(partner_id) = &filter.partner_id {
-            if text("partner_id") != Some(partner_id.as_str()) {
-                return Ok(false);
-            }
-        }
-        if let Some(tenant_id) = &filter.tenant_id {
-            if text("tenant_id") != Some(tenant_id.to_string().as_str()) {
-                return Ok(false);
-            }
-        }
-        let status = text("status").and_then(ClaimStatus::parse);
-        if let Some(wanted) = filter.status {
-            if status != Some(wanted) {
-                return Ok(false);
-            }
-        }
-        if let Some(wanted) = filter.overdue {
-            if view.get("overdue").and_then(Value::as_bool) != Some(wanted) {
-                return Ok(false);
-            }
-        }
-        if let Some(wanted) = filter.in_arbitration {
-            let contender = status.is_some_and(|s| s.is_open() || s == ClaimStatus::Approved);
-            let case_open = match text("arbitration_case_id").and_then(|id| id.parse::<Uuid>().ok())
-            {
-                Some(case_id) => self
-                    .case_view(&case_id)?
-                    .is_some_and(|case| case.get("status").and_then(Value::as_str) == Some("open")),
-                None => false,
-            };
-            if (contender && case_open) != wanted {
-                return Ok(false);
-            }
-        }
-        Ok(true)
+    /// Whether `view` passes every filter `filter` sets. `in_arbitration`
+    /// is the domain's [`ClaimView::in_open_case`], asked with the view of
+    /// the claim's case (one more read, only when that filter is set).
+    fn matches(&self, filter: &ClaimFilter, view: &ClaimView) -> Result<bool, LogError> {
+        let passes = filter
+            .partner_id
+            .as_ref()
+            .is_none_or(|p| *p == view.partner_id)
+            && filter.tenant_id.is_none_or(|t| t == view.tenant_id)
+            && filter.status.is_none_or(|s| s == view.status)
+            && filter.overdue.is_none_or(|o| o == view.overdue);
+        let Some(wanted) = filter.in_arbitration.filter(|_| passes) else {
+            return Ok(passes);
+        };
+        let case = match view.arbitration_case_id {
+            Some(case_id) => self.case_view(&case_id)?,
+            None => None,
+        };
+        Ok(view.in_open_case(case.as_ref()) == wanted)
     }
 }

@@ -9,6 +9,7 @@ use cpor_domain::command::{Command, CommandEnvelope, SubmitClaim};
 use cpor_domain::decide::{decide, Context};
 use cpor_domain::state::State;
 use cpor_domain::types::*;
+use cpor_domain::view::ClaimView;
 
 use cpor_testkit::actors::{partner, reviewer, system};
 use cpor_testkit::fixtures::{self, at};
@@ -300,26 +301,23 @@ fn queries_read_the_projections() {
     let (world, c1, c2) = history(&mut log, &mut state);
     let reader = log.reader();
     let view = reader.claim_view(&c1).unwrap().unwrap();
-    assert_eq!(view["status"], "rejected");
-    assert_eq!(view["reason"], "LOST_ARBITRATION");
+    assert_eq!(
+        view,
+        ClaimView::of(&state.claims[&c1]),
+        "as the state has it"
+    );
+    assert_eq!(view.status, ClaimStatus::Rejected);
+    assert_eq!(view.reason.as_deref(), Some("LOST_ARBITRATION"));
     let comments = reader.comments(&c1, None, COMMENTS_MAX).unwrap();
     let comments = comments.values();
     assert_eq!(comments.len(), 2, "arbitration notice and the PoE request");
-    assert_eq!(comments[0]["system"], true);
+    assert!(comments[0].system);
 
     let all = reader
         .list_claims(&ClaimFilter::default(), None, 100)
         .unwrap();
-    let ids: Vec<_> = all
-        .values()
-        .iter()
-        .map(|c| c["claim_id"].as_str().unwrap().to_string())
-        .collect();
-    assert_eq!(
-        ids,
-        vec![c1.to_string(), c2.to_string()],
-        "submission order"
-    );
+    let ids: Vec<_> = all.values().iter().map(|c| c.claim_id).collect();
+    assert_eq!(ids, vec![c1, c2], "submission order");
     assert_eq!(all.next, None);
 
     let page = reader
@@ -330,7 +328,7 @@ fn queries_read_the_projections() {
     let rest = reader
         .list_claims(&ClaimFilter::default(), Some(next), 1)
         .unwrap();
-    assert_eq!(rest.values()[0]["claim_id"], c2.to_string());
+    assert_eq!(rest.values()[0].claim_id, c2);
     assert_eq!(rest.next, None);
 
     let mine = ClaimFilter {
@@ -344,8 +342,8 @@ fn queries_read_the_projections() {
         ..ClaimFilter::default()
     };
     assert_eq!(
-        reader.list_claims(&approved, None, 100).unwrap().values()[0]["claim_id"],
-        c2.to_string()
+        reader.list_claims(&approved, None, 100).unwrap().values()[0].claim_id,
+        c2
     );
     let in_case = ClaimFilter {
         in_arbitration: Some(true),
@@ -359,11 +357,25 @@ fn queries_read_the_projections() {
             .is_empty(),
         "the case is resolved"
     );
-    let cases = reader.list_cases(Some("closed"), None, 100).unwrap();
+    let out_of_case = ClaimFilter {
+        in_arbitration: Some(false),
+        ..ClaimFilter::default()
+    };
+    assert_eq!(
+        reader
+            .list_claims(&out_of_case, None, 100)
+            .unwrap()
+            .items
+            .len(),
+        2
+    );
+    let cases = reader
+        .list_cases(Some(CaseStatus::Closed), None, 100)
+        .unwrap();
     assert_eq!(cases.items.len(), 1);
-    assert_eq!(cases.values()[0]["winner_claim_id"], c2.to_string());
+    assert_eq!(cases.values()[0].winner_claim_id, Some(c2));
     assert!(reader
-        .list_cases(Some("open"), None, 100)
+        .list_cases(Some(CaseStatus::Open), None, 100)
         .unwrap()
         .items
         .is_empty());
@@ -378,11 +390,10 @@ fn queries_read_the_projections() {
     let (mut after, mut versions) = (None, Vec::new());
     loop {
         let page = history(after);
-        versions.extend(
-            page.items
-                .iter()
-                .map(|(v, e)| (*v, e["streamversion"].clone())),
-        );
+        versions.extend(page.items.iter().map(|(v, e)| {
+            let event: Value = serde_json::from_str(e.get()).unwrap();
+            (*v, event["streamversion"].clone())
+        }));
         match page.next {
             Some(next) => after = Some(next),
             None => break,
@@ -410,12 +421,7 @@ fn queries_return_only_what_the_visibility_sees() {
     let (mut log, mut state) = Log::open(dir.path()).unwrap();
     let (world, c1, c2) = history(&mut log, &mut state);
     let reader = log.reader();
-    let owner = |id: &Uuid| {
-        reader.claim_view(id).unwrap().unwrap()["partner_id"]
-            .as_str()
-            .unwrap()
-            .to_string()
-    };
+    let owner = |id: &Uuid| reader.claim_view(id).unwrap().unwrap().partner_id;
     let (p1, p2) = (owner(&c1), owner(&c2));
     assert_ne!(p1, p2);
     let mine = Visibility::Partner(p1.clone());
@@ -437,23 +443,23 @@ fn queries_return_only_what_the_visibility_sees() {
         .unwrap()
         .is_none());
 
-    let ids = |filter: ClaimFilter| -> Vec<String> {
+    let ids = |filter: ClaimFilter| -> Vec<Uuid> {
         reader
             .list_claims(&filter, None, 100)
             .unwrap()
             .items
             .iter()
-            .map(|(_, c)| c["claim_id"].as_str().unwrap().to_string())
+            .map(|(_, c)| c.claim_id)
             .collect()
     };
-    assert_eq!(ids(ClaimFilter::default().within(&mine)), [c1.to_string()]);
+    assert_eq!(ids(ClaimFilter::default().within(&mine)), [c1]);
     assert_eq!(
         ids(ClaimFilter::default().within(&Visibility::Partner(p2))),
-        [c2.to_string()]
+        [c2]
     );
     assert_eq!(
         ids(ClaimFilter::default().within(&elsewhere)),
-        Vec::<String>::new()
+        Vec::<Uuid>::new()
     );
     assert_eq!(ids(ClaimFilter::default().within(&tenant)).len(), 2);
     assert_eq!(
@@ -854,4 +860,84 @@ fn derived_trees_behind_the_head_are_rewritten_at_start_up() {
     let report = rebuild_projections(log.reader(), |_| {}).unwrap();
     assert_eq!(report.difference_count, 0, "{:?}", report.differences);
     assert!(!log.reader().catch_up_derived(log.head()).unwrap());
+}
+
+/// A store of layout 2 kept its views as JSON (`serde_json::to_vec` of the
+/// domain's views, which this test writes as that release did). Opening it
+/// rewrites them from the log in layout 3's compact form: the queries read
+/// typed views again, `rebuild` finds nothing different, and the events are
+/// untouched. A data dir written by the layout 2 release itself is tested
+/// in `tests/it/upgrade.rs`.
+#[test]
+fn a_layout_2_stores_json_views_are_rewritten_at_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut log, mut state) = Log::open(dir.path()).unwrap();
+    let (_, c1, _) = history(&mut log, &mut state);
+    let head = log.head().clone();
+    let reader = log.reader().clone();
+    let events: Vec<_> = reader.events_from(1).map(Result::unwrap).collect();
+    // Back to layout 2: every view as JSON, and its marker.
+    let views = reader.views().unwrap();
+    let mut json_views = 0;
+    for entry in views.iter() {
+        let (key, value) = entry.unwrap();
+        let json = match key[0] {
+            k if k == KeyKind::ClaimView as u8 => {
+                serde_json::to_vec(&stored::decode_claim(&value).unwrap()).unwrap()
+            }
+            k if k == KeyKind::CaseView as u8 => {
+                serde_json::to_vec(&stored::decode_case(&value).unwrap()).unwrap()
+            }
+            k if k == KeyKind::Comment as u8 => {
+                serde_json::to_vec(&stored::decode_comment(&value).unwrap()).unwrap()
+            }
+            _ => continue,
+        };
+        views.insert(key, json).unwrap();
+        json_views += 1;
+    }
+    assert!(json_views >= 5, "{json_views}");
+    reader.put_meta_u64("layout_version", 2).unwrap();
+    reader.flush_blocking().unwrap();
+    assert!(
+        reader.claim_view(&c1).is_err(),
+        "this release cannot read JSON views"
+    );
+    drop((views, reader, log));
+
+    let (log, _) = Log::open(dir.path()).unwrap();
+    let reader = log.reader();
+    assert_eq!(reader.get_meta_u64("layout_version").unwrap(), Some(3));
+    assert_eq!(log.head(), &head, "the chain is unchanged");
+    let after: Vec<_> = reader.events_from(1).map(Result::unwrap).collect();
+    assert_eq!(after, events, "the events are unchanged");
+    assert_eq!(
+        reader.claim_view(&c1).unwrap().unwrap(),
+        ClaimView::of(&state.claims[&c1])
+    );
+    let report = rebuild_projections(reader, |_| {}).unwrap();
+    assert_eq!(report.difference_count, 0, "{:?}", report.differences);
+    assert_eq!(migrate::upgrade_if_needed(reader).unwrap(), None);
+}
+
+/// Opening a data dir whose layout is newer than this release's is
+/// refused, naming both layouts: an older release cannot read what a newer
+/// one wrote (here: this release's views, for the layout 2 release).
+#[test]
+fn a_newer_layout_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (log, _) = Log::open(dir.path()).unwrap();
+    log.reader()
+        .put_meta_u64("layout_version", LAYOUT_VERSION + 1)
+        .unwrap();
+    log.reader().flush_blocking().unwrap();
+    drop(log);
+    let Err(LogError::Corrupt(message)) = Log::open(dir.path()) else {
+        panic!("opened a newer layout");
+    };
+    let newer = format!(
+        "layout {}, newer than this release's {LAYOUT_VERSION}",
+        LAYOUT_VERSION + 1
+    );
+    assert!(message.contains(&newer), "{message}");
 }

@@ -829,15 +829,13 @@ impl Relay {
             let Some(view) = self.reader.claim_view(&id)? else {
                 continue;
             };
-            let view_version = view.get("version").and_then(Value::as_u64).unwrap_or(0);
-            if view_version > published_version {
+            if view.version > published_version {
                 continue;
             }
-            let Some(partner_id) = view.get("partner_id").and_then(Value::as_str) else {
-                continue;
-            };
-            let subject = status_subject(&self.prefix, partner_id, &claim_id);
-            let payload = serde_json::to_vec(&view)?;
+            let subject = status_subject(&self.prefix, &view.partner_id, &claim_id);
+            // Through a `Value`: members in key order, the bytes the status
+            // stream has always carried (and `qry.claim.get` answers).
+            let payload = serde_json::to_vec(&serde_json::to_value(&view)?)?;
             status_acks.push(self.js.publish(subject, payload.into()).await?);
         }
         for ack in status_acks {

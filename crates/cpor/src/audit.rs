@@ -1128,14 +1128,23 @@ pub(crate) fn migrate(args: MigrateArgs) -> anyhow::Result<ExitCode> {
             args.data_dir.display(),
             cpor_log::LAYOUT_VERSION
         ),
-        Some(r) => println!(
-            "upgraded {} from store layout {} to {}: {} events, {} command records, {} other entries",
+        Some(r) if r.from_layout == 1 => println!(
+            "upgraded {} from store layout 1 to {}: {} events, {} command records, {} other entries copied; \
+             the views written anew from {} events",
             args.data_dir.display(),
-            r.from_layout,
             cpor_log::LAYOUT_VERSION,
             r.events,
             r.command_records,
-            r.other_entries
+            r.other_entries,
+            r.views_rewritten_from_events
+        ),
+        Some(r) => println!(
+            "upgraded {} from store layout {} to {}: the views written anew from {} events \
+             (the events and command records are unchanged)",
+            args.data_dir.display(),
+            r.from_layout,
+            cpor_log::LAYOUT_VERSION,
+            r.views_rewritten_from_events
         ),
     }
     Ok(ExitCode::SUCCESS)

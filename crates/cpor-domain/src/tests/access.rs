@@ -328,6 +328,21 @@ fn partners_see_their_claims_customers_their_tenants_reviewers_all() {
     assert!(may_see(&reviewer(), &claim));
     assert!(may_see(&system(), &claim));
     // The same rule, as the queries ask it of a stored view.
+    let view = crate::view::ClaimView::of(&claim);
+    for actor in [
+        partner("P-100"),
+        partner("P-200"),
+        customer("t1"),
+        customer("t2"),
+        reviewer(),
+        system(),
+    ] {
+        assert_eq!(
+            Visibility::of_actor(&actor).sees_view(&view),
+            may_see(&actor, &claim),
+            "{actor:?}"
+        );
+    }
     assert!(sees_partner("P-100").sees("P-100", claim.tenant_id));
     assert!(!sees_partner("P-100").sees("P-200", claim.tenant_id));
     assert!(Visibility::Tenant(uid("t1")).sees("P-200", uid("t1")));

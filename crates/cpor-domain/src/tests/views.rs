@@ -245,3 +245,55 @@ fn wire_names_are_serdes_names() {
     assert_eq!(ErrorCode::ClaimNotFound.as_str(), "CLAIM_NOT_FOUND");
     assert_eq!(DeadlineKind::PartnerResponse.as_str(), "partner_response");
 }
+
+/// Given claims in and out of arbitration cases, open and closed;
+/// when the listings ask `in_arbitration` of the stored read models
+/// (`ClaimView::in_open_case` with the view of the claim's case);
+/// then they get what the state's rule (`in_open_case`) says, claim by
+/// claim: the approved incumbent counts, a withdrawn claim and the claims
+/// of a closed case do not.
+#[test]
+fn in_arbitration_asked_of_the_views_is_the_states_rule() {
+    use crate::types::CaseStatus;
+    let mut world = World::standard();
+    let c1 = world.sales_in("P-100", "c1", ClaimStatus::Approved);
+    let c3 = world.submit_as("P-100", m365_claim("c3", "P-100"));
+    // Each claim: the state's answer, and the views' answer.
+    let answers = |w: &World, claim_id| {
+        let claim = w.claim(claim_id);
+        let case = claim.arbitration_case_id.map(|id| &w.state.cases[&id]);
+        let by_state = in_open_case(claim, case);
+        let by_views = ClaimView::of(claim).in_open_case(case.map(CaseView::of).as_ref());
+        (by_state, by_views)
+    };
+    assert_eq!(answers(&world, c1), (false, false), "no case yet");
+
+    // The incumbent is challenged; a second key gets a case that closes.
+    let c2 = world.sales("P-200", "c2");
+    let c4 = world.submit_as("P-200", m365_claim("c4", "P-200"));
+    world.by("P-200", cmd::withdraw(c4));
+    let case_of = |w: &World, id| w.state.cases[&w.claim(id).arbitration_case_id.unwrap()].status;
+    assert_eq!(case_of(&world, c1), CaseStatus::Open);
+    assert_eq!(case_of(&world, c3), CaseStatus::Closed);
+    for (claim_id, expected) in [(c1, true), (c2, true), (c3, false), (c4, false)] {
+        assert_eq!(
+            answers(&world, claim_id),
+            (expected, expected),
+            "{}",
+            world.claim(claim_id).status.as_str()
+        );
+    }
+}
+
+/// Given the wire names of case statuses (`arbitration.list`'s filter);
+/// when parsed; then each gives its status back, and nothing else parses.
+#[test]
+fn case_statuses_parse_from_their_wire_names() {
+    use crate::types::CaseStatus;
+    for status in [CaseStatus::Open, CaseStatus::Closed] {
+        assert_eq!(serde_json::to_value(status).unwrap(), status.as_str());
+        assert_eq!(CaseStatus::parse(status.as_str()), Some(status));
+    }
+    assert_eq!(CaseStatus::parse("resolved"), None);
+    assert_eq!(CaseStatus::parse("Open"), None);
+}

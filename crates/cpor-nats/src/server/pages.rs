@@ -6,12 +6,22 @@
 //! (`comments_next` for a claim's comments). A reply that still does not fit
 //! (one item alone is too large) is refused `PAYLOAD_TOO_LARGE` saying so:
 //! NATS drops an oversized publish, and the caller would only see a timeout.
+//!
+//! The pages come typed from `cpor-log` (the domain's `ClaimView`,
+//! `CaseView`, `CommentView`; an event's stored canonical JSON), already
+//! filtered by the domain's rules; this module only makes the reply's JSON
+//! of them. It goes through `serde_json::Value` on purpose: a `Value`
+//! object writes its members in key order, which is the order every reply
+//! has always had, so the bytes on the wire stay the same.
 
+use serde::Serialize;
 use serde_json::{json, Value};
 
 use cpor_domain::access::Visibility;
 use cpor_domain::error::{ErrorCode, Rejection};
 use cpor_domain::event::{AggregateId, AggregateKind};
+use cpor_domain::types::CaseStatus;
+use cpor_domain::view::ClaimView;
 use cpor_log::{LogError, LogReader, Page};
 
 use super::Server;
@@ -129,12 +139,13 @@ pub(crate) const LISTINGS: [(&str, &Listing); 4] = [
     ("arbitration.list", &CASES_LIST),
 ];
 
-/// `reply` with `page`'s items at `listing.items`, as many as fit within
-/// `max` bytes, and the cursor of what is left at `listing.next`.
-pub(crate) fn fill(
+/// `reply` with `page`'s items (as JSON) at `listing.items`, as many as
+/// fit within `max` bytes, and the cursor of what is left at
+/// `listing.next`.
+pub(crate) fn fill<T: Serialize>(
     mut reply: Value,
     listing: &Listing,
-    page: Page,
+    page: Page<T>,
     max: usize,
 ) -> Result<Value, Rejection> {
     reply[listing.items] = json!([]);
@@ -147,6 +158,7 @@ pub(crate) fn fill(
     let mut next = page.next;
     let mut last_cursor = None;
     for (cursor, item) in page.items {
+        let item = to_value(item);
         // One comma between items; the frame counted the brackets.
         let cost = json_len(&item) + usize::from(!items.is_empty());
         if cost > room {
@@ -244,8 +256,10 @@ impl Server {
                 limit,
                 after,
             } => {
+                // The wire layer has checked it is "open" or "closed".
+                let status = status.as_deref().and_then(CaseStatus::parse);
                 let cases = reader
-                    .list_cases(status.as_deref(), after, limit)
+                    .list_cases(status, after, limit)
                     .map_err(unavailable)?;
                 case_list(cases, max)
             }
@@ -253,17 +267,21 @@ impl Server {
     }
 }
 
-fn claim_get(view: Value, comments: Page, max: usize) -> Result<Value, Rejection> {
+fn claim_get(
+    view: ClaimView,
+    comments: Page<cpor_domain::view::CommentView>,
+    max: usize,
+) -> Result<Value, Rejection> {
     let frame = replies::ClaimGetReply {
         ok: replies::True,
-        claim: view,
+        claim: to_value(view),
         comments: Vec::new(),
         comments_next: None,
     };
     fill(to_value(frame), &CLAIM_GET, comments, max)
 }
 
-fn case_list(cases: Page, max: usize) -> Result<Value, Rejection> {
+fn case_list(cases: Page<cpor_domain::view::CaseView>, max: usize) -> Result<Value, Rejection> {
     let frame = replies::CaseListReply {
         ok: replies::True,
         cases: Vec::new(),
@@ -276,7 +294,7 @@ fn case_get(reader: &LogReader, case_id: &uuid::Uuid) -> Result<Value, Rejection
     match reader.case_view(case_id).map_err(unavailable)? {
         Some(case) => Ok(to_value(replies::CaseGetReply {
             ok: replies::True,
-            case,
+            case: to_value(case),
         })),
         None => Err(Rejection::with_message(
             ErrorCode::InvalidCommand,
@@ -286,12 +304,13 @@ fn case_get(reader: &LogReader, case_id: &uuid::Uuid) -> Result<Value, Rejection
 }
 
 /// The stored view of a claim within `visibility` (decided by
-/// [`cpor_domain::access::authorize`]), or `CLAIM_NOT_FOUND`.
+/// [`cpor_domain::access::authorize`], judged by
+/// [`Visibility::sees_view`]), or `CLAIM_NOT_FOUND`.
 fn visible_view(
     reader: &LogReader,
     visibility: &Visibility,
     claim_id: &uuid::Uuid,
-) -> Result<Value, Rejection> {
+) -> Result<ClaimView, Rejection> {
     reader
         .visible_claim_view(claim_id, visibility)
         .map_err(unavailable)?
@@ -302,7 +321,7 @@ fn visible_view(
 mod tests {
     use super::*;
 
-    fn page(items: &[(u64, Value)], next: Option<u64>) -> Page {
+    fn page(items: &[(u64, Value)], next: Option<u64>) -> Page<Value> {
         Page {
             items: items.to_vec(),
             next,
