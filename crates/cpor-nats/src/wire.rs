@@ -2,8 +2,10 @@
 //!
 //! Parsing happens in two stages (ripgrep's low-args → high-args): serde
 //! decodes the body into a strict DTO (unknown fields refused, every error
-//! naming its field), then [`validate`] functions check lengths, patterns and
-//! subject/actor agreement. Checks run in the contract's precedence order:
+//! naming its field), then each field's limits are checked, in a fixed order
+//! per command, through the types that declare them ([`fields`]: the same
+//! types give the JSON Schemas their `maxLength`, `pattern` and so on), and
+//! the subject and actor must agree. Checks run in the contract's precedence order:
 //! size, JSON, shape (`INVALID_COMMAND`), permission (`FORBIDDEN`); whatever
 //! needs state is the engine's.
 
@@ -17,13 +19,18 @@ use cpor_domain::access::{self, Action, Scope, Visibility};
 use cpor_domain::command::{Command, CommandEnvelope, SubmitClaim, SubscriptionRecord};
 use cpor_domain::dns::domain_key;
 use cpor_domain::error::{ErrorCode, Rejection};
-use cpor_domain::limits::{DOMAINS_PER_TENANT_MAX, MPNS_PER_PARTNER_MAX, MPN_ID_MAX_CHARS};
+use cpor_domain::limits::{DOMAINS_PER_TENANT_MAX, MPNS_PER_PARTNER_MAX};
 use cpor_domain::types::{
-    parse_uuid, rfc4122, Activity, Actor, Channel, ClaimStatus, Mpn, PoeDocument, SolutionArea,
+    parse_uuid, rfc4122, Activity, Actor, Channel, ClaimStatus, Mpn, SolutionArea,
     SubscriptionState, Timestamp,
 };
 use cpor_jcs::canonical_json;
 use cpor_log::ClaimFilter;
+
+use fields::{
+    ActorDto, CorrelationId, FreeText, Limited, List, MpnDto, MpnId, Name, OptionalText, PageLimit,
+    PoeDocuments, ReasonCode, ShortText, SubjectId, Text,
+};
 
 /// Largest request payload (contract §3).
 pub const PAYLOAD_MAX_BYTES: usize = 64 * 1024;
@@ -281,108 +288,40 @@ pub fn is_valid_prefix(prefix: &str) -> bool {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'_')
 }
 
+/// A partner id as subjects and bodies carry it: `^[A-Za-z0-9_-]{1,64}$`.
 pub fn is_subject_id(text: &str) -> bool {
-    (1..=64).contains(&text.len())
-        && text
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-}
-
-fn check_text(field: &str, text: &str, min: usize, max: usize) -> Result<(), Rejection> {
-    let n = text.chars().count();
-    if n < min || n > max {
-        return Err(invalid(format!(
-            "{field}: must be {min} to {max} characters, got {n}"
-        )));
-    }
-    Ok(())
+    SubjectId::matches(text)
 }
 
 /// A domain name: at most [`NAME_MAX_CHARS`] as written, and a DNS name
 /// (UTS 46; see [`cpor_domain::dns`]).
-fn check_domain(field: &str, domain: &str) -> Result<(), Rejection> {
-    check_text(field, domain, 1, NAME_MAX_CHARS)?;
-    domain_key(domain)
+fn check_domain(field: &str, domain: &Name) -> Result<(), Rejection> {
+    domain.check(field)?;
+    domain_key(domain.as_str())
         .map(|_| ())
-        .map_err(|e| invalid(format!("{field}: {domain:?} {e}")))
-}
-
-fn check_optional_text(field: &str, text: &Option<String>, max: usize) -> Result<(), Rejection> {
-    match text {
-        Some(text) => check_text(field, text, 0, max),
-        None => Ok(()),
-    }
-}
-
-fn check_poe(field: &str, documents: &[PoeDocument], min: usize) -> Result<(), Rejection> {
-    if documents.len() < min || documents.len() > POE_DOCUMENTS_MAX {
-        return Err(invalid(format!(
-            "{field}: must list {min} to {POE_DOCUMENTS_MAX} documents, got {}",
-            documents.len()
-        )));
-    }
-    for (i, doc) in documents.iter().enumerate() {
-        check_text(&format!("{field}[{i}].name"), &doc.name, 1, NAME_MAX_CHARS)?;
-        check_text(&format!("{field}[{i}].uri"), &doc.uri, 1, URI_MAX_CHARS)?;
-        if doc.sha256.len() != 64 || !doc.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(invalid(format!(
-                "{field}[{i}].sha256: must be 64 hexadecimal digits"
-            )));
-        }
-    }
-    Ok(())
-}
-
-fn check_actor(actor: &Actor) -> Result<(), Rejection> {
-    match actor {
-        Actor::Partner {
-            partner_id,
-            user,
-            roles,
-        } => {
-            if !is_subject_id(partner_id) {
-                return Err(invalid(
-                    "actor.partner_id: must match ^[A-Za-z0-9_-]{1,64}$",
-                ));
-            }
-            check_optional_text("actor.user", user, NAME_MAX_CHARS)?;
-            if roles.len() > ACTOR_ROLES_MAX {
-                return Err(invalid("actor.roles: too many roles"));
-            }
-            for role in roles {
-                check_text("actor.roles[]", role, 1, NAME_MAX_CHARS)?;
-            }
-        }
-        Actor::Reviewer { id } | Actor::System { id } => {
-            check_text("actor.id", id, 1, NAME_MAX_CHARS)?
-        }
-        Actor::Customer { user, .. } => check_optional_text("actor.user", user, NAME_MAX_CHARS)?,
-    }
-    Ok(())
+        .map_err(|e| invalid(format!("{field}: {:?} {e}", domain.as_str())))
 }
 
 /// Checks a `correlation_id` and records it on the current span (the
 /// request's span that the server opened, `server::request_span`), so the
 /// request's log lines and trace carry it.
-fn check_correlation(correlation_id: &Option<String>) -> Result<(), Rejection> {
-    check_optional_text("correlation_id", correlation_id, CORRELATION_ID_MAX_CHARS)?;
+fn check_correlation(correlation_id: &Option<CorrelationId>) -> Result<(), Rejection> {
+    correlation_id.check("correlation_id")?;
     if let Some(id) = correlation_id {
         tracing::Span::current().record("correlation_id", id.as_str());
     }
     Ok(())
 }
 
-fn is_reason_code(text: &str) -> bool {
-    let bytes = text.as_bytes();
-    (1..=64).contains(&bytes.len())
-        && bytes[0].is_ascii_uppercase()
-        && bytes[1..]
-            .iter()
-            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || *b == b'_')
+/// Checks the actor of a query and gives its domain form.
+fn query_actor(actor: ActorDto) -> Result<Actor, Rejection> {
+    actor.check()?;
+    Ok(actor.into())
 }
 
 /// Generates a strict DTO with the fields every command carries.
-/// Ids take only the hyphenated RFC 4122 form ([`rfc4122`]).
+/// Ids take only the hyphenated RFC 4122 form ([`rfc4122`]); the limits of
+/// the other fields are their types' ([`fields`]).
 macro_rules! command_dto {
     ($name:ident { $( $(#[$meta:meta])* $field:ident : $ty:ty),* $(,)? }) => {
         #[derive(Deserialize)]
@@ -391,71 +330,75 @@ macro_rules! command_dto {
         struct $name {
             #[serde(deserialize_with = "rfc4122::deserialize")]
             command_id: Uuid,
-            actor: Actor,
-            correlation_id: Option<String>,
+            actor: ActorDto,
+            correlation_id: Option<CorrelationId>,
             $( $(#[$meta])* $field: $ty, )*
         }
     };
 }
 
-command_dto!(RefTenantDto { #[serde(deserialize_with = "rfc4122::deserialize")] tenant_id: Uuid, domains: Vec<String> });
+command_dto!(RefTenantDto {
+    #[serde(deserialize_with = "rfc4122::deserialize")] tenant_id: Uuid,
+    domains: List<Name, 1, DOMAINS_PER_TENANT_MAX>,
+});
 command_dto!(RefSubscriptionDto {
     #[serde(deserialize_with = "rfc4122::deserialize")]
     subscription_id: Uuid,
     #[serde(deserialize_with = "rfc4122::deserialize")]
     tenant_id: Uuid,
-    product: String,
+    product: Name,
     solution_area: SolutionArea,
     is_dynamics: bool,
     channel: Channel,
     state: SubscriptionState,
 });
-command_dto!(RefPartnerDto { partner_id: String, mpns: Vec<Mpn> });
+command_dto!(RefPartnerDto { partner_id: SubjectId, mpns: List<MpnDto, 0, MPNS_PER_PARTNER_MAX> });
 command_dto!(SubmitDto {
     #[serde(default, deserialize_with = "rfc4122::option")] claim_id: Option<Uuid>,
     #[serde(deserialize_with = "rfc4122::deserialize")] tenant_id: Uuid,
-    domain: String,
+    domain: Name,
     solution_area: SolutionArea,
     activity: Activity,
-    product: String,
-    subscription_id: Option<String>,
-    mpn_id: String,
-    proof_of_execution: Option<Vec<PoeDocument>>,
-    note: Option<String>,
+    product: Name,
+    subscription_id: Option<ShortText>,
+    mpn_id: MpnId,
+    proof_of_execution: Option<PoeDocuments<0>>,
+    note: Option<OptionalText>,
 });
-command_dto!(TextDto { #[serde(deserialize_with = "rfc4122::deserialize")] claim_id: Uuid, text: String, expected_version: Option<u64> });
-command_dto!(OptionalTextDto { #[serde(deserialize_with = "rfc4122::deserialize")] claim_id: Uuid, text: Option<String>, expected_version: Option<u64> });
+command_dto!(TextDto { #[serde(deserialize_with = "rfc4122::deserialize")] claim_id: Uuid, text: FreeText, expected_version: Option<u64> });
+command_dto!(OptionalTextDto { #[serde(deserialize_with = "rfc4122::deserialize")] claim_id: Uuid, text: Option<OptionalText>, expected_version: Option<u64> });
 command_dto!(ClaimOnlyDto { #[serde(deserialize_with = "rfc4122::deserialize")] claim_id: Uuid, expected_version: Option<u64> });
 command_dto!(SubmitPoeDto {
     #[serde(deserialize_with = "rfc4122::deserialize")] claim_id: Uuid,
-    proof_of_execution: Vec<PoeDocument>,
-    text: Option<String>,
+    proof_of_execution: PoeDocuments<1>,
+    text: Option<OptionalText>,
     expected_version: Option<u64>,
 });
-command_dto!(OptionalReasonDto { #[serde(deserialize_with = "rfc4122::deserialize")] claim_id: Uuid, reason: Option<String>, expected_version: Option<u64> });
-command_dto!(ReasonDto { #[serde(deserialize_with = "rfc4122::deserialize")] claim_id: Uuid, reason: String, expected_version: Option<u64> });
+command_dto!(OptionalReasonDto { #[serde(deserialize_with = "rfc4122::deserialize")] claim_id: Uuid, reason: Option<OptionalText>, expected_version: Option<u64> });
+command_dto!(ReasonDto { #[serde(deserialize_with = "rfc4122::deserialize")] claim_id: Uuid, reason: FreeText, expected_version: Option<u64> });
 command_dto!(DisputeDto {
     #[serde(deserialize_with = "rfc4122::deserialize")] claim_id: Uuid,
-    text: String,
-    proof_of_execution: Option<Vec<PoeDocument>>,
+    text: FreeText,
+    proof_of_execution: Option<PoeDocuments<0>>,
     expected_version: Option<u64>,
 });
-command_dto!(RejectDto { #[serde(deserialize_with = "rfc4122::deserialize")] claim_id: Uuid, reason: String, text: Option<String>, expected_version: Option<u64> });
+command_dto!(RejectDto { #[serde(deserialize_with = "rfc4122::deserialize")] claim_id: Uuid, reason: ReasonCode, text: Option<OptionalText>, expected_version: Option<u64> });
 
-/// Builds the envelope once the DTO passed its checks.
+/// Builds the envelope once the DTO passed its checks: the actor's, then
+/// the correlation id's.
 fn envelope(
     command_id: Uuid,
-    actor: Actor,
-    correlation_id: Option<String>,
+    actor: ActorDto,
+    correlation_id: Option<CorrelationId>,
     expected_version: Option<u64>,
     command: Command,
 ) -> Result<CommandEnvelope, Rejection> {
-    check_actor(&actor)?;
+    actor.check()?;
     check_correlation(&correlation_id)?;
     Ok(CommandEnvelope {
         command_id,
-        actor,
-        correlation_id,
+        actor: actor.into(),
+        correlation_id: correlation_id.map(Text::into_string),
         traceparent: None,
         expected_version,
         command,
@@ -524,18 +467,19 @@ fn parse_command(tail: &str, parts: &[&str], body: Value) -> Result<Request, Rej
 /// `cmd.ref.tenant`: a tenant and its 1 to [`DOMAINS_PER_TENANT_MAX`] domains.
 fn ref_tenant(body: Value) -> Result<CommandEnvelope, Rejection> {
     let d: RefTenantDto = decode(body)?;
-    if d.domains.is_empty() || d.domains.len() > DOMAINS_PER_TENANT_MAX {
-        return Err(invalid(format!(
-            "domains: must list 1 to {DOMAINS_PER_TENANT_MAX} domains, got {}",
-            d.domains.len()
-        )));
-    }
+    d.domains
+        .check_len(|min, max, n| format!("domains: must list {min} to {max} domains, got {n}"))?;
     for (i, domain) in d.domains.iter().enumerate() {
         check_domain(&format!("domains[{i}]"), domain)?;
     }
     let command = Command::UpsertTenant {
         tenant_id: d.tenant_id,
-        domains: d.domains,
+        domains: d
+            .domains
+            .into_vec()
+            .into_iter()
+            .map(Text::into_string)
+            .collect(),
     };
     envelope(d.command_id, d.actor, d.correlation_id, None, command)
 }
@@ -543,11 +487,11 @@ fn ref_tenant(body: Value) -> Result<CommandEnvelope, Rejection> {
 /// `cmd.ref.subscription`: a subscription of a tenant.
 fn ref_subscription(body: Value) -> Result<CommandEnvelope, Rejection> {
     let d: RefSubscriptionDto = decode(body)?;
-    check_text("product", &d.product, 1, NAME_MAX_CHARS)?;
+    d.product.check("product")?;
     let command = Command::UpsertSubscription(SubscriptionRecord {
         subscription_id: d.subscription_id,
         tenant_id: d.tenant_id,
-        product: d.product,
+        product: d.product.into_string(),
         solution_area: d.solution_area,
         is_dynamics: d.is_dynamics,
         channel: d.channel,
@@ -559,26 +503,15 @@ fn ref_subscription(body: Value) -> Result<CommandEnvelope, Rejection> {
 /// `cmd.ref.partner`: a partner and up to [`MPNS_PER_PARTNER_MAX`] MPN ids.
 fn ref_partner(body: Value) -> Result<CommandEnvelope, Rejection> {
     let d: RefPartnerDto = decode(body)?;
-    if !is_subject_id(&d.partner_id) {
-        return Err(invalid("partner_id: must match ^[A-Za-z0-9_-]{1,64}$"));
-    }
-    if d.mpns.len() > MPNS_PER_PARTNER_MAX {
-        return Err(invalid(format!(
-            "mpns: at most {MPNS_PER_PARTNER_MAX} MPN ids, got {}",
-            d.mpns.len()
-        )));
-    }
+    d.partner_id.check("partner_id")?;
+    d.mpns
+        .check_len(|_, max, n| format!("mpns: at most {max} MPN ids, got {n}"))?;
     for (i, mpn) in d.mpns.iter().enumerate() {
-        check_text(
-            &format!("mpns[{i}].mpn_id"),
-            &mpn.mpn_id,
-            1,
-            MPN_ID_MAX_CHARS,
-        )?;
+        mpn.mpn_id.check(&format!("mpns[{i}].mpn_id"))?;
     }
     let command = Command::UpsertPartner {
-        partner_id: d.partner_id,
-        mpns: d.mpns,
+        partner_id: d.partner_id.into_string(),
+        mpns: d.mpns.into_vec().into_iter().map(Mpn::from).collect(),
     };
     envelope(d.command_id, d.actor, d.correlation_id, None, command)
 }
@@ -586,10 +519,10 @@ fn ref_partner(body: Value) -> Result<CommandEnvelope, Rejection> {
 /// `cmd.customer.{tenant_id}.decline`, once the subject's tenant is checked.
 fn customer_decline(body: Value) -> Result<CommandEnvelope, Rejection> {
     let d: OptionalReasonDto = decode(body)?;
-    check_optional_text("reason", &d.reason, TEXT_MAX_CHARS)?;
+    d.reason.check("reason")?;
     let command = Command::CustomerDecline {
         claim_id: d.claim_id,
-        reason: d.reason,
+        reason: d.reason.map(Text::into_string),
     };
     claim_envelope!(d, command)
 }
@@ -611,29 +544,29 @@ fn partner_command(name: &str, body: Value) -> Result<CommandEnvelope, Rejection
 fn submit(body: Value) -> Result<CommandEnvelope, Rejection> {
     let d: SubmitDto = decode(body)?;
     check_domain("domain", &d.domain)?;
-    check_text("product", &d.product, 1, NAME_MAX_CHARS)?;
-    check_text("mpn_id", &d.mpn_id, 1, MPN_ID_MAX_CHARS)?;
-    check_optional_text("subscription_id", &d.subscription_id, NAME_MAX_CHARS)?;
-    check_optional_text("note", &d.note, TEXT_MAX_CHARS)?;
+    d.product.check("product")?;
+    d.mpn_id.check("mpn_id")?;
+    d.subscription_id.check("subscription_id")?;
+    d.note.check("note")?;
     if d.solution_area == SolutionArea::Microsoft365 && d.subscription_id.is_some() {
         return Err(invalid(
             "subscription_id: not allowed for microsoft_365 claims (they cover the product on the tenant)",
         ));
     }
     let proof_of_execution = d.proof_of_execution.unwrap_or_default();
-    check_poe("proof_of_execution", &proof_of_execution, 0)?;
+    proof_of_execution.check("proof_of_execution")?;
     let command = Command::Submit(SubmitClaim {
         // The service assigns an id when the partner gives none.
         claim_id: d.claim_id.unwrap_or_else(Uuid::new_v4),
         tenant_id: d.tenant_id,
-        domain: d.domain,
+        domain: d.domain.into_string(),
         solution_area: d.solution_area,
         activity: d.activity,
-        product: d.product,
-        subscription_id: d.subscription_id,
-        mpn_id: d.mpn_id,
-        proof_of_execution,
-        note: d.note,
+        product: d.product.into_string(),
+        subscription_id: d.subscription_id.map(Text::into_string),
+        mpn_id: d.mpn_id.into_string(),
+        proof_of_execution: proof_of_execution.into_domain(),
+        note: d.note.map(Text::into_string),
     });
     envelope(d.command_id, d.actor, d.correlation_id, None, command)
 }
@@ -645,52 +578,52 @@ fn text_command(
     command: impl FnOnce(Uuid, String) -> Command,
 ) -> Result<CommandEnvelope, Rejection> {
     let d: TextDto = decode(body)?;
-    check_text("text", &d.text, 1, TEXT_MAX_CHARS)?;
-    let command = command(d.claim_id, d.text);
+    d.text.check("text")?;
+    let command = command(d.claim_id, d.text.into_string());
     claim_envelope!(d, command)
 }
 
 fn submit_poe(body: Value) -> Result<CommandEnvelope, Rejection> {
     let d: SubmitPoeDto = decode(body)?;
-    check_poe("proof_of_execution", &d.proof_of_execution, 1)?;
-    check_optional_text("text", &d.text, TEXT_MAX_CHARS)?;
+    d.proof_of_execution.check("proof_of_execution")?;
+    d.text.check("text")?;
     let command = Command::SubmitPoe {
         claim_id: d.claim_id,
-        proof_of_execution: d.proof_of_execution,
-        text: d.text,
+        proof_of_execution: d.proof_of_execution.into_domain(),
+        text: d.text.map(Text::into_string),
     };
     claim_envelope!(d, command)
 }
 
 fn withdraw(body: Value) -> Result<CommandEnvelope, Rejection> {
     let d: OptionalReasonDto = decode(body)?;
-    check_optional_text("reason", &d.reason, TEXT_MAX_CHARS)?;
+    d.reason.check("reason")?;
     let command = Command::Withdraw {
         claim_id: d.claim_id,
-        reason: d.reason,
+        reason: d.reason.map(Text::into_string),
     };
     claim_envelope!(d, command)
 }
 
 fn dispute(body: Value) -> Result<CommandEnvelope, Rejection> {
     let d: DisputeDto = decode(body)?;
-    check_text("text", &d.text, 1, TEXT_MAX_CHARS)?;
+    d.text.check("text")?;
     let proof_of_execution = d.proof_of_execution.unwrap_or_default();
-    check_poe("proof_of_execution", &proof_of_execution, 0)?;
+    proof_of_execution.check("proof_of_execution")?;
     let command = Command::Dispute {
         claim_id: d.claim_id,
-        text: d.text,
-        proof_of_execution,
+        text: d.text.into_string(),
+        proof_of_execution: proof_of_execution.into_domain(),
     };
     claim_envelope!(d, command)
 }
 
 fn disassociate(body: Value) -> Result<CommandEnvelope, Rejection> {
     let d: ReasonDto = decode(body)?;
-    check_text("reason", &d.reason, 1, TEXT_MAX_CHARS)?;
+    d.reason.check("reason")?;
     let command = Command::Disassociate {
         claim_id: d.claim_id,
-        reason: d.reason,
+        reason: d.reason.into_string(),
     };
     claim_envelope!(d, command)
 }
@@ -720,26 +653,22 @@ fn start_review(body: Value) -> Result<CommandEnvelope, Rejection> {
 
 fn approve(body: Value) -> Result<CommandEnvelope, Rejection> {
     let d: OptionalTextDto = decode(body)?;
-    check_optional_text("text", &d.text, TEXT_MAX_CHARS)?;
+    d.text.check("text")?;
     let command = Command::Approve {
         claim_id: d.claim_id,
-        text: d.text,
+        text: d.text.map(Text::into_string),
     };
     claim_envelope!(d, command)
 }
 
 fn reject(body: Value) -> Result<CommandEnvelope, Rejection> {
     let d: RejectDto = decode(body)?;
-    if !is_reason_code(&d.reason) {
-        return Err(invalid(
-            "reason: must be a code like NO_PROOF (^[A-Z][A-Z0-9_]{0,63}$)",
-        ));
-    }
-    check_optional_text("text", &d.text, TEXT_MAX_CHARS)?;
+    d.reason.check("reason")?;
+    d.text.check("text")?;
     let command = Command::Reject {
         claim_id: d.claim_id,
-        reason: d.reason,
-        text: d.text,
+        reason: d.reason.into_string(),
+        text: d.text.map(Text::into_string),
     };
     claim_envelope!(d, command)
 }
@@ -747,14 +676,14 @@ fn reject(body: Value) -> Result<CommandEnvelope, Rejection> {
 #[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct ClockDto {
-    actor: Actor,
+    actor: ActorDto,
     #[schemars(with = "Timestamp")]
     now: String,
 }
 
 fn parse_clock(body: Value) -> Result<Request, Rejection> {
     let d: ClockDto = decode(body)?;
-    check_actor(&d.actor)?;
+    let actor = query_actor(d.actor)?;
     let now = chrono::DateTime::parse_from_rfc3339(&d.now)
         .map_err(|_| invalid("now: must be an RFC 3339 time with offset"))?
         .with_timezone(&chrono::Utc);
@@ -763,22 +692,22 @@ fn parse_clock(body: Value) -> Result<Request, Rejection> {
             "now: must be a time in years 0000 to 9999 in UTC, without a leap second (:60)",
         ));
     }
-    access::authorize(&Scope::System, &d.actor, Action::SetClock)?;
+    access::authorize(&Scope::System, &actor, Action::SetClock)?;
     Ok(Request::Clock { now })
 }
 
 #[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct ClaimGetDto {
-    actor: Actor,
+    actor: ActorDto,
     /// For tracing: recorded on the query's span and log lines; queries
     /// write nothing, so it is stored nowhere.
-    correlation_id: Option<String>,
+    correlation_id: Option<CorrelationId>,
     #[serde(deserialize_with = "rfc4122::deserialize")]
     claim_id: Uuid,
     /// The most comments in the reply (1 to 1000, default 1000); a page is
     /// also cut short to fit the NATS server's `max_payload`.
-    comments_limit: Option<u64>,
+    comments_limit: Option<PageLimit>,
     /// Comments after this cursor: the `comments_next` of an earlier reply.
     comments_after: Option<String>,
 }
@@ -786,15 +715,15 @@ struct ClaimGetDto {
 #[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct ClaimHistoryDto {
-    actor: Actor,
+    actor: ActorDto,
     /// For tracing: recorded on the query's span and log lines; queries
     /// write nothing, so it is stored nowhere.
-    correlation_id: Option<String>,
+    correlation_id: Option<CorrelationId>,
     #[serde(deserialize_with = "rfc4122::deserialize")]
     claim_id: Uuid,
     /// The most events in the reply (1 to 1000, default 1000); a page is
     /// also cut short to fit the NATS server's `max_payload`.
-    limit: Option<u64>,
+    limit: Option<PageLimit>,
     /// Events after this cursor: the `next` of an earlier reply.
     after: Option<String>,
 }
@@ -802,28 +731,28 @@ struct ClaimHistoryDto {
 #[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct ListDto {
-    actor: Actor,
+    actor: ActorDto,
     /// For tracing: recorded on the query's span and log lines; queries
     /// write nothing, so it is stored nowhere.
-    correlation_id: Option<String>,
-    partner_id: Option<String>,
+    correlation_id: Option<CorrelationId>,
+    partner_id: Option<SubjectId>,
     #[serde(default, deserialize_with = "rfc4122::option")]
     tenant_id: Option<Uuid>,
     #[schemars(with = "Option<ClaimStatus>")]
     status: Option<String>,
     overdue: Option<bool>,
     in_arbitration: Option<bool>,
-    limit: Option<u64>,
+    limit: Option<PageLimit>,
     after: Option<String>,
 }
 
 #[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct CaseGetDto {
-    actor: Actor,
+    actor: ActorDto,
     /// For tracing: recorded on the query's span and log lines; queries
     /// write nothing, so it is stored nowhere.
-    correlation_id: Option<String>,
+    correlation_id: Option<CorrelationId>,
     #[serde(deserialize_with = "rfc4122::deserialize")]
     case_id: Uuid,
 }
@@ -831,29 +760,17 @@ struct CaseGetDto {
 #[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct CaseListDto {
-    actor: Actor,
+    actor: ActorDto,
     /// For tracing: recorded on the query's span and log lines; queries
     /// write nothing, so it is stored nowhere.
-    correlation_id: Option<String>,
+    correlation_id: Option<CorrelationId>,
     #[schemars(with = "Option<cpor_domain::types::CaseStatus>")]
     status: Option<String>,
     /// The most cases in the reply (1 to 1000, default 1000); a page is
     /// also cut short to fit the NATS server's `max_payload`.
-    limit: Option<u64>,
+    limit: Option<PageLimit>,
     /// Cases after this cursor: the `next` of an earlier reply.
     after: Option<String>,
-}
-
-/// A page size: `default` when absent, else 1 to [`cpor_log::LIST_LIMIT_MAX`].
-fn page_limit(field: &str, limit: Option<u64>, default: usize) -> Result<usize, Rejection> {
-    match limit {
-        None => Ok(default),
-        Some(n) if (1..=cpor_log::LIST_LIMIT_MAX as u64).contains(&n) => Ok(n as usize),
-        Some(_) => Err(invalid(format!(
-            "{field}: must be 1 to {}",
-            cpor_log::LIST_LIMIT_MAX
-        ))),
-    }
 }
 
 /// A cursor this service gave (a decimal number, as a string).
@@ -883,11 +800,12 @@ fn parse_query(scope: Scope, name: &str, body: Value) -> Result<Query, Rejection
 fn claim_get(scope: Scope, body: Value) -> Result<Query, Rejection> {
     let d: ClaimGetDto = decode(body)?;
     check_correlation(&d.correlation_id)?;
-    let comments_limit = page_limit("comments_limit", d.comments_limit, cpor_log::COMMENTS_MAX)?;
+    let comments_limit =
+        PageLimit::or_default(d.comments_limit, "comments_limit", cpor_log::COMMENTS_MAX)?;
     let comments_after = page_cursor("comments_after", &d.comments_after)?;
-    check_actor(&d.actor)?;
+    let actor = query_actor(d.actor)?;
     Ok(Query::ClaimGet {
-        visibility: access::authorize(&scope, &d.actor, Action::ReadClaim)?,
+        visibility: access::authorize(&scope, &actor, Action::ReadClaim)?,
         claim_id: d.claim_id,
         comments_limit,
         comments_after,
@@ -897,11 +815,11 @@ fn claim_get(scope: Scope, body: Value) -> Result<Query, Rejection> {
 fn claim_history(scope: Scope, body: Value) -> Result<Query, Rejection> {
     let d: ClaimHistoryDto = decode(body)?;
     check_correlation(&d.correlation_id)?;
-    let limit = page_limit("limit", d.limit, crate::server::HISTORY_EVENTS_MAX)?;
+    let limit = PageLimit::or_default(d.limit, "limit", crate::server::HISTORY_EVENTS_MAX)?;
     let after = page_cursor("after", &d.after)?;
-    check_actor(&d.actor)?;
+    let actor = query_actor(d.actor)?;
     Ok(Query::ClaimHistory {
-        visibility: access::authorize(&scope, &d.actor, Action::ReadClaim)?,
+        visibility: access::authorize(&scope, &actor, Action::ReadClaim)?,
         claim_id: d.claim_id,
         limit,
         after,
@@ -919,24 +837,21 @@ fn claims_list(scope: Scope, body: Value) -> Result<Query, Rejection> {
                 .ok_or_else(|| invalid(format!("status: unknown status {text}")))?,
         ),
     };
-    let limit = page_limit("limit", d.limit, cpor_log::LIST_LIMIT_DEFAULT)?;
+    let limit = PageLimit::or_default(d.limit, "limit", cpor_log::LIST_LIMIT_DEFAULT)?;
     let after = page_cursor("after", &d.after)?;
-    if let Some(partner_id) = &d.partner_id {
-        if !is_subject_id(partner_id) {
-            return Err(invalid("partner_id: must match ^[A-Za-z0-9_-]{1,64}$"));
-        }
-    }
-    check_actor(&d.actor)?;
+    d.partner_id.check("partner_id")?;
+    let partner_id = d.partner_id.map(SubjectId::into_string);
+    let actor = query_actor(d.actor)?;
     let visibility = access::authorize(
         &scope,
-        &d.actor,
+        &actor,
         Action::ListClaims {
-            partner_id: d.partner_id.as_deref(),
+            partner_id: partner_id.as_deref(),
             tenant_id: d.tenant_id,
         },
     )?;
     let filter = ClaimFilter {
-        partner_id: d.partner_id,
+        partner_id,
         tenant_id: d.tenant_id,
         status,
         overdue: d.overdue,
@@ -953,8 +868,8 @@ fn claims_list(scope: Scope, body: Value) -> Result<Query, Rejection> {
 fn case_get(scope: Scope, body: Value) -> Result<Query, Rejection> {
     let d: CaseGetDto = decode(body)?;
     check_correlation(&d.correlation_id)?;
-    check_actor(&d.actor)?;
-    access::authorize(&scope, &d.actor, Action::ReadCases)?;
+    let actor = query_actor(d.actor)?;
+    access::authorize(&scope, &actor, Action::ReadCases)?;
     Ok(Query::CaseGet { case_id: d.case_id })
 }
 
@@ -966,10 +881,10 @@ fn case_list(scope: Scope, body: Value) -> Result<Query, Rejection> {
             return Err(invalid("status: must be open or closed"));
         }
     }
-    let limit = page_limit("limit", d.limit, cpor_log::CASES_LIST_MAX)?;
+    let limit = PageLimit::or_default(d.limit, "limit", cpor_log::CASES_LIST_MAX)?;
     let after = page_cursor("after", &d.after)?;
-    check_actor(&d.actor)?;
-    access::authorize(&scope, &d.actor, Action::ReadCases)?;
+    let actor = query_actor(d.actor)?;
+    access::authorize(&scope, &actor, Action::ReadCases)?;
     Ok(Query::CaseList {
         status: d.status,
         limit,
@@ -991,6 +906,7 @@ pub fn error_reply(rejection: &Rejection) -> Value {
     serde_json::to_value(reply).expect("replies serialize")
 }
 
+mod fields;
 pub mod replies;
 
 #[cfg(test)]

@@ -93,6 +93,7 @@ pub struct ErrorBody {
     /// A sentence a partner understands; for `INVALID_COMMAND` it names the field.
     pub message: String,
     /// Every rule the request breaks, in the contract's precedence order.
+    #[schemars(length(min = 1))]
     pub reasons: Vec<ErrorCode>,
     /// The claim's version, with `VERSION_CONFLICT` only.
     #[serde(skip_serializing_if = "Option::is_none")]

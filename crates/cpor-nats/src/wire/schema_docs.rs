@@ -4,8 +4,13 @@
 //! The schemas are generated here from the Rust types with schemars: property
 //! names, required sets, types and enumerations come from the request DTOs of
 //! this module's parent (`wire`), the domain types, the event payloads and the
-//! views. The limits the wire parser checks by hand (lengths, patterns, list
-//! sizes) are added by [`constrain`] from the same constants. The replies
+//! views. The limits of request fields (lengths, patterns, list sizes, page
+//! sizes) come from the field types that declare them (`super::fields`),
+//! which the parser checks with; nothing is added by property name. Output
+//! schemas (views, events, the CloudEvent) carry no input limits: they
+//! describe stored records, which must stay readable whatever the wire's
+//! limits become. Every uuid gets the pattern of its one accepted form
+//! ([`uuid_patterns`]). The replies
 //! are the types of `super::replies`, which the server builds. The
 //! CloudEvent is built with `json!` in `cpor-log/src/envelope.rs`; it is
 //! mirrored here by a documentation struct and checked: `to_cloud_event`
@@ -28,6 +33,8 @@ use schemars::JsonSchema;
 use serde_json::{json, Map, Value};
 
 use cpor_domain::event::{self as events, Event, EventData};
+use cpor_domain::limits::MPN_ID_MAX_CHARS;
+use cpor_domain::types::PoeDocument;
 use cpor_domain::types::{Activity, CaseStatus, SolutionArea};
 use cpor_domain::view::{CaseView, ClaimView, CommentView};
 use cpor_log::envelope::{seal, to_cloud_event, EventMeta};
@@ -42,9 +49,6 @@ const GENERATED_COMMENT: &str =
 
 const UUID_PATTERN: &str =
     "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$";
-const SUBJECT_ID_PATTERN: &str = "^[A-Za-z0-9_-]{1,64}$";
-const REASON_CODE_PATTERN: &str = "^[A-Z][A-Z0-9_]{0,63}$";
-const SHA256_PATTERN: &str = "^[0-9a-fA-F]{64}$";
 const HASH_PATTERN: &str = "^[0-9a-f]{64}$";
 
 fn docs_dir() -> PathBuf {
@@ -65,7 +69,7 @@ fn schemas_dir() -> PathBuf {
 #[serde(deny_unknown_fields)]
 #[allow(dead_code)]
 struct HealthRequest {
-    actor: Option<Actor>,
+    actor: Option<ActorDto>,
 }
 
 /// A signed checkpoint (docs/audit.md).
@@ -503,7 +507,7 @@ fn generate() -> BTreeMap<String, Value> {
 
     for doc in request_docs() {
         let mut schema = (doc.schema)();
-        constrain(&mut schema, doc.subject);
+        uuid_patterns(&mut schema);
         if doc.subject == "cmd.partner.{partner_id}.submit" {
             // Contract §1: a microsoft_365 claim takes no subscription_id.
             schema["allOf"] = json!([{
@@ -576,10 +580,7 @@ fn generate() -> BTreeMap<String, Value> {
         ),
     ];
     for (file, description, mut schema) in replies {
-        if file == "replies/error.json" {
-            schema["$defs"]["ErrorBody"]["properties"]["reasons"]["minItems"] = json!(1);
-        }
-        constrain(&mut schema, "");
+        uuid_patterns(&mut schema);
         let title = file
             .trim_start_matches("replies/")
             .trim_end_matches(".json");
@@ -614,7 +615,7 @@ fn generate() -> BTreeMap<String, Value> {
         ),
     ];
     for (file, title, description, mut schema) in views {
-        constrain(&mut schema, "");
+        uuid_patterns(&mut schema);
         finish(&mut schema, title, description);
         files.insert(file.to_string(), schema);
     }
@@ -656,7 +657,7 @@ fn event_data_schema(mut schema: Value) -> Value {
         .expect("event payloads have required fields")
         .push(json!("actor"));
     embed(&mut schema, "Actor", actor);
-    constrain(&mut schema, "");
+    uuid_patterns(&mut schema);
     schema
 }
 
@@ -693,7 +694,7 @@ fn cloud_event_schema() -> Value {
         }));
     }
     schema["allOf"] = json!(rules);
-    constrain(&mut schema, "");
+    uuid_patterns(&mut schema);
     schema
 }
 
@@ -735,116 +736,19 @@ fn finish(schema: &mut Value, title: &str, description: &str) {
     object.insert("$comment".into(), json!(GENERATED_COMMENT));
 }
 
-/// Adds the limits the wire parser checks by hand (`wire.rs`: `check_text`,
-/// `check_poe`, `check_actor`, `is_subject_id`, `is_reason_code`) to every
-/// object schema, by property name. `subject` tells the request apart where
-/// one name has two meanings (`reason`: a code for `reject`, a text elsewhere).
-fn constrain(schema: &mut Value, subject: &str) {
+/// Gives every uuid (`"format": "uuid"`) the pattern of the one form the
+/// service reads and writes, the hyphenated RFC 4122 string
+/// ([`cpor_domain::types::rfc4122`]): JSON Schema's `uuid` format alone also
+/// admits forms the parser refuses, and not every validator checks formats.
+fn uuid_patterns(schema: &mut Value) {
     match schema {
         Value::Object(object) => {
             if object.get("format").and_then(Value::as_str) == Some("uuid") {
                 object.insert("pattern".into(), json!(UUID_PATTERN));
             }
-            let required: BTreeSet<String> = object
-                .get("required")
-                .and_then(Value::as_array)
-                .map(|names| {
-                    names
-                        .iter()
-                        .filter_map(|n| n.as_str().map(String::from))
-                        .collect()
-                })
-                .unwrap_or_default();
-            if let Some(Value::Object(properties)) = object.get_mut("properties") {
-                for (name, property) in properties.iter_mut() {
-                    constrain_property(name, property, required.contains(name), subject);
-                }
-            }
-            for value in object.values_mut() {
-                constrain(value, subject);
-            }
+            object.values_mut().for_each(uuid_patterns);
         }
-        Value::Array(items) => items.iter_mut().for_each(|item| constrain(item, subject)),
-        _ => {}
-    }
-}
-
-fn constrain_property(name: &str, property: &mut Value, required: bool, subject: &str) {
-    let Some(object) = property.as_object_mut() else {
-        return;
-    };
-    let is_string = match object.get("type") {
-        Some(Value::String(t)) => t == "string",
-        Some(Value::Array(ts)) => ts.iter().any(|t| t == "string"),
-        _ => false,
-    };
-    let has_format = object.contains_key("format");
-    let mut set = |key: &str, value: Value| {
-        object.insert(key.into(), value);
-    };
-    let text_min = if required { 1 } else { 0 };
-    match name {
-        "partner_id" if is_string => set("pattern", json!(SUBJECT_ID_PATTERN)),
-        "correlation_id" => set("maxLength", json!(CORRELATION_ID_MAX_CHARS)),
-        "user" => set("maxLength", json!(NAME_MAX_CHARS)),
-        "id" if is_string && !has_format => {
-            set("minLength", json!(1));
-            set("maxLength", json!(NAME_MAX_CHARS));
-        }
-        "roles" => {
-            set("maxItems", json!(ACTOR_ROLES_MAX));
-            set(
-                "items",
-                json!({"type": "string", "minLength": 1, "maxLength": NAME_MAX_CHARS}),
-            );
-        }
-        "domains" => {
-            set("minItems", json!(1));
-            set("maxItems", json!(DOMAINS_PER_TENANT_MAX));
-            set(
-                "items",
-                json!({"type": "string", "minLength": 1, "maxLength": NAME_MAX_CHARS}),
-            );
-        }
-        "mpns" => set("maxItems", json!(MPNS_PER_PARTNER_MAX)),
-        "domain" | "product" | "name" if is_string => {
-            set("minLength", json!(1));
-            set("maxLength", json!(NAME_MAX_CHARS));
-        }
-        "mpn_id" => {
-            set("minLength", json!(1));
-            set("maxLength", json!(MPN_ID_MAX_CHARS));
-        }
-        "uri" => {
-            set("minLength", json!(1));
-            set("maxLength", json!(URI_MAX_CHARS));
-        }
-        "sha256" => set("pattern", json!(SHA256_PATTERN)),
-        "subscription_id" if is_string && !has_format => set("maxLength", json!(NAME_MAX_CHARS)),
-        "note" => set("maxLength", json!(TEXT_MAX_CHARS)),
-        "text" => {
-            if required {
-                set("minLength", json!(text_min));
-            }
-            set("maxLength", json!(TEXT_MAX_CHARS));
-        }
-        "reason" if subject == "cmd.review.reject" => set("pattern", json!(REASON_CODE_PATTERN)),
-        "reason" => {
-            if required {
-                set("minLength", json!(text_min));
-            }
-            set("maxLength", json!(TEXT_MAX_CHARS));
-        }
-        "proof_of_execution" => {
-            if required {
-                set("minItems", json!(1));
-            }
-            set("maxItems", json!(POE_DOCUMENTS_MAX));
-        }
-        "limit" | "comments_limit" => {
-            set("minimum", json!(1));
-            set("maximum", json!(cpor_log::LIST_LIMIT_MAX));
-        }
+        Value::Array(items) => items.iter_mut().for_each(uuid_patterns),
         _ => {}
     }
 }

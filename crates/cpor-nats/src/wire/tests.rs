@@ -5,6 +5,8 @@ use std::collections::BTreeMap;
 
 use serde_json::{json, Value};
 
+use cpor_domain::limits::MPN_ID_MAX_CHARS;
+
 use super::*;
 
 const TENANT: &str = "5cc7f541-f9ba-4761-a888-039121ca9485";
