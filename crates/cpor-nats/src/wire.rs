@@ -913,6 +913,6 @@ pub mod replies;
 mod tests;
 
 #[cfg(test)]
-mod schema_docs;
+mod schema;
 #[cfg(test)]
-pub(crate) use schema_docs::request_subjects;
+pub(crate) use schema::request_subjects;

@@ -1,5 +1,5 @@
 //! The replies the service sends (contract §3 and §4), as types: the
-//! server builds them and `schema_docs` generates their JSON Schemas from
+//! server builds them and `schema` generates their JSON Schemas from
 //! the same types, so a field cannot be added to one and not the other.
 //! Views and events are stored as JSON in the log and travel as `Value`,
 //! documented with the domain type they are (`#[schemars(with = …)]`).

@@ -6,24 +6,13 @@ use std::collections::BTreeMap;
 use serde_json::{json, Value};
 
 use cpor_domain::limits::MPN_ID_MAX_CHARS;
+use cpor_testkit::actors::wire::{partner, reviewer, system};
 
 use super::*;
 
 const TENANT: &str = "5cc7f541-f9ba-4761-a888-039121ca9485";
 const CLAIM: &str = "6749b280-715c-47c6-acdd-21b0eaff3070";
 const COMMAND: &str = "a4223133-2780-4dac-8864-1a0c00c2cb64";
-
-fn partner(id: &str) -> Value {
-    json!({"type": "partner", "partner_id": id, "user": "admin@p.example", "roles": ["incentives_admin"]})
-}
-
-fn reviewer() -> Value {
-    json!({"type": "reviewer", "id": "rev-1"})
-}
-
-fn system() -> Value {
-    json!({"type": "system", "id": "crm-sync"})
-}
 
 fn customer() -> Value {
     json!({"type": "customer", "tenant_id": TENANT, "user": "it@contoso.com"})
@@ -37,32 +26,34 @@ fn poe() -> Value {
 fn valid(subject: &str) -> Value {
     let mut body = match subject {
         "cmd.ref.tenant" => {
-            json!({"actor": system(), "tenant_id": TENANT, "domains": ["contoso.com"]})
+            json!({"actor": system("crm-sync"), "tenant_id": TENANT, "domains": ["contoso.com"]})
         }
         "cmd.ref.subscription" => {
-            json!({"actor": system(), "subscription_id": CLAIM, "tenant_id": TENANT,
+            json!({"actor": system("crm-sync"), "subscription_id": CLAIM, "tenant_id": TENANT,
             "product": "dynamics_365_sales", "solution_area": "business_applications", "is_dynamics": true,
             "channel": "volume_licensing", "state": "active"})
         }
-        "cmd.ref.partner" => json!({"actor": system(), "partner_id": "P-100",
+        "cmd.ref.partner" => json!({"actor": system("crm-sync"), "partner_id": "P-100",
             "mpns": [{"mpn_id": "4412001", "incentive_enrolled": true}]}),
         "cmd.partner.P-100.submit" => {
-            json!({"actor": partner("P-100"), "tenant_id": TENANT, "domain": "contoso.com",
+            json!({"actor": partner("P-100", "admin@p.example"), "tenant_id": TENANT, "domain": "contoso.com",
             "solution_area": "business_applications", "activity": "usage", "product": "dynamics_365_sales",
             "mpn_id": "4412001", "subscription_id": "not checked here"})
         }
         "cmd.partner.P-100.comment" => {
-            json!({"actor": partner("P-100"), "claim_id": CLAIM, "text": "hello"})
+            json!({"actor": partner("P-100", "admin@p.example"), "claim_id": CLAIM, "text": "hello"})
         }
         "cmd.partner.P-100.submit_poe" => {
-            json!({"actor": partner("P-100"), "claim_id": CLAIM, "proof_of_execution": poe()})
+            json!({"actor": partner("P-100", "admin@p.example"), "claim_id": CLAIM, "proof_of_execution": poe()})
         }
-        "cmd.partner.P-100.withdraw" => json!({"actor": partner("P-100"), "claim_id": CLAIM}),
+        "cmd.partner.P-100.withdraw" => {
+            json!({"actor": partner("P-100", "admin@p.example"), "claim_id": CLAIM})
+        }
         "cmd.partner.P-100.dispute" => {
-            json!({"actor": partner("P-100"), "claim_id": CLAIM, "text": "we did it"})
+            json!({"actor": partner("P-100", "admin@p.example"), "claim_id": CLAIM, "text": "we did it"})
         }
         "cmd.partner.P-100.disassociate" => {
-            json!({"actor": partner("P-100"), "claim_id": CLAIM, "reason": "contract ended"})
+            json!({"actor": partner("P-100", "admin@p.example"), "claim_id": CLAIM, "reason": "contract ended"})
         }
         "cmd.review.start" => json!({"actor": reviewer(), "claim_id": CLAIM}),
         "cmd.review.comment" => json!({"actor": reviewer(), "claim_id": CLAIM, "text": "looking"}),
@@ -194,7 +185,7 @@ fn every_command_subject_refuses_bad_input_in_precedence_order() {
         );
         // Permission: a valid body from the wrong kind of actor.
         let wrong_actor = if subject.starts_with("cmd.review") {
-            partner("P-100")
+            partner("P-100", "admin@p.example")
         } else {
             reviewer()
         };
@@ -338,7 +329,7 @@ fn subject_and_actor_must_agree() {
     );
     // Reference data takes only system actors.
     let mut body = valid("cmd.ref.tenant");
-    body["actor"] = partner("P-100");
+    body["actor"] = partner("P-100", "admin@p.example");
     assert_eq!(code("cmd.ref.tenant", &body), ErrorCode::Forbidden);
 }
 
@@ -354,7 +345,7 @@ fn unknown_subject_names_are_invalid_commands() {
         "admin.reset",
         "whatever",
     ] {
-        let body = json!({"actor": partner("P-100"), "command_id": COMMAND});
+        let body = json!({"actor": partner("P-100", "admin@p.example"), "command_id": COMMAND});
         assert_eq!(code(subject, &body), ErrorCode::InvalidCommand, "{subject}");
     }
 }
@@ -401,7 +392,7 @@ fn queries_refuse_bad_filters_and_scope_actors() {
         ErrorCode::InvalidCommand
     );
     assert_eq!(
-        list(json!({"actor": partner("P-100"), "partner_id": "P-200"}))
+        list(json!({"actor": partner("P-100", "admin@p.example"), "partner_id": "P-200"}))
             .unwrap_err()
             .code,
         ErrorCode::Forbidden
@@ -411,7 +402,7 @@ fn queries_refuse_bad_filters_and_scope_actors() {
         list(json!({"actor": no_roles})).unwrap_err().code,
         ErrorCode::Forbidden
     );
-    match list(json!({"actor": partner("P-100")})).unwrap() {
+    match list(json!({"actor": partner("P-100", "admin@p.example")})).unwrap() {
         Request::Query(Query::ClaimsList { filter, limit, .. }) => {
             assert_eq!(
                 filter.partner_id.as_deref(),
@@ -430,7 +421,7 @@ fn queries_refuse_bad_filters_and_scope_actors() {
     }
     let case = |body: Value| parse_value("qry.arbitration.get", &body);
     assert_eq!(
-        case(json!({"actor": partner("P-100"), "case_id": CLAIM}))
+        case(json!({"actor": partner("P-100", "admin@p.example"), "case_id": CLAIM}))
             .unwrap_err()
             .code,
         ErrorCode::Forbidden
@@ -459,7 +450,7 @@ fn queries_refuse_bad_filters_and_scope_actors() {
 fn scoped_query_subjects_take_only_the_actor_of_their_scope() {
     let partner_subject = |name: &str| format!("qry.partner.P-100.{name}");
     let customer_subject = |name: &str| format!("qry.customer.{TENANT}.{name}");
-    let get = json!({"actor": partner("P-100"), "claim_id": CLAIM});
+    let get = json!({"actor": partner("P-100", "admin@p.example"), "claim_id": CLAIM});
     for name in ["claim.get", "claim.history"] {
         match parse_value(&partner_subject(name), &get).unwrap() {
             Request::Query(Query::ClaimGet { visibility, .. })
@@ -471,7 +462,7 @@ fn scoped_query_subjects_take_only_the_actor_of_their_scope() {
     }
     match parse_value(
         &partner_subject("claims.list"),
-        &json!({"actor": partner("P-100"), "status": "submitted"}),
+        &json!({"actor": partner("P-100", "admin@p.example"), "status": "submitted"}),
     )
     .unwrap()
     {
@@ -498,7 +489,7 @@ fn scoped_query_subjects_take_only_the_actor_of_their_scope() {
         // a filter naming another partner
         (
             partner_subject("claims.list"),
-            json!({"actor": partner("P-100"), "partner_id": "P-200"}),
+            json!({"actor": partner("P-100", "admin@p.example"), "partner_id": "P-200"}),
         ),
         // other actor types
         (partner_subject("claims.list"), json!({"actor": reviewer()})),
@@ -508,7 +499,7 @@ fn scoped_query_subjects_take_only_the_actor_of_their_scope() {
         ),
         (
             partner_subject("claim.get"),
-            json!({"actor": system(), "claim_id": CLAIM}),
+            json!({"actor": system("crm-sync"), "claim_id": CLAIM}),
         ),
         // a partner user without an allowed role
         (
@@ -518,7 +509,7 @@ fn scoped_query_subjects_take_only_the_actor_of_their_scope() {
         ),
         (
             customer_subject("claim.get"),
-            json!({"actor": partner("P-100"), "claim_id": CLAIM}),
+            json!({"actor": partner("P-100", "admin@p.example"), "claim_id": CLAIM}),
         ),
         (
             customer_subject("claims.list"),
@@ -546,7 +537,7 @@ fn scoped_query_subjects_take_only_the_actor_of_their_scope() {
         (partner_subject("claim.get"), json!({"actor": reviewer()})),
         (
             partner_subject("arbitration.list"),
-            json!({"actor": partner("P-100")}),
+            json!({"actor": partner("P-100", "admin@p.example")}),
         ),
         (
             customer_subject("claim.history"),
@@ -574,11 +565,11 @@ fn health_answers_anything_and_the_clock_is_checked() {
     assert_eq!(parse("qry.health", b"not json").unwrap(), Request::Health);
     let clock = |body: Value| parse_value("admin.clock", &body);
     assert!(matches!(
-        clock(json!({"actor": system(), "now": "2026-11-25T09:00:00+01:00"})).unwrap(),
+        clock(json!({"actor": system("crm-sync"), "now": "2026-11-25T09:00:00+01:00"})).unwrap(),
         Request::Clock { .. }
     ));
     assert_eq!(
-        clock(json!({"actor": system(), "now": "yesterday"}))
+        clock(json!({"actor": system("crm-sync"), "now": "yesterday"}))
             .unwrap_err()
             .code,
         ErrorCode::InvalidCommand
@@ -727,7 +718,7 @@ fn every_body_subject() -> Vec<(&'static str, Value)> {
         ("qry.arbitration.list", json!({"actor": reviewer()})),
         (
             "admin.clock",
-            json!({"actor": system(), "now": "2026-11-25T09:00:00Z"}),
+            json!({"actor": system("crm-sync"), "now": "2026-11-25T09:00:00Z"}),
         ),
     ]);
     all
@@ -748,7 +739,7 @@ fn duplicate_keys_are_invalid_json_in_every_body() {
         let other = if body["actor"]["type"] == "partner" {
             reviewer()
         } else {
-            partner("P-100")
+            partner("P-100", "admin@p.example")
         };
         let top = format!("{},\"actor\":{other}}}", open(&text));
         // Nested: inside the actor object.
@@ -962,7 +953,12 @@ fn numbers_out_of_range_and_deep_nesting() {
 /// back as RFC 3339: no leap second, years 0000–9999 in UTC.
 #[test]
 fn the_clock_refuses_times_rfc_3339_cannot_write() {
-    let clock = |now: &str| parse_value("admin.clock", &json!({"actor": system(), "now": now}));
+    let clock = |now: &str| {
+        parse_value(
+            "admin.clock",
+            &json!({"actor": system("crm-sync"), "now": now}),
+        )
+    };
     for now in [
         "2027-01-01T00:05:60Z",
         "2016-12-31T23:59:60Z",
