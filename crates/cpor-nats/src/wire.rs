@@ -28,8 +28,8 @@ use cpor_jcs::canonical_json;
 use cpor_log::ClaimFilter;
 
 use fields::{
-    ActorDto, CorrelationId, FreeText, Limited, List, MpnDto, MpnId, Name, OptionalText, PageLimit,
-    PoeDocuments, ReasonCode, ShortText, SubjectId, Text,
+    ActorDto, CorrelationId, FreeText, IntoPlain, Limited, List, MpnDto, MpnId, Name, OptionalText,
+    PageLimit, PoeDocuments, ReasonCode, ShortText, SubjectId, Text,
 };
 
 /// Largest request payload (contract §3).
@@ -280,12 +280,12 @@ fn fingerprint(tail: &str, body: &Value) -> Result<String, Rejection> {
 /// Contract §8: a service prefix matches `^[a-z][a-z0-9_]{0,31}$`, so it is
 /// one NATS subject token and upper-cases into a stream name.
 pub fn is_valid_prefix(prefix: &str) -> bool {
-    let bytes = prefix.as_bytes();
-    (1..=32).contains(&bytes.len())
-        && bytes[0].is_ascii_lowercase()
-        && bytes[1..]
-            .iter()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'_')
+    fields::is_token(
+        prefix,
+        32,
+        |b| b.is_ascii_lowercase(),
+        |b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_',
+    )
 }
 
 /// A partner id as subjects and bodies carry it: `^[A-Za-z0-9_-]{1,64}$`.
@@ -516,22 +516,38 @@ fn ref_partner(body: Value) -> Result<CommandEnvelope, Rejection> {
     envelope(d.command_id, d.actor, d.correlation_id, None, command)
 }
 
-/// `cmd.customer.{tenant_id}.decline`, once the subject's tenant is checked.
-fn customer_decline(body: Value) -> Result<CommandEnvelope, Rejection> {
-    let d: OptionalReasonDto = decode(body)?;
-    d.reason.check("reason")?;
-    let command = Command::CustomerDecline {
-        claim_id: d.claim_id,
-        reason: d.reason.map(Text::into_string),
-    };
-    claim_envelope!(d, command)
+/// Generates the parsers of the commands about one claim that carry one
+/// field besides the claim id: `name: Dto.field => Variant` decodes `Dto`,
+/// checks `field` (its limits are its type's; the message names it), and
+/// builds `Command::Variant { claim_id, field }`.
+macro_rules! one_field_commands {
+    ($($name:ident: $dto:ident.$field:ident => $variant:ident;)*) => {$(
+        fn $name(body: Value) -> Result<CommandEnvelope, Rejection> {
+            let d: $dto = decode(body)?;
+            d.$field.check(stringify!($field))?;
+            let command = Command::$variant {
+                claim_id: d.claim_id,
+                $field: d.$field.into_plain(),
+            };
+            claim_envelope!(d, command)
+        }
+    )*};
+}
+
+one_field_commands! {
+    comment: TextDto.text => Comment;
+    request_poe: TextDto.text => RequestPoe;
+    withdraw: OptionalReasonDto.reason => Withdraw;
+    customer_decline: OptionalReasonDto.reason => CustomerDecline;
+    approve: OptionalTextDto.text => Approve;
+    disassociate: ReasonDto.reason => Disassociate;
 }
 
 /// `cmd.partner.{partner_id}.{name}`, once the subject's partner is checked.
 fn partner_command(name: &str, body: Value) -> Result<CommandEnvelope, Rejection> {
     match name {
         "submit" => submit(body),
-        "comment" => text_command(body, |claim_id, text| Command::Comment { claim_id, text }),
+        "comment" => comment(body),
         "submit_poe" => submit_poe(body),
         "withdraw" => withdraw(body),
         "dispute" => dispute(body),
@@ -571,18 +587,6 @@ fn submit(body: Value) -> Result<CommandEnvelope, Rejection> {
     envelope(d.command_id, d.actor, d.correlation_id, None, command)
 }
 
-/// A command carrying a required `text` (1 to [`TEXT_MAX_CHARS`]): a
-/// partner's or reviewer's comment, a reviewer's PoE request.
-fn text_command(
-    body: Value,
-    command: impl FnOnce(Uuid, String) -> Command,
-) -> Result<CommandEnvelope, Rejection> {
-    let d: TextDto = decode(body)?;
-    d.text.check("text")?;
-    let command = command(d.claim_id, d.text.into_string());
-    claim_envelope!(d, command)
-}
-
 fn submit_poe(body: Value) -> Result<CommandEnvelope, Rejection> {
     let d: SubmitPoeDto = decode(body)?;
     d.proof_of_execution.check("proof_of_execution")?;
@@ -591,16 +595,6 @@ fn submit_poe(body: Value) -> Result<CommandEnvelope, Rejection> {
         claim_id: d.claim_id,
         proof_of_execution: d.proof_of_execution.into_domain(),
         text: d.text.map(Text::into_string),
-    };
-    claim_envelope!(d, command)
-}
-
-fn withdraw(body: Value) -> Result<CommandEnvelope, Rejection> {
-    let d: OptionalReasonDto = decode(body)?;
-    d.reason.check("reason")?;
-    let command = Command::Withdraw {
-        claim_id: d.claim_id,
-        reason: d.reason.map(Text::into_string),
     };
     claim_envelope!(d, command)
 }
@@ -618,25 +612,12 @@ fn dispute(body: Value) -> Result<CommandEnvelope, Rejection> {
     claim_envelope!(d, command)
 }
 
-fn disassociate(body: Value) -> Result<CommandEnvelope, Rejection> {
-    let d: ReasonDto = decode(body)?;
-    d.reason.check("reason")?;
-    let command = Command::Disassociate {
-        claim_id: d.claim_id,
-        reason: d.reason.into_string(),
-    };
-    claim_envelope!(d, command)
-}
-
 /// `cmd.review.{name}`.
 fn review_command(name: &str, body: Value) -> Result<CommandEnvelope, Rejection> {
     match name {
         "start" => start_review(body),
-        "comment" => text_command(body, |claim_id, text| Command::Comment { claim_id, text }),
-        "request_poe" => text_command(body, |claim_id, text| Command::RequestPoe {
-            claim_id,
-            text,
-        }),
+        "comment" => comment(body),
+        "request_poe" => request_poe(body),
         "approve" => approve(body),
         "reject" => reject(body),
         other => Err(invalid(format!("unknown review command: {other}"))),
@@ -647,16 +628,6 @@ fn start_review(body: Value) -> Result<CommandEnvelope, Rejection> {
     let d: ClaimOnlyDto = decode(body)?;
     let command = Command::StartReview {
         claim_id: d.claim_id,
-    };
-    claim_envelope!(d, command)
-}
-
-fn approve(body: Value) -> Result<CommandEnvelope, Rejection> {
-    let d: OptionalTextDto = decode(body)?;
-    d.text.check("text")?;
-    let command = Command::Approve {
-        claim_id: d.claim_id,
-        text: d.text.map(Text::into_string),
     };
     claim_envelope!(d, command)
 }
@@ -773,16 +744,25 @@ struct CaseListDto {
     after: Option<String>,
 }
 
-/// A cursor this service gave (a decimal number, as a string).
-fn page_cursor(field: &str, cursor: &Option<String>) -> Result<Option<u64>, Rejection> {
-    cursor
+/// A page: its size (`default` when `{prefix}limit` is absent, else within
+/// [`PageLimit`]'s bounds) and the cursor `{prefix}after`, one this service
+/// gave (a decimal number, as a string).
+fn page(
+    prefix: &str,
+    limit: Option<PageLimit>,
+    after: &Option<String>,
+    default: usize,
+) -> Result<(usize, Option<u64>), Rejection> {
+    let limit = PageLimit::or_default(limit, &format!("{prefix}limit"), default)?;
+    let after = after
         .as_deref()
         .map(|cursor| {
             cursor
                 .parse::<u64>()
-                .map_err(|_| invalid(format!("{field}: not a cursor this service gave")))
+                .map_err(|_| invalid(format!("{prefix}after: not a cursor this service gave")))
         })
-        .transpose()
+        .transpose()?;
+    Ok((limit, after))
 }
 
 /// Parses a query asked on a subject of `scope` and authorizes it.
@@ -800,9 +780,12 @@ fn parse_query(scope: Scope, name: &str, body: Value) -> Result<Query, Rejection
 fn claim_get(scope: Scope, body: Value) -> Result<Query, Rejection> {
     let d: ClaimGetDto = decode(body)?;
     check_correlation(&d.correlation_id)?;
-    let comments_limit =
-        PageLimit::or_default(d.comments_limit, "comments_limit", cpor_log::COMMENTS_MAX)?;
-    let comments_after = page_cursor("comments_after", &d.comments_after)?;
+    let (comments_limit, comments_after) = page(
+        "comments_",
+        d.comments_limit,
+        &d.comments_after,
+        cpor_log::COMMENTS_MAX,
+    )?;
     let actor = query_actor(d.actor)?;
     Ok(Query::ClaimGet {
         visibility: access::authorize(&scope, &actor, Action::ReadClaim)?,
@@ -815,8 +798,7 @@ fn claim_get(scope: Scope, body: Value) -> Result<Query, Rejection> {
 fn claim_history(scope: Scope, body: Value) -> Result<Query, Rejection> {
     let d: ClaimHistoryDto = decode(body)?;
     check_correlation(&d.correlation_id)?;
-    let limit = PageLimit::or_default(d.limit, "limit", crate::server::HISTORY_EVENTS_MAX)?;
-    let after = page_cursor("after", &d.after)?;
+    let (limit, after) = page("", d.limit, &d.after, crate::server::HISTORY_EVENTS_MAX)?;
     let actor = query_actor(d.actor)?;
     Ok(Query::ClaimHistory {
         visibility: access::authorize(&scope, &actor, Action::ReadClaim)?,
@@ -837,8 +819,7 @@ fn claims_list(scope: Scope, body: Value) -> Result<Query, Rejection> {
                 .ok_or_else(|| invalid(format!("status: unknown status {text}")))?,
         ),
     };
-    let limit = PageLimit::or_default(d.limit, "limit", cpor_log::LIST_LIMIT_DEFAULT)?;
-    let after = page_cursor("after", &d.after)?;
+    let (limit, after) = page("", d.limit, &d.after, cpor_log::LIST_LIMIT_DEFAULT)?;
     d.partner_id.check("partner_id")?;
     let partner_id = d.partner_id.map(SubjectId::into_string);
     let actor = query_actor(d.actor)?;
@@ -881,8 +862,7 @@ fn case_list(scope: Scope, body: Value) -> Result<Query, Rejection> {
             return Err(invalid("status: must be open or closed"));
         }
     }
-    let limit = PageLimit::or_default(d.limit, "limit", cpor_log::CASES_LIST_MAX)?;
-    let after = page_cursor("after", &d.after)?;
+    let (limit, after) = page("", d.limit, &d.after, cpor_log::CASES_LIST_MAX)?;
     let actor = query_actor(d.actor)?;
     access::authorize(&scope, &actor, Action::ReadCases)?;
     Ok(Query::CaseList {

@@ -53,6 +53,40 @@ impl<T: Limited> Limited for Option<T> {
     }
 }
 
+/// A field's value as the domain takes it: the plain string of a [`Text`],
+/// optional when the field is.
+pub(crate) trait IntoPlain {
+    type Plain;
+    fn into_plain(self) -> Self::Plain;
+}
+
+impl<T: IntoPlain> IntoPlain for Option<T> {
+    type Plain = Option<T::Plain>;
+    fn into_plain(self) -> Self::Plain {
+        self.map(T::into_plain)
+    }
+}
+
+impl<const MIN: usize, const MAX: usize> IntoPlain for Text<MIN, MAX> {
+    type Plain = String;
+    fn into_plain(self) -> String {
+        self.0
+    }
+}
+
+/// Whether `text` is an ASCII token of 1 to `max` bytes whose first byte
+/// passes `first` and every other byte `rest` (partner ids, reason codes,
+/// service prefixes).
+pub(crate) fn is_token(
+    text: &str,
+    max: usize,
+    first: fn(u8) -> bool,
+    rest: fn(u8) -> bool,
+) -> bool {
+    let bytes = text.as_bytes();
+    (1..=max).contains(&bytes.len()) && first(bytes[0]) && bytes[1..].iter().all(|&b| rest(b))
+}
+
 /// A string of `MIN` to `MAX` characters (Unicode scalar values, as
 /// `str::chars` counts them and JSON Schema's `maxLength` does).
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -176,10 +210,8 @@ pattern_type!(
     "^[A-Za-z0-9_-]{1,64}$",
     |field| format!("{field}: must match {}", SubjectId::PATTERN),
     |text| {
-        (1..=64).contains(&text.len())
-            && text
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        let id_byte = |b: u8| b.is_ascii_alphanumeric() || b == b'_' || b == b'-';
+        is_token(text, 64, id_byte, id_byte)
     }
 );
 
@@ -188,14 +220,9 @@ pattern_type!(
     ReasonCode,
     "^[A-Z][A-Z0-9_]{0,63}$",
     |field| format!("{field}: must be a code like NO_PROOF ({})", ReasonCode::PATTERN),
-    |text| {
-        let bytes = text.as_bytes();
-        (1..=64).contains(&bytes.len())
-            && bytes[0].is_ascii_uppercase()
-            && bytes[1..]
-                .iter()
-                .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || *b == b'_')
-    }
+    |text| is_token(text, 64, |b| b.is_ascii_uppercase(), |b| {
+        b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_'
+    })
 );
 
 pattern_type!(

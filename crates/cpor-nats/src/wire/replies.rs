@@ -15,53 +15,44 @@ use cpor_domain::error::ErrorCode;
 use cpor_domain::types::Timestamp;
 use cpor_domain::view::{CaseView, ClaimView, CommentView};
 
-/// `true`, always.
-#[derive(Debug, Clone, Copy)]
-pub struct True;
+/// Declares a unit type that serializes as one boolean, and whose schema
+/// is that constant.
+macro_rules! boolean_constant {
+    ($(#[$doc:meta])* $name:ident = $value:literal) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy)]
+        pub struct $name;
 
-impl Serialize for True {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_bool(true)
-    }
+        impl Serialize for $name {
+            fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                serializer.serialize_bool($value)
+            }
+        }
+
+        impl JsonSchema for $name {
+            fn schema_name() -> Cow<'static, str> {
+                stringify!($name).into()
+            }
+
+            fn inline_schema() -> bool {
+                true
+            }
+
+            fn json_schema(_: &mut SchemaGenerator) -> schemars::Schema {
+                schemars::json_schema!({"type": "boolean", "const": $value})
+            }
+        }
+    };
 }
 
-impl JsonSchema for True {
-    fn schema_name() -> Cow<'static, str> {
-        "True".into()
-    }
-
-    fn inline_schema() -> bool {
-        true
-    }
-
-    fn json_schema(_: &mut SchemaGenerator) -> schemars::Schema {
-        schemars::json_schema!({"type": "boolean", "const": true})
-    }
-}
-
-/// `false`, always.
-#[derive(Debug, Clone, Copy)]
-pub struct False;
-
-impl Serialize for False {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_bool(false)
-    }
-}
-
-impl JsonSchema for False {
-    fn schema_name() -> Cow<'static, str> {
-        "False".into()
-    }
-
-    fn inline_schema() -> bool {
-        true
-    }
-
-    fn json_schema(_: &mut SchemaGenerator) -> schemars::Schema {
-        schemars::json_schema!({"type": "boolean", "const": false})
-    }
-}
+boolean_constant!(
+    /// `true`, always.
+    True = true
+);
+boolean_constant!(
+    /// `false`, always.
+    False = false
+);
 
 /// A command was accepted (or was a duplicate of an accepted one).
 #[derive(Serialize, JsonSchema)]

@@ -22,6 +22,18 @@ fn poe() -> Value {
     json!([{"name": "sow.pdf", "uri": "https://files.example/sow.pdf", "sha256": "a".repeat(64)}])
 }
 
+/// `body` on `subject` is refused `INVALID_COMMAND`, the message naming
+/// `field`.
+fn assert_refused_naming(subject: &str, body: &Value, field: &str) {
+    let rejection = parse_value(subject, body).unwrap_err();
+    assert_eq!(rejection.code, ErrorCode::InvalidCommand, "{subject}");
+    assert!(
+        rejection.message.contains(field),
+        "{subject}: {}",
+        rejection.message
+    );
+}
+
 /// A valid body for each command subject.
 fn valid(subject: &str) -> Value {
     let mut body = match subject {
@@ -138,51 +150,27 @@ fn every_command_subject_refuses_bad_input_in_precedence_order() {
             "{subject}"
         );
         // Shape: missing, unknown, mistyped fields; bad uuid command id.
-        let mut unknown = body.clone();
-        unknown["colour"] = "blue".into();
-        let rejection = parse_value(subject, &unknown).unwrap_err();
-        assert_eq!(rejection.code, ErrorCode::InvalidCommand, "{subject}");
-        assert!(
-            rejection.message.contains("colour"),
-            "{subject}: {}",
-            rejection.message
-        );
-        let mut no_id = body.clone();
-        no_id.as_object_mut().unwrap().remove("command_id");
-        assert_eq!(
-            code(subject, &no_id),
-            ErrorCode::InvalidCommand,
-            "{subject}"
-        );
-        let mut bad_id = body.clone();
-        bad_id["command_id"] = "42".into();
-        let rejection = parse_value(subject, &bad_id).unwrap_err();
-        assert!(
-            rejection.message.contains("command_id"),
-            "{subject}: {}",
-            rejection.message
-        );
-        let mut no_actor = body.clone();
-        no_actor.as_object_mut().unwrap().remove("actor");
-        assert_eq!(
-            code(subject, &no_actor),
-            ErrorCode::InvalidCommand,
-            "{subject}"
-        );
-        let mut bad_actor = body.clone();
-        bad_actor["actor"] = json!({"type": "robot", "id": "r2"});
-        assert_eq!(
-            code(subject, &bad_actor),
-            ErrorCode::InvalidCommand,
-            "{subject}"
-        );
-        let mut long_correlation = body.clone();
-        long_correlation["correlation_id"] = "c".repeat(CORRELATION_ID_MAX_CHARS + 1).into();
-        assert_eq!(
-            code(subject, &long_correlation),
-            ErrorCode::InvalidCommand,
-            "{subject}"
-        );
+        let with = |key: &str, value: Value| {
+            let mut bad = body.clone();
+            bad[key] = value;
+            bad
+        };
+        let without = |key: &str| {
+            let mut bad = body.clone();
+            bad.as_object_mut().unwrap().remove(key);
+            bad
+        };
+        let long_correlation = json!("c".repeat(CORRELATION_ID_MAX_CHARS + 1));
+        for (bad, field) in [
+            (with("colour", json!("blue")), "colour"),
+            (without("command_id"), "command_id"),
+            (with("command_id", json!("42")), "command_id"),
+            (without("actor"), "actor"),
+            (with("actor", json!({"type": "robot", "id": "r2"})), "actor"),
+            (with("correlation_id", long_correlation), "correlation_id"),
+        ] {
+            assert_refused_naming(subject, &bad, field);
+        }
         // Permission: a valid body from the wrong kind of actor.
         let wrong_actor = if subject.starts_with("cmd.review") {
             partner("P-100", "admin@p.example")
@@ -651,12 +639,8 @@ fn reference_data_limits_and_domain_names() {
     }
     let many = |n: usize| -> Vec<String> { (0..n).map(|i| format!("d{i}.example")).collect() };
     accepted(tenant, "domains", json!(many(DOMAINS_PER_TENANT_MAX)));
-    refused(
-        tenant,
-        "domains",
-        json!(many(DOMAINS_PER_TENANT_MAX + 1)),
-        "domains:",
-    );
+    let too_many = json!(many(DOMAINS_PER_TENANT_MAX + 1));
+    refused(tenant, "domains", too_many, "domains:");
     let mpns = |n: usize| -> Vec<Value> {
         (0..n)
             .map(|i| json!({"mpn_id": format!("{}", 4_400_000 + i), "incentive_enrolled": true}))
@@ -664,12 +648,8 @@ fn reference_data_limits_and_domain_names() {
     };
     let partner = "cmd.ref.partner";
     accepted(partner, "mpns", json!(mpns(MPNS_PER_PARTNER_MAX)));
-    refused(
-        partner,
-        "mpns",
-        json!(mpns(MPNS_PER_PARTNER_MAX + 1)),
-        "mpns:",
-    );
+    let too_many = json!(mpns(MPNS_PER_PARTNER_MAX + 1));
+    refused(partner, "mpns", too_many, "mpns:");
     refused(
         partner,
         "mpns",

@@ -170,14 +170,7 @@ fn undocumented(root: &Value, schema: &Value, value: &Value, path: &str) -> Vec<
                 let child_path = format!("{path}/{key}");
                 match properties.get(key.as_str()) {
                     None => out.push(child_path),
-                    Some(subs) => {
-                        let best = subs
-                            .iter()
-                            .map(|sub| undocumented(root, sub, child, &child_path))
-                            .min_by_key(Vec::len)
-                            .unwrap_or_default();
-                        out.extend(best);
-                    }
+                    Some(subs) => out.extend(fewest_undocumented(root, subs, child, &child_path)),
                 }
             }
             out
@@ -187,17 +180,22 @@ fn undocumented(root: &Value, schema: &Value, value: &Value, path: &str) -> Vec<
             let mut out = Vec::new();
             for (i, item) in items.iter().enumerate() {
                 let item_path = format!("{path}/{i}");
-                let best = item_schemas
-                    .iter()
-                    .map(|sub| undocumented(root, sub, item, &item_path))
-                    .min_by_key(Vec::len)
-                    .unwrap_or_default();
-                out.extend(best);
+                out.extend(fewest_undocumented(root, &item_schemas, item, &item_path));
             }
             out
         }
         _ => Vec::new(),
     }
+}
+
+/// What [`undocumented`] finds in `value` against the one of `schemas`
+/// (the alternatives for its node) that documents the most of it.
+fn fewest_undocumented(root: &Value, schemas: &[&Value], value: &Value, path: &str) -> Vec<String> {
+    schemas
+        .iter()
+        .map(|sub| undocumented(root, sub, value, path))
+        .min_by_key(Vec::len)
+        .unwrap_or_default()
 }
 
 /// Checks that `instance` is valid against the schema file and that every

@@ -195,15 +195,17 @@ fn asyncapi_has_a_channel_for_every_subject() {
     }
 
     // The published channels.
-    let events = by_address
-        .get("{prefix}.evt.{aggregate}.{id}.{event}")
-        .expect("the events channel");
-    let event_files: BTreeSet<String> = events["messages"]
-        .as_object()
-        .unwrap()
-        .values()
-        .flat_map(|m| payload_files(&resolve(&document, m)["payload"]))
-        .collect();
+    let files_of = |address: &str| -> BTreeSet<String> {
+        by_address
+            .get(address)
+            .unwrap_or_else(|| panic!("no channel {address}"))["messages"]
+            .as_object()
+            .unwrap()
+            .values()
+            .flat_map(|m| payload_files(&resolve(&document, m)["payload"]))
+            .collect()
+    };
+    let event_files = files_of("{prefix}.evt.{aggregate}.{id}.{event}");
     assert!(event_files.contains("cloudevent.json"));
     for (data, _) in event_samples() {
         let file = format!("events/{}.json", event_key(&data));
@@ -212,15 +214,7 @@ fn asyncapi_has_a_channel_for_every_subject() {
             "no message on the events channel uses {file}"
         );
     }
-    let status = by_address
-        .get("{prefix}.status.claim.{partner_id}.{claim_id}")
-        .expect("the status channel");
-    let status_files: BTreeSet<String> = status["messages"]
-        .as_object()
-        .unwrap()
-        .values()
-        .flat_map(|m| payload_files(&resolve(&document, m)["payload"]))
-        .collect();
+    let status_files = files_of("{prefix}.status.claim.{partner_id}.{claim_id}");
     assert_eq!(
         status_files,
         BTreeSet::from(["claim-view.json".to_string()])
