@@ -1,15 +1,18 @@
 //! The engine: the one place where decisions meet storage and time.
 //!
 //! A single writer, on its own OS thread ([`WRITER_THREAD`]), owns the
-//! decision [`State`] and the [`Log`]. Requests
-//! reach it through a bounded queue; it takes as many as are waiting (up to
-//! [`WRITER_BATCH_MAX`]), decides each against the state as left by the ones
-//! before, and writes all their events in one atomic batch. The batch's
-//! replies then go to the flusher task, which makes every batch waiting
-//! durable with one flush and only then answers their requests, while the
-//! writer already decides the next batch. This is group commit, pipelined:
-//! one flush pays for many commands, the disk and the CPU work at the same
-//! time, and nothing is acknowledged before it is on disk.
+//! decision [`State`] and the [`Log`]. Requests reach it through a bounded
+//! queue; it takes as many as are waiting (up to [`WRITER_BATCH_MAX`]),
+//! decides each against the state as left by the ones before, and writes
+//! all their events, command records and the head in one atomic `log`
+//! batch: its only synchronous write. The batch's projections and replies
+//! then go to the projector thread ([`PROJECTOR_THREAD`], the `projector`
+//! module), which applies the projections in order and hands the batch to
+//! the flusher task, which makes every batch waiting durable with one flush
+//! and only then answers their requests, while the writer already decides
+//! the next batch. This is group commit, pipelined: one flush pays for many
+//! commands, the disk and the CPUs work at the same time, and nothing is
+//! acknowledged before it is on disk and visible to queries.
 //!
 //! Time enters here and nowhere else. The writer reads its [`Clock`] once per
 //! batch and hands the instant to `decide`. Deadlines are watched in the
@@ -354,8 +357,11 @@ impl Engine {
         metrics::record_state(&state, last_event_time(&reader)?);
         let event_bytes_max = Arc::new(AtomicUsize::new(EVENT_BYTES_MAX_DEFAULT));
         let (tx, rx) = mpsc::channel(WRITER_QUEUE_MAX);
+        let (staged_tx, staged_rx) = mpsc::channel(FLUSH_QUEUE_MAX);
         let (flush_tx, flush_rx) = mpsc::channel(FLUSH_QUEUE_MAX);
         let failed_epoch = Arc::new(AtomicU64::new(0));
+        let projector =
+            projector::spawn(staged_rx, flush_tx, failed_epoch.clone()).map_err(Error::Thread)?;
         let flusher_task = tokio::spawn(flusher(
             reader.clone(),
             flush_rx,
@@ -368,7 +374,8 @@ impl Engine {
             calendar: options.calendar,
             clock,
             requests: rx,
-            flushes: flush_tx,
+            staged: staged_tx,
+            projector: Some(projector),
             skipped_deadlines: BTreeSet::new(),
             event_bytes_max: event_bytes_max.clone(),
             disk_was_full: false,
@@ -827,9 +834,11 @@ struct Writer {
     /// Requests from every [`Engine`] handle; closed when all are dropped,
     /// which ends the writer after what is queued.
     requests: mpsc::Receiver<Request>,
-    /// Applied batches on their way to the flusher (bounded: at most
-    /// [`FLUSH_QUEUE_MAX`] batches are applied but not yet durable).
-    flushes: mpsc::Sender<AppliedBatch>,
+    /// Written batches on their way to the projector, then the flusher
+    /// (bounded: at most [`FLUSH_QUEUE_MAX`] batches wait for each).
+    staged: mpsc::Sender<projector::Staged>,
+    /// The projector's thread (`None` once joined).
+    projector: Option<std::thread::JoinHandle<()>>,
     /// Deadlines whose command decided nothing (should not happen; kept so
     /// that a bug cannot spin the scheduler).
     skipped_deadlines: BTreeSet<(Timestamp, Uuid, DeadlineKind)>,
@@ -880,10 +889,15 @@ impl Writer {
             self.record_state_gauges();
         };
         let position = self.log.head().position;
+        let projector = self.projector.take();
         // Closes the queues: requests still queued are answered
-        // `UNAVAILABLE` (their reply slots dropped), the flusher ends.
+        // `UNAVAILABLE` (their reply slots dropped); the projector hands
+        // on what it has and ends, then the flusher.
         drop(self);
         let _ = flusher.await;
+        if let Some(projector) = projector {
+            let _ = projector.join();
+        }
         match &result {
             Ok(()) => tracing::info!(position, "writer stopped"),
             Err(fatal) => tracing::error!(%fatal, "writer stopped"),
@@ -980,25 +994,41 @@ impl Writer {
                 tokio::time::sleep(DISK_FULL_RECHECK_EVERY).await;
             }
             // Behind the batches in flight, like any other reply.
-            self.to_flusher(self.log.head().position, pending).await;
-            return Ok(());
+            return self.hand_off(self.log.head().position, None, pending).await;
         }
         let mut appender = self.log.begin();
         let (pending, failed) = self.decide_all(&mut appender, requests);
-        self.write(appender, pending, failed).await;
-        Ok(())
+        self.write(appender, pending, failed).await
     }
 
-    /// Hands a batch's replies to the flusher (waits while
-    /// [`FLUSH_QUEUE_MAX`] batches are in flight: backpressure).
-    async fn to_flusher(&self, position: u64, pending: Vec<Pending>) {
-        let epoch = self.store.epoch();
-        let batch = AppliedBatch {
-            epoch,
+    /// Hands a batch (its projection, if it wrote anything, and its
+    /// replies) to the projector, which hands it to the flusher. Waits
+    /// while [`FLUSH_QUEUE_MAX`] batches are queued (backpressure).
+    /// [`Fatal::Panicked`] when the projector's thread is gone.
+    async fn hand_off(
+        &mut self,
+        position: u64,
+        projection: Option<cpor_log::Projection>,
+        pending: Vec<Pending>,
+    ) -> Result<(), Fatal> {
+        let batch = projector::Staged {
+            epoch: self.store.epoch(),
             position,
+            projection,
             pending,
         };
-        let _ = self.flushes.send(batch).await;
+        if self.staged.send(batch).await.is_ok() {
+            return Ok(());
+        }
+        // Only a panic ends the projector while the writer runs.
+        let message = match self.projector.take().map(std::thread::JoinHandle::join) {
+            Some(Err(panic)) => panic_message(panic.as_ref()),
+            _ => "it ended".to_string(),
+        };
+        Err(Fatal::Panicked {
+            thread: projector::PROJECTOR_THREAD,
+            message,
+        })
     }
 
     /// Decides every request of a batch into `appender`: the replies owed
@@ -1102,9 +1132,15 @@ impl Writer {
         Ok(())
     }
 
-    /// Writes the decided batch and hands its replies to the flusher; a
-    /// batch that cannot be written is answered `UNAVAILABLE`.
-    async fn write(&mut self, appender: cpor_log::Appender, pending: Vec<Pending>, failed: bool) {
+    /// Writes the decided batch's log share and hands its projection and
+    /// replies on; a batch that cannot be written is answered
+    /// `UNAVAILABLE`. `Err` only when the projector is gone.
+    async fn write(
+        &mut self,
+        appender: cpor_log::Appender,
+        pending: Vec<Pending>,
+        failed: bool,
+    ) -> Result<(), Fatal> {
         if failed {
             // A decided event did not apply (or a read failed): nothing was
             // written, but the state may be ahead of the store.
@@ -1112,27 +1148,29 @@ impl Writer {
             let refusal = Rejection::new(ErrorCode::Unavailable);
             pending.into_iter().for_each(|p| p.fail(&refusal));
             self.reload();
-            return;
+            return Ok(());
         }
-        let applied = if appender.is_empty() {
+        if appender.is_empty() {
             // Only refusals and duplicates: nothing to write, but their
             // replies may rest on batches not yet durable, so they queue
             // behind them like any other.
-            Ok(self.log.head().position)
-        } else {
-            let started = std::time::Instant::now();
-            let committed = self.log.commit(appender, &self.state);
-            ::metrics::histogram!(metrics::COMMIT_SECONDS).record(started.elapsed());
-            committed.map(|head| head.position)
-        };
-        match applied {
-            Ok(position) => self.to_flusher(position, pending).await,
+            return self.hand_off(self.log.head().position, None, pending).await;
+        }
+        let started = std::time::Instant::now();
+        let committed = self.log.commit_log(appender, &self.state);
+        ::metrics::histogram!(metrics::COMMIT_SECONDS).record(started.elapsed());
+        match committed {
+            Ok((head, projection)) => {
+                self.hand_off(head.position, Some(projection), pending)
+                    .await
+            }
             Err(error) => {
                 ::metrics::counter!(metrics::WRITE_ERRORS_TOTAL, "stage" => "apply").increment(1);
                 tracing::error!(%error, "could not write the batch; answering UNAVAILABLE and reopening the data dir");
                 self.store.failed();
                 let refusal = recovery::write_failed(&error);
                 pending.into_iter().for_each(|p| p.fail(&refusal));
+                Ok(())
             }
         }
     }
@@ -1419,7 +1457,10 @@ pub fn fire_due_deadlines(
     Ok(written)
 }
 
+mod projector;
 mod recovery;
+
+pub use projector::PROJECTOR_THREAD;
 
 #[cfg(test)]
 mod tests;

@@ -16,15 +16,19 @@ pub const QUEUE_WAIT_SECONDS: &str = "cpor_command_queue_wait_seconds";
 /// Histogram: how long deciding one command took, idempotency and
 /// permission checks included (seconds).
 pub const DECIDE_SECONDS: &str = "cpor_command_decide_seconds";
-/// Histogram: how long applying one group-commit batch to sled took (seconds).
+/// Histogram: how long applying one group-commit batch's `log` share
+/// (events, command records, head) to sled took, on the writer (seconds).
 pub const COMMIT_SECONDS: &str = "cpor_log_commit_seconds";
+/// Histogram: how long applying one batch's derived trees (stream index,
+/// projections, meta) took, on the projector (seconds).
+pub const PROJECT_SECONDS: &str = "cpor_projection_apply_seconds";
 /// Histogram: how long one flush (fsync) of the log took (seconds).
 pub const FLUSH_SECONDS: &str = "cpor_log_flush_seconds";
 /// Histogram: requests (commands and clock moves) per group-commit batch.
 pub const BATCH_REQUESTS: &str = "cpor_writer_batch_requests";
-/// Counter: batches that could not be written (`stage="apply"`) or flushed
-/// (`stage="flush"`); either way the requests are answered `UNAVAILABLE`
-/// and the writer reopens the data dir.
+/// Counter: batches that could not be written (`stage="apply"`), projected
+/// (`stage="project"`) or flushed (`stage="flush"`); either way the
+/// requests are answered `UNAVAILABLE` and the writer reopens the data dir.
 pub const WRITE_ERRORS_TOTAL: &str = "cpor_log_write_errors_total";
 /// Counter: requests refused `UNAVAILABLE` because the data dir's disk had
 /// less than [`crate::DISK_FREE_MIN_BYTES`] free.
@@ -71,7 +75,12 @@ pub fn describe() {
     describe_histogram!(
         COMMIT_SECONDS,
         Unit::Seconds,
-        "Time to apply one group-commit batch to the log."
+        "Time to apply one group-commit batch's events, command records and head to the log."
+    );
+    describe_histogram!(
+        PROJECT_SECONDS,
+        Unit::Seconds,
+        "Time to apply one batch's stream index, projections and meta values."
     );
     describe_histogram!(
         FLUSH_SECONDS,
@@ -86,7 +95,7 @@ pub fn describe() {
     describe_counter!(
         WRITE_ERRORS_TOTAL,
         Unit::Count,
-        "Batches the log could not apply or flush, by stage."
+        "Batches the log could not apply, project or flush, by stage."
     );
     describe_counter!(
         DISK_FULL_REFUSALS_TOTAL,
@@ -124,7 +133,7 @@ pub fn describe() {
 
 /// Creates the counters' series at 0.
 fn start_counters() {
-    for stage in ["apply", "flush"] {
+    for stage in ["apply", "project", "flush"] {
         metrics::counter!(WRITE_ERRORS_TOTAL, "stage" => stage).absolute(0);
     }
     metrics::counter!(DISK_FULL_REFUSALS_TOTAL).absolute(0);

@@ -188,7 +188,6 @@ impl Writer {
         );
         // Batches kept past the acknowledged position are durable and in
         // the log: the flusher announces them to the relay.
-        self.to_flusher(head, Vec::new()).await;
-        Ok(())
+        self.hand_off(head, None, Vec::new()).await
     }
 }

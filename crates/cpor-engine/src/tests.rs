@@ -657,3 +657,55 @@ async fn a_reopened_log_behind_what_was_acknowledged_is_fatal() {
         .await;
     assert!(matches!(late, Outcome::Rejected(r) if r.code == ErrorCode::Unavailable));
 }
+
+/// Read-your-writes with the projections applied off the writer's thread:
+/// a reply leaves only once its batch's projections are applied (and
+/// flushed), so a read right after each of many concurrent replies finds
+/// the claim's view at the version the reply gave, and the durable
+/// position already covers it. The writer and the projector run on
+/// threads of their own, by name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reply_implies_its_projections_are_visible() {
+    let dir = tempfile::tempdir().unwrap();
+    let (engine, writer) = start(dir.path(), ClockMode::Manual);
+    let reference = reference(&engine).await;
+    let threads: Vec<String> = std::fs::read_dir("/proc/self/task")
+        .unwrap()
+        .filter_map(|task| std::fs::read_to_string(task.unwrap().path().join("comm")).ok())
+        .map(|name| name.trim().to_string())
+        .collect();
+    for name in [WRITER_THREAD, PROJECTOR_THREAD] {
+        assert!(threads.iter().any(|t| t == name), "{name} in {threads:?}");
+    }
+    let mut tasks = Vec::new();
+    for p in 0..200 {
+        let engine = engine.clone();
+        let command = submit(&reference, Activity::Usage);
+        tasks.push(tokio::spawn(async move {
+            let accepted = accept(&engine, envelope(partner(&format!("P-{p}")), command)).await;
+            let claim = accepted.claim_id.unwrap();
+            let durable = engine.positions().log_position();
+            let view = engine.reader().claim_view(&claim).unwrap();
+            let stream = engine
+                .reader()
+                .stream_positions(&cpor_domain::event::AggregateId {
+                    kind: cpor_domain::event::AggregateKind::Claim,
+                    id: claim.to_string(),
+                })
+                .unwrap();
+            (durable, view.is_some(), stream)
+        }));
+    }
+    for task in tasks {
+        let (durable, view, stream) = task.await.unwrap();
+        assert!(view, "the claim's view is there when its reply is");
+        assert!(!stream.is_empty(), "and its stream index");
+        assert!(stream.iter().all(|&p| p <= durable), "{stream:?} {durable}");
+    }
+    let head = engine.positions().log_position();
+    drop(engine);
+    writer.stopped().await.unwrap();
+    // Stopped: every batch handed on, the derived trees at the head.
+    let (log, _) = cpor_log::Log::open(dir.path()).unwrap();
+    assert_eq!(log.head().position, head);
+}

@@ -5,9 +5,11 @@
 //! of accepted commands and the head; `stream` the per-aggregate index;
 //! `views` every projection the queries read; `meta` and `checkpoints` the
 //! rest. A group commit's events, records and head go into one
-//! `sled::Batch` on `log`, applied atomically; the derived trees follow,
-//! each with a marker of the position it reflects. The caller then awaits
-//! [`LogReader::flush`] before acknowledging anything.
+//! `sled::Batch` on `log`, applied atomically ([`Log::commit_log`]); the
+//! derived trees follow, each with a marker of the position it reflects,
+//! applied by whoever holds the batch's [`Projection`] (the engine's
+//! projector thread). The caller then awaits [`LogReader::flush`] before
+//! acknowledging anything.
 //!
 //! Architecture invariant: this is the only crate that names sled.
 //!
@@ -241,6 +243,7 @@ impl Log {
             stream: sled::Batch::default(),
             views: sled::Batch::default(),
             meta: sled::Batch::default(),
+            meta_dirty: false,
             head: self.head.clone(),
             projection: projection::ProjectionWriter::default(),
             dirty: false,
@@ -248,15 +251,32 @@ impl Log {
         }
     }
 
-    /// Writes the batch (not yet durable: await [`LogReader::flush`]).
-    /// On error nothing of the batch is applied, but `state` has been
-    /// evolved by the batch: the caller must reload it from the log.
+    /// Writes the batch (not yet durable: await [`LogReader::flush`]):
+    /// [`Log::commit_log`] then [`Projection::apply`], on this thread. For
+    /// one-off writers (the benchmark's generator, tests); the engine
+    /// applies the projection on a thread of its own.
+    pub fn commit(&mut self, appender: Appender, state: &State) -> Result<Head, LogError> {
+        let (head, projection) = self.commit_log(appender, state)?;
+        projection.apply()?;
+        Ok(head)
+    }
+
+    /// Writes the batch's `log` share (events, command records, head) in
+    /// one atomic `apply_batch`, not yet durable (await
+    /// [`LogReader::flush`]), and returns the new head and the derived
+    /// trees' share, which the caller applies next, in commit order
+    /// ([`Projection::apply`]). On error nothing of the batch is applied,
+    /// but `state` has been evolved by the batch: the caller must reload it
+    /// from the log.
     ///
-    /// The log batch (events, command records, head) is applied first, in
-    /// one atomic `apply_batch`; then the derived trees' batches, each with
-    /// its marker. A stop between them leaves a derived tree behind the
-    /// head, which start-up sees by its marker and rebuilds.
-    pub fn commit(&mut self, mut appender: Appender, state: &State) -> Result<Head, LogError> {
+    /// A stop between the log batch and its projection leaves a derived
+    /// tree behind the head, which start-up sees by its marker and
+    /// rewrites from the log.
+    pub fn commit_log(
+        &mut self,
+        mut appender: Appender,
+        state: &State,
+    ) -> Result<(Head, Projection), LogError> {
         // Invariant (a bug if broken, so it stops the writer rather than
         // write): a batch extends the head it began from. Two appenders in
         // flight, or one committed twice, would fork the hash chain and
@@ -273,12 +293,55 @@ impl Log {
             .insert(keys::head("head_hash"), appender.head.hash.as_bytes());
         appender.stream.insert(keys::DERIVED_THROUGH, &through);
         appender.views.insert(keys::DERIVED_THROUGH, &through);
-        self.reader.log()?.apply_batch(appender.batch)?;
+        // The trees are taken before the write: the projection goes to the
+        // store this batch went to, never to one reopened since.
+        let store = self.reader.store()?;
+        store.log.apply_batch(appender.batch)?;
         self.head = appender.head;
-        self.reader.stream()?.apply_batch(appender.stream)?;
-        self.reader.views()?.apply_batch(appender.views)?;
-        self.reader.meta()?.apply_batch(appender.meta)?;
-        Ok(self.head.clone())
+        let projection = Projection {
+            store,
+            position: self.head.position,
+            stream: appender.stream,
+            views: appender.views,
+            meta: appender.meta_dirty.then_some(appender.meta),
+        };
+        Ok((self.head.clone(), projection))
+    }
+}
+
+/// The derived trees' share of a committed batch: its stream index entries
+/// and projections (each with its `DERIVED_THROUGH` marker) and its meta
+/// values (the manual clock), from [`Log::commit_log`]. Apply them in commit
+/// order; until then queries do not see the batch (the engine answers a
+/// command only once its projection is applied and flushed).
+#[must_use = "a batch's projection must be applied (or its store reopened)"]
+pub struct Projection {
+    /// The store the batch's log share went to.
+    store: Store,
+    /// The head after the batch.
+    position: u64,
+    stream: sled::Batch,
+    views: sled::Batch,
+    /// `None` when the batch set no meta value (most batches).
+    meta: Option<sled::Batch>,
+}
+
+impl Projection {
+    /// The log position this projection brings the derived trees to.
+    pub fn position(&self) -> u64 {
+        self.position
+    }
+
+    /// Applies the stream index, projections and meta values (three atomic
+    /// `apply_batch`es, in that order; not yet durable). Errors: sled's
+    /// ([`LogError::Storage`]), after which the store must be reopened.
+    pub fn apply(self) -> Result<(), LogError> {
+        self.store.stream.apply_batch(self.stream)?;
+        self.store.views.apply_batch(self.views)?;
+        if let Some(meta) = self.meta {
+            self.store.meta.apply_batch(meta)?;
+        }
+        Ok(())
     }
 }
 
@@ -295,6 +358,9 @@ pub struct Appender {
     views: sled::Batch,
     /// The `meta` tree's batch.
     meta: sled::Batch,
+    /// Whether `meta` holds anything (most batches set no meta value, and
+    /// an empty `apply_batch` still writes to sled's log).
+    meta_dirty: bool,
     head: Head,
     projection: projection::ProjectionWriter,
     /// Whether anything was added: an empty batch is not written.
@@ -421,6 +487,7 @@ impl Appender {
     /// Stores a small operational value, written with the batch.
     pub fn set_meta_u64(&mut self, name: &str, value: u64) {
         self.dirty = true;
+        self.meta_dirty = true;
         self.meta.insert(name.as_bytes(), &value.to_be_bytes());
     }
 
