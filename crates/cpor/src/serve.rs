@@ -252,7 +252,7 @@ async fn run(
     settings: Settings,
     engine: Engine,
     writer: &mut Option<WriterTask>,
-    mut writer_failed: watch::Receiver<bool>,
+    writer_failed: watch::Receiver<bool>,
     signals: &mut StopSignals,
     progress: &mut Progress,
     status: &Arc<Status>,
@@ -266,7 +266,6 @@ async fn run(
         instance = %instance,
         "starting"
     );
-
     // A signal while the lease is being taken may leave it held by this
     // instance id: a restart on this data dir takes it over at once, another
     // instance waits for it to expire.
@@ -276,109 +275,20 @@ async fn run(
     else {
         return Ok(ExitCode::SUCCESS);
     };
-    let (nats, mut lease) = started?;
+    let (nats, lease) = started?;
     status.connected(nats.clone());
     status.set_lease_held(true);
-    let js = nats.jetstream().clone();
-    if let Some(why) = cpor_nats::unsupported_server(nats.client()) {
-        tracing::warn!("{why}");
-    }
-    // Every event a command writes must be publishable through this server:
-    // the engine refuses larger ones. Re-read now and then, in case the
-    // client reconnected to a server with another `max_payload`.
-    engine.set_event_bytes_max(cpor_nats::event_bytes_max(nats.client()));
-    tracing::info!(
-        max_payload = nats.client().server_info().max_payload,
-        "events are bounded by the NATS server's max_payload"
-    );
-    let refresh = {
-        let (client, engine) = (nats.client().clone(), engine.event_bytes_max_handle());
-        tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(SERVER_INFO_REFRESH_EVERY).await;
-                engine.set(cpor_nats::event_bytes_max(&client));
-            }
-        })
-    };
-
-    let (stop_relay, relay_stop) = watch::channel(false);
-    let signing_key = settings.signing_key.clone().unwrap_or_else(|| {
-        settings
-            .data_dir
-            .join(cpor_log::checkpoint::SIGNING_KEY_FILE)
-    });
-    let signer =
-        cpor_log::checkpoint::CheckpointSigner::load(&signing_key, settings.signing_key.is_none())
-            .with_context(|| format!("the checkpoint signing key {}", signing_key.display()))?;
-    tracing::info!(public_key = %signer.public_key_hex(), key_file = %signing_key.display(), "checkpoints are signed");
-    let relay = Relay {
-        js: js.clone(),
-        reader: engine.reader().clone(),
-        positions: engine.positions().clone(),
-        committed: engine.committed(),
-        prefix: settings.prefix.clone(),
-        checkpoints: Some(cpor_nats::relay::CheckpointPolicy {
-            signer,
-            every_events: settings.checkpoint_every_events,
-            every: settings.checkpoint_every,
-        }),
-    };
-    let published = match signals
-        .unless_stopped("resume", relay.resume_position())
-        .await
-    {
-        Some(Ok(published)) => published,
-        None => {
-            lease.release().await;
-            return Ok(ExitCode::SUCCESS);
-        }
-        Some(Err(error)) => {
+    let refresh = bound_event_sizes(&nats, &engine);
+    let relay = match start_relay(&settings, &engine, &nats, signals).await {
+        Ok(Some(relay)) => relay,
+        outcome => {
             // Refusing to start must not keep the prefix from its owner.
             lease.release().await;
-            return Err(anyhow::Error::new(error).context("cannot resume publishing"));
+            return outcome.map(|_| ExitCode::SUCCESS);
         }
     };
-    if let Err(error) = relay.migrate_status_subjects(published).await {
-        lease.release().await;
-        return Err(anyhow::Error::new(error).context("cannot migrate the status stream"));
-    }
-    tracing::info!(published, "relay resumes");
-    let relay_task = tokio::spawn(relay.run(published, relay_stop));
-
-    // Shutdown comes from a signal or from losing the lease.
-    let (lease_lost_tx, mut lease_lost) = watch::channel(None::<String>);
-    let lease_lost_reason = lease_lost.clone();
-    let (stop_lease, mut lease_stop) = watch::channel(false);
-    let lease_status = status.clone();
-    let lease_task = tokio::spawn(async move {
-        loop {
-            tokio::select! {
-                _ = tokio::time::sleep(LEASE_RENEW_EVERY) => {}
-                _ = lease_stop.changed() => return Some(lease),
-            }
-            match lease.renew().await {
-                Ok(()) => {}
-                Err(error @ cpor_nats::lease::LeaseError::Lost { .. }) => {
-                    lease_status.set_lease_held(false);
-                    let _ = lease_lost_tx.send(Some(error.to_string()));
-                    return None;
-                }
-                Err(error) => tracing::warn!(%error, "cannot renew the prefix lease; retrying"),
-            }
-        }
-    });
-
-    let shutdown_status = status.clone();
-    let shutdown = async move {
-        tokio::select! {
-            signal = signals.recv() => tracing::info!("{signal}: shutting down"),
-            _ = lease_lost.changed() => tracing::error!("lost the prefix lease: shutting down"),
-            Ok(_) = writer_failed.wait_for(|failed| *failed) => {
-                tracing::error!("the writer stopped on a fatal error: shutting down");
-            }
-        }
-        shutdown_status.stopping();
-    };
+    let keeper = LeaseKeeper::start(lease, status.clone());
+    let shutdown = shutdown_signal(signals, keeper.lost.clone(), writer_failed, status.clone());
     *progress = Progress::Served;
     let server = Server::new(
         nats.client().clone(),
@@ -389,7 +299,6 @@ async fn run(
         .run(shutdown)
         .await
         .map_err(|e| anyhow::anyhow!("serving requests: {e}"))?;
-
     // Every request is answered; let the writer finish and stop (this waits
     // until everything queued is durable). A fatal error ends here, before
     // the relay's drain: the process exits with its code.
@@ -397,26 +306,167 @@ async fn run(
     if let Some(writer) = writer.take() {
         writer.await.context("the writer's watcher task failed")??;
     }
-    let _ = stop_relay.send(true);
-    match tokio::time::timeout(RELAY_DRAIN_TIMEOUT, relay_task).await {
-        Ok(_) => tracing::info!("everything written is published"),
-        Err(_) => {
-            tracing::warn!("relay did not drain in time; the rest is published at the next start")
-        }
-    }
+    relay.drain().await;
     refresh.abort();
-    let _ = stop_lease.send(true);
-    if let Ok(Some(lease)) = lease_task.await {
-        lease.release().await;
-        status.set_lease_held(false);
-    }
+    let released = keeper.release(status).await;
     // Bounded: with NATS gone a flush waits for a reconnection.
     let _ = tokio::time::timeout(FINAL_FLUSH_TIMEOUT, nats.flush()).await;
-    // Losing the lease is no clean shutdown: a supervisor must see a
-    // failure (and restart, to find the prefix held or free again).
-    if let Some(reason) = lease_lost_reason.borrow().clone() {
-        anyhow::bail!("{reason}; stopped serving");
-    }
+    released?;
     tracing::info!("stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+/// Bounds every event a command writes by what this NATS server can
+/// publish (the engine refuses larger ones), and re-reads it every
+/// [`SERVER_INFO_REFRESH_EVERY`], in case the client reconnected to a
+/// server with another `max_payload`. Returns the refresh task.
+fn bound_event_sizes(nats: &cpor_nats::Nats, engine: &Engine) -> tokio::task::JoinHandle<()> {
+    if let Some(why) = cpor_nats::unsupported_server(nats.client()) {
+        tracing::warn!("{why}");
+    }
+    engine.set_event_bytes_max(cpor_nats::event_bytes_max(nats.client()));
+    tracing::info!(
+        max_payload = nats.client().server_info().max_payload,
+        "events are bounded by the NATS server's max_payload"
+    );
+    let (client, engine) = (nats.client().clone(), engine.event_bytes_max_handle());
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(SERVER_INFO_REFRESH_EVERY).await;
+            engine.set(cpor_nats::event_bytes_max(&client));
+        }
+    })
+}
+
+/// The running relay and how to stop it.
+struct RunningRelay {
+    task: tokio::task::JoinHandle<()>,
+    stop: watch::Sender<bool>,
+}
+
+impl RunningRelay {
+    /// Asks the relay to publish everything durable and stop, waiting up
+    /// to [`RELAY_DRAIN_TIMEOUT`] (the rest is published at the next start).
+    async fn drain(self) {
+        let _ = self.stop.send(true);
+        match tokio::time::timeout(RELAY_DRAIN_TIMEOUT, self.task).await {
+            Ok(_) => tracing::info!("everything written is published"),
+            Err(_) => tracing::warn!(
+                "relay did not drain in time; the rest is published at the next start"
+            ),
+        }
+    }
+}
+
+/// Loads the checkpoint signer, finds where publishing resumes, migrates
+/// the status stream's subjects and starts the relay. `Ok(None)`: a signal
+/// came first. The caller releases the lease on anything but `Ok(Some)`.
+async fn start_relay(
+    settings: &Settings,
+    engine: &Engine,
+    nats: &cpor_nats::Nats,
+    signals: &mut StopSignals,
+) -> anyhow::Result<Option<RunningRelay>> {
+    let signing_key = settings.signing_key.clone().unwrap_or_else(|| {
+        settings
+            .data_dir
+            .join(cpor_log::checkpoint::SIGNING_KEY_FILE)
+    });
+    let signer =
+        cpor_log::checkpoint::CheckpointSigner::load(&signing_key, settings.signing_key.is_none())
+            .with_context(|| format!("the checkpoint signing key {}", signing_key.display()))?;
+    tracing::info!(public_key = %signer.public_key_hex(), key_file = %signing_key.display(), "checkpoints are signed");
+    let relay = Relay {
+        js: nats.jetstream().clone(),
+        reader: engine.reader().clone(),
+        positions: engine.positions().clone(),
+        committed: engine.committed(),
+        prefix: settings.prefix.clone(),
+        checkpoints: Some(cpor_nats::relay::CheckpointPolicy {
+            signer,
+            every_events: settings.checkpoint_every_events,
+            every: settings.checkpoint_every,
+        }),
+    };
+    let Some(resumed) = signals
+        .unless_stopped("resume", relay.resume_position())
+        .await
+    else {
+        return Ok(None);
+    };
+    let published = resumed.context("cannot resume publishing")?;
+    relay
+        .migrate_status_subjects(published)
+        .await
+        .context("cannot migrate the status stream")?;
+    tracing::info!(published, "relay resumes");
+    let (stop, relay_stop) = watch::channel(false);
+    let task = tokio::spawn(relay.run(published, relay_stop));
+    Ok(Some(RunningRelay { task, stop }))
+}
+
+/// Renews the prefix lease every [`LEASE_RENEW_EVERY`] until stopped or
+/// lost; `lost` carries why it was lost.
+struct LeaseKeeper {
+    task: tokio::task::JoinHandle<Option<Lease>>,
+    stop: watch::Sender<bool>,
+    lost: watch::Receiver<Option<String>>,
+}
+
+impl LeaseKeeper {
+    fn start(mut lease: Lease, status: Arc<Status>) -> LeaseKeeper {
+        let (lost_tx, lost) = watch::channel(None::<String>);
+        let (stop, mut stopped) = watch::channel(false);
+        let task = tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep(LEASE_RENEW_EVERY) => {}
+                    _ = stopped.changed() => return Some(lease),
+                }
+                match lease.renew().await {
+                    Ok(()) => {}
+                    Err(error @ cpor_nats::lease::LeaseError::Lost { .. }) => {
+                        status.set_lease_held(false);
+                        let _ = lost_tx.send(Some(error.to_string()));
+                        return None;
+                    }
+                    Err(error) => tracing::warn!(%error, "cannot renew the prefix lease; retrying"),
+                }
+            }
+        });
+        LeaseKeeper { task, stop, lost }
+    }
+
+    /// Stops renewing and releases the lease if still held. Losing it is
+    /// no clean shutdown: a supervisor must see a failure (and restart, to
+    /// find the prefix held or free again), so that is an error.
+    async fn release(self, status: &Status) -> anyhow::Result<()> {
+        let _ = self.stop.send(true);
+        if let Ok(Some(lease)) = self.task.await {
+            lease.release().await;
+            status.set_lease_held(false);
+        }
+        match self.lost.borrow().clone() {
+            Some(reason) => anyhow::bail!("{reason}; stopped serving"),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Resolves when the service must stop: a signal, the lease lost, or a
+/// fatal error of the writer; marks the service as stopping (not ready).
+async fn shutdown_signal(
+    signals: &mut StopSignals,
+    mut lease_lost: watch::Receiver<Option<String>>,
+    mut writer_failed: watch::Receiver<bool>,
+    status: Arc<Status>,
+) {
+    tokio::select! {
+        signal = signals.recv() => tracing::info!("{signal}: shutting down"),
+        _ = lease_lost.changed() => tracing::error!("lost the prefix lease: shutting down"),
+        Ok(_) = writer_failed.wait_for(|failed| *failed) => {
+            tracing::error!("the writer stopped on a fatal error: shutting down");
+        }
+    }
+    status.stopping();
 }
