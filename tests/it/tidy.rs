@@ -9,7 +9,9 @@
 //! - `cpor-jcs` (RFC 8785) is a leaf: it depends on no other workspace crate,
 //!   and nothing outside `cpor-log` reaches canonical JSON through the log.
 //! - `anyhow` only in the binaries (`cpor`, `cpor-bench`).
-//! - `cpor-testkit` is a dev-dependency only, and never published.
+//! - `cpor-testkit` is a dev-dependency only, and never published; the one
+//!   exception is the benchmark harness (`cpor-bench`, itself never
+//!   published), which starts nats-server as the tests do.
 //! - No test is switched off (an `ignore` attribute) or passes by
 //!   panicking (a `should_panic` attribute).
 //! - Every crate says what it is (`description`) and takes the workspace lints.
@@ -411,10 +413,41 @@ fn only_the_binary_exports_metrics_and_serves_http() {
     );
 }
 
+/// Packages that may take `cpor-testkit` as a normal dependency, with the
+/// reason. Each must itself be `publish = false`: then no shipped artifact
+/// holds test code.
+const TESTKIT_AS_DEPENDENCY: &[(&str, &str)] = &[(
+    "cpor-bench",
+    "the benchmark harness is a test of the whole service run as a binary: it picks free ports \
+     and the nats-server to start exactly as the tests do (issue 13 item 5)",
+)];
+
+fn is_unpublished(package: &Package) -> bool {
+    package
+        .manifest
+        .get("package")
+        .and_then(|p| p.get("publish"))
+        .and_then(Value::as_bool)
+        == Some(false)
+}
+
 #[test]
 fn the_testkit_is_only_a_dev_dependency() {
     let mut violations = Vec::new();
     for package in all_packages() {
+        let excepted = TESTKIT_AS_DEPENDENCY
+            .iter()
+            .any(|(name, _)| *name == package.name);
+        if excepted && !is_unpublished(&package) {
+            violations.push(format!(
+                "{}: takes cpor-testkit as a dependency, so needs `publish = false`",
+                shown(&package.manifest_path)
+            ));
+            continue;
+        }
+        if excepted {
+            continue;
+        }
         for (name, table) in package.dependencies(SHIPPED_DEPENDENCY_KINDS) {
             if name == "cpor-testkit" {
                 violations.push(format!(
@@ -425,18 +458,15 @@ fn the_testkit_is_only_a_dev_dependency() {
         }
     }
     let testkit = &crates()["cpor-testkit"];
-    let publish = testkit
-        .manifest
-        .get("package")
-        .and_then(|p| p.get("publish"));
-    if publish.and_then(Value::as_bool) != Some(false) {
+    if !is_unpublished(testkit) {
         violations.push(format!(
             "{}: no `publish = false`",
             shown(&testkit.manifest_path)
         ));
     }
     assert_no_violations(
-        "cpor-testkit is test code: only in [dev-dependencies], and `publish = false`",
+        "cpor-testkit is test code: only in [dev-dependencies] (or of an unpublished harness in \
+         TESTKIT_AS_DEPENDENCY), and `publish = false`",
         &violations,
     );
 }

@@ -64,7 +64,7 @@ enum Sub {
     Generate {
         #[arg(long, value_name = "DIR")]
         data_dir: PathBuf,
-        /// Stop at the batch that reaches N events.
+        /// Stop at the scheduler step (1,000 commands) that reaches N events.
         #[arg(
             long,
             value_name = "N",
@@ -72,7 +72,7 @@ enum Sub {
             conflicts_with = "claims"
         )]
         events: Option<u64>,
-        /// Stop at the batch that reaches N claims.
+        /// Stop at the scheduler step (1,000 commands) that reaches N claims.
         #[arg(long, value_name = "N")]
         claims: Option<u64>,
         #[arg(long, default_value_t = DEFAULT_SEED)]

@@ -3,7 +3,6 @@
 //! failed run leaves nothing behind.
 
 use std::fs::File;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -19,26 +18,17 @@ pub const TERM_TIMEOUT: Duration = Duration::from_secs(20);
 pub const HEALTH_POLL_EVERY: Duration = Duration::from_millis(10);
 pub const HEALTH_REPLY_TIMEOUT: Duration = Duration::from_millis(500);
 
-/// A free TCP port on 127.0.0.1 (the OS picks; released before use).
-pub fn free_port() -> anyhow::Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
-}
-
-/// `$CPOR_NATS_SERVER_BIN` (set by `scripts/ensure-nats`: a current
-/// server), else `nats-server` from PATH, else /usr/sbin/nats-server.
+/// The nats-server to start: the tests' choice ([`cpor_testkit::nats`]:
+/// `$CPOR_NATS_SERVER_BIN`, set by `scripts/ensure-nats`, else the newest
+/// in the workspace's `.tools/`, else `nats-server` on PATH, else
+/// /usr/sbin/nats-server).
 pub fn find_nats_server() -> anyhow::Result<PathBuf> {
-    if let Some(bin) = std::env::var_os("CPOR_NATS_SERVER_BIN").filter(|s| !s.is_empty()) {
-        return Ok(PathBuf::from(bin));
-    }
-    let on_path = std::env::var_os("PATH")
-        .into_iter()
-        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
-        .map(|dir| dir.join("nats-server"))
-        .find(|p| p.is_file());
-    match on_path {
-        Some(p) => Ok(p),
-        None if Path::new("/usr/sbin/nats-server").is_file() => Ok(PathBuf::from("/usr/sbin/nats-server")),
-        None => bail!("nats-server is neither on PATH nor at /usr/sbin/nats-server (apt-get install nats-server)"),
+    match cpor_testkit::nats::find_nats_server_bin() {
+        Some(bin) => Ok(bin),
+        None => bail!(
+            "nats-server not found ($CPOR_NATS_SERVER_BIN, .tools/, PATH, /usr/sbin): \
+             run through scripts/ensure-nats, or apt-get install nats-server"
+        ),
     }
 }
 
@@ -131,7 +121,7 @@ pub struct NatsServer {
 impl NatsServer {
     pub fn start(bin: &Path, dir: &Path) -> anyhow::Result<NatsServer> {
         std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
-        let port = free_port()?;
+        let port = cpor_testkit::net::free_port();
         let mut command = Command::new(bin);
         command
             .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])

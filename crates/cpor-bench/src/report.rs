@@ -433,37 +433,27 @@ impl Report {
         let top = self.top_level();
         out.push_str("\nEnd to end over NATS (closed-loop clients; echo = trivial responder, echo-js = responder making 2 JetStream publishes per request; same load, best of before/after)\n");
         out.push_str(&format!(
-            "  {:>7} {:>10} {:>10} {:>10} {:>7} {:>8} {:>8} {:>8} {:>8} {:>9} {:>7} {:>8} {:>8} {:>6}\n",
+            "  {:>7} {} {:>8} {:>8} {:>8} {:>9} {} {:>8} {:>6}\n",
             "clients",
-            "echo rps",
-            "echo-js",
-            "cmds/s",
-            "/echo",
-            "/echo-js",
+            ceiling_header(),
             "p50 ms",
             "p99 ms",
             "p999 ms",
             "relay ms",
-            "cpu",
-            "us/cmd",
+            cpu_header(),
             "RSS MiB",
             "bad"
         ));
         for l in &self.levels {
             out.push_str(&format!(
-                "  {:>7} {:>10} {:>10} {:>10} {:>6.0}% {:>7.0}% {:>8.2} {:>8.2} {:>8.2} {:>9.0} {:>6.0}% {:>8.0} {:>8.1} {:>6}\n",
+                "  {:>7} {} {:>8.2} {:>8.2} {:>8.2} {:>9.0} {} {:>8.1} {:>6}\n",
                 l.clients,
-                fmt_int(l.echo_rps),
-                fmt_int(l.echo_js_rps),
-                fmt_int(l.cmds_per_s),
-                100.0 * l.cmds_per_s / l.echo_rps.max(1e-9),
-                100.0 * l.cmds_per_s / l.echo_js_rps.max(1e-9),
+                ceiling_cells(l),
                 l.p50_ms,
                 l.p99_ms,
                 l.p999_ms,
                 l.relay_publish_ms,
-                100.0 * l.service_cpu_cores,
-                l.service_cpu_us_per_cmd,
+                cpu_cells(l),
                 l.service_rss_mib,
                 l.unexpected + l.failed
             ));
@@ -634,6 +624,42 @@ impl ReplayFigures {
                     }).collect::<Vec<_>>(),
         })
     }
+}
+
+/// The headers of the columns every table of levels shares: the two
+/// ceilings, the service's rate and its ratio to each (see [`ceiling_cells`]).
+pub(crate) fn ceiling_header() -> String {
+    format!(
+        "{:>10} {:>10} {:>10} {:>7} {:>8}",
+        "echo rps", "echo-js", "cmds/s", "/echo", "/echo-js"
+    )
+}
+
+/// One level's cells under [`ceiling_header`].
+pub(crate) fn ceiling_cells(l: &LevelFigures) -> String {
+    format!(
+        "{:>10} {:>10} {:>10} {:>6.0}% {:>7.0}%",
+        fmt_int(l.echo_rps),
+        fmt_int(l.echo_js_rps),
+        fmt_int(l.cmds_per_s),
+        100.0 * l.cmds_per_s / l.echo_rps.max(1e-9),
+        100.0 * l.cmds_per_s / l.echo_js_rps.max(1e-9),
+    )
+}
+
+/// The headers of the service's CPU columns: share of one core, and
+/// microseconds per command (see [`cpu_cells`]).
+pub(crate) fn cpu_header() -> String {
+    format!("{:>7} {:>8}", "cpu", "us/cmd")
+}
+
+/// One level's cells under [`cpu_header`].
+pub(crate) fn cpu_cells(l: &LevelFigures) -> String {
+    format!(
+        "{:>6.0}% {:>8.0}",
+        100.0 * l.service_cpu_cores,
+        l.service_cpu_us_per_cmd
+    )
 }
 
 fn round(x: f64) -> f64 {

@@ -3,11 +3,11 @@
 //! ceiling or reference measured in the same run.
 
 use crate::report::{
-    fmt_int, GrowthFigures, LevelFigures, Report, SATURATED_THREAD_CORES, TARGET_CLAIMS,
-    TARGET_COLD_START_S, TARGET_CPU_US_PER_CMD, TARGET_DISK_RATIO, TARGET_GENERATE_EVENTS_PER_S,
-    TARGET_GROWTH_RATIO, TARGET_RATIO_VS_ECHO, TARGET_RAW_BATCH, TARGET_RAW_EVENTS_PER_S,
-    TARGET_REBUILD_EVENTS_PER_S, TARGET_RSS_1M_CLAIMS_MIB, TARGET_SERVICE_P99_MS,
-    TARGET_VERIFY_EVENTS_PER_S,
+    ceiling_cells, ceiling_header, cpu_cells, cpu_header, fmt_int, GrowthFigures, LevelFigures,
+    Report, SATURATED_THREAD_CORES, TARGET_CLAIMS, TARGET_COLD_START_S, TARGET_CPU_US_PER_CMD,
+    TARGET_DISK_RATIO, TARGET_GENERATE_EVENTS_PER_S, TARGET_GROWTH_RATIO, TARGET_RATIO_VS_ECHO,
+    TARGET_RAW_BATCH, TARGET_RAW_EVENTS_PER_S, TARGET_REBUILD_EVENTS_PER_S,
+    TARGET_RSS_1M_CLAIMS_MIB, TARGET_SERVICE_P99_MS, TARGET_VERIFY_EVENTS_PER_S,
 };
 
 /// Threads listed per pinned run (the busiest).
@@ -228,31 +228,21 @@ impl Report {
             "\nPinned (taskset: cpor serve on CPUs 0..N; echo ceilings measured beside each run)\n",
         );
         out.push_str(&format!(
-            "  {:>5} {:>7} {:>10} {:>10} {:>10} {:>6} {:>8} {:>8} {:>7} {:>8}\n",
+            "  {:>5} {:>7} {} {:>8} {}\n",
             "cores",
             "clients",
-            "echo rps",
-            "echo-js",
-            "cmds/s",
-            "/echo",
-            "/echo-js",
+            ceiling_header(),
             "p99 ms",
-            "cpu",
-            "us/cmd"
+            cpu_header(),
         ));
         for l in &self.pinned {
             out.push_str(&format!(
-                "  {:>5} {:>7} {:>10} {:>10} {:>10} {:>5.0}% {:>7.0}% {:>8.2} {:>6.0}% {:>8.0}\n",
+                "  {:>5} {:>7} {} {:>8.2} {}\n",
                 l.cores,
                 l.clients,
-                fmt_int(l.echo_rps),
-                fmt_int(l.echo_js_rps),
-                fmt_int(l.cmds_per_s),
-                100.0 * l.cmds_per_s / l.echo_rps.max(1e-9),
-                100.0 * l.cmds_per_s / l.echo_js_rps.max(1e-9),
+                ceiling_cells(l),
                 l.p99_ms,
-                100.0 * l.service_cpu_cores,
-                l.service_cpu_us_per_cmd,
+                cpu_cells(l),
             ));
         }
         for l in &self.pinned {

@@ -1,7 +1,8 @@
 //! Test helpers declared once for every test above the domain: the log's,
 //! the engine's, the end-to-end tests in `tests/it` and the benchmark's
 //! smoke test. A dev-dependency only (`publish = false`; a tidy test keeps
-//! it out of `[dependencies]`).
+//! it out of `[dependencies]`), but of the benchmark harness `cpor-bench`
+//! (itself unpublished), which starts nats-server as the tests do.
 //!
 //! - [`actors`]: the actors the tests act as, typed ([`cpor_domain`]) and
 //!   in their wire form ([`actors::wire`], contract §2 `actor`).

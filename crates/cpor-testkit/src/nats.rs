@@ -14,8 +14,17 @@ pub const NATS_SERVER_BIN_ENV: &str = "CPOR_NATS_SERVER_BIN";
 ///
 /// When there is none: the message says how to get one.
 pub fn nats_server_bin() -> PathBuf {
+    find_nats_server_bin().expect(
+        "nats-server not found ($CPOR_NATS_SERVER_BIN, .tools/, PATH, /usr/sbin); \
+         run the tests through scripts/test, which installs one",
+    )
+}
+
+/// [`nats_server_bin`] without the panic: `None` when there is none (the
+/// benchmark harness says so in its own words).
+pub fn find_nats_server_bin() -> Option<PathBuf> {
     if let Some(bin) = std::env::var_os(NATS_SERVER_BIN_ENV).filter(|s| !s.is_empty()) {
-        return PathBuf::from(bin);
+        return Some(PathBuf::from(bin));
     }
     project_tools_bin()
         .or_else(|| {
@@ -29,10 +38,6 @@ pub fn nats_server_bin() -> PathBuf {
             let p = PathBuf::from("/usr/sbin/nats-server");
             p.is_file().then_some(p)
         })
-        .expect(
-            "nats-server not found ($CPOR_NATS_SERVER_BIN, .tools/, PATH, /usr/sbin); \
-             run the tests through scripts/test, which installs one",
-        )
 }
 
 /// `.tools/nats-server-VERSION/bin/nats-server` in the workspace, the
