@@ -11,6 +11,7 @@
 //! a clear message and exit 2.
 
 use cpor_testkit::actors;
+use cpor_testkit::fixtures::wire as fixtures;
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -154,7 +155,12 @@ async fn drive_history(client: &async_nats::Client, prefix: &str) -> History {
     let service = Uuid::new_v4();
     let (c1, c2, c3) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
     set_clock(client, prefix, "2026-11-25T09:00:00Z").await;
-    send(client, prefix, "cmd.ref.tenant", json!({"actor": system(), "tenant_id": tenant, "domains": ["contoso.onmicrosoft.com", "contoso.com"]})).await;
+    let tenant_body = fixtures::tenant(
+        &system(),
+        tenant,
+        &["contoso.onmicrosoft.com", "contoso.com"],
+    );
+    send(client, prefix, "cmd.ref.tenant", tenant_body).await;
     for (id, product, channel) in [
         (sales, "dynamics_365_sales", "volume_licensing"),
         (service, "dynamics_365_customer_service", "web_direct"),
@@ -163,8 +169,7 @@ async fn drive_history(client: &async_nats::Client, prefix: &str) -> History {
             client,
             prefix,
             "cmd.ref.subscription",
-            json!({"actor": system(), "subscription_id": id, "tenant_id": tenant, "product": product,
-                   "solution_area": "business_applications", "is_dynamics": true, "channel": channel, "state": "active"}),
+            fixtures::dynamics_subscription(&system(), tenant, id, product, channel),
         )
         .await;
     }
@@ -173,7 +178,13 @@ async fn drive_history(client: &async_nats::Client, prefix: &str) -> History {
         ("P-200", "5500001"),
         ("P-300", "6600001"),
     ] {
-        send(client, prefix, "cmd.ref.partner", json!({"actor": system(), "partner_id": id, "mpns": [{"mpn_id": mpn, "incentive_enrolled": true}]})).await;
+        send(
+            client,
+            prefix,
+            "cmd.ref.partner",
+            fixtures::partner(&system(), id, mpn),
+        )
+        .await;
     }
     let submit = |claim: Uuid, partner_id: &str, mpn: &str, product: &str| {
         json!({"actor": partner(partner_id), "claim_id": claim, "tenant_id": tenant, "domain": "contoso.com",

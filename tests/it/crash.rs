@@ -19,6 +19,7 @@
 //! the end anyway.
 
 use cpor_testkit::actors;
+use cpor_testkit::fixtures::wire::{self as fixtures, MPN_ID as MPN, PARTNER_ID as PARTNER};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -32,6 +33,7 @@ use tokio::sync::watch;
 use uuid::Uuid;
 
 use crate::support::jetstream::{delete_streams, last_status, read_all};
+use crate::support::nats::answers_within;
 use crate::support::service::{clock_body, run_to_exit};
 use crate::support::{
     events_stream, try_request, unique_prefix, NatsServer, Service, ServiceOptions,
@@ -46,8 +48,6 @@ const CATCH_UP_TIMEOUT: Duration = Duration::from_secs(30);
 /// Requests in flight at once while checking claims and statuses.
 const CHECK_CONCURRENCY: usize = 16;
 
-const PARTNER: &str = "P-100";
-const MPN: &str = "4412001";
 const START_TIME: &str = "2026-11-25T09:00:00Z";
 
 fn system_actor() -> Value {
@@ -124,16 +124,13 @@ fn iteration(tag: &str, client: usize, i: usize) -> Vec<Cmd> {
     vec![
         Cmd::new(
             "cmd.ref.tenant",
-            json!({"actor": system_actor(), "tenant_id": tenant, "domains": [domain]}),
+            fixtures::tenant(&system_actor(), tenant, &[&domain]),
             None,
             None,
         ),
         Cmd::new(
             "cmd.ref.subscription",
-            json!({"actor": system_actor(), "subscription_id": subscription,
-                   "tenant_id": tenant, "product": "dynamics_365_sales",
-                   "solution_area": "business_applications", "is_dynamics": true,
-                   "channel": "volume_licensing", "state": "active"}),
+            fixtures::subscription(&system_actor(), tenant, subscription),
             None,
             None,
         ),
@@ -211,8 +208,7 @@ async fn setup(client: &async_nats::Client, prefix: &str, book: &mut Book) {
     assert_eq!(reply["ok"], true, "admin.clock: {reply}");
     let partner = Cmd::new(
         "cmd.ref.partner",
-        json!({"actor": system_actor(), "partner_id": PARTNER,
-               "mpns": [{"mpn_id": MPN, "incentive_enrolled": true}]}),
+        fixtures::partner(&system_actor(), PARTNER, MPN),
         None,
         None,
     );
@@ -809,24 +805,12 @@ async fn survives_a_nats_restart_and_the_relay_catches_up() {
     let client = nats.connect().await;
     let js = jetstream::new(client.clone());
     let back = Instant::now();
-    loop {
-        let health = tokio::time::timeout(
-            Duration::from_secs(2),
-            client.request(format!("{prefix}.qry.health"), "{}".into()),
-        )
-        .await;
-        if let Ok(Ok(reply)) = health {
-            let health: Value = serde_json::from_slice(&reply.payload).expect("health is JSON");
-            assert_eq!(health["ok"], true, "{health}");
-            break;
-        }
-        assert!(
-            back.elapsed() < Duration::from_secs(15),
+    if !answers_within(&client, &prefix, Duration::from_secs(15)).await {
+        panic!(
             "cpor serve does not answer 15 s after NATS came back (alive: {}):\n{}",
             alive(pid),
             service.take_log_tail(40)
         );
-        tokio::time::sleep(Duration::from_millis(200)).await;
     }
     eprintln!("answering again {:?} after NATS restarted", back.elapsed());
 

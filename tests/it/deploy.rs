@@ -12,14 +12,15 @@ use std::process::{Command, Output};
 
 use serde_json::Value;
 
-use crate::ops::{http_get, metric_names, root, tool, traffic};
+use crate::ops::{http_get, metric_names, root, service_with_admin, tool, traffic};
 use crate::support::nats::free_port;
-use crate::support::{unique_prefix, NatsServer, Service, ServiceOptions};
+use crate::support::{assert_success, NatsServer};
 
 fn read(path: &str) -> String {
     std::fs::read_to_string(root().join(path)).unwrap_or_else(|e| panic!("{path}: {e}"))
 }
 
+/// Runs a tool with `args` in `dir` to its end.
 fn run(program: &Path, args: &[&str], dir: &Path) -> Output {
     Command::new(program)
         .args(args)
@@ -28,13 +29,11 @@ fn run(program: &Path, args: &[&str], dir: &Path) -> Output {
         .unwrap_or_else(|e| panic!("run {}: {e}", program.display()))
 }
 
-fn assert_success(what: &str, output: &Output) {
-    assert!(
-        output.status.success(),
-        "{what} failed:\n{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
+/// Runs a tool with `args` in `dir` and asserts that it passes.
+fn passes(program: &Path, args: &[&str], dir: &Path) {
+    let name = program.file_name().unwrap_or_default().to_string_lossy();
+    let what = format!("{name} {}", args.join(" "));
+    assert_success(&what, &run(program, args, dir));
 }
 
 /// The Kubernetes manifests, parsed.
@@ -88,8 +87,7 @@ fn the_kubernetes_manifests_validate() {
         "service.yaml",
         "statefulset.yaml",
     ];
-    let output = run(&validate, &[&["--strict"], &core[..]].concat(), &dir);
-    assert_success("kubernetes-validate --strict", &output);
+    passes(&validate, &[&["--strict"], &core[..]].concat(), &dir);
     // The validator does reject: an unknown field in a copy fails.
     let bad = tempfile::tempdir().unwrap();
     let text =
@@ -115,13 +113,11 @@ async fn the_dockerfile_lints_and_its_healthcheck_probes_the_service() {
         .expect("a HEALTHCHECK CMD line");
     let argv: Vec<String> = serde_json::from_str(check).expect("CMD in JSON form");
     assert_eq!(argv[0], "bash");
-    let nats = NatsServer::shared_or_own();
-    let port = free_port();
-    let mut options = ServiceOptions::new(nats.url(), &unique_prefix()).manual_clock(true);
-    options
-        .env
-        .push(("CPOR_HTTP_ADDR".into(), format!("127.0.0.1:{port}")));
-    let _service = Service::start(options).await;
+    let (_service, addr) = service_with_admin(&NatsServer::shared_or_own()).await;
+    let port: u16 = addr
+        .rsplit_once(':')
+        .and_then(|(_, p)| p.parse().ok())
+        .expect("a port");
     let probe = |port: u16| {
         let script = argv[2].replace("/9464", &format!("/{port}"));
         Command::new("bash")
@@ -135,8 +131,7 @@ async fn the_dockerfile_lints_and_its_healthcheck_probes_the_service() {
     let Some(hadolint) = tool("hadolint") else {
         return;
     };
-    let output = run(&hadolint, &["deploy/Dockerfile"], &root());
-    assert_success("hadolint deploy/Dockerfile", &output);
+    passes(&hadolint, &["deploy/Dockerfile"], &root());
 }
 
 /// Every query of the dashboard, with Grafana's variables filled in.
@@ -174,14 +169,8 @@ fn the_alert_rules_and_dashboard_queries_pass_promtool() {
         return;
     };
     let dir = root().join("deploy/prometheus");
-    assert_success(
-        "promtool check rules",
-        &run(&promtool, &["check", "rules", "cpor-alerts.yml"], &dir),
-    );
-    assert_success(
-        "promtool test rules",
-        &run(&promtool, &["test", "rules", "cpor-alerts.test.yml"], &dir),
-    );
+    passes(&promtool, &["check", "rules", "cpor-alerts.yml"], &dir);
+    passes(&promtool, &["test", "rules", "cpor-alerts.test.yml"], &dir);
     let rules: Vec<Value> = queries
         .iter()
         .enumerate()
@@ -191,8 +180,7 @@ fn the_alert_rules_and_dashboard_queries_pass_promtool() {
     let temp = tempfile::tempdir().unwrap();
     // JSON is YAML: promtool reads it as a rules file.
     std::fs::write(temp.path().join("dashboard.yml"), file.to_string()).unwrap();
-    let output = run(&promtool, &["check", "rules", "dashboard.yml"], temp.path());
-    assert_success("promtool check rules (the dashboard's queries)", &output);
+    passes(&promtool, &["check", "rules", "dashboard.yml"], temp.path());
 }
 
 /// The `cpor_…` (and `process_…`) metric names in `text`, histogram series
@@ -220,18 +208,10 @@ fn used_metric_names(text: &str) -> BTreeSet<String> {
 /// included), so neither can silently show nothing.
 #[tokio::test(flavor = "multi_thread")]
 async fn the_dashboard_and_alerts_use_only_exported_metrics() {
-    let nats = NatsServer::shared_or_own();
-    let port = free_port();
-    let mut options = ServiceOptions::new(nats.url(), &unique_prefix()).manual_clock(true);
-    options
-        .env
-        .push(("CPOR_HTTP_ADDR".into(), format!("127.0.0.1:{port}")));
-    let service = Service::start(options).await;
+    let (service, addr) = service_with_admin(&NatsServer::shared_or_own()).await;
     // A command, so that the writer's histograms have samples.
     traffic(&service).await;
-    let (status, scrape) = http_get(&format!("127.0.0.1:{port}"), "/metrics")
-        .await
-        .unwrap();
+    let (status, scrape) = http_get(&addr, "/metrics").await.unwrap();
     assert_eq!(status, 200);
     let mut exported = BTreeSet::new();
     for name in metric_names(&scrape) {

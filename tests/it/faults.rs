@@ -2,6 +2,7 @@
 //! of the issue's cases, run on real processes, and covers its whole kind.
 
 use cpor_testkit::actors;
+use cpor_testkit::fixtures::wire::{self as fixtures, MPN_ID as MPN, PARTNER_ID as PARTNER};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering as AtomicOrdering};
 use std::sync::Arc;
@@ -13,16 +14,98 @@ use uuid::Uuid;
 
 use crate::support::jetstream::delete_streams;
 use crate::support::service::run_to_exit;
-use crate::support::{cpor_bin, request, unique_prefix, NatsServer, Service, ServiceOptions};
+use crate::support::{
+    assert_success, cpor_bin, request, unique_prefix, NatsServer, Service, ServiceOptions,
+};
 
 fn path_arg(path: &Path) -> &str {
     path.to_str().expect("temp paths are UTF-8")
 }
 
-/// Runs `cpor serve ARGS` to its exit: exit code and stderr.
-async fn serve_until_exit(args: &[&str]) -> (Option<i32>, String) {
-    let run = run_to_exit(&[&["serve"], args].concat(), &[]).await;
+/// Runs `cpor serve` on `nats` with `data_dir`, `prefix` and the flags
+/// `extra` to its exit: exit code and stderr.
+async fn serve_until_exit(
+    nats: &NatsServer,
+    data_dir: &Path,
+    prefix: &str,
+    extra: &[&str],
+) -> (Option<i32>, String) {
+    let serve = [
+        "serve",
+        "--nats-url",
+        nats.url(),
+        "--data-dir",
+        path_arg(data_dir),
+        "--prefix",
+        prefix,
+    ];
+    let run = run_to_exit(&[&serve[..], extra].concat(), &[]).await;
     (run.code, run.stderr)
+}
+
+/// What the service tests here start from: a nats-server of the test's
+/// own (so a fault touches no other test), a service on it with a manual
+/// clock, and a client.
+struct Setup {
+    /// The test's own nats-server, stopped when dropped.
+    nats: NatsServer,
+    /// The service's prefix, unique to the test.
+    prefix: String,
+    /// The running `cpor serve`.
+    service: Service,
+    /// A client of `nats`, for the test's requests.
+    client: async_nats::Client,
+}
+
+impl Setup {
+    /// Starts the service on `nats`; `options` adjusts its options (a data
+    /// dir, an environment variable) before the start.
+    async fn start(
+        nats: NatsServer,
+        options: impl FnOnce(ServiceOptions) -> ServiceOptions,
+    ) -> Setup {
+        let prefix = unique_prefix();
+        let service = Service::start(options(
+            ServiceOptions::new(nats.url(), &prefix).manual_clock(true),
+        ))
+        .await;
+        let client = nats.connect().await;
+        Setup {
+            nats,
+            prefix,
+            service,
+            client,
+        }
+    }
+
+    /// [`reference_data`], then a claim padded to `bytes`
+    /// ([`padded_submit`]), asserted accepted: its `claim_id`.
+    async fn submit_padded(&self, bytes: usize) -> Value {
+        let tenant = reference_data(&self.client, &self.prefix).await;
+        let submit = format!("cmd.partner.{PARTNER}.submit");
+        let reply = command_ok(
+            &self.client,
+            &self.prefix,
+            &submit,
+            padded_submit(tenant, bytes),
+        )
+        .await;
+        reply["claim_id"].clone()
+    }
+
+    /// Stops the service and deletes the prefix's streams.
+    async fn finish(mut self) {
+        self.service.terminate().await;
+        delete_streams(&jetstream::new(self.client), &self.prefix).await;
+    }
+}
+
+/// Asserts that `service` has not exited and answers `qry.health`.
+async fn assert_serving(service: &mut Service) {
+    let exited = service.wait_exit(Duration::ZERO).await;
+    assert_eq!(exited, None, "the service exited");
+    let health = service.health().await.expect("still serving");
+    assert_eq!(health["ok"], true, "{health}");
 }
 
 /// Issue 11 case 7: a start refused after the writer started (here: the
@@ -32,22 +115,12 @@ async fn serve_until_exit(args: &[&str]) -> (Option<i32>, String) {
 #[tokio::test(flavor = "multi_thread")]
 async fn refused_starts_exit_2_without_a_panic() {
     const STARTS: usize = 24;
-    let nats = NatsServer::start_own();
-    let prefix = unique_prefix();
-    let mut owner =
-        Service::start(ServiceOptions::new(nats.url(), &prefix).manual_clock(true)).await;
+    let owner = Setup::start(NatsServer::start_own(), |o| o).await;
+    let (nats, prefix) = (&owner.nats, &owner.prefix);
     let dirs = tempfile::tempdir().expect("temp dir");
     for start in 0..STARTS {
         let data_dir = dirs.path().join(format!("refused-{start}"));
-        let (code, stderr) = serve_until_exit(&[
-            "--nats-url",
-            nats.url(),
-            "--data-dir",
-            path_arg(&data_dir),
-            "--prefix",
-            &prefix,
-        ])
-        .await;
+        let (code, stderr) = serve_until_exit(nats, &data_dir, prefix, &[]).await;
         assert!(
             !stderr.contains("panicked"),
             "refused start #{start} panicked:\n{stderr}"
@@ -55,8 +128,7 @@ async fn refused_starts_exit_2_without_a_panic() {
         assert_eq!(code, Some(2), "refused start #{start}:\n{stderr}");
         assert!(stderr.contains("owns prefix"), "{stderr}");
     }
-    owner.terminate().await;
-    delete_streams(&jetstream::new(nats.connect().await), &prefix).await;
+    owner.finish().await;
 }
 
 /// Issue 11 case 4: one message on `{prefix}.lease` shut the service down
@@ -67,11 +139,12 @@ async fn refused_starts_exit_2_without_a_panic() {
 /// instance names the holder.
 #[tokio::test(flavor = "multi_thread")]
 async fn foreign_lease_messages_are_reported_and_a_lost_lease_exits_non_zero() {
-    let nats = NatsServer::start_own();
-    let prefix = unique_prefix();
-    let mut service =
-        Service::start(ServiceOptions::new(nats.url(), &prefix).manual_clock(true)).await;
-    let client = nats.connect().await;
+    let Setup {
+        nats,
+        prefix,
+        mut service,
+        client,
+    } = Setup::start(NatsServer::start_own(), |o| o).await;
     let js = jetstream::new(client.clone());
     let subject = format!("{prefix}.lease");
     let garbage: [&[u8]; 3] = [
@@ -98,15 +171,7 @@ async fn foreign_lease_messages_are_reported_and_a_lost_lease_exits_non_zero() {
     // A start on another data dir sees the lease held by the service (its
     // record, written over the garbage), named with host and pid.
     let dirs = tempfile::tempdir().expect("temp dir");
-    let (code, stderr) = serve_until_exit(&[
-        "--nats-url",
-        nats.url(),
-        "--data-dir",
-        path_arg(&dirs.path().join("second")),
-        "--prefix",
-        &prefix,
-    ])
-    .await;
+    let (code, stderr) = serve_until_exit(&nats, &dirs.path().join("second"), &prefix, &[]).await;
     assert_eq!(code, Some(2), "{stderr}");
     assert!(
         stderr.contains("owns prefix") && stderr.contains("pid"),
@@ -147,9 +212,6 @@ fn the_systemd_unit_restarts_on_every_exit_but_a_stop() {
     assert_eq!(restart, ["Restart=always"], "{}", unit_path.display());
 }
 
-const PARTNER: &str = "P-100";
-const MPN: &str = "4412001";
-
 fn system_actor() -> Value {
     actors::wire::system("faults-test")
 }
@@ -174,32 +236,20 @@ async fn command_ok(client: &async_nats::Client, prefix: &str, tail: &str, body:
 /// subscription, and partner P-100. Returns the tenant id.
 async fn reference_data(client: &async_nats::Client, prefix: &str) -> Uuid {
     let tenant = Uuid::new_v4();
-    command_ok(
-        client,
-        prefix,
-        "cmd.ref.partner",
-        json!({"actor": system_actor(),
-        "partner_id": PARTNER, "mpns": [{"mpn_id": MPN, "incentive_enrolled": true}]}),
-    )
-    .await;
-    command_ok(
-        client,
-        prefix,
-        "cmd.ref.tenant",
-        json!({"actor": system_actor(),
-        "tenant_id": tenant, "domains": ["contoso.example"]}),
-    )
-    .await;
-    command_ok(
-        client,
-        prefix,
-        "cmd.ref.subscription",
-        json!({"actor": system_actor(),
-        "subscription_id": Uuid::new_v4(), "tenant_id": tenant, "product": "dynamics_365_sales",
-        "solution_area": "business_applications", "is_dynamics": true,
-        "channel": "volume_licensing", "state": "active"}),
-    )
-    .await;
+    let system = system_actor();
+    for (tail, body) in [
+        ("cmd.ref.partner", fixtures::partner(&system, PARTNER, MPN)),
+        (
+            "cmd.ref.tenant",
+            fixtures::tenant(&system, tenant, &["contoso.example"]),
+        ),
+        (
+            "cmd.ref.subscription",
+            fixtures::subscription(&system, tenant, Uuid::new_v4()),
+        ),
+    ] {
+        command_ok(client, prefix, tail, body).await;
+    }
     tenant
 }
 
@@ -260,16 +310,17 @@ async fn no_event_too_large_to_publish_is_accepted() {
     let config_path = config.path().join("nats-server.conf");
     std::fs::write(&config_path, "max_payload: 65536\njetstream: enabled\n")
         .expect("write the config");
-    let nats = NatsServer::start_own_with(&["-c", path_arg(&config_path)], &[]);
-    let prefix = unique_prefix();
-    let mut service =
-        Service::start(ServiceOptions::new(nats.url(), &prefix).manual_clock(true)).await;
-    let client = nats.connect().await;
+    let setup = Setup::start(
+        NatsServer::start_own_with(&["-c", path_arg(&config_path)], &[]),
+        |o| o,
+    )
+    .await;
+    let (client, prefix) = (&setup.client, &setup.prefix);
     assert_eq!(client.server_info().max_payload, 65_536);
-    let tenant = reference_data(&client, &prefix).await;
+    let tenant = reference_data(client, prefix).await;
     let submit = format!("cmd.partner.{PARTNER}.submit");
 
-    let reply = command(&client, &prefix, &submit, padded_submit(tenant, 65_000)).await;
+    let reply = command(client, prefix, &submit, padded_submit(tenant, 65_000)).await;
     assert_eq!(reply["ok"], false, "{reply}");
     assert_eq!(reply["error"]["code"], "PAYLOAD_TOO_LARGE", "{reply}");
     let message = reply["error"]["message"].as_str().unwrap_or_default();
@@ -279,21 +330,20 @@ async fn no_event_too_large_to_publish_is_accepted() {
     );
     assert!(message.contains(&(65_536 - 1_024).to_string()), "{message}");
 
-    let accepted = command_ok(&client, &prefix, &submit, padded_submit(tenant, 62_000)).await;
-    let log = wait_published(&client, &prefix).await;
+    let accepted = command_ok(client, prefix, &submit, padded_submit(tenant, 62_000)).await;
+    let log = wait_published(client, prefix).await;
 
     // Everything after is published too.
     command_ok(
-        &client,
-        &prefix,
+        client,
+        prefix,
         &format!("cmd.partner.{PARTNER}.comment"),
         json!({"actor": partner_actor(), "claim_id": accepted["claim_id"], "text": "after"}),
     )
     .await;
-    let after = wait_published(&client, &prefix).await;
+    let after = wait_published(client, prefix).await;
     assert_eq!(after, log + 1);
-    service.terminate().await;
-    delete_streams(&jetstream::new(client), &prefix).await;
+    setup.finish().await;
 }
 
 /// Issue 11 case 5: nats-server forwards subjects with bytes that are not
@@ -306,11 +356,8 @@ async fn no_event_too_large_to_publish_is_accepted() {
 #[tokio::test(flavor = "multi_thread")]
 async fn subjects_that_are_not_utf8_do_not_disconnect_the_service() {
     use std::io::{Read, Write};
-    let nats = NatsServer::start_own();
-    let prefix = unique_prefix();
-    let mut service =
-        Service::start(ServiceOptions::new(nats.url(), &prefix).manual_clock(true)).await;
-    let client = nats.connect().await;
+    let mut setup = Setup::start(NatsServer::start_own(), |o| o).await;
+    let (nats, prefix, client) = (&setup.nats, &setup.prefix, &setup.client);
 
     // The flood, from a raw TCP connection; one garbage request carries a
     // reply subject, to see its answer.
@@ -375,7 +422,7 @@ async fn subjects_that_are_not_utf8_do_not_disconnect_the_service() {
             Ok(Ok(_)) => answered += 1,
             other => panic!(
                 "request {answered} during the flood failed: {other:?}\n{}",
-                service.take_log_tail(20)
+                setup.service.take_log_tail(20)
             ),
         }
     }
@@ -387,14 +434,13 @@ async fn subjects_that_are_not_utf8_do_not_disconnect_the_service() {
         seen.contains("INVALID_COMMAND"),
         "the garbage request is answered INVALID_COMMAND; the raw connection saw:\n{seen}"
     );
-    let log = std::fs::read_to_string(service.log_path()).expect("service log");
+    let log = std::fs::read_to_string(setup.service.log_path()).expect("service log");
     assert!(
         !log.contains("disconnected"),
         "the service lost its NATS connection:\n{}",
-        service.take_log_tail(20)
+        setup.service.take_log_tail(20)
     );
-    service.terminate().await;
-    delete_streams(&jetstream::new(client), &prefix).await;
+    setup.finish().await;
 }
 
 /// A tmpfs mounted for a test, unmounted when dropped.
@@ -454,21 +500,10 @@ async fn a_full_disk_answers_unavailable_and_writing_resumes_when_space_returns(
     let Some(tmpfs) = Tmpfs::mount("30m") else {
         return;
     };
-    let nats = NatsServer::start_own();
-    let prefix = unique_prefix();
     let data_dir = tmpfs.path().join("data");
-    let mut service = Service::start(
-        ServiceOptions::new(nats.url(), &prefix)
-            .manual_clock(true)
-            .data_dir(&data_dir),
-    )
-    .await;
-    let client = nats.connect().await;
-    let tenant = reference_data(&client, &prefix).await;
-    let submit = format!("cmd.partner.{PARTNER}.submit");
-    let claim = command_ok(&client, &prefix, &submit, padded_submit(tenant, 60_000)).await
-        ["claim_id"]
-        .clone();
+    let mut setup = Setup::start(NatsServer::start_own(), |o| o.data_dir(&data_dir)).await;
+    let claim = setup.submit_padded(60_000).await;
+    let (client, prefix) = (&setup.client, &setup.prefix);
     let comment_subject = format!("{prefix}.cmd.partner.{PARTNER}.comment");
     let comment = |i: usize| {
         json!({"actor": partner_actor(), "command_id": Uuid::new_v4(), "claim_id": claim,
@@ -483,7 +518,7 @@ async fn a_full_disk_answers_unavailable_and_writing_resumes_when_space_returns(
     let mut unavailable = 0usize;
     let mut full_message;
     loop {
-        let reply = request(&client, &comment_subject, comment(i).to_string()).await;
+        let reply = request(client, &comment_subject, comment(i).to_string()).await;
         i += 1;
         if reply["ok"] == true {
             acked += 1;
@@ -507,20 +542,14 @@ async fn a_full_disk_answers_unavailable_and_writing_resumes_when_space_returns(
         assert!(i < 5_000, "never answered UNAVAILABLE; free {free}");
     }
     assert!(full_message.contains("disk is full"), "{full_message}");
-    assert_eq!(
-        service.wait_exit(Duration::ZERO).await,
-        None,
-        "the service exited"
-    );
-    let health = service.health().await.expect("still serving");
-    assert_eq!(health["ok"], true, "{health}");
+    assert_serving(&mut setup.service).await;
 
     // Space comes back: writing resumes by itself.
     drop(filler);
     std::fs::remove_file(&filler_path).expect("remove the filler");
     let resumed = Instant::now();
     loop {
-        let reply = request(&client, &comment_subject, comment(i).to_string()).await;
+        let reply = request(client, &comment_subject, comment(i).to_string()).await;
         i += 1;
         if reply["ok"] == true {
             acked += 1;
@@ -532,10 +561,10 @@ async fn a_full_disk_answers_unavailable_and_writing_resumes_when_space_returns(
     eprintln!("{acked} acknowledged, {unavailable} answered UNAVAILABLE while the disk was full");
 
     // Nothing acknowledged is lost across a restart.
-    service.terminate().await;
-    service.start_again().await;
+    setup.service.terminate().await;
+    setup.service.start_again().await;
     let reply = request(
-        &client,
+        client,
         &format!("{prefix}.qry.claim.get"),
         json!({"actor": {"type": "reviewer", "id": "r1"}, "claim_id": claim}).to_string(),
     )
@@ -545,8 +574,7 @@ async fn a_full_disk_answers_unavailable_and_writing_resumes_when_space_returns(
         comments >= acked,
         "{comments} comments, {acked} acknowledged"
     );
-    service.terminate().await;
-    delete_streams(&jetstream::new(client), &prefix).await;
+    setup.finish().await;
 }
 
 /// What one load task saw: commands acknowledged, commands answered
@@ -624,22 +652,14 @@ async fn a_real_enospc_under_load_is_survived_without_exit_or_loss() {
     let Some(tmpfs) = Tmpfs::mount("40m") else {
         return;
     };
-    let nats = NatsServer::start_own();
-    let prefix = unique_prefix();
     let data_dir = tmpfs.path().join("data");
-    let mut options = ServiceOptions::new(nats.url(), &prefix)
-        .manual_clock(true)
-        .data_dir(&data_dir);
-    options
-        .env
-        .push(("CPOR_DISK_FREE_MIN_BYTES".into(), "0".into()));
-    let mut service = Service::start(options).await;
-    let client = nats.connect().await;
-    let tenant = reference_data(&client, &prefix).await;
-    let submit = format!("cmd.partner.{PARTNER}.submit");
-    let claim = command_ok(&client, &prefix, &submit, padded_submit(tenant, 60_000)).await
-        ["claim_id"]
-        .clone();
+    let mut setup = Setup::start(NatsServer::start_own(), |mut o| {
+        o.env.push(("CPOR_DISK_FREE_MIN_BYTES".into(), "0".into()));
+        o.data_dir(&data_dir)
+    })
+    .await;
+    let claim = setup.submit_padded(60_000).await;
+    let (client, prefix) = (&setup.client, &setup.prefix);
     let subject = format!("{prefix}.cmd.partner.{PARTNER}.comment");
     let stop = Arc::new(AtomicBool::new(false));
     let (acked, unavailable) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
@@ -670,13 +690,7 @@ async fn a_real_enospc_under_load_is_survived_without_exit_or_loss() {
         "never answered UNAVAILABLE on a full disk",
     )
     .await;
-    assert_eq!(
-        service.wait_exit(Duration::ZERO).await,
-        None,
-        "the service exited"
-    );
-    let health = service.health().await.expect("still serving");
-    assert_eq!(health["ok"], true, "{health}");
+    assert_serving(&mut setup.service).await;
 
     // Space comes back: the data dir is reopened and writing resumes.
     std::fs::remove_file(&filler).expect("remove the filler");
@@ -707,25 +721,20 @@ async fn a_real_enospc_under_load_is_survived_without_exit_or_loss() {
         tally.timeouts, 0,
         "callers timed out instead of getting UNAVAILABLE"
     );
-    assert_retries_consistent(&client, &subject, &tally).await;
+    assert_retries_consistent(client, &subject, &tally).await;
 
     // kill -9 and restart: the same holds, and the data dir verifies.
-    service.kill().await;
-    service.start_again().await;
-    assert_retries_consistent(&client, &subject, &tally).await;
-    service.terminate().await;
+    setup.service.kill().await;
+    setup.service.start_again().await;
+    assert_retries_consistent(client, &subject, &tally).await;
+    setup.service.terminate().await;
     assert_each_command_once(&data_dir, &tally);
     let verify = std::process::Command::new(cpor_bin())
         .args(["verify", "--data-dir", path_arg(&data_dir)])
         .output()
         .expect("run cpor verify");
-    assert!(
-        verify.status.success(),
-        "cpor verify: {}\n{}",
-        String::from_utf8_lossy(&verify.stdout),
-        String::from_utf8_lossy(&verify.stderr)
-    );
-    delete_streams(&jetstream::new(client), &prefix).await;
+    assert_success("cpor verify", &verify);
+    delete_streams(&jetstream::new(client.clone()), prefix).await;
 }
 
 /// Retries every command of `tally`: an acknowledged one answers as a
@@ -756,11 +765,7 @@ fn assert_each_command_once(data_dir: &Path, tally: &LoadTally) {
         .args(["export", "--data-dir", path_arg(data_dir)])
         .output()
         .expect("run cpor export");
-    assert!(
-        export.status.success(),
-        "{}",
-        String::from_utf8_lossy(&export.stderr)
-    );
+    assert_success("cpor export", &export);
     let mut written: std::collections::HashMap<String, usize> = Default::default();
     for line in String::from_utf8_lossy(&export.stdout).lines() {
         let event: Value = serde_json::from_str(line).expect("exported events are JSON");
@@ -796,40 +801,24 @@ fn copy_dir(from: &Path, to: &Path) {
 /// is this log's again.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_log_behind_its_events_stream_refuses_to_start_naming_the_repair() {
-    let nats = NatsServer::start_own();
-    let prefix = unique_prefix();
     let dirs = tempfile::tempdir().expect("temp dir");
     let data_dir = dirs.path().join("data");
-    let mut service = Service::start(
-        ServiceOptions::new(nats.url(), &prefix)
-            .manual_clock(true)
-            .data_dir(&data_dir),
-    )
-    .await;
-    let client = nats.connect().await;
-    let tenant = reference_data(&client, &prefix).await;
-    let backed_up = wait_published(&client, &prefix).await;
-    service.terminate().await;
+    let mut setup = Setup::start(NatsServer::start_own(), |o| o.data_dir(&data_dir)).await;
+    let (nats, client, prefix) = (&setup.nats, &setup.client, &setup.prefix);
+    let tenant = reference_data(client, prefix).await;
+    let backed_up = wait_published(client, prefix).await;
+    setup.service.terminate().await;
     let backup = dirs.path().join("backup");
     copy_dir(&data_dir, &backup);
-    service.start_again().await;
+    setup.service.start_again().await;
     let submit = format!("cmd.partner.{PARTNER}.submit");
-    command_ok(&client, &prefix, &submit, padded_submit(tenant, 60_000)).await;
-    assert!(wait_published(&client, &prefix).await > backed_up);
-    service.terminate().await;
+    command_ok(client, prefix, &submit, padded_submit(tenant, 60_000)).await;
+    assert!(wait_published(client, prefix).await > backed_up);
+    setup.service.terminate().await;
 
     std::fs::remove_dir_all(&data_dir).expect("remove the data dir");
     copy_dir(&backup, &data_dir);
-    let (code, stderr) = serve_until_exit(&[
-        "--nats-url",
-        nats.url(),
-        "--data-dir",
-        path_arg(&data_dir),
-        "--prefix",
-        &prefix,
-        "--manual-clock",
-    ])
-    .await;
+    let (code, stderr) = serve_until_exit(nats, &data_dir, prefix, &["--manual-clock"]).await;
     assert_eq!(code, Some(2), "{stderr}");
     let step = format!("cpor repair-stream --prefix {prefix}");
     assert!(
@@ -843,17 +832,12 @@ async fn a_log_behind_its_events_stream_refuses_to_start_naming_the_repair() {
             "--nats-url",
             nats.url(),
             "--prefix",
-            &prefix,
+            prefix,
         ])
         .output()
         .expect("run cpor repair-stream");
-    assert!(
-        repair.status.success(),
-        "{}",
-        String::from_utf8_lossy(&repair.stderr)
-    );
-    service.start_again().await;
-    assert_eq!(wait_published(&client, &prefix).await, backed_up);
-    service.terminate().await;
-    delete_streams(&jetstream::new(client), &prefix).await;
+    assert_success("cpor repair-stream", &repair);
+    setup.service.start_again().await;
+    assert_eq!(wait_published(client, prefix).await, backed_up);
+    setup.finish().await;
 }

@@ -2,6 +2,8 @@
 //! with credentials and TLS; on a server configured like `deploy/nats/`,
 //! every role can do what it may and nothing more.
 
+use cpor_testkit::actors::wire::partner_admin as partner;
+use cpor_testkit::fixtures::wire as fixtures;
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -9,11 +11,9 @@ use serde_json::{json, Value};
 
 use futures::StreamExt;
 
-use cpor_testkit::env::CPOR_ENV;
-
-use crate::support::nats::{connect_as, ClientAuth};
-use crate::support::service::{run_to_exit, RUN_TIMEOUT};
-use crate::support::{cpor_bin, request, unique_prefix, NatsServer, Service, ServiceOptions};
+use crate::support::nats::{answers_within, connect_as, ClientAuth};
+use crate::support::service::{cpor_command, run_to_exit, RUN_TIMEOUT};
+use crate::support::{request, unique_prefix, NatsServer, Service, ServiceOptions};
 
 /// Runs `cpor ARGS` with `env` to its exit: exit code, stdout, stderr.
 async fn run_cpor(args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, String, String) {
@@ -22,7 +22,7 @@ async fn run_cpor(args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, String, 
 }
 
 fn system() -> Value {
-    json!({"type": "system", "id": "identity-test"})
+    cpor_testkit::actors::wire::system("identity-test")
 }
 
 /// `cpor serve` and `cpor request` authenticate with `--nats-user` and the
@@ -37,41 +37,24 @@ async fn serve_and_tools_use_user_and_password_and_wrong_ones_exit_2() {
     let data_dir = data.path().join("data");
     let data_dir = data_dir.to_str().unwrap();
 
-    let (code, _, stderr) = run_cpor(
-        &[
-            "serve",
-            "--nats-url",
-            nats.url(),
-            "--prefix",
-            &prefix,
-            "--data-dir",
-            data_dir,
-            "--nats-user",
-            "svc",
-        ],
-        &[("CPOR_NATS_PASSWORD", "wrong")],
-    )
-    .await;
+    let serve = [
+        "serve",
+        "--nats-url",
+        nats.url(),
+        "--prefix",
+        &prefix,
+        "--data-dir",
+        data_dir,
+        "--nats-user",
+        "svc",
+    ];
+    let (code, _, stderr) = run_cpor(&serve, &[("CPOR_NATS_PASSWORD", "wrong")]).await;
     assert_eq!(code, Some(2), "wrong password: {stderr}");
     assert!(
         stderr.contains("refused") && stderr.contains("authorization violation"),
         "{stderr}"
     );
-    let (code, _, stderr) = run_cpor(
-        &[
-            "serve",
-            "--nats-url",
-            nats.url(),
-            "--prefix",
-            &prefix,
-            "--data-dir",
-            data_dir,
-            "--nats-user",
-            "svc",
-        ],
-        &[],
-    )
-    .await;
+    let (code, _, stderr) = run_cpor(&serve, &[]).await;
     assert_eq!(code, Some(2), "no password: {stderr}");
     assert!(stderr.contains("CPOR_NATS_PASSWORD"), "{stderr}");
 
@@ -88,32 +71,23 @@ async fn serve_and_tools_use_user_and_password_and_wrong_ones_exit_2() {
     .await;
     assert_eq!(reply["ok"], true, "{reply}");
 
+    let as_svc = [
+        "--nats-url",
+        nats.url(),
+        "--prefix",
+        &prefix,
+        "--nats-user",
+        "svc",
+    ];
     let (code, stdout, stderr) = run_cpor(
-        &[
-            "request",
-            "--nats-url",
-            nats.url(),
-            "--prefix",
-            &prefix,
-            "--nats-user",
-            "svc",
-            "qry.health",
-        ],
+        &[&["request"], &as_svc[..], &["qry.health"]].concat(),
         &[("CPOR_NATS_PASSWORD", "s3cret-pw")],
     )
     .await;
     assert_eq!(code, Some(0), "{stdout}{stderr}");
     assert!(stdout.contains("log_position"), "{stdout}");
     let (code, _, stderr) = run_cpor(
-        &[
-            "verify",
-            "--nats-url",
-            nats.url(),
-            "--prefix",
-            &prefix,
-            "--nats-user",
-            "svc",
-        ],
+        &[&["verify"], &as_svc[..]].concat(),
         &[("CPOR_NATS_PASSWORD", "wrong")],
     )
     .await;
@@ -131,21 +105,12 @@ async fn serve_waits_for_a_nats_server_that_is_not_up_yet() {
     let prefix = unique_prefix();
     let data = tempfile::tempdir().unwrap();
     let log = std::fs::File::create(data.path().join("cpor.log")).unwrap();
-    let mut command = tokio::process::Command::new(cpor_bin());
+    let mut command = cpor_command(["serve", "--nats-url", nats.url(), "--prefix", &prefix]);
     command
-        .args(["serve", "--nats-url", nats.url(), "--prefix", &prefix])
         .arg("--data-dir")
         .arg(data.path().join("data"))
-        .env("NO_COLOR", "1")
-        // Many services run at once: each admin listener on a free port.
-        .env("CPOR_HTTP_ADDR", "127.0.0.1:0")
-        .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(log)
-        .kill_on_drop(true);
-    for var in CPOR_ENV {
-        command.env_remove(var);
-    }
+        .stderr(log);
     let mut child = command.spawn().expect("start cpor serve");
     let log_text = || std::fs::read_to_string(data.path().join("cpor.log")).unwrap_or_default();
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -158,25 +123,11 @@ async fn serve_waits_for_a_nats_server_that_is_not_up_yet() {
 
     tokio::task::block_in_place(|| nats.start());
     let client = nats.connect().await;
-    let started = std::time::Instant::now();
-    loop {
-        let health = tokio::time::timeout(
-            Duration::from_secs(2),
-            client.request(format!("{prefix}.qry.health"), "{}".into()),
-        )
-        .await;
-        if let Ok(Ok(reply)) = health {
-            let health: Value = serde_json::from_slice(&reply.payload).unwrap();
-            assert_eq!(health["ok"], true, "{health}");
-            break;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "cpor serve does not answer 20 s after NATS came up:\n{}",
-            log_text()
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    assert!(
+        answers_within(&client, &prefix, Duration::from_secs(20)).await,
+        "cpor serve does not answer 20 s after NATS came up:\n{}",
+        log_text()
+    );
     crate::support::nats::send_signal(child.id().unwrap(), "TERM");
     let status = tokio::time::timeout(RUN_TIMEOUT, child.wait())
         .await
@@ -444,10 +395,6 @@ fn command(mut body: Value) -> String {
     body.to_string()
 }
 
-fn partner(id: &str) -> Value {
-    json!({"type": "partner", "partner_id": id, "user": format!("admin@{id}.example"), "roles": ["incentives_admin"]})
-}
-
 /// Issue 9, items 6 and 7: `deploy/nats/nats-server-tls.conf` as shipped,
 /// TLS on: each role connects with its user and does what it may; every
 /// forbidden act is refused by the server (or, for an actor that does not
@@ -482,30 +429,36 @@ async fn every_role_does_what_it_may_and_nothing_more() {
 
     // Reference data, by the reference sync.
     let (refdata, mut refdata_events) = server.connect("refdata-sync").await;
-    let sync = json!({"type": "system", "id": "crm-sync"});
-    let tenant = uuid::Uuid::new_v4().to_string();
-    let sub_sales = uuid::Uuid::new_v4().to_string();
-    let sub_service = uuid::Uuid::new_v4().to_string();
+    let sync = cpor_testkit::actors::wire::system("crm-sync");
+    let tenant = uuid::Uuid::new_v4();
+    let (sales, service_sub) = (uuid::Uuid::new_v4(), uuid::Uuid::new_v4());
+    let (sub_sales, sub_service) = (sales.to_string(), service_sub.to_string());
     for (name, body) in [
         (
             "cmd.ref.tenant",
-            json!({"actor": sync, "tenant_id": tenant, "domains": ["contoso.com"]}),
+            fixtures::tenant(&sync, tenant, &["contoso.com"]),
         ),
         (
             "cmd.ref.subscription",
-            json!({"actor": sync, "subscription_id": sub_sales, "tenant_id": tenant, "product": "dynamics_365_sales", "solution_area": "business_applications", "is_dynamics": true, "channel": "volume_licensing", "state": "active"}),
+            fixtures::subscription(&sync, tenant, sales),
         ),
         (
             "cmd.ref.subscription",
-            json!({"actor": sync, "subscription_id": sub_service, "tenant_id": tenant, "product": "dynamics_365_customer_service", "solution_area": "business_applications", "is_dynamics": true, "channel": "volume_licensing", "state": "active"}),
+            fixtures::dynamics_subscription(
+                &sync,
+                tenant,
+                service_sub,
+                "dynamics_365_customer_service",
+                "volume_licensing",
+            ),
         ),
         (
             "cmd.ref.partner",
-            json!({"actor": sync, "partner_id": "P-100", "mpns": [{"mpn_id": "4412001", "incentive_enrolled": true}]}),
+            fixtures::partner(&sync, "P-100", "4412001"),
         ),
         (
             "cmd.ref.partner",
-            json!({"actor": sync, "partner_id": "P-200", "mpns": [{"mpn_id": "5500001", "incentive_enrolled": true}]}),
+            fixtures::partner(&sync, "P-200", "5500001"),
         ),
     ] {
         let reply = request(&refdata, &subject(name), command(body)).await;
@@ -800,17 +753,11 @@ async fn every_role_does_what_it_may_and_nothing_more() {
 /// stops it.
 async fn watch_lines(args: &[String], env: &[(&str, String)], count: usize) -> Vec<Value> {
     use tokio::io::AsyncBufReadExt;
-    let mut command = tokio::process::Command::new(cpor_bin());
+    let mut command = cpor_command(args);
     command
-        .args(args)
-        .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    for var in CPOR_ENV {
-        command.env_remove(var);
-    }
-    command.envs(env.iter().map(|(k, v)| (*k, v.as_str())));
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())));
     let mut child = command.spawn().expect("start cpor watch");
     let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
     let mut out = Vec::new();
@@ -834,45 +781,40 @@ async fn watch_lines(args: &[String], env: &[(&str, String)], count: usize) -> V
     out
 }
 
-/// Every message of `stream` (which must hold exactly `count`), as JSON,
-/// read through an ordered consumer like `cpor watch` and the audit tools.
-/// The first message of `stream`, read with an ordered consumer as `client`.
+/// The first message of `stream`, read as `client` (see [`read_ordered`]).
 async fn read_stream_head(client: &async_nats::Client, stream: &str) -> Value {
-    use async_nats::jetstream::consumer;
-    let js = async_nats::jetstream::new(client.clone());
-    let handle = js
-        .get_stream(stream)
-        .await
-        .unwrap_or_else(|e| panic!("{stream}: {e}"));
-    let consumer = handle
-        .create_consumer(consumer::pull::OrderedConfig {
-            deliver_policy: consumer::DeliverPolicy::All,
-            ..Default::default()
-        })
-        .await
-        .unwrap_or_else(|e| panic!("a consumer on {stream}: {e}"));
-    let mut messages = consumer.messages().await.unwrap();
-    let message = tokio::time::timeout(Duration::from_secs(10), messages.next())
-        .await
-        .unwrap_or_else(|_| panic!("{stream}: no message"))
-        .unwrap()
-        .unwrap();
-    serde_json::from_slice(&message.payload).unwrap()
+    let (_, mut messages) = read_ordered(client, stream, 1).await;
+    messages.remove(0)
 }
 
+/// Every message of `stream` (which must hold exactly `count`), as JSON,
+/// read as `client` (see [`read_ordered`]).
 async fn read_stream_payloads(
     client: &async_nats::Client,
     stream: &str,
     count: usize,
 ) -> Vec<Value> {
+    let (held, messages) = read_ordered(client, stream, count).await;
+    assert_eq!(held, count as u64, "messages in {stream}");
+    messages
+}
+
+/// How many messages `stream` holds, and its first `count` as JSON, read
+/// as `client` through an ordered consumer like `cpor watch` and the audit
+/// tools (what a deployed role's permissions must allow). Panics when the
+/// stream or the consumer is refused, or a message does not come in 10 s.
+async fn read_ordered(
+    client: &async_nats::Client,
+    stream: &str,
+    count: usize,
+) -> (u64, Vec<Value>) {
     use async_nats::jetstream::consumer;
     let js = async_nats::jetstream::new(client.clone());
     let mut handle = js
         .get_stream(stream)
         .await
         .unwrap_or_else(|e| panic!("{stream}: {e}"));
-    let info = handle.info().await.unwrap();
-    assert_eq!(info.state.messages, count as u64, "messages in {stream}");
+    let held = handle.info().await.unwrap().state.messages;
     let consumer = handle
         .create_consumer(consumer::pull::OrderedConfig {
             deliver_policy: consumer::DeliverPolicy::All,
@@ -890,7 +832,7 @@ async fn read_stream_payloads(
             .unwrap();
         out.push(serde_json::from_slice(&message.payload).unwrap());
     }
-    out
+    (held, out)
 }
 
 /// The service with a wrong password, or without the CA that signed the
@@ -965,22 +907,13 @@ async fn the_plain_config_has_the_same_users() {
     use tokio::io::AsyncBufReadExt;
     let data = tempfile::tempdir().unwrap();
     let (args, env) = server.cli("partner-P-100");
-    let mut command = tokio::process::Command::new(cpor_bin());
+    let mut command = cpor_command(["serve", "--prefix", DEPLOY_PREFIX, "--data-dir"]);
     command
-        .args(["serve", "--prefix", DEPLOY_PREFIX, "--data-dir"])
         .arg(data.path().join("data"))
         .args(&args)
-        .env("NO_COLOR", "1")
-        // Many services run at once: each admin listener on a free port.
-        .env("CPOR_HTTP_ADDR", "127.0.0.1:0")
-        .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    for var in CPOR_ENV {
-        command.env_remove(var);
-    }
-    command.envs(env.iter().map(|(k, v)| (*k, v.as_str())));
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())));
     let mut child = command.spawn().unwrap();
     let mut lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
     let mut seen = Vec::new();

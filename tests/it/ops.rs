@@ -13,7 +13,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use uuid::Uuid;
 
 use crate::support::nats::free_port;
-use crate::support::{request, unique_prefix, NatsServer, Service, ServiceOptions};
+use crate::support::{assert_success, request, unique_prefix, NatsServer, Service, ServiceOptions};
 
 /// How long a probe may take to change its answer after NATS went or came.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -84,8 +84,9 @@ pub(crate) async fn http_get(addr: &str, path: &str) -> Result<(u16, String), St
     Ok((status, body.to_string()))
 }
 
-/// A service on `nats` whose admin listener is on a port of its own.
-async fn service_with_admin(nats: &NatsServer) -> (Service, String) {
+/// A service on `nats` whose admin listener is on a port of its own: the
+/// service and the listener's address (`127.0.0.1:PORT`).
+pub(crate) async fn service_with_admin(nats: &NatsServer) -> (Service, String) {
     let addr = format!("127.0.0.1:{}", free_port());
     let mut options = ServiceOptions::new(nats.url(), &unique_prefix()).manual_clock(true);
     options.env.push(("CPOR_HTTP_ADDR".into(), addr.clone()));
@@ -242,12 +243,7 @@ async fn metrics_pass_promtool_and_count_what_happened() {
             child.wait_with_output()
         })
         .expect("run promtool");
-    assert!(
-        output.status.success(),
-        "promtool check metrics:\n{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
+    assert_success("promtool check metrics", &output);
 }
 
 /// Polls `/readyz` until its status is `want`; the last body.

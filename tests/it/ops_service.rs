@@ -7,6 +7,7 @@
 //! discovery request here collects all answers for a while and picks this
 //! test's instance by its `prefix` metadata.
 
+use cpor_testkit::actors::wire::partner_admin as partner;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
@@ -132,10 +133,6 @@ async fn srv_ping_info_and_stats_describe_the_service() {
     assert!(queries["num_requests"].as_u64() >= Some(2), "{stats}");
     assert!(queries["num_errors"].as_u64() >= Some(1), "{stats}");
     assert_eq!(queries["last_error"], "404:CLAIM_NOT_FOUND", "{stats}");
-}
-
-fn partner(id: &str) -> Value {
-    json!({"type": "partner", "partner_id": id, "user": format!("admin@{id}.example"), "roles": ["incentives_admin"]})
 }
 
 /// A request/reply that keeps the reply's headers.

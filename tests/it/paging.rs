@@ -4,6 +4,8 @@
 //! every list comes a page at a time, cut by size as well as by count, with
 //! the cursor of what is left, and every item stays reachable by paging.
 
+use cpor_testkit::actors::wire::partner_admin as partner;
+use cpor_testkit::fixtures::wire as fixtures;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
@@ -30,12 +32,7 @@ fn comment_text(i: usize) -> String {
 }
 
 fn system() -> Value {
-    json!({"type": "system", "id": "paging-test"})
-}
-
-fn partner(partner_id: &str) -> Value {
-    json!({"type": "partner", "partner_id": partner_id,
-           "user": format!("admin@{partner_id}.example"), "roles": ["incentives_admin"]})
+    cpor_testkit::actors::wire::system("paging-test")
 }
 
 fn reviewer() -> Value {
@@ -109,15 +106,14 @@ impl Bench {
     }
 
     async fn partner_upsert(&self, partner_id: &str, mpn: &str) {
-        let body = json!({"actor": system(), "partner_id": partner_id,
-                          "mpns": [{"mpn_id": mpn, "incentive_enrolled": true}]});
+        let body = fixtures::partner(&system(), partner_id, mpn);
         self.command("cmd.ref.partner", body).await;
     }
 
     /// A tenant with `subscriptions` active Dynamics 365 Sales subscriptions.
     async fn tenant(&self, subscriptions: usize) -> Uuid {
         let tenant = Uuid::new_v4();
-        let body = json!({"actor": system(), "tenant_id": tenant, "domains": ["contoso.example"]});
+        let body = fixtures::tenant(&system(), tenant, &["contoso.example"]);
         self.command("cmd.ref.tenant", body).await;
         let upserts = (0..subscriptions)
             .map(|_| ("cmd.ref.subscription".to_string(), subscription(tenant)))
@@ -128,9 +124,7 @@ impl Bench {
 }
 
 fn subscription(tenant: Uuid) -> Value {
-    json!({"actor": system(), "subscription_id": Uuid::new_v4(), "tenant_id": tenant,
-           "product": "dynamics_365_sales", "solution_area": "business_applications",
-           "is_dynamics": true, "channel": "volume_licensing", "state": "active"})
+    fixtures::subscription(&system(), tenant, Uuid::new_v4())
 }
 
 /// A claim by `partner_id` on every Dynamics 365 Sales subscription of

@@ -5,6 +5,7 @@
 //! republished in the new form from the log, and the old-form subjects are
 //! purged, whatever they held.
 
+use cpor_testkit::actors::wire::partner_admin as partner;
 use std::path::Path;
 
 use async_nats::jetstream;
@@ -18,11 +19,6 @@ use crate::support::{request, status_stream, unique_prefix, NatsServer, Service,
 fn fixtures() -> Fixtures {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/_fixtures.json");
     Fixtures::load(&path).unwrap_or_else(|e| panic!("{e}"))
-}
-
-fn partner(id: &str) -> Value {
-    json!({"type": "partner", "partner_id": id, "user": format!("admin@{id}.example"),
-           "roles": ["incentives_admin"]})
 }
 
 /// Subjects of `stream` matching `filter`, with their message counts.

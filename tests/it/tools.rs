@@ -2,32 +2,27 @@
 //! before the service, its `--json` and partner column; `cpor request`
 //! errors that say their cause once.
 
+use cpor_testkit::actors;
+use cpor_testkit::fixtures::wire::{self as fixtures, MPN_ID, PARTNER_ID};
 use std::process::Stdio;
 use std::time::Duration;
 
 use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, BufReader, Lines};
-use tokio::process::{Child, ChildStdout, Command};
+use tokio::process::{Child, ChildStdout};
 
 use crate::support::jetstream::delete_streams;
-use crate::support::{cpor_bin, request, unique_prefix, NatsServer, Service, ServiceOptions};
+use crate::support::service::cpor_command;
+use crate::support::{request, unique_prefix, NatsServer, Service, ServiceOptions};
 
 /// How long a watcher may take to print what the test waits for.
 const WATCH_TIMEOUT: Duration = Duration::from_secs(20);
 
-/// `cpor ARGS` with stdout and stderr piped, killed when dropped.
+/// `cpor ARGS` ([`cpor_command`]) with stdout and stderr piped.
 fn cpor(args: &[&str]) -> Child {
-    Command::new(cpor_bin())
-        .args(args)
-        .env("NO_COLOR", "1")
-        // Many services run at once: each admin listener on a free port.
-        .env("CPOR_HTTP_ADDR", "127.0.0.1:0")
-        .env_remove("CPOR_NATS_URL")
-        .env_remove("CPOR_PREFIX")
-        .stdin(Stdio::null())
+    cpor_command(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        .kill_on_drop(true)
         .spawn()
         .expect("start cpor")
 }
@@ -43,30 +38,26 @@ async fn next_line<R: tokio::io::AsyncBufRead + Unpin>(lines: &mut Lines<R>, wha
 
 /// Reference data and one submitted claim of partner P-100; its id.
 async fn submit_one_claim(client: &async_nats::Client, prefix: &str) -> String {
-    let system = json!({"type": "system", "id": "test-sync"});
-    let tenant = uuid::Uuid::new_v4().to_string();
-    let subscription = uuid::Uuid::new_v4().to_string();
+    let system = actors::wire::system("test-sync");
+    let tenant = uuid::Uuid::new_v4();
+    let subscription = uuid::Uuid::new_v4();
     let claim = uuid::Uuid::new_v4().to_string();
     let commands = [
         (
             "cmd.ref.tenant",
-            json!({"actor": system, "tenant_id": tenant, "domains": ["contoso.com"]}),
+            fixtures::tenant(&system, tenant, &["contoso.com"]),
         ),
         (
             "cmd.ref.subscription",
-            json!({"actor": system, "subscription_id": subscription, "tenant_id": tenant,
-                   "product": "dynamics_365_sales", "solution_area": "business_applications",
-                   "is_dynamics": true, "channel": "volume_licensing", "state": "active"}),
+            fixtures::subscription(&system, tenant, subscription),
         ),
         (
             "cmd.ref.partner",
-            json!({"actor": system, "partner_id": "P-100",
-                   "mpns": [{"mpn_id": "4412001", "incentive_enrolled": true}]}),
+            fixtures::partner(&system, PARTNER_ID, MPN_ID),
         ),
         (
             "cmd.partner.P-100.submit",
-            json!({"actor": {"type": "partner", "partner_id": "P-100", "user": "a@p.example",
-                             "roles": ["incentives_admin"]},
+            json!({"actor": actors::wire::partner(PARTNER_ID, "a@p.example"),
                    "claim_id": claim, "tenant_id": tenant, "domain": "contoso.com",
                    "solution_area": "business_applications", "activity": "usage",
                    "product": "dynamics_365_sales", "mpn_id": "4412001",

@@ -13,6 +13,9 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
+use cpor_testkit::actors;
+use cpor_testkit::fixtures::wire::{self as fixtures, MPN_ID, PARTNER_ID};
+
 use crate::support::jetstream::delete_streams;
 use crate::support::service::clock_body;
 use crate::support::{
@@ -24,11 +27,11 @@ use crate::support::{
 const REPAIR_TIMEOUT: Duration = Duration::from_secs(30);
 
 fn system() -> Value {
-    json!({"type": "system", "id": "trail-test"})
+    actors::wire::system("trail-test")
 }
 
 fn partner() -> Value {
-    json!({"type": "partner", "partner_id": "P-100", "user": "a@p.example", "roles": ["incentives_admin"]})
+    actors::wire::partner(PARTNER_ID, "a@p.example")
 }
 
 async fn ok(client: &async_nats::Client, prefix: &str, tail: &str, mut body: Value) -> Value {
@@ -60,8 +63,7 @@ pub(crate) async fn populate(
         client,
         prefix,
         "cmd.ref.partner",
-        json!({"actor": system(), "partner_id": "P-100",
-        "mpns": [{"mpn_id": "4412001", "incentive_enrolled": true}]}),
+        fixtures::partner(&system(), PARTNER_ID, MPN_ID),
     )
     .await;
     let mut ids = Vec::new();
@@ -72,21 +74,19 @@ pub(crate) async fn populate(
             "trail-{i}-{}.example.com",
             &tenant.simple().to_string()[..6]
         );
+        let system = system();
         ok(
             client,
             prefix,
             "cmd.ref.tenant",
-            json!({"actor": system(), "tenant_id": tenant, "domains": [domain]}),
+            fixtures::tenant(&system, tenant, &[&domain]),
         )
         .await;
         ok(
             client,
             prefix,
             "cmd.ref.subscription",
-            json!({"actor": system(),
-            "subscription_id": subscription, "tenant_id": tenant, "product": "dynamics_365_sales",
-            "solution_area": "business_applications", "is_dynamics": true,
-            "channel": "volume_licensing", "state": "active"}),
+            fixtures::subscription(&system, tenant, subscription),
         )
         .await;
         let claim = Uuid::new_v4();
@@ -98,7 +98,7 @@ pub(crate) async fn populate(
             "claim_id": claim, "tenant_id": tenant, "domain": domain,
             "solution_area": "business_applications", "activity": "usage",
             "product": "dynamics_365_sales", "subscription_id": subscription,
-            "mpn_id": "4412001"}),
+            "mpn_id": MPN_ID}),
         )
         .await;
         comment(client, prefix, &claim.to_string(), "a note").await;

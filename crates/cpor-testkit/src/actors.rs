@@ -44,6 +44,12 @@ pub mod wire {
                "roles": [PARTNER_ROLE]})
     }
 
+    /// A partner's administrator: [`partner`] with the user
+    /// `admin@{partner_id}.example`.
+    pub fn partner_admin(partner_id: &str) -> Value {
+        partner(partner_id, &format!("admin@{partner_id}.example"))
+    }
+
     /// The reviewer `rev-1`.
     pub fn reviewer() -> Value {
         json!({"type": "reviewer", "id": "rev-1"})

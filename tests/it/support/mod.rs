@@ -31,6 +31,18 @@ pub(crate) fn unique_prefix() -> String {
     format!("t{}", &random[..12])
 }
 
+/// Asserts that a finished process (a tool, a `cpor` command) succeeded;
+/// the failure message names `what` and shows its stdout and stderr.
+pub(crate) fn assert_success(what: &str, output: &std::process::Output) {
+    assert!(
+        output.status.success(),
+        "{what} failed ({}):\n{}{}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
 /// The JetStream stream a service with this prefix publishes its events to.
 pub(crate) fn events_stream(prefix: &str) -> String {
     format!("{}_EVENTS", prefix.to_uppercase())

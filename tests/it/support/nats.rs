@@ -503,6 +503,33 @@ pub(crate) async fn connect(url: &str) -> async_nats::Client {
         .unwrap_or_else(|e| panic!("cannot connect to NATS at {url}: {e}"))
 }
 
+/// Whether a service on `client` with `prefix` answers `qry.health`
+/// within `within` (each try waits 2 s at most, tries 200 ms apart), as
+/// after NATS came back. Panics when it answers, but not `ok: true`.
+pub(crate) async fn answers_within(
+    client: &async_nats::Client,
+    prefix: &str,
+    within: Duration,
+) -> bool {
+    let started = Instant::now();
+    loop {
+        let health = tokio::time::timeout(
+            Duration::from_secs(2),
+            client.request(format!("{prefix}.qry.health"), "{}".into()),
+        )
+        .await;
+        if let Ok(Ok(reply)) = health {
+            let health: Value = serde_json::from_slice(&reply.payload).expect("health is JSON");
+            assert_eq!(health["ok"], true, "{health}");
+            return true;
+        }
+        if started.elapsed() >= within {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 /// Request/reply: sends `payload` to `subject`, waits up to 10 s, parses the
 /// reply as JSON. Panics on timeout, no responders or a non-JSON reply.
 pub(crate) async fn request(

@@ -59,6 +59,26 @@ pub(crate) struct Exited {
     pub(crate) stderr: String,
 }
 
+/// `cpor ARGS` as the tests run it: plain text (`NO_COLOR`), its admin
+/// listener on a free port (many services run at once), none of the
+/// developer's `CPOR_*` variables (so the test's flags say everything), no
+/// stdin, killed when dropped. The caller says where its output goes.
+pub(crate) fn cpor_command<S: AsRef<std::ffi::OsStr>>(
+    args: impl IntoIterator<Item = S>,
+) -> tokio::process::Command {
+    let mut command = tokio::process::Command::new(cpor_bin());
+    command
+        .args(args)
+        .env("NO_COLOR", "1")
+        .env("CPOR_HTTP_ADDR", "127.0.0.1:0")
+        .stdin(Stdio::null())
+        .kill_on_drop(true);
+    for var in cpor_testkit::env::CPOR_ENV {
+        command.env_remove(var);
+    }
+    command
+}
+
 /// Runs `cpor ARGS` to its exit, with `env` and none of the developer's
 /// `CPOR_*` variables, plain text (`NO_COLOR`), no stdin.
 ///
@@ -66,20 +86,11 @@ pub(crate) struct Exited {
 ///
 /// When it does not exit within [`RUN_TIMEOUT`] (it is killed).
 pub(crate) async fn run_to_exit(args: &[&str], env: &[(&str, &str)]) -> Exited {
-    let mut command = tokio::process::Command::new(cpor_bin());
+    let mut command = cpor_command(args);
     command
-        .args(args)
-        .env("NO_COLOR", "1")
-        // Many services run at once: each admin listener on a free port.
-        .env("CPOR_HTTP_ADDR", "127.0.0.1:0")
-        .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    for var in cpor_testkit::env::CPOR_ENV {
-        command.env_remove(var);
-    }
-    command.envs(env.iter().copied());
+        .envs(env.iter().copied());
     let child = command.spawn().expect("start cpor");
     match tokio::time::timeout(RUN_TIMEOUT, child.wait_with_output()).await {
         Ok(output) => {
