@@ -14,7 +14,7 @@ use crate::command::{Command, CommandEnvelope, SubmitClaim, SubscriptionRecord};
 use crate::error::{ErrorCode, Rejection};
 use crate::event::*;
 use crate::limits::SUBSCRIPTIONS_PER_CLAIM_MAX;
-use crate::state::{Claim, State};
+use crate::state::{Claim, Name, State, SubscriptionIds};
 use crate::types::{
     reason, Actor, ActorKind, Channel, ClaimKey, ClaimStatus, DeadlineKind, SolutionArea,
     SubscriptionState, Timestamp,
@@ -373,7 +373,7 @@ fn decide_deadline(d: &OnClaim<'_>, kind: DeadlineKind, due_at: Timestamp) -> Ve
             }
         }
         DeadlineKind::PartnerResponse => {
-            if claim.partner_response_due_at == Some(due_at) {
+            if claim.partner_response_due_at() == Some(due_at) {
                 events.push(
                     d.event(EventData::PartnerResponseMissed(PartnerResponseMissed {
                         claim_id,
@@ -402,7 +402,7 @@ fn decide_deadline(d: &OnClaim<'_>, kind: DeadlineKind, due_at: Timestamp) -> Ve
 fn poe_may_be_requested(state: &State, claim: &Claim) -> bool {
     let incumbent_of_open_case = claim.status == ClaimStatus::Approved
         && claim
-            .arbitration_case_id
+            .arbitration_case_id()
             .and_then(|id| state.cases.get(&id))
             .is_some_and(|case| {
                 case.status == crate::types::CaseStatus::Open
@@ -421,7 +421,7 @@ fn check_dispute(state: &State, claim: &Claim, now: Timestamp) -> Result<(), Rej
         return Err(invalid_transition(claim, "disputed"));
     }
     let rejected_at = claim
-        .rejected_at
+        .rejected_at()
         .or(claim.decided_at)
         .unwrap_or(claim.updated_at);
     if now - rejected_at > chrono::Duration::days(DISPUTE_WINDOW_DAYS) {
@@ -441,16 +441,9 @@ fn partner_holds_key(
     key: &ClaimKey,
     except: Option<Uuid>,
 ) -> bool {
-    let Some(entry) = state.keys.get(key) else {
-        return false;
-    };
-    entry.claim_ids.iter().any(|id| {
-        Some(*id) != except
-            && state
-                .claims
-                .get(id)
-                .is_some_and(|c| c.partner_id == partner_id && c.is_contender())
-    })
+    state
+        .claims_on_key(key)
+        .any(|c| Some(c.claim_id) != except && c.partner_id == partner_id && c.is_contender())
 }
 
 /// The checks of a submission against reference data (tenant and domain,
@@ -527,28 +520,24 @@ fn claim_as_submitted(
 ) -> Claim {
     Claim {
         claim_id: submit.claim_id,
-        seq: state.claim_count + 1,
-        partner_id,
-        mpn_id: submit.mpn_id.clone(),
         tenant_id: submit.tenant_id,
-        domain: submit.domain.clone(),
+        seq: state.claim_count + 1,
+        version: 1,
+        partner_id: Name::new(&partner_id),
+        mpn_id: Name::new(&submit.mpn_id),
+        product: Name::new(&submit.product),
+        subscription_ids: SubscriptionIds::new(),
         solution_area: submit.solution_area,
         activity: submit.activity,
-        product: submit.product.clone(),
-        subscription_ids: Vec::new(),
         status: ClaimStatus::Submitted,
-        reason: None,
         incentive_eligible: false,
         disputed: false,
         overdue: false,
-        arbitration_case_id: None,
         submitted_at: now,
-        review_due_at: None,
-        partner_response_due_at: None,
-        decided_at: None,
-        rejected_at: None,
-        version: 1,
         updated_at: now,
+        review_due_at: None,
+        decided_at: None,
+        extra: None,
     }
 }
 
@@ -745,12 +734,8 @@ fn competition(state: &State, claim: &Claim, command_id: Uuid) -> Vec<Event> {
         data,
     };
     let key = claim.key();
-    let entry = state.keys.get(&key);
-    let others: Vec<&Claim> = entry
-        .map(|e| e.claim_ids.as_slice())
-        .unwrap_or_default()
-        .iter()
-        .filter_map(|id| state.claims.get(id))
+    let others: Vec<&Claim> = state
+        .claims_on_key(&key)
         .filter(|c| {
             c.claim_id != claim.claim_id && c.partner_id != claim.partner_id && c.is_contender()
         })
@@ -765,7 +750,7 @@ fn competition(state: &State, claim: &Claim, command_id: Uuid) -> Vec<Event> {
             system: true,
         }))
     };
-    if let Some(case_id) = entry.and_then(|e| e.open_case) {
+    if let Some(case_id) = state.open_case_of(&key) {
         return vec![
             service(EventData::ArbitrationClaimJoined(ArbitrationClaimJoined {
                 case_id,
@@ -804,19 +789,15 @@ fn approval_consequences(state: &State, winner: &Claim) -> Vec<Event> {
         data,
     };
     let mut events = Vec::new();
-    let Some(entry) = state.keys.get(&winner.key()) else {
-        return events;
-    };
+    let key = winner.key();
+    let open_case = state.open_case_of(&key);
     // Every other contender on the key, in the case or not: there is one
     // partner of record per key, so no other approved claim may survive.
-    for id in &entry.claim_ids {
-        let Some(other) = state.claims.get(id) else {
-            continue;
-        };
+    for other in state.claims_on_key(&key) {
         if other.claim_id == winner.claim_id || !other.is_contender() {
             continue;
         }
-        let in_case = entry.open_case.is_some() && other.arbitration_case_id == entry.open_case;
+        let in_case = open_case.is_some() && other.arbitration_case_id() == open_case;
         if other.status == ClaimStatus::Approved {
             events.push(service(EventData::AssociationEnded(AssociationEnded {
                 claim_id: other.claim_id,
@@ -831,7 +812,7 @@ fn approval_consequences(state: &State, winner: &Claim) -> Vec<Event> {
             })));
         }
     }
-    if let Some(case_id) = entry.open_case {
+    if let Some(case_id) = open_case {
         events.push(service(EventData::ArbitrationResolved(
             ArbitrationResolved {
                 case_id,
@@ -848,7 +829,7 @@ fn cases_closing(state: &State, leaving: &[Uuid]) -> Vec<Event> {
     let mut case_ids: Vec<Uuid> = leaving
         .iter()
         .filter_map(|id| state.claims.get(id))
-        .filter_map(|c| c.arbitration_case_id)
+        .filter_map(Claim::arbitration_case_id)
         .collect();
     case_ids.dedup();
     let mut events = Vec::new();
@@ -887,11 +868,11 @@ fn cases_closing(state: &State, leaving: &[Uuid]) -> Vec<Event> {
 /// [`SUBSCRIPTIONS_PER_TENANT_PRODUCT_MAX`]: crate::limits::SUBSCRIPTIONS_PER_TENANT_PRODUCT_MAX
 fn check_subscription_limit(state: &State, record: &SubscriptionRecord) -> Result<(), Rejection> {
     use crate::limits::SUBSCRIPTIONS_PER_TENANT_PRODUCT_MAX as MAX;
-    let held = state
-        .subscriptions_by_product
-        .get(&(record.tenant_id, record.product.clone()));
-    let count = held.map_or(0, |ids| ids.len());
-    let already = held.is_some_and(|ids| ids.contains(&record.subscription_id));
+    let (mut count, mut already) = (0, false);
+    for id in state.subscription_ids_of(record.tenant_id, &record.product) {
+        count += 1;
+        already |= id == record.subscription_id;
+    }
     if already || count < MAX {
         return Ok(());
     }
@@ -929,10 +910,7 @@ fn upsert_subscription(state: &State, actor: &Actor, record: &SubscriptionRecord
             product: record.product.clone(),
             activity,
         };
-        let Some(entry) = state.keys.get(&key) else {
-            continue;
-        };
-        for claim in entry.claim_ids.iter().filter_map(|id| state.claims.get(id)) {
+        for claim in state.claims_on_key(&key) {
             if claim.status != ClaimStatus::Approved {
                 continue;
             }

@@ -7,6 +7,7 @@ pub mod dns;
 pub mod error;
 pub mod event;
 pub mod limits;
+pub mod name;
 pub mod state;
 pub mod types;
 pub mod view;

@@ -1,8 +1,29 @@
 //! State: the fold of every event so far. `evolve` only folds; every business
 //! rule lives in [`crate::decide`].
+//!
+//! The service keeps the state in memory for as long as it runs, one
+//! [`Claim`] per claim ever submitted, so its layout is chosen for bytes per
+//! claim (measured by `crates/cpor-bench/tests/state_memory.rs`; issue 8
+//! wants 1M claims served in 512 MiB):
+//!
+//! - claims live in submission order in fixed-size chunks ([`Claims`]), with
+//!   one id → position index: no map node per claim, no copy of the claim
+//!   when the store grows;
+//! - texts that many claims repeat (partner and MPN ids, products, reason
+//!   codes) are [`Name`]s interned in [`State::names`]: 8 bytes each;
+//! - what only some claims have (a case, a partner response deadline, a
+//!   rejection and its reason) sits behind one optional box;
+//! - the indexes are flat ordered sets of small tuples, not maps of vectors
+//!   (a `BTreeSet` allocates a whole node even for one entry).
+//!
+//! Nothing here changes what is decided or written: the events and their
+//! JSON carry the full data; the state keeps what `decide` and the read
+//! models ([`crate::view`]) need.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::ops::Index;
 
+use smallvec::SmallVec;
 use uuid::Uuid;
 
 use crate::command::SubscriptionRecord;
@@ -10,6 +31,7 @@ use crate::event::{
     AggregateId, AggregateKind, ArbitrationOpened, ClaimSubmitted, Event, EventData,
     PartnerUpserted, TenantUpserted,
 };
+pub use crate::name::{Name, Names};
 use crate::types::{
     Activity, ActorKind, CaseStatus, ClaimKey, ClaimStatus, DeadlineKind, Mpn, SolutionArea,
     Timestamp,
@@ -36,42 +58,100 @@ pub struct SubscriptionEntry {
     pub version: u64,
 }
 
+/// The subscriptions a claim covers: one or none almost always, so one is
+/// kept inline (no heap chunk); more spill to the heap.
+pub type SubscriptionIds = SmallVec<[Uuid; 1]>;
+
 /// One claim as the workflow sees it. Field meanings follow the contract's
-/// ClaimView (§4); `seq` is the submission order used for listings.
+/// ClaimView (§4); `seq` is the submission order used for listings (1 for
+/// the first claim). The fields few claims have are behind accessors
+/// ([`Claim::arbitration_case_id`], [`Claim::partner_response_due_at`],
+/// [`Claim::rejected_at`], [`Claim::reason`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Claim {
     pub claim_id: Uuid,
-    pub seq: u64,
-    pub partner_id: String,
-    pub mpn_id: String,
     pub tenant_id: Uuid,
-    pub domain: String,
+    pub seq: u64,
+    pub version: u64,
+    pub partner_id: Name,
+    pub mpn_id: Name,
+    pub product: Name,
+    pub subscription_ids: SubscriptionIds,
     pub solution_area: SolutionArea,
     pub activity: Activity,
-    pub product: String,
-    pub subscription_ids: Vec<Uuid>,
     pub status: ClaimStatus,
-    pub reason: Option<String>,
     pub incentive_eligible: bool,
     pub disputed: bool,
     pub overdue: bool,
-    pub arbitration_case_id: Option<Uuid>,
     pub submitted_at: Timestamp,
-    pub review_due_at: Option<Timestamp>,
-    pub partner_response_due_at: Option<Timestamp>,
-    pub decided_at: Option<Timestamp>,
-    /// When the claim was last rejected: the dispute window counts from here.
-    pub rejected_at: Option<Timestamp>,
-    pub version: u64,
     pub updated_at: Timestamp,
+    pub review_due_at: Option<Timestamp>,
+    pub decided_at: Option<Timestamp>,
+    /// The rare fields; `None` when all of them are (see [`ClaimExtra`]).
+    pub(crate) extra: Option<Box<ClaimExtra>>,
+}
+
+/// The fields of a claim that most claims never set, boxed together: 8
+/// bytes on every claim instead of 56, and a box on the few (claims in
+/// arbitration, waiting for proof of execution, rejected or ended). Never
+/// all-`None` inside a claim: [`Claim::tidy`] drops such a box, so equal
+/// claims compare equal.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClaimExtra {
+    arbitration_case_id: Option<Uuid>,
+    partner_response_due_at: Option<Timestamp>,
+    /// When the claim was last rejected: the dispute window counts from here.
+    rejected_at: Option<Timestamp>,
+    reason: Option<Name>,
 }
 
 impl Claim {
     pub fn key(&self) -> ClaimKey {
         ClaimKey {
             tenant_id: self.tenant_id,
-            product: self.product.clone(),
+            product: self.product.to_string(),
             activity: self.activity,
+        }
+    }
+
+    /// The arbitration case the claim entered last, if any.
+    pub fn arbitration_case_id(&self) -> Option<Uuid> {
+        self.extra.as_ref().and_then(|e| e.arbitration_case_id)
+    }
+
+    /// The running partner response deadline (after `request_poe`).
+    pub fn partner_response_due_at(&self) -> Option<Timestamp> {
+        self.extra.as_ref().and_then(|e| e.partner_response_due_at)
+    }
+
+    /// When the claim was last rejected: the dispute window counts from here.
+    pub fn rejected_at(&self) -> Option<Timestamp> {
+        self.extra.as_ref().and_then(|e| e.rejected_at)
+    }
+
+    /// The reason code of a rejected or ended claim.
+    pub fn reason(&self) -> Option<&str> {
+        self.extra
+            .as_ref()
+            .and_then(|e| e.reason.as_ref())
+            .map(Name::as_str)
+    }
+
+    /// The rare fields to change; [`Claim::tidy`] afterwards.
+    fn extra_mut(&mut self) -> &mut ClaimExtra {
+        self.extra.get_or_insert_with(Default::default)
+    }
+
+    /// Whether the claim has any of the rare fields, and so a [`ClaimExtra`]
+    /// box on the heap.
+    pub fn has_extra(&self) -> bool {
+        self.extra.is_some()
+    }
+
+    /// Drops an all-`None` box, keeping one representation per claim.
+    fn tidy(&mut self) {
+        if self.extra.as_deref() == Some(&ClaimExtra::default()) {
+            self.extra = None;
         }
     }
 
@@ -88,9 +168,106 @@ impl Claim {
             _ => None,
         };
         let response = self
-            .partner_response_due_at
+            .partner_response_due_at()
             .map(|due| (due, self.claim_id, DeadlineKind::PartnerResponse));
         review.into_iter().chain(response)
+    }
+}
+
+/// Claims stored per chunk of this many, in submission order: a chunk is
+/// allocated whole (about 170 KiB) and never moves, so growing the store
+/// neither copies the claims nor holds twice their memory for a moment.
+pub const CLAIMS_PER_CHUNK: usize = 1024;
+
+/// Every claim, by id and in submission order. Claim `seq` n is the n-th
+/// claim submitted; it sits at position n − 1 of the chunks, and the index
+/// maps each id to that position. Reads like the `BTreeMap<Uuid, Claim>`
+/// it replaces: [`Claims::values`] and [`Claims::iter`] go in id order.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Claims {
+    chunks: Vec<Vec<Claim>>,
+    /// Claim id → position (`seq` − 1), in id order.
+    index: BTreeMap<Uuid, u32>,
+}
+
+impl Claims {
+    pub fn len(&self) -> usize {
+        self.index.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.index.is_empty()
+    }
+
+    pub fn contains_key(&self, claim_id: &Uuid) -> bool {
+        self.index.contains_key(claim_id)
+    }
+
+    pub fn get(&self, claim_id: &Uuid) -> Option<&Claim> {
+        self.index.get(claim_id).map(|&at| self.at(at))
+    }
+
+    /// The claim submitted `seq`-th (1 for the first).
+    pub fn by_seq(&self, seq: u64) -> Option<&Claim> {
+        let at = usize::try_from(seq.checked_sub(1)?).ok()?;
+        self.chunks
+            .get(at / CLAIMS_PER_CHUNK)?
+            .get(at % CLAIMS_PER_CHUNK)
+    }
+
+    /// Every claim, in id order.
+    pub fn values(&self) -> impl Iterator<Item = &Claim> + '_ {
+        self.index.values().map(|&at| self.at(at))
+    }
+
+    /// Every claim with its id, in id order.
+    pub fn iter(&self) -> impl Iterator<Item = (&Uuid, &Claim)> + '_ {
+        self.index.iter().map(|(id, &at)| (id, self.at(at)))
+    }
+
+    /// Every claim, in submission order.
+    pub fn in_submission_order(&self) -> impl Iterator<Item = &Claim> + '_ {
+        self.chunks.iter().flatten()
+    }
+
+    fn at(&self, at: u32) -> &Claim {
+        let at = at as usize;
+        &self.chunks[at / CLAIMS_PER_CHUNK][at % CLAIMS_PER_CHUNK]
+    }
+
+    fn get_mut(&mut self, claim_id: &Uuid) -> Option<&mut Claim> {
+        let at = *self.index.get(claim_id)? as usize;
+        Some(&mut self.chunks[at / CLAIMS_PER_CHUNK][at % CLAIMS_PER_CHUNK])
+    }
+
+    /// Adds the next claim; its `seq` must be the count so far plus one.
+    fn push(&mut self, claim: Claim) {
+        let at = self.index.len();
+        assert_eq!(claim.seq, at as u64 + 1, "claims are added in seq order");
+        let position = u32::try_from(at).expect("fewer than 4,294,967,295 claims");
+        if self
+            .chunks
+            .last()
+            .is_none_or(|c| c.len() == CLAIMS_PER_CHUNK)
+        {
+            self.chunks.push(Vec::with_capacity(CLAIMS_PER_CHUNK));
+        }
+        self.index.insert(claim.claim_id, position);
+        self.chunks
+            .last_mut()
+            .expect("a chunk with room was just ensured")
+            .push(claim);
+    }
+}
+
+impl Index<&Uuid> for Claims {
+    type Output = Claim;
+
+    /// # Panics
+    /// When no claim has that id (like `BTreeMap`'s index).
+    fn index(&self, claim_id: &Uuid) -> &Claim {
+        self.get(claim_id)
+            .unwrap_or_else(|| panic!("no claim {claim_id}"))
     }
 }
 
@@ -99,7 +276,7 @@ pub struct Case {
     pub case_id: Uuid,
     pub seq: u64,
     pub tenant_id: Uuid,
-    pub product: String,
+    pub product: Name,
     pub activity: Activity,
     pub status: CaseStatus,
     /// In the order the claims entered the case.
@@ -111,13 +288,23 @@ pub struct Case {
     pub version: u64,
 }
 
-/// Everything ever claimed on one (tenant, product, activity) key.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct KeyEntry {
-    /// Claims on this key in submission order.
-    pub claim_ids: Vec<Uuid>,
-    pub open_case: Option<Uuid>,
+impl Case {
+    /// The key the case decides.
+    pub fn key(&self) -> ClaimKey {
+        ClaimKey {
+            tenant_id: self.tenant_id,
+            product: self.product.to_string(),
+            activity: self.activity,
+        }
+    }
 }
+
+/// A claim key with its product interned: (tenant, product, activity).
+pub type KeyRef = (Uuid, Name, Activity);
+
+/// An entry of [`State::keys`]: (tenant, product, activity, position of
+/// the claim in [`Claims`]). Flat, so it is 32 bytes.
+pub type KeyEntry = (Uuid, Name, Activity, u32);
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct State {
@@ -125,15 +312,25 @@ pub struct State {
     pub subscriptions: BTreeMap<Uuid, SubscriptionEntry>,
     /// Subscription ids by (tenant, product): a submit looks up "every
     /// subscription of that product on that tenant" without scanning all.
-    pub subscriptions_by_product: BTreeMap<(Uuid, String), BTreeSet<Uuid>>,
+    /// Entries (tenant, product, subscription id); read it through
+    /// [`State::subscriptions_of`].
+    pub subscriptions_by_product: BTreeSet<(Uuid, Name, Uuid)>,
     pub partners: BTreeMap<String, PartnerRecord>,
-    pub claims: BTreeMap<Uuid, Claim>,
+    pub claims: Claims,
     pub cases: BTreeMap<Uuid, Case>,
-    pub keys: BTreeMap<ClaimKey, KeyEntry>,
+    /// Every claim by its key (tenant, product, activity), in submission
+    /// order: entries (key, position in [`Claims`]). Read it through
+    /// [`State::claims_on_key`].
+    pub keys: BTreeSet<KeyEntry>,
+    /// The open arbitration case of each key that has one. Read it through
+    /// [`State::open_case_of`].
+    pub open_cases: BTreeMap<KeyRef, Uuid>,
     /// Due times the scheduler watches, earliest first (mini-redis style
     /// expiry set). Derived from claims; kept here so finding the next due
     /// deadline never scans all claims.
     pub deadlines: BTreeSet<(Timestamp, Uuid, DeadlineKind)>,
+    /// The texts claims and cases share ([`Name`]).
+    pub names: Names,
     pub claim_count: u64,
     pub case_count: u64,
 }
@@ -188,7 +385,8 @@ impl State {
             EventData::ClaimSubmitted(e) => self.apply_claim_submitted(e, at),
             EventData::ArbitrationOpened(e) => self.apply_arbitration_opened(e, at),
             EventData::ArbitrationClaimJoined(e) => {
-                self.claim_mut(e.claim_id)?.arbitration_case_id = Some(e.case_id);
+                let claim = self.claim_mut(e.claim_id)?;
+                claim.extra_mut().arbitration_case_id = Some(e.case_id);
                 let case = self.case_mut(e.case_id)?;
                 if !case.claim_ids.contains(&e.claim_id) {
                     case.claim_ids.push(e.claim_id);
@@ -225,18 +423,14 @@ impl State {
             .map_or(0, |s| s.version)
             + 1;
         if let Some(old) = self.subscriptions.get(&e.subscription_id) {
-            let old_key = (old.record.tenant_id, old.record.product.clone());
-            if let Some(ids) = self.subscriptions_by_product.get_mut(&old_key) {
-                ids.remove(&e.subscription_id);
-                if ids.is_empty() {
-                    self.subscriptions_by_product.remove(&old_key);
-                }
+            if let Some(product) = self.names.get(&old.record.product) {
+                let entry = (old.record.tenant_id, product.clone(), e.subscription_id);
+                self.subscriptions_by_product.remove(&entry);
             }
         }
+        let product = self.names.intern(&e.product);
         self.subscriptions_by_product
-            .entry((e.tenant_id, e.product.clone()))
-            .or_default()
-            .insert(e.subscription_id);
+            .insert((e.tenant_id, product, e.subscription_id));
         self.subscriptions.insert(
             e.subscription_id,
             SubscriptionEntry {
@@ -272,40 +466,38 @@ impl State {
             )));
         }
         self.claim_count += 1;
-        let mut subscription_ids = e.subscription_ids.clone();
+        let mut subscription_ids: SubscriptionIds = e.subscription_ids.iter().copied().collect();
         subscription_ids.sort();
         let claim = Claim {
             claim_id: e.claim_id,
-            seq: self.claim_count,
-            partner_id: e.partner_id.clone(),
-            mpn_id: e.mpn_id.clone(),
             tenant_id: e.tenant_id,
-            domain: e.domain.clone(),
+            seq: self.claim_count,
+            version: 1,
+            partner_id: self.names.intern(&e.partner_id),
+            mpn_id: self.names.intern(&e.mpn_id),
+            product: self.names.intern(&e.product),
+            subscription_ids,
             solution_area: e.solution_area,
             activity: e.activity,
-            product: e.product.clone(),
-            subscription_ids,
             status: ClaimStatus::Submitted,
-            reason: None,
             incentive_eligible: e.incentive_eligible,
             disputed: false,
             overdue: false,
-            arbitration_case_id: None,
             submitted_at: at,
-            review_due_at: Some(e.review_due_at),
-            partner_response_due_at: None,
-            decided_at: None,
-            rejected_at: None,
-            version: 1,
             updated_at: at,
+            review_due_at: Some(e.review_due_at),
+            decided_at: None,
+            extra: None,
         };
         self.deadlines.extend(claim.watched_deadlines());
-        self.keys
-            .entry(claim.key())
-            .or_default()
-            .claim_ids
-            .push(claim.claim_id);
-        self.claims.insert(claim.claim_id, claim);
+        let position = u32::try_from(self.claims.len()).expect("fewer than 4,294,967,295 claims");
+        self.keys.insert((
+            claim.tenant_id,
+            claim.product.clone(),
+            claim.activity,
+            position,
+        ));
+        self.claims.push(claim);
         Ok(1)
     }
 
@@ -321,22 +513,19 @@ impl State {
             )));
         }
         for claim_id in &e.claim_ids {
-            self.claim_mut(*claim_id)?.arbitration_case_id = Some(e.case_id);
+            self.claim_mut(*claim_id)?.extra_mut().arbitration_case_id = Some(e.case_id);
         }
         self.case_count += 1;
-        let key = ClaimKey {
-            tenant_id: e.tenant_id,
-            product: e.product.clone(),
-            activity: e.activity,
-        };
-        self.keys.entry(key).or_default().open_case = Some(e.case_id);
+        let product = self.names.intern(&e.product);
+        self.open_cases
+            .insert((e.tenant_id, product.clone(), e.activity), e.case_id);
         self.cases.insert(
             e.case_id,
             Case {
                 case_id: e.case_id,
                 seq: self.case_count,
                 tenant_id: e.tenant_id,
-                product: e.product.clone(),
+                product,
                 activity: e.activity,
                 status: CaseStatus::Open,
                 claim_ids: e.claim_ids.clone(),
@@ -371,10 +560,10 @@ impl State {
                 if c.status.is_open() {
                     c.status = ClaimStatus::PartnerActionRequired;
                 }
-                c.partner_response_due_at = Some(e.partner_response_due_at);
+                c.extra_mut().partner_response_due_at = Some(e.partner_response_due_at);
             }),
             EventData::PoeSubmitted(e) => self.update_claim(e.claim_id, at, |c| {
-                c.partner_response_due_at = None;
+                c.extra_mut().partner_response_due_at = None;
                 if c.status == ClaimStatus::PartnerActionRequired {
                     c.status = ClaimStatus::UnderReview;
                 }
@@ -386,29 +575,35 @@ impl State {
             EventData::Approved(e) => self.update_claim(e.claim_id, at, |c| {
                 close_claim(c, ClaimStatus::Approved, None, at);
             }),
-            EventData::Rejected(e) => self.update_claim(e.claim_id, at, |c| {
-                close_claim(c, ClaimStatus::Rejected, Some(e.reason.clone()), at);
-                c.rejected_at = Some(at);
-            }),
+            EventData::Rejected(e) => {
+                let reason = self.names.intern(&e.reason);
+                self.update_claim(e.claim_id, at, |c| {
+                    close_claim(c, ClaimStatus::Rejected, Some(reason), at);
+                    c.extra_mut().rejected_at = Some(at);
+                })
+            }
             EventData::Withdrawn(e) => self.update_claim(e.claim_id, at, |c| {
                 close_claim(c, ClaimStatus::Withdrawn, None, at);
             }),
             EventData::Disputed(e) => self.update_claim(e.claim_id, at, |c| {
                 c.status = ClaimStatus::Submitted;
                 c.disputed = true;
-                c.reason = None;
+                c.extra_mut().reason = None;
                 c.decided_at = None;
                 c.review_due_at = Some(e.review_due_at);
                 c.overdue = false;
             }),
-            EventData::AssociationEnded(e) => self.update_claim(e.claim_id, at, |c| {
-                close_claim(c, ClaimStatus::Ended, Some(e.reason.clone()), at);
-            }),
+            EventData::AssociationEnded(e) => {
+                let reason = self.names.intern(&e.reason);
+                self.update_claim(e.claim_id, at, |c| {
+                    close_claim(c, ClaimStatus::Ended, Some(reason), at);
+                })
+            }
             EventData::ReviewDeadlineMissed(e) => self.update_claim(e.claim_id, at, |c| {
                 c.overdue = true;
             }),
             EventData::PartnerResponseMissed(e) => self.update_claim(e.claim_id, at, |c| {
-                c.partner_response_due_at = None;
+                c.extra_mut().partner_response_due_at = None;
             }),
             EventData::TenantUpserted(_)
             | EventData::SubscriptionUpserted(_)
@@ -423,6 +618,8 @@ impl State {
         }
     }
 
+    /// A claim to change. The caller changes only fields it owns: a change
+    /// that moves the claim's deadlines goes through [`State::update_claim`].
     fn claim_mut(&mut self, claim_id: Uuid) -> Result<&mut Claim, EvolveError> {
         self.claims
             .get_mut(&claim_id)
@@ -450,6 +647,7 @@ impl State {
             self.deadlines.remove(&entry);
         }
         change(claim);
+        claim.tidy();
         claim.version += 1;
         claim.updated_at = at;
         self.deadlines.extend(claim.watched_deadlines());
@@ -468,17 +666,54 @@ impl State {
         case.closed_at = Some(at);
         case.version += 1;
         let version = case.version;
-        let key = ClaimKey {
-            tenant_id: case.tenant_id,
-            product: case.product.clone(),
-            activity: case.activity,
-        };
-        if let Some(entry) = self.keys.get_mut(&key) {
-            if entry.open_case == Some(case_id) {
-                entry.open_case = None;
-            }
+        let key = (case.tenant_id, case.product.clone(), case.activity);
+        if self.open_cases.get(&key) == Some(&case_id) {
+            self.open_cases.remove(&key);
         }
         Ok(version)
+    }
+
+    /// The interned form of a key, if the state ever saw its product (a
+    /// product it never saw has no claims, cases or subscriptions).
+    fn key_ref(&self, key: &ClaimKey) -> Option<KeyRef> {
+        let product = self.names.get(&key.product)?;
+        Some((key.tenant_id, product.clone(), key.activity))
+    }
+
+    /// Every claim on one key (tenant, product, activity), in submission
+    /// order.
+    pub fn claims_on_key(&self, key: &ClaimKey) -> impl Iterator<Item = &Claim> + '_ {
+        self.key_ref(key)
+            .into_iter()
+            .flat_map(move |(tenant, product, activity)| {
+                let from = (tenant, product.clone(), activity, 0);
+                let to = (tenant, product, activity, u32::MAX);
+                self.keys.range(from..=to)
+            })
+            .map(|&(_, _, _, at)| self.claims.at(at))
+    }
+
+    /// The open arbitration case of a key, if any.
+    pub fn open_case_of(&self, key: &ClaimKey) -> Option<Uuid> {
+        self.open_cases.get(&self.key_ref(key)?).copied()
+    }
+
+    /// The ids of the subscriptions of one product on one tenant, in id
+    /// order.
+    pub fn subscription_ids_of(
+        &self,
+        tenant_id: Uuid,
+        product: &str,
+    ) -> impl Iterator<Item = Uuid> + '_ {
+        self.names
+            .get(product)
+            .into_iter()
+            .flat_map(move |product| {
+                let from = (tenant_id, product.clone(), Uuid::nil());
+                let to = (tenant_id, product.clone(), Uuid::max());
+                self.subscriptions_by_product.range(from..=to)
+            })
+            .map(|&(_, _, id)| id)
     }
 
     /// The subscriptions of one product on one tenant, in id order.
@@ -487,11 +722,8 @@ impl State {
         tenant_id: Uuid,
         product: &str,
     ) -> impl Iterator<Item = &SubscriptionRecord> {
-        self.subscriptions_by_product
-            .get(&(tenant_id, product.to_string()))
-            .into_iter()
-            .flatten()
-            .filter_map(|id| self.subscriptions.get(id))
+        self.subscription_ids_of(tenant_id, product)
+            .filter_map(|id| self.subscriptions.get(&id))
             .map(|s| &s.record)
     }
 
@@ -516,11 +748,11 @@ fn meet_review_deadline(claim: &mut Claim) {
     claim.overdue = false;
 }
 
-fn close_claim(claim: &mut Claim, status: ClaimStatus, reason: Option<String>, at: Timestamp) {
+fn close_claim(claim: &mut Claim, status: ClaimStatus, reason: Option<Name>, at: Timestamp) {
     claim.status = status;
-    claim.reason = reason;
+    claim.extra_mut().reason = reason;
     claim.decided_at = Some(at);
     claim.review_due_at = None;
-    claim.partner_response_due_at = None;
+    claim.extra_mut().partner_response_due_at = None;
     claim.overdue = false;
 }

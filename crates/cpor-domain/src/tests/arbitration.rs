@@ -69,7 +69,7 @@ fn three_contenders() -> Given {
 fn case_of(world: &World, claim: &str) -> crate::state::Case {
     let case_id = world
         .claim(uid(claim))
-        .arbitration_case_id
+        .arbitration_case_id()
         .expect("in a case");
     world.state.cases[&case_id].clone()
 }
@@ -112,7 +112,7 @@ fn a_second_partner_on_an_open_key_opens_a_case_over_both() {
         (None, None, None)
     );
     for claim in ["c1", "c2"] {
-        assert_eq!(world.claim(uid(claim)).arbitration_case_id, Some(case_id));
+        assert_eq!(world.claim(uid(claim)).arbitration_case_id(), Some(case_id));
     }
     // The system comment counts as an event of c1: its version moves on.
     assert_eq!(world.claim(uid("c1")).version, 2);
@@ -175,7 +175,7 @@ fn a_claim_on_a_key_held_by_an_approved_claim_opens_a_case_with_the_incumbent() 
 #[test]
 fn approving_one_contender_rejects_the_others_and_resolves_the_case() {
     let then = three_contenders().when(reviewer(), cmd::approve(uid("c2")));
-    let case_id = then.world().claim(uid("c2")).arbitration_case_id.unwrap();
+    let case_id = then.world().claim(uid("c2")).arbitration_case_id().unwrap();
     let world = then
         .then_data(&[
             EventData::ReviewStarted(crate::event::ClaimRef {
@@ -237,9 +237,12 @@ fn approving_a_challenger_supersedes_the_incumbent() {
     );
     assert_eq!(ended.actor, Actor::service());
     assert_eq!(world.claim(uid("c1")).status, ClaimStatus::Ended);
-    assert_eq!(world.claim(uid("c1")).reason.as_deref(), Some("SUPERSEDED"));
     assert_eq!(
-        world.claim(uid("c2")).reason.as_deref(),
+        world.claim(uid("c1")).reason(),
+        Some("SUPERSEDED")
+    );
+    assert_eq!(
+        world.claim(uid("c2")).reason(),
         Some("LOST_ARBITRATION")
     );
 }
@@ -289,7 +292,7 @@ fn a_case_left_with_one_contender_closes_without_a_winner() {
     ];
     for (what, actor, command, expected) in leave {
         let then = two_contenders().when(actor, command).then_events(&expected);
-        let case_id = then.world().claim(uid("c2")).arbitration_case_id.unwrap();
+        let case_id = then.world().claim(uid("c2")).arbitration_case_id().unwrap();
         let closed = then.events().last().unwrap().clone();
         assert_eq!(
             closed.data,
@@ -306,7 +309,7 @@ fn a_case_left_with_one_contender_closes_without_a_winner() {
         );
         // The remaining claim goes on as a normal claim.
         assert_eq!(world.status(uid("c1")), ClaimStatus::Submitted);
-        assert_eq!(world.state.keys.values().find_map(|k| k.open_case), None);
+        assert_eq!(world.state.open_cases.values().next(), None);
         // ... which can now be approved with nothing else to decide.
         Given::from(world)
             .when(reviewer(), cmd::approve(uid("c1")))
@@ -350,7 +353,7 @@ fn a_disputed_claim_that_lost_reenters_the_competition() {
             w.review(cmd::approve(uid("c1")));
         })
         .when(partner("P-200"), cmd::dispute(uid("c2")));
-    let old_case = then.world().claim(uid("c1")).arbitration_case_id.unwrap();
+    let old_case = then.world().claim(uid("c1")).arbitration_case_id().unwrap();
     let case_id = case_id_in(then.events());
     assert_ne!(case_id, old_case);
     let disputed = then.events()[0].data.clone();
@@ -362,8 +365,8 @@ fn a_disputed_claim_that_lost_reenters_the_competition() {
             notice("c2"),
         ])
         .applied();
-    assert_eq!(world.claim(uid("c2")).arbitration_case_id, Some(case_id));
-    assert_eq!(world.claim(uid("c1")).arbitration_case_id, Some(case_id));
+    assert_eq!(world.claim(uid("c2")).arbitration_case_id(), Some(case_id));
+    assert_eq!(world.claim(uid("c1")).arbitration_case_id(), Some(case_id));
 }
 
 #[test]
@@ -555,12 +558,12 @@ fn a_poe_request_to_the_incumbent_outlives_its_case() {
     );
     let due = w
         .claim(uid("c1"))
-        .partner_response_due_at
+        .partner_response_due_at()
         .expect("still asked");
 
     let mut answered = w.clone();
     answered.by("P-100", cmd::submit_poe(uid("c1")));
-    assert_eq!(answered.claim(uid("c1")).partner_response_due_at, None);
+    assert_eq!(answered.claim(uid("c1")).partner_response_due_at(), None);
 
     w.set_now(due);
     assert_eq!(w.fire_due(), ["claim.partner_response_missed"]);

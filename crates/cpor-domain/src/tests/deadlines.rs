@@ -185,7 +185,7 @@ fn an_unanswered_poe_request_rejects_the_claim() {
         .applied();
     let claim = world.claim(uid("c1"));
     assert_eq!(claim.status, ClaimStatus::Rejected);
-    assert_eq!(claim.reason.as_deref(), Some("NO_PARTNER_RESPONSE"));
+    assert_eq!(claim.reason(), Some("NO_PARTNER_RESPONSE"));
     assert_eq!(claim.decided_at, Some(time(DUE)));
     assert!(world.state.deadlines.is_empty());
 }
@@ -207,7 +207,7 @@ fn an_approved_incumbent_that_does_not_answer_stays_approved() {
         .applied();
     let claim = world.claim(uid("c1"));
     assert_eq!(claim.status, ClaimStatus::Approved);
-    assert_eq!(claim.partner_response_due_at, None);
+    assert_eq!(claim.partner_response_due_at(), None);
     assert_eq!(claim.watched_deadlines().count(), 0);
 }
 

@@ -34,7 +34,7 @@ fn a_dispute_within_the_window_resubmits_the_claim() {
     let claim = world.claim(uid("c1"));
     assert_eq!(claim.status, ClaimStatus::Submitted);
     assert!(claim.disputed);
-    assert_eq!((claim.reason.as_deref(), claim.decided_at), (None, None));
+    assert_eq!((claim.reason(), claim.decided_at), (None, None));
     assert_eq!(claim.review_due_at, Some(time("2026-12-15T00:00:00Z")));
     assert!(!claim.overdue);
     assert_eq!(

@@ -41,7 +41,7 @@ fn a_partner_disassociates_an_approved_claim_with_a_reason() {
         .applied();
     let claim = world.claim(uid("c1"));
     assert_eq!(claim.status, ClaimStatus::Ended);
-    assert_eq!(claim.reason.as_deref(), Some("DISASSOCIATED"));
+    assert_eq!(claim.reason(), Some("DISASSOCIATED"));
     assert_eq!(claim.decided_at, Some(time("2026-12-01T08:00:00Z")));
 }
 
@@ -85,7 +85,7 @@ fn a_customer_declines_an_approved_claim_by_ending_it() {
         .then_data(&[ended("c1", "CUSTOMER_DECLINED", None)])
         .applied();
     assert_eq!(
-        world.claim(uid("c1")).reason.as_deref(),
+        world.claim(uid("c1")).reason(),
         Some("CUSTOMER_DECLINED")
     );
 }
@@ -106,7 +106,7 @@ fn an_approved_claim_ends_when_its_subscription_stops_being_live() {
             .then_actors(&[system(), Actor::service()])
             .applied();
         assert_eq!(
-            world.claim(uid("c1")).reason.as_deref(),
+            world.claim(uid("c1")).reason(),
             Some("SUBSCRIPTION_ENDED"),
             "{state:?}"
         );
@@ -178,7 +178,7 @@ fn a_claim_with_another_live_subscription_goes_on_until_the_last_one_ends() {
     w.sales_in("P-100", "c1", ClaimStatus::Approved);
     let mut covered = vec![uid("s_sales"), uid("s_sales_2")];
     covered.sort();
-    assert_eq!(w.claim(uid("c1")).subscription_ids, covered);
+    assert_eq!(w.claim(uid("c1")).subscription_ids.to_vec(), covered);
 
     let decision = w.exec(system(), sales_state(SubscriptionState::Expired));
     assert_eq!(names(&decision.events), ["subscription.upserted"]);
@@ -332,7 +332,7 @@ fn an_ended_incumbent_closes_its_case_when_one_contender_remains() {
             .when(actor, command)
             .then_events(&expected)
             .applied();
-        let case_id = world.claim(uid("c2")).arbitration_case_id.unwrap();
+        let case_id = world.claim(uid("c2")).arbitration_case_id().unwrap();
         assert_eq!(
             world.state.cases[&case_id].status,
             CaseStatus::Closed,
@@ -353,7 +353,7 @@ fn an_ended_incumbent_leaves_a_case_of_two_challengers_open() {
         .when(system(), sales_state(SubscriptionState::Expired))
         .then_events(&["subscription.upserted", "claim.association_ended"])
         .applied();
-    let case_id = world.claim(uid("c2")).arbitration_case_id.unwrap();
+    let case_id = world.claim(uid("c2")).arbitration_case_id().unwrap();
     assert_eq!(world.state.cases[&case_id].status, CaseStatus::Open);
     // The ended incumbent can no longer be asked for PoE; approving one
     // challenger rejects the other and supersedes no one.

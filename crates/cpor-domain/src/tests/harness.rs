@@ -839,7 +839,7 @@ pub(crate) fn invariant_violations(state: &State) -> Vec<String> {
         // Partner response: while a PoE request is unanswered, which is
         // always the case in `partner_action_required` and may be the case
         // for an approved incumbent.
-        if claim.partner_response_due_at.is_some()
+        if claim.partner_response_due_at().is_some()
             && !matches!(
                 status,
                 ClaimStatus::PartnerActionRequired | ClaimStatus::Approved
@@ -847,13 +847,14 @@ pub(crate) fn invariant_violations(state: &State) -> Vec<String> {
         {
             fail(format!("{id}: partner_response_due_at set in {status:?}"));
         }
-        if status == ClaimStatus::PartnerActionRequired && claim.partner_response_due_at.is_none() {
+        if status == ClaimStatus::PartnerActionRequired && claim.partner_response_due_at().is_none()
+        {
             fail(format!("{id}: partner action required without a due date"));
         }
         let response_watched = claim
             .watched_deadlines()
             .any(|(_, _, kind)| kind == DeadlineKind::PartnerResponse);
-        if response_watched != claim.partner_response_due_at.is_some() {
+        if response_watched != claim.partner_response_due_at().is_some() {
             fail(format!(
                 "{id}: partner response watched = {response_watched}"
             ));
@@ -861,22 +862,22 @@ pub(crate) fn invariant_violations(state: &State) -> Vec<String> {
         // Decisions.
         match status {
             s if s.is_open() => {
-                if claim.decided_at.is_some() || claim.reason.is_some() {
+                if claim.decided_at.is_some() || claim.reason().is_some() {
                     fail(format!("{id}: open claim carries a decision"));
                 }
             }
             ClaimStatus::Approved | ClaimStatus::Withdrawn => {
-                if claim.decided_at.is_none() || claim.reason.is_some() {
+                if claim.decided_at.is_none() || claim.reason().is_some() {
                     fail(format!("{id}: {status:?} needs decided_at and no reason"));
                 }
             }
             _ => {
-                if claim.decided_at.is_none() || claim.reason.is_none() {
+                if claim.decided_at.is_none() || claim.reason().is_none() {
                     fail(format!("{id}: {status:?} needs decided_at and a reason"));
                 }
             }
         }
-        if status == ClaimStatus::Rejected && claim.rejected_at.is_none() {
+        if status == ClaimStatus::Rejected && claim.rejected_at().is_none() {
             fail(format!("{id}: rejected without rejected_at"));
         }
         if !claim.subscription_ids.windows(2).all(|w| w[0] < w[1]) {
@@ -885,21 +886,43 @@ pub(crate) fn invariant_violations(state: &State) -> Vec<String> {
         if claim.solution_area == SolutionArea::Microsoft365 && !claim.subscription_ids.is_empty() {
             fail(format!("{id}: a Microsoft 365 claim lists subscriptions"));
         }
-        if !state
-            .keys
-            .get(&claim.key())
-            .is_some_and(|k| k.claim_ids.contains(&id))
-        {
+        if !state.claims_on_key(&claim.key()).any(|c| c.claim_id == id) {
             fail(format!("{id}: missing from its key"));
         }
+        if state.claims.by_seq(claim.seq) != Some(claim) {
+            fail(format!("{id}: not at its seq {}", claim.seq));
+        }
+    }
+    if state.keys.len() != state.claims.len() {
+        fail(format!(
+            "{} key entries for {} claims",
+            state.keys.len(),
+            state.claims.len()
+        ));
     }
 
-    for (key, entry) in &state.keys {
-        let claims: Vec<&Claim> = entry
-            .claim_ids
-            .iter()
-            .filter_map(|id| state.claims.get(id))
-            .collect();
+    // Every key that has claims or an open case.
+    let keys: BTreeSet<ClaimKey> = state
+        .claims
+        .values()
+        .map(Claim::key)
+        .chain(
+            state
+                .open_cases
+                .keys()
+                .map(|(tenant_id, product, activity)| ClaimKey {
+                    tenant_id: *tenant_id,
+                    product: product.to_string(),
+                    activity: *activity,
+                }),
+        )
+        .collect();
+    for key in &keys {
+        let open_case = state.open_case_of(key);
+        let claims: Vec<&Claim> = state.claims_on_key(key).collect();
+        if !claims.windows(2).all(|w| w[0].seq < w[1].seq) {
+            fail(format!("{key:?}: claims not in submission order"));
+        }
         let approved = claims
             .iter()
             .filter(|c| c.status == ClaimStatus::Approved)
@@ -913,7 +936,7 @@ pub(crate) fn invariant_violations(state: &State) -> Vec<String> {
             fail(format!("{key:?}: a partner competes with itself"));
         }
         // A key is in arbitration exactly when two partners contend for it.
-        match entry.open_case.and_then(|id| state.cases.get(&id)) {
+        match open_case.and_then(|id| state.cases.get(&id)) {
             Some(case) => {
                 if case.status != CaseStatus::Open || !key_of_case_is(case, key) {
                     fail(format!(
@@ -929,7 +952,7 @@ pub(crate) fn invariant_violations(state: &State) -> Vec<String> {
                 }
                 for c in &contenders {
                     if !case.claim_ids.contains(&c.claim_id)
-                        || c.arbitration_case_id != Some(case.case_id)
+                        || c.arbitration_case_id() != Some(case.case_id)
                     {
                         fail(format!(
                             "{key:?}: contender {} outside the open case",
@@ -939,7 +962,7 @@ pub(crate) fn invariant_violations(state: &State) -> Vec<String> {
                 }
             }
             None => {
-                if entry.open_case.is_some() {
+                if open_case.is_some() {
                     fail(format!("{key:?}: open_case names no case"));
                 }
                 if contenders.len() > 1 {
@@ -954,11 +977,7 @@ pub(crate) fn invariant_violations(state: &State) -> Vec<String> {
 
     let mut open_cases_by_key: BTreeMap<ClaimKey, usize> = BTreeMap::new();
     for case in state.cases.values() {
-        let key = ClaimKey {
-            tenant_id: case.tenant_id,
-            product: case.product.clone(),
-            activity: case.activity,
-        };
+        let key = case.key();
         let unique: BTreeSet<&Uuid> = case.claim_ids.iter().collect();
         if unique.len() != case.claim_ids.len() {
             fail(format!("case {}: a claim listed twice", case.case_id));
@@ -966,7 +985,7 @@ pub(crate) fn invariant_violations(state: &State) -> Vec<String> {
         match case.status {
             CaseStatus::Open => {
                 *open_cases_by_key.entry(key.clone()).or_default() += 1;
-                if state.keys.get(&key).and_then(|k| k.open_case) != Some(case.case_id) {
+                if state.open_case_of(&key) != Some(case.case_id) {
                     fail(format!(
                         "case {}: open but not its key's open case",
                         case.case_id

@@ -295,7 +295,7 @@ fn command_of(world: &World, op: &Op, fresh: &mut u64) -> Option<(Actor, Command
             };
             let known = state.claims.get(&claim_id).and_then(|c| match kind {
                 DeadlineKind::Review => c.review_due_at,
-                DeadlineKind::PartnerResponse => c.partner_response_due_at,
+                DeadlineKind::PartnerResponse => c.partner_response_due_at(),
             });
             let due_at = known.unwrap_or(world.now) + Duration::days(*days);
             Some((scheduler(), cmd::deadline(claim_id, kind, due_at), None))

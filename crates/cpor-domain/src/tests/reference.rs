@@ -270,9 +270,8 @@ fn subscriptions_per_tenant_and_product_are_bounded() {
     let mut w = World::standard();
     let held = w
         .state
-        .subscriptions_by_product
-        .get(&(uid("t1"), "dynamics_365_sales".to_string()))
-        .map_or(0, |ids| ids.len());
+        .subscription_ids_of(uid("t1"), "dynamics_365_sales")
+        .count();
     for i in held..MAX {
         w.exec(
             system(),

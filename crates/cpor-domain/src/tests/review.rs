@@ -146,7 +146,7 @@ fn request_poe_gives_the_partner_five_business_days() {
     let claim = world.claim(uid("c1"));
     assert_eq!(claim.status, ClaimStatus::PartnerActionRequired);
     assert_eq!(
-        claim.partner_response_due_at,
+        claim.partner_response_due_at(),
         Some(time("2026-12-05T00:00:00Z"))
     );
     assert_eq!(
@@ -183,7 +183,7 @@ fn a_poe_answer_returns_the_claim_to_review_with_a_new_deadline() {
     let claim = world.claim(uid("c1"));
     assert_eq!(claim.status, ClaimStatus::UnderReview);
     assert_eq!(claim.review_due_at, Some(time("2026-12-08T00:00:00Z")));
-    assert_eq!(claim.partner_response_due_at, None);
+    assert_eq!(claim.partner_response_due_at(), None);
     assert_eq!(
         world.state.deadlines.iter().copied().collect::<Vec<_>>(),
         [(
@@ -225,7 +225,7 @@ fn poe_added_to_an_approved_claim_starts_no_deadline() {
     let claim = world.claim(uid("c1"));
     assert_eq!(claim.status, ClaimStatus::Approved);
     assert_eq!(
-        (claim.review_due_at, claim.partner_response_due_at),
+        (claim.review_due_at, claim.partner_response_due_at()),
         (None, None)
     );
     assert!(world.state.deadlines.is_empty());
@@ -253,7 +253,7 @@ fn the_approved_incumbent_of_an_open_case_can_be_asked_for_poe() {
         "the incumbent stays approved"
     );
     assert_eq!(
-        claim.partner_response_due_at,
+        claim.partner_response_due_at(),
         Some(time("2026-12-04T00:00:00Z"))
     );
     assert!(world.state.deadlines.contains(&(
@@ -270,7 +270,7 @@ fn the_approved_incumbent_of_an_open_case_can_be_asked_for_poe() {
     let claim = world.claim(uid("c1"));
     assert_eq!(claim.status, ClaimStatus::Approved);
     assert_eq!(
-        (claim.review_due_at, claim.partner_response_due_at),
+        (claim.review_due_at, claim.partner_response_due_at()),
         (None, None)
     );
 }
@@ -354,7 +354,7 @@ fn approve_and_reject_record_the_reviewers_words() {
         })])
         .applied();
     let claim = world.claim(uid("c1"));
-    assert_eq!(claim.reason.as_deref(), Some("WRONG_ACTIVITY"));
+    assert_eq!(claim.reason(), Some("WRONG_ACTIVITY"));
     assert_eq!(claim.decided_at, Some(time("2026-11-27T10:00:00Z")));
 
     let world = Given::standard()
@@ -374,5 +374,5 @@ fn approve_and_reject_record_the_reviewers_words() {
         })])
         .then_actors(&[reviewer()])
         .applied();
-    assert_eq!(world.claim(uid("c1")).reason, None);
+    assert_eq!(world.claim(uid("c1")).reason(), None);
 }

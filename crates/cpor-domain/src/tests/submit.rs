@@ -159,7 +159,7 @@ fn an_accepted_claim_records_everything_the_reply_and_the_views_need() {
     assert_eq!(claim.version, 1);
     assert_eq!(claim.submitted_at, time(T0));
     assert!(!claim.disputed && !claim.overdue);
-    assert_eq!(claim.arbitration_case_id, None);
+    assert_eq!(claim.arbitration_case_id(), None);
     assert_eq!(
         world.state.deadlines.iter().copied().collect::<Vec<_>>(),
         [(

@@ -208,7 +208,7 @@ fn statuses_parse_from_their_names_and_in_arbitration_means_an_open_case() {
     world.sales("P-200", "c2");
     let case_of = |w: &World, c: &str| {
         w.claim(uid(c))
-            .arbitration_case_id
+            .arbitration_case_id()
             .and_then(|id| w.state.cases.get(&id).cloned())
     };
     assert!(in_open_case(
