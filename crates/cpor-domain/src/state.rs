@@ -572,19 +572,11 @@ impl State {
                     c.overdue = false;
                 }
             }),
-            EventData::Approved(e) => self.update_claim(e.claim_id, at, |c| {
-                close_claim(c, ClaimStatus::Approved, None, at);
-            }),
+            EventData::Approved(e) => self.close(e.claim_id, at, ClaimStatus::Approved, None),
             EventData::Rejected(e) => {
-                let reason = self.names.intern(&e.reason);
-                self.update_claim(e.claim_id, at, |c| {
-                    close_claim(c, ClaimStatus::Rejected, Some(reason), at);
-                    c.extra_mut().rejected_at = Some(at);
-                })
+                self.close(e.claim_id, at, ClaimStatus::Rejected, Some(&e.reason))
             }
-            EventData::Withdrawn(e) => self.update_claim(e.claim_id, at, |c| {
-                close_claim(c, ClaimStatus::Withdrawn, None, at);
-            }),
+            EventData::Withdrawn(e) => self.close(e.claim_id, at, ClaimStatus::Withdrawn, None),
             EventData::Disputed(e) => self.update_claim(e.claim_id, at, |c| {
                 c.status = ClaimStatus::Submitted;
                 c.disputed = true;
@@ -594,10 +586,7 @@ impl State {
                 c.overdue = false;
             }),
             EventData::AssociationEnded(e) => {
-                let reason = self.names.intern(&e.reason);
-                self.update_claim(e.claim_id, at, |c| {
-                    close_claim(c, ClaimStatus::Ended, Some(reason), at);
-                })
+                self.close(e.claim_id, at, ClaimStatus::Ended, Some(&e.reason))
             }
             EventData::ReviewDeadlineMissed(e) => self.update_claim(e.claim_id, at, |c| {
                 c.overdue = true;
@@ -616,6 +605,25 @@ impl State {
                 unreachable!("evolve folds {:?} itself", event.data)
             }
         }
+    }
+
+    /// A claim decided (approved, rejected, withdrawn or ended), with the
+    /// reason code of a rejection or an end; a rejection also starts the
+    /// dispute window.
+    fn close(
+        &mut self,
+        claim_id: Uuid,
+        at: Timestamp,
+        status: ClaimStatus,
+        reason: Option<&str>,
+    ) -> Result<u64, EvolveError> {
+        let reason = reason.map(|r| self.names.intern(r));
+        self.update_claim(claim_id, at, |c| {
+            close_claim(c, status, reason, at);
+            if status == ClaimStatus::Rejected {
+                c.extra_mut().rejected_at = Some(at);
+            }
+        })
     }
 
     /// A claim to change. The caller changes only fields it owns: a change

@@ -237,14 +237,8 @@ fn approving_a_challenger_supersedes_the_incumbent() {
     );
     assert_eq!(ended.actor, Actor::service());
     assert_eq!(world.claim(uid("c1")).status, ClaimStatus::Ended);
-    assert_eq!(
-        world.claim(uid("c1")).reason(),
-        Some("SUPERSEDED")
-    );
-    assert_eq!(
-        world.claim(uid("c2")).reason(),
-        Some("LOST_ARBITRATION")
-    );
+    assert_eq!(world.claim(uid("c1")).reason(), Some("SUPERSEDED"));
+    assert_eq!(world.claim(uid("c2")).reason(), Some("LOST_ARBITRATION"));
 }
 
 #[test]

@@ -84,10 +84,7 @@ fn a_customer_declines_an_approved_claim_by_ending_it() {
         )
         .then_data(&[ended("c1", "CUSTOMER_DECLINED", None)])
         .applied();
-    assert_eq!(
-        world.claim(uid("c1")).reason(),
-        Some("CUSTOMER_DECLINED")
-    );
+    assert_eq!(world.claim(uid("c1")).reason(), Some("CUSTOMER_DECLINED"));
 }
 
 #[test]
