@@ -261,7 +261,7 @@ fn in_arbitration_asked_of_the_views_is_the_states_rule() {
     // Each claim: the state's answer, and the views' answer.
     let answers = |w: &World, claim_id| {
         let claim = w.claim(claim_id);
-        let case = claim.arbitration_case_id.map(|id| &w.state.cases[&id]);
+        let case = claim.arbitration_case_id().map(|id| &w.state.cases[&id]);
         let by_state = in_open_case(claim, case);
         let by_views = ClaimView::of(claim).in_open_case(case.map(CaseView::of).as_ref());
         (by_state, by_views)
@@ -272,7 +272,7 @@ fn in_arbitration_asked_of_the_views_is_the_states_rule() {
     let c2 = world.sales("P-200", "c2");
     let c4 = world.submit_as("P-200", m365_claim("c4", "P-200"));
     world.by("P-200", cmd::withdraw(c4));
-    let case_of = |w: &World, id| w.state.cases[&w.claim(id).arbitration_case_id.unwrap()].status;
+    let case_of = |w: &World, id| w.state.cases[&w.claim(id).arbitration_case_id().unwrap()].status;
     assert_eq!(case_of(&world, c1), CaseStatus::Open);
     assert_eq!(case_of(&world, c3), CaseStatus::Closed);
     for (claim_id, expected) in [(c1, true), (c2, true), (c3, false), (c4, false)] {
