@@ -2,15 +2,17 @@
 //! fixture was written by a release with an older store layout (see
 //! `tests/fixtures/README.md`), beside the SHA-256 of its `cpor export`:
 //! `datadir-v1.tar.xz` layout 1 (one sled tree, JSON command records),
-//! `datadir-v2.tar.xz` layout 2 (a tree per kind of record, JSON views).
+//! `datadir-v2.tar.xz` layout 2 (a tree per kind of record, JSON views),
+//! `datadir-v3.tar.xz` layout 3 (typed views, one `log` entry per event).
 //! This release upgrades each in place, by `cpor migrate` or at the first
 //! `cpor serve`, and then: the export is byte-identical (so is the hash
 //! chain in it), `cpor verify` and `cpor rebuild` find nothing wrong (the
 //! views were rewritten in this release's form), the claims answer, and
 //! the command ids are still remembered (a reused one is
-//! `IDEMPOTENCY_CONFLICT`). The layout 2 fixture also holds the replies its
-//! release gave to the queries (`replies-v2.json`): this release answers
-//! the same from the upgraded data dir.
+//! `IDEMPOTENCY_CONFLICT`). The layout 2 and 3 fixtures also hold the
+//! replies their release gave to the queries (`replies-v2.json`,
+//! `replies-v3.json`): this release answers the same from the upgraded
+//! data dir.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -221,10 +223,23 @@ async fn serve_upgrades_a_layout_1_data_dir_at_its_first_start() {
 /// equal bytes).
 #[tokio::test(flavor = "multi_thread")]
 async fn serve_answers_a_layout_2_data_dir_as_its_release_did() {
+    serve_answers_as_its_release_did(2).await;
+}
+
+/// The same for the layout 3 fixture (`replies-v3.json`).
+#[tokio::test(flavor = "multi_thread")]
+async fn serve_answers_a_layout_3_data_dir_as_its_release_did() {
+    serve_answers_as_its_release_did(3).await;
+}
+
+/// Serves the fixture of store layout `layout` and compares the replies
+/// with those its release gave (`replies-v{layout}.json`).
+async fn serve_answers_as_its_release_did(layout: u32) {
     let dir = tempfile::tempdir().unwrap();
-    let data = unpack_fixture(dir.path(), 2);
+    let data = unpack_fixture(dir.path(), layout);
     let before: Value = serde_json::from_slice(
-        &std::fs::read(dir.path().join("replies-v2.json")).expect("the fixture's replies"),
+        &std::fs::read(dir.path().join(format!("replies-v{layout}.json")))
+            .expect("the fixture's replies"),
     )
     .unwrap();
     let nats = NatsServer::shared_or_own();
@@ -293,5 +308,5 @@ async fn serve_answers_a_layout_2_data_dir_as_its_release_did() {
         again.contains("nothing to do"),
         "serve upgraded it: {again}"
     );
-    check_upgraded(data, 2);
+    check_upgraded(data, layout);
 }
