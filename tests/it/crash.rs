@@ -756,6 +756,14 @@ async fn sigterm_under_load_drains_and_exits_0() {
         .await
         .expect("the events stream exists");
     let in_stream = stream.info().await.expect("stream info").state.messages;
+    // The stop left a state snapshot at its last position: the restart
+    // folds nothing before answering.
+    let snapshots = service.data_dir().join("state-snapshots");
+    let last = snapshots.join(format!("state-{in_stream:020}.snap"));
+    assert!(
+        last.is_file(),
+        "no state snapshot at {in_stream} in {snapshots:?}"
+    );
 
     service.start_again().await;
     let health = service.health().await.expect("health after the restart");
@@ -765,9 +773,23 @@ async fn sigterm_under_load_drains_and_exits_0() {
         "after SIGTERM the stream held {in_stream} events, but the log holds {health}: \
          the service exited before publishing everything it wrote"
     );
+    let restarted = service.log_tail(400);
+    assert!(
+        restarted.contains("restored the decision state from a snapshot"),
+        "{restarted}"
+    );
     check_after_restart(&client, &js, &prefix, &runs, &mut book).await;
 
     service.terminate().await;
+    // `cpor snapshot` on the stopped data dir: a snapshot folded from the log.
+    let data = path_arg(service.data_dir()).to_string();
+    let taken = run_to_exit(&["snapshot", "--data-dir", &data], &[]).await;
+    assert_eq!(taken.code, Some(0), "{}", taken.stderr);
+    assert!(
+        taken.stdout.contains("the decision state at position"),
+        "{}",
+        taken.stdout
+    );
     delete_streams(&js, &prefix).await;
 }
 

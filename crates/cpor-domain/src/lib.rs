@@ -6,6 +6,7 @@ pub mod decide;
 pub mod dns;
 pub mod error;
 pub mod event;
+pub mod image;
 pub mod limits;
 pub mod name;
 pub mod state;

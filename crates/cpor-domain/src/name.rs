@@ -118,6 +118,11 @@ impl Names {
         self.0.get(text)
     }
 
+    /// Every text of the table, in text order.
+    pub fn iter(&self) -> impl Iterator<Item = &Name> + '_ {
+        self.0.iter()
+    }
+
     /// How many distinct texts the table holds.
     pub fn len(&self) -> usize {
         self.0.len()

@@ -37,7 +37,7 @@ use crate::types::{
     Timestamp,
 };
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct TenantRecord {
     /// The tenant's domains as comparison keys ([`crate::dns::domain_key`]:
     /// A-labels, lowercase, no trailing dot); the event keeps the spelling
@@ -46,13 +46,13 @@ pub struct TenantRecord {
     pub version: u64,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct PartnerRecord {
     pub mpns: Vec<Mpn>,
     pub version: u64,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SubscriptionEntry {
     pub record: SubscriptionRecord,
     pub version: u64,
@@ -98,11 +98,11 @@ pub struct Claim {
 /// claims compare equal.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ClaimExtra {
-    arbitration_case_id: Option<Uuid>,
-    partner_response_due_at: Option<Timestamp>,
+    pub(crate) arbitration_case_id: Option<Uuid>,
+    pub(crate) partner_response_due_at: Option<Timestamp>,
     /// When the claim was last rejected: the dispute window counts from here.
-    rejected_at: Option<Timestamp>,
-    reason: Option<Name>,
+    pub(crate) rejected_at: Option<Timestamp>,
+    pub(crate) reason: Option<Name>,
 }
 
 impl Claim {
@@ -228,6 +228,26 @@ impl Claims {
     /// Every claim, in submission order.
     pub fn in_submission_order(&self) -> impl Iterator<Item = &Claim> + '_ {
         self.chunks.iter().flatten()
+    }
+
+    /// The claims in submission order, one chunk of up to
+    /// [`CLAIMS_PER_CHUNK`] at a time.
+    pub fn chunks(&self) -> impl Iterator<Item = &[Claim]> + '_ {
+        self.chunks.iter().map(Vec::as_slice)
+    }
+
+    /// Claims from chunks in submission order (each full but the last,
+    /// `seq` already set), with the id index built in one sorted pass
+    /// (packed B-tree nodes). `None` when two claims share an id.
+    pub(crate) fn from_chunks(chunks: Vec<Vec<Claim>>) -> Option<Claims> {
+        let index: BTreeMap<Uuid, u32> = chunks
+            .iter()
+            .flatten()
+            .enumerate()
+            .map(|(at, claim)| (claim.claim_id, at as u32))
+            .collect();
+        let total: usize = chunks.iter().map(Vec::len).sum();
+        (index.len() == total).then_some(Claims { chunks, index })
     }
 
     fn at(&self, at: u32) -> &Claim {

@@ -36,6 +36,7 @@ use cpor_domain::error::{ErrorCode, Rejection};
 use cpor_domain::event::AggregateId;
 use cpor_domain::state::State;
 use cpor_domain::types::{Actor, DeadlineKind, Timestamp};
+use cpor_log::snapshot::{self, Snapshotter};
 use cpor_log::{CommandRecord, Log, LogError, LogReader};
 
 /// An accepted command's reply fields, as stored for idempotent repeats.
@@ -384,6 +385,7 @@ impl Engine {
             disk_free_min_bytes: options.disk_free_min_bytes,
             store: recovery::StoreHealth::new(failed_epoch, positions.clone()),
             command_retention: command_retention(options.command_retention),
+            snapshots: Some(Snapshotter::new(&reader, snapshot::SNAPSHOT_EVERY_EVENTS)),
         };
         let thread = WriterThread::spawn(writer, flusher_task)?;
         Ok((
@@ -859,6 +861,9 @@ struct Writer {
     store: recovery::StoreHealth,
     /// See [`Options::command_retention`].
     command_retention: chrono::Duration,
+    /// Decision-state snapshots, every [`snapshot::SNAPSHOT_EVERY_EVENTS`]
+    /// and at a graceful stop (`None` once the writer stops).
+    snapshots: Option<Snapshotter>,
 }
 
 impl Writer {
@@ -890,6 +895,7 @@ impl Writer {
         };
         let position = self.log.head().position;
         let projector = self.projector.take();
+        let (snapshots, last_snapshot) = self.last_snapshot(&result);
         // Closes the queues: requests still queued are answered
         // `UNAVAILABLE` (their reply slots dropped); the projector hands
         // on what it has and ends, then the flusher.
@@ -898,11 +904,32 @@ impl Writer {
         if let Some(projector) = projector {
             let _ = projector.join();
         }
+        // After the flusher: the events it stands on are on disk first.
+        if let Some(snapshots) = snapshots {
+            snapshots.finish(last_snapshot);
+        }
         match &result {
             Ok(()) => tracing::info!(position, "writer stopped"),
             Err(fatal) => tracing::error!(%fatal, "writer stopped"),
         }
         result
+    }
+
+    /// The snapshotter and, after a graceful stop with the state at the
+    /// head (no failed write), the state encoded for its last snapshot.
+    fn last_snapshot(
+        &mut self,
+        result: &Result<(), Fatal>,
+    ) -> (Option<Snapshotter>, Option<snapshot::Encoded>) {
+        let encoded = match result {
+            Ok(()) if !self.store.is_closed() => snapshot::encode(&self.state, self.log.head())
+                .inspect_err(
+                    |error| tracing::error!(%error, "cannot encode the last state snapshot"),
+                )
+                .ok(),
+            _ => None,
+        };
+        (self.snapshots.take(), encoded)
     }
 
     /// Recounts the state gauges when the last count is older than
@@ -1161,8 +1188,14 @@ impl Writer {
         ::metrics::histogram!(metrics::COMMIT_SECONDS).record(started.elapsed());
         match committed {
             Ok((head, projection)) => {
-                self.hand_off(head.position, Some(projection), pending)
-                    .await
+                let handed = self
+                    .hand_off(head.position, Some(projection), pending)
+                    .await;
+                // The state is the fold of `head` here (the batch applied).
+                if let Some(snapshots) = &mut self.snapshots {
+                    snapshots.after_commit(&self.state, &head);
+                }
+                handed
             }
             Err(error) => {
                 ::metrics::counter!(metrics::WRITE_ERRORS_TOTAL, "stage" => "apply").increment(1);

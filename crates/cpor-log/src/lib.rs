@@ -22,6 +22,7 @@
 //! - `stored`: the read models' compact stored form (postcard).
 //! - `query`: the typed reads the queries make of them.
 //! - `startup`: the start-up checks (also run by `cpor verify --data-dir`).
+//! - `snapshot`: decision-state snapshots, files beside the store.
 //! - this file: opening, appending, reading.
 //!
 //! RFC 8785 canonical JSON and the contract's `hash` live in the leaf crate
@@ -34,6 +35,7 @@ mod migrate;
 mod projection;
 mod query;
 mod record;
+pub mod snapshot;
 pub mod startup;
 mod stored;
 
@@ -500,6 +502,10 @@ impl Appender {
 fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
     for entry in std::fs::read_dir(from)? {
         let entry = entry?;
+        if entry.file_name() == snapshot::SNAPSHOT_DIR {
+            // The audit tools fold the log alone: no snapshot is trusted.
+            continue;
+        }
         let target = to.join(entry.file_name());
         let kind = entry.file_type()?;
         if kind.is_dir() {
@@ -734,6 +740,11 @@ impl LogReader {
         Ok(reader)
     }
 
+    /// The data dir (sled's files, and the state snapshots beside them).
+    pub fn dir(&self) -> &Path {
+        self.dir.as_path()
+    }
+
     /// Bytes free for this process on the data dir's filesystem (statvfs
     /// `f_bavail`): the writer refuses to write below a reserve rather than
     /// let sled meet a full disk.
@@ -811,8 +822,21 @@ impl LogReader {
     /// Folds the log into a fresh state, up to `as_of` (event time) if given.
     /// Checks that positions are gapless as it goes.
     pub fn fold_state(&self, as_of: Option<Timestamp>) -> Result<State, LogError> {
-        let mut state = State::new();
-        for (expected, entry) in (1u64..).zip(self.events_from(1)) {
+        Ok(self.fold_onto(State::new(), 0, as_of)?.0)
+    }
+
+    /// Folds the events after position `after` into `state` (the fold of
+    /// the log up to `after`), up to `as_of` (event time) if given; checks
+    /// that positions are gapless. Returns the state and how many events
+    /// it folded.
+    pub fn fold_onto(
+        &self,
+        mut state: State,
+        after: u64,
+        as_of: Option<Timestamp>,
+    ) -> Result<(State, u64), LogError> {
+        let mut folded = 0;
+        for (expected, entry) in (after + 1..).zip(self.events_from(after + 1)) {
             let (position, bytes) = entry?;
             if position != expected {
                 return Err(LogError::Corrupt(format!(
@@ -826,8 +850,9 @@ impl LogReader {
             state
                 .evolve(&decoded.event, decoded.time)
                 .map_err(|e| LogError::Corrupt(format!("position {position}: {e}")))?;
+            folded += 1;
         }
-        Ok(state)
+        Ok((state, folded))
     }
 
     /// The idempotency record of an accepted command.

@@ -11,7 +11,10 @@
 //!    head hash record is the last event's ([`check_tail`]).
 //! 3. Refuse a log that ends before what was published from it
 //!    ([`check_published`]): that needs a person (`cpor repair`).
-//! 4. Fold the whole log into the decision state (gapless positions).
+//! 4. Fold the log into the decision state (gapless positions): from the
+//!    newest usable state snapshot on ([`crate::snapshot::load`]), or the
+//!    whole log when there is none; [`run_from_log`] always folds it all
+//!    and reads no snapshot (`cpor verify --data-dir`).
 
 use std::collections::HashSet;
 
@@ -38,6 +41,11 @@ pub struct Startup {
     /// What start-up changed, one sentence each (e.g. the cut of an
     /// unacknowledged tail), for the service's log and `cpor verify`.
     pub actions: Vec<String>,
+    /// The position of the state snapshot the fold started from, `None`
+    /// when it folded the whole log.
+    pub snapshot: Option<u64>,
+    /// Events folded (after the snapshot, if any).
+    pub folded: u64,
 }
 
 impl Startup {
@@ -47,9 +55,20 @@ impl Startup {
 }
 
 /// Runs the start-up checks on `reader` (which they may change: see the
-/// module docs). Errors: [`LogError::Corrupt`] for damage,
-/// [`LogError::NeedsRepair`] naming the step for what needs a person.
+/// module docs), folding from the newest usable state snapshot. Errors:
+/// [`LogError::Corrupt`] for damage, [`LogError::NeedsRepair`] naming the
+/// step for what needs a person.
 pub fn run(reader: &LogReader) -> Result<Startup, LogError> {
+    run_folding(reader, true)
+}
+
+/// [`run`], folding the whole log: reads no state snapshot, so what it
+/// proves rests on the log alone (`cpor verify --data-dir`).
+pub fn run_from_log(reader: &LogReader) -> Result<Startup, LogError> {
+    run_folding(reader, false)
+}
+
+fn run_folding(reader: &LogReader, use_snapshots: bool) -> Result<Startup, LogError> {
     let mut actions = Vec::new();
     if let Some(cut) = reconcile_head(reader)? {
         actions.push(cut);
@@ -59,11 +78,20 @@ pub fn run(reader: &LogReader) -> Result<Startup, LogError> {
     if reader.catch_up_derived(&head)? {
         actions.push("rewrote the stream index and the projections, behind the log".into());
     }
-    let state = reader.fold_state(None)?;
+    let restored = if use_snapshots {
+        crate::snapshot::load(reader, &head)?
+    } else {
+        None
+    };
+    let snapshot = restored.as_ref().map(|(position, _)| *position);
+    let (after, start) = restored.unwrap_or_default();
+    let (state, folded) = reader.fold_onto(start, after, None)?;
     Ok(Startup {
         head,
         state,
         actions,
+        snapshot,
+        folded,
     })
 }
 

@@ -17,7 +17,13 @@ use cpor_testkit::fixtures::{self, at};
 use super::*;
 
 /// Decides and appends one command in its own batch, like the engine does.
-fn run(log: &mut Log, state: &mut State, actor: Actor, command: Command, now: &str) -> Vec<u64> {
+pub(crate) fn run(
+    log: &mut Log,
+    state: &mut State,
+    actor: Actor,
+    command: Command,
+    now: &str,
+) -> Vec<u64> {
     let envelope = CommandEnvelope {
         command_id: Uuid::new_v4(),
         actor,
@@ -70,14 +76,14 @@ fn accepted(events: usize) -> Accepted {
     }
 }
 
-struct World {
+pub(crate) struct World {
     tenant: Uuid,
     subscription: Uuid,
 }
 
 /// Reference data, two competing claims, an approval: a history that
 /// touches claims, cases, comments and deadlines.
-fn history(log: &mut Log, state: &mut State) -> (World, Uuid, Uuid) {
+pub(crate) fn history(log: &mut Log, state: &mut State) -> (World, Uuid, Uuid) {
     let tenant = Uuid::new_v4();
     let subscription = Uuid::new_v4();
     let now = "2026-11-25T09:00:00Z";

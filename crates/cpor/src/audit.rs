@@ -472,9 +472,10 @@ impl Verified<'_> {
     }
 }
 
-/// Runs the service's start-up checks (`cpor_log::startup::run`, the very
-/// function `cpor serve` runs) on a data dir source's private copy, so the
-/// data dir itself is untouched: `Some(None)` for other sources,
+/// Runs the service's start-up checks (`cpor_log::startup`, the very
+/// checks `cpor serve` runs, but folding the whole log: no state snapshot
+/// is trusted here) on a data dir source's private copy, so the data dir
+/// itself is untouched: `Some(None)` for other sources,
 /// `Some(Some(what start-up would change))`, or `None` after printing why
 /// start-up would refuse (verification fails).
 fn startup_checks(
@@ -485,7 +486,7 @@ fn startup_checks(
     let Some(reader) = source.log_reader() else {
         return Some(None);
     };
-    match cpor_log::startup::run(reader) {
+    match cpor_log::startup::run_from_log(reader) {
         Ok(startup) => Some(Some(startup.actions)),
         Err(refusal) => {
             if json {

@@ -12,6 +12,7 @@ mod nats_flags;
 mod repair;
 mod repair_stream;
 mod serve;
+mod snapshot;
 mod telemetry;
 
 use std::process::ExitCode;
@@ -58,6 +59,9 @@ enum Commands {
     /// Upgrade a stopped service's data dir to this release's store layout
     /// (`cpor serve` does the same at its first start).
     Migrate(audit::MigrateArgs),
+    /// Write a snapshot of the decision state of a stopped service's data
+    /// dir, folded from its log, so the next start folds only what follows.
+    Snapshot(snapshot::SnapshotArgs),
     /// Send one request to a running service and print the reply.
     Request(client::RequestArgs),
     /// Follow claim statuses (or events) from JetStream, like a dashboard.
@@ -107,6 +111,7 @@ fn main() -> ExitCode {
         Commands::Replay(args) => audit::replay(args),
         Commands::Rebuild(args) => audit::rebuild(args),
         Commands::Migrate(args) => audit::migrate(args),
+        Commands::Snapshot(args) => snapshot::snapshot(args),
         Commands::Request(args) => client::request(args),
         Commands::Watch(args) => client::watch(args),
         Commands::Repair(args) => repair::repair(args),
