@@ -5,6 +5,7 @@
 //!     [--cores 1,2] [--growth 0,10000,100000,1000000]
 //! cargo run --release -p cpor-bench -- generate --data-dir DIR (--events N | --claims N)
 //!     [--seed S] [--start RFC3339]
+//! cargo run --release -p cpor-bench -- raw-log [--commands N] [--batch 64] [--seed S]
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -84,6 +85,20 @@ enum Sub {
         #[arg(long, value_name = "RFC3339")]
         start: Option<chrono::DateTime<chrono::Utc>>,
     },
+    /// The raw log alone (the writer without NATS, on a fresh log in a
+    /// temporary directory): commands/s and events/s at one group-commit
+    /// size (issue 8's target: >= 100k events/s at 64 commands per flush),
+    /// with the CPU time the process spent.
+    RawLog {
+        /// Commands of the mix (after the untimed reference data).
+        #[arg(long, default_value_t = 100_000)]
+        commands: usize,
+        /// Commands per commit and flush.
+        #[arg(long, default_value_t = cpor_bench::report::TARGET_RAW_BATCH)]
+        batch: usize,
+        #[arg(long, default_value_t = DEFAULT_SEED)]
+        seed: u64,
+    },
     /// Where the memory of an opened log goes: RSS after `Log::open` (decision
     /// state plus sled's cache), after dropping the store (state alone), and
     /// the state's estimated heap size.
@@ -135,6 +150,11 @@ fn main() -> ExitCode {
         Some(Sub::Echo { nats_url, subject }) => echo(&nats_url, &subject, false),
         Some(Sub::EchoJs { nats_url, subject }) => echo(&nats_url, &subject, true),
         Some(Sub::InspectMemory { data_dir }) => inspect_memory(&data_dir),
+        Some(Sub::RawLog {
+            commands,
+            batch,
+            seed,
+        }) => raw_log(commands, batch, seed),
         None => bench(&cli),
     };
     match result {
@@ -179,6 +199,30 @@ fn generate(dir: &Path, spec: cpor_bench::GenerateSpec) -> anyhow::Result<()> {
             .unwrap_or_default(),
         generated.elapsed.as_secs_f64(),
         generated.events as f64 / generated.elapsed.as_secs_f64().max(1e-9)
+    );
+    Ok(())
+}
+
+fn raw_log(commands: usize, batch: usize, seed: u64) -> anyhow::Result<()> {
+    let dir = tempfile::tempdir().context("a temporary directory")?;
+    let ticks = || {
+        cpor_bench::procfs::sample(std::process::id())
+            .unwrap_or_default()
+            .cpu_ticks
+    };
+    let before = ticks();
+    let figures = run::raw_log(&dir.path().join("raw"), seed, commands, batch)?;
+    // Clock ticks are 1/100 s on Linux; the whole process (sled's threads
+    // too), reference data and open included.
+    let cpu_s = ticks().saturating_sub(before) as f64 / 100.0;
+    println!(
+        "raw log, {batch} commands per flush: {} commands, {} events in {:.2} s: \
+         {:.0} commands/s, {:.0} events/s; process CPU {cpu_s:.2} s",
+        figures.commands,
+        figures.events,
+        figures.seconds,
+        figures.per_s(),
+        figures.events_per_s()
     );
     Ok(())
 }
