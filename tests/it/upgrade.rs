@@ -113,7 +113,7 @@ fn cpor_migrate_upgrades_a_layout_1_data_dir_and_changes_no_event() {
     let export = check_upgraded(data, 1);
     assert!(export.len() > 100_000, "the fixture holds a real log");
     let first = String::from_utf8(cpor_ok(&["migrate", "--data-dir", data])).unwrap();
-    assert!(first.contains("from store layout 1 to 3"), "{first}");
+    assert!(first.contains("from store layout 1 to 4"), "{first}");
     assert!(
         first.contains("views written anew from 2566 events"),
         "{first}"
@@ -130,7 +130,7 @@ fn cpor_migrate_rewrites_a_layout_2_data_dirs_views_and_changes_no_event() {
     let data = data.to_str().unwrap();
     check_upgraded(data, 2);
     let first = String::from_utf8(cpor_ok(&["migrate", "--data-dir", data])).unwrap();
-    assert!(first.contains("from store layout 2 to 3"), "{first}");
+    assert!(first.contains("from store layout 2 to 4"), "{first}");
     assert!(
         first.contains("views written anew from 2566 events"),
         "{first}"
@@ -138,6 +138,20 @@ fn cpor_migrate_rewrites_a_layout_2_data_dirs_views_and_changes_no_event() {
     let again = String::from_utf8(cpor_ok(&["migrate", "--data-dir", data])).unwrap();
     assert!(again.contains("nothing to do"), "{again}");
     check_upgraded(data, 2);
+}
+
+#[test]
+fn cpor_migrate_moves_a_layout_3_data_dirs_events_into_segments_and_changes_none() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = unpack_fixture(dir.path(), 3);
+    let data = data.to_str().unwrap();
+    check_upgraded(data, 3);
+    let first = String::from_utf8(cpor_ok(&["migrate", "--data-dir", data])).unwrap();
+    assert!(first.contains("from store layout 3 to 4"), "{first}");
+    assert!(first.contains("2566 events moved into segments"), "{first}");
+    let again = String::from_utf8(cpor_ok(&["migrate", "--data-dir", data])).unwrap();
+    assert!(again.contains("nothing to do"), "{again}");
+    check_upgraded(data, 3);
 }
 
 /// The first `cpor serve` on a layout 1 data dir upgrades it in place and

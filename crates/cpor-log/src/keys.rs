@@ -1,12 +1,15 @@
-//! Key layout of the store (layout 3): one sled tree per kind of record.
+//! Key layout of the store (layout 4): one sled tree per kind of record.
 //!
 //! | tree | keys | values | written |
 //! |---|---|---|---|
-//! | [`TREE_LOG`] | kind byte ([`KeyKind::Event`], [`KeyKind::Command`], [`KeyKind::CommandExpiry`], [`KeyKind::Meta`] for the head) then the key | canonical CloudEvent / compact command record / empty / head | one atomic batch per group commit: the synchronous write |
+//! | [`TREE_LOG`] | kind byte ([`KeyKind::Segment`] then its first position, [`KeyKind::Command`] then the command id, [`KeyKind::CommandExpiry`] then time and id, [`KeyKind::Meta`] then the head's name) | a segment of events (`segment`: the canonical CloudEvents of a group commit, compressed) / compact command record / empty / head | one atomic batch per group commit: the synchronous write |
 //! | [`TREE_STREAM`] | aggregate byte, id (16 bytes for uuid ids, text and 0x00 for partner ids), version | position | after the log batch; derived |
 //! | [`TREE_VIEWS`] | kind byte (0x10..0x17) then the key | projections (views in `stored`'s postcard form, indexes as ids) | after the log batch; derived |
 //! | [`TREE_META`] | name | operational values (published position, clock, instance id, layout) | outside the batch path |
 //! | [`TREE_CHECKPOINTS`] | position | signed checkpoint | by the checkpointer |
+//!
+//! Layouts 1 to 3 kept one entry per event ([`KeyKind::Event`], position
+//! → canonical CloudEvent); `migrate` moves them into segments.
 //!
 //! The events, the command records and the head share one tree because
 //! sled applies a `Batch` atomically only within one tree: a command's
@@ -43,7 +46,8 @@ pub(crate) const DERIVED_THROUGH: &[u8] = &[0x00];
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
 pub(crate) enum KeyKind {
-    /// position → CloudEvent (canonical JSON with `hash`). Tree `log`.
+    /// Layouts 1 to 3 only: position → CloudEvent (canonical JSON with
+    /// `hash`), one entry per event (now in segments, [`KeyKind::Segment`]).
     Event = 0x01,
     /// Layout 1 only: the stream index (now the `stream` tree).
     Stream = 0x02,
@@ -57,6 +61,9 @@ pub(crate) enum KeyKind {
     /// recorded time (ms), command id → empty: which command records expire
     /// first. Tree `log`.
     CommandExpiry = 0x06,
+    /// first position → segment: the events of (part of) a group commit,
+    /// compressed (`segment`). Tree `log`, layout 4.
+    Segment = 0x07,
     /// claim id → ClaimView (`stored`; JSON up to layout 2). Tree `views`.
     ClaimView = 0x10,
     /// claim id, position → CommentView (`stored`; JSON up to layout 2).
@@ -89,14 +96,23 @@ pub(crate) fn with(kind: KeyKind, parts: &[&[u8]]) -> Vec<u8> {
     key
 }
 
+/// Layouts 1 to 3: an event's own entry (tests write such stores).
+#[cfg(test)]
 pub(crate) fn event(position: u64) -> Vec<u8> {
     with(KeyKind::Event, &[&position.to_be_bytes()])
+}
+
+/// A segment's key: the position of its first event.
+pub(crate) fn segment(first: u64) -> Vec<u8> {
+    with(KeyKind::Segment, &[&first.to_be_bytes()])
 }
 
 pub(crate) fn checkpoint(position: u64) -> [u8; 8] {
     position.to_be_bytes()
 }
 
+/// The position in an event key (layouts 1 to 3) or a segment key (its
+/// first event's).
 pub(crate) fn position_of_event_key(key: &[u8]) -> Option<u64> {
     let bytes: [u8; 8] = key.get(1..9)?.try_into().ok()?;
     Some(u64::from_be_bytes(bytes))

@@ -1,8 +1,9 @@
 //! The durable event log of the CPOR claim service, on sled 0.34.
 //!
-//! One sled tree per kind of record (`keys`, store layout 2): `log` holds
-//! the events (CloudEvents with their hash chain), the idempotency records
-//! of accepted commands and the head; `stream` the per-aggregate index;
+//! One sled tree per kind of record (`keys`, store layout 4): `log` holds
+//! the events (CloudEvents with their hash chain, a group commit's in one
+//! compressed segment: `segment`), the idempotency records of accepted
+//! commands and the head; `stream` the per-aggregate index;
 //! `views` every projection the queries read; `meta` and `checkpoints` the
 //! rest. A group commit's events, records and head go into one
 //! `sled::Batch` on `log`, applied atomically ([`Log::commit_log`]); the
@@ -15,6 +16,7 @@
 //!
 //! Layout:
 //! - `keys`: the trees and their key spaces (big-endian integers).
+//! - `segment`: the events of a group commit in one compressed value.
 //! - `record`: command records (postcard) and their expiry.
 //! - `migrate`: upgrading an older store layout in place.
 //! - `envelope`: the CloudEvent form, sealing into the hash chain, decoding.
@@ -35,6 +37,7 @@ mod migrate;
 mod projection;
 mod query;
 mod record;
+mod segment;
 pub mod snapshot;
 pub mod startup;
 mod stored;
@@ -241,6 +244,7 @@ impl Log {
     pub fn begin(&self) -> Appender {
         Appender {
             batch: sled::Batch::default(),
+            segment: segment::SegmentBuilder::default(),
             base: self.head.position,
             stream: sled::Batch::default(),
             views: sled::Batch::default(),
@@ -288,6 +292,7 @@ impl Log {
             "a batch commits onto the head it began from"
         );
         appender.projection.finish(&mut appender.views, state);
+        appender.close_segment()?;
         let through = appender.head.position.to_be_bytes();
         appender.batch.insert(keys::head("head_position"), &through);
         appender
@@ -349,8 +354,10 @@ impl Projection {
 
 /// Accumulates the events and records of one group commit.
 pub struct Appender {
-    /// The `log` tree's batch: events, command records, head.
+    /// The `log` tree's batch: segments, command records, head.
     batch: sled::Batch,
+    /// The batch's events not yet in a segment of `batch`.
+    segment: segment::SegmentBuilder,
     /// The log's head position when the batch began: the batch's events
     /// follow it, so [`Log::commit`] checks the log is still there.
     base: u64,
@@ -435,7 +442,10 @@ impl Appender {
         };
         let cloud_event = envelope::to_cloud_event(event, &meta);
         let (bytes, hash) = envelope::seal(cloud_event, &self.head.hash)?;
-        self.batch.insert(keys::event(position), bytes);
+        if self.segment.is_full_for(bytes.len()) {
+            self.close_segment()?;
+        }
+        self.segment.push(position, &bytes);
         self.stream.insert(
             keys::stream(aggregate.kind, &aggregate.id, stream_version),
             &position.to_be_bytes(),
@@ -444,6 +454,14 @@ impl Appender {
             .after(&mut self.views, event, position, time);
         self.head = Head { position, hash };
         Ok(position)
+    }
+
+    /// Compresses the segment being filled into the batch.
+    fn close_segment(&mut self) -> Result<(), LogError> {
+        if let Some((key, value)) = self.segment.take()? {
+            self.batch.insert(key, value);
+        }
+        Ok(())
     }
 
     /// Records an accepted command (for idempotent repeats) in the same
@@ -770,17 +788,14 @@ impl LogReader {
         Ok(())
     }
 
-    /// The last event written, per the data itself (not the meta record).
+    /// The last event written, per the data itself (not the meta record):
+    /// the last segment's first position and count (nothing decompressed).
     pub fn last_position(&self) -> Result<u64, LogError> {
-        let mut range = self.log()?.range(
-            keys::prefix(KeyKind::Event).to_vec()..keys::prefix_end(&keys::prefix(KeyKind::Event)),
-        );
-        match range.next_back() {
+        match self.log()?.range(segment::all()).next_back() {
             None => Ok(0),
             Some(entry) => {
-                let (key, _) = entry?;
-                keys::position_of_event_key(&key)
-                    .ok_or_else(|| LogError::Corrupt("bad event key".into()))
+                let (key, value) = entry?;
+                segment::last_of(&key, &value)
             }
         }
     }
@@ -792,31 +807,44 @@ impl LogReader {
         envelope::decode(&bytes)
     }
 
-    pub fn event_bytes(&self, position: u64) -> Result<Option<sled::IVec>, LogError> {
-        Ok(self.log()?.get(keys::event(position))?)
+    /// The canonical CloudEvent at `position`, `None` past the end: the
+    /// segment holding it (a reverse range from the position), decompressed.
+    /// To read many events in order, use [`LogReader::events_from`], which
+    /// decompresses each segment once.
+    pub fn event_bytes(&self, position: u64) -> Result<Option<Vec<u8>>, LogError> {
+        let Some((key, value)) = segment::containing(&self.log()?, position)? else {
+            return Ok(None);
+        };
+        Ok(segment::Segment::decode(&key, &value)?
+            .get(position)
+            .map(<[u8]>::to_vec))
     }
 
     /// Streams stored events from `position` on, in log order, as
-    /// (position, canonical CloudEvent bytes). Memory use does not depend on
-    /// the log's size.
+    /// (position, canonical CloudEvent bytes): segment by segment, each
+    /// decompressed once. Memory use does not depend on the log's size.
     pub fn events_from(
         &self,
         position: u64,
     ) -> impl Iterator<Item = Result<(u64, Vec<u8>), LogError>> + '_ {
-        let start = keys::event(position.max(1));
-        let end = keys::prefix_end(&keys::prefix(KeyKind::Event));
-        let (range, closed) = match self.log() {
-            Ok(tree) => (Some(tree.range(start..end)), None),
+        let from = position.max(1);
+        let segments = self.log().and_then(|tree| {
+            let start = match segment::containing(&tree, from)? {
+                Some((key, _)) => key.to_vec(),
+                None => keys::segment(from),
+            };
+            Ok(tree.range(start..segment::all().end))
+        });
+        let (segments, closed) = match segments {
+            Ok(range) => (Some(range), None),
             Err(error) => (None, Some(Err(error))),
         };
-        closed
-            .into_iter()
-            .chain(range.into_iter().flatten().map(|entry| {
-                let (key, value) = entry?;
-                let position = keys::position_of_event_key(&key)
-                    .ok_or_else(|| LogError::Corrupt("bad event key".into()))?;
-                Ok((position, value.to_vec()))
-            }))
+        closed.into_iter().chain(
+            segments
+                .into_iter()
+                .flatten()
+                .flat_map(move |entry| segment_events(entry, from)),
+        )
     }
 
     /// Folds the log into a fresh state, up to `as_of` (event time) if given.
@@ -926,6 +954,24 @@ impl LogReader {
         );
         repair_projections(self, |_| {})?;
         Ok(true)
+    }
+}
+
+/// The events of one stored segment from `from` on (its whole decoding as
+/// one result when it fails).
+fn segment_events(
+    entry: sled::Result<(sled::IVec, sled::IVec)>,
+    from: u64,
+) -> Vec<Result<(u64, Vec<u8>), LogError>> {
+    let decoded = entry
+        .map_err(LogError::from)
+        .and_then(|(key, value)| segment::Segment::decode(&key, &value));
+    match decoded {
+        Ok(segment) => segment
+            .events_from(from)
+            .map(|(position, bytes)| Ok((position, bytes.to_vec())))
+            .collect(),
+        Err(error) => vec![Err(error)],
     }
 }
 

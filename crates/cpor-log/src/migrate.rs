@@ -17,6 +17,16 @@
 //!   rewritten from it ([`repair_projections`]: cleared, markers first,
 //!   then refolded and flushed); the marker is set to 3 after that. A stop
 //!   in between leaves the marker at 2, and the next open rewrites again.
+//! - **3 → 4.** Layouts 1 to 3 kept one `log` entry per event; layout 4
+//!   keeps them in compressed segments (`segment`). The events are moved
+//!   oldest first, [`MIGRATE_BATCH_ENTRIES`] per atomic `apply_batch` on
+//!   `log` that both writes their segments and removes their old entries:
+//!   after a stop, every event is in exactly one of the two forms, the
+//!   segments first, and the next open moves the rest. The bytes of each
+//!   event are unchanged (so the hash chain and every export are). When all
+//!   are moved and flushed, the marker is set to 4. This step runs before
+//!   the views of a layout 2 store are rewritten (they are read from the
+//!   segments), and after layout 1's copy.
 //!
 //! A marker newer than [`LAYOUT_VERSION`] refuses the open: an older
 //! release cannot read what a newer one wrote.
@@ -28,10 +38,13 @@ use uuid::Uuid;
 
 use crate::keys::{self, KeyKind};
 use crate::record::CommandRecord;
+use crate::segment::SegmentBuilder;
 use crate::{envelope, repair_projections, LogError, LogReader};
 
 /// The store layout this release writes (`keys`, `stored`).
-pub const LAYOUT_VERSION: u64 = 3;
+pub const LAYOUT_VERSION: u64 = 4;
+/// The last layout with one `log` entry per event ([`upgrade_segments`]).
+const LAYOUT_EVENT_ENTRIES: u64 = 3;
 /// The layout whose views were JSON: the last one [`upgrade_views`] upgrades.
 const LAYOUT_JSON_VIEWS: u64 = 2;
 /// The `meta` entry holding the layout version.
@@ -51,6 +64,25 @@ pub struct MigrateReport {
     /// Events refolded to rewrite the views (and the stream index) in
     /// layout 3's form: every event, when the data dir had layout 1 or 2.
     pub views_rewritten_from_events: u64,
+    /// Events moved from one entry each into segments (layout 4): every
+    /// event, when the data dir had layout 1, 2 or 3.
+    pub events_into_segments: u64,
+}
+
+impl MigrateReport {
+    /// This step's report followed by a later step's: the first layout,
+    /// the counts of both.
+    fn then(self, later: MigrateReport) -> MigrateReport {
+        MigrateReport {
+            from_layout: self.from_layout,
+            events: self.events + later.events,
+            command_records: self.command_records + later.command_records,
+            other_entries: self.other_entries + later.other_entries,
+            views_rewritten_from_events: self.views_rewritten_from_events
+                + later.views_rewritten_from_events,
+            events_into_segments: self.events_into_segments + later.events_into_segments,
+        }
+    }
 }
 
 /// Upgrades the data dir `dir` to [`LAYOUT_VERSION`] if it has an older
@@ -77,19 +109,97 @@ pub(crate) fn upgrade_if_needed(reader: &LogReader) -> Result<Option<MigrateRepo
     }
     let from_v1 = upgrade_v1(reader, layout)?;
     let layout = reader.get_meta_u64(META_LAYOUT)?;
-    let from_v2 = upgrade_views(reader, layout)?;
-    Ok(match (from_v1, from_v2) {
-        (None, None) => None,
-        (Some(report), views) => Some(MigrateReport {
-            views_rewritten_from_events: views.map_or(0, |v| v.views_rewritten_from_events),
-            ..report
-        }),
-        (None, Some(views)) => Some(views),
-    })
+    let segments = upgrade_segments(reader, layout)?;
+    let layout = reader.get_meta_u64(META_LAYOUT)?;
+    let views = upgrade_views(reader, layout)?;
+    Ok([from_v1, segments, views]
+        .into_iter()
+        .flatten()
+        .reduce(MigrateReport::then))
+}
+
+/// Step 3 → 4 (see the module docs): moves every event kept in an entry of
+/// its own into segments, then sets the marker to 4 if it was 3 (a layout
+/// 2 store keeps its marker for the views step). `None` when there was
+/// nothing to do.
+fn upgrade_segments(
+    reader: &LogReader,
+    layout: Option<u64>,
+) -> Result<Option<MigrateReport>, LogError> {
+    if layout == Some(LAYOUT_VERSION) {
+        return Ok(None);
+    }
+    let log = reader.log()?;
+    let old = keys::prefix(KeyKind::Event);
+    if layout.is_none() && log.scan_prefix(old).next().is_none() {
+        // A new store (the views step gives it its marker).
+        return Ok(None);
+    }
+    let mut moved = 0u64;
+    loop {
+        let expected = reader.last_position()? + 1;
+        let (batch, events) = segments_of_next_entries(&log, expected)?;
+        if events == 0 {
+            break;
+        }
+        log.apply_batch(batch)?;
+        moved += events;
+    }
+    reader.flush_blocking()?;
+    let from_layout = layout.unwrap_or(LAYOUT_JSON_VIEWS);
+    if from_layout == LAYOUT_EVENT_ENTRIES {
+        reader.put_meta_u64(META_LAYOUT, LAYOUT_VERSION)?;
+        reader.flush_blocking()?;
+    }
+    tracing::info!(
+        events = moved,
+        "store layout {from_layout}: moved the events into segments"
+    );
+    Ok(Some(MigrateReport {
+        from_layout,
+        events_into_segments: moved,
+        ..MigrateReport::default()
+    }))
+}
+
+/// The batch that moves the next [`MIGRATE_BATCH_ENTRIES`] events kept in
+/// entries of their own, the first at `expected`, into segments (and
+/// removes those entries); with how many it moves.
+fn segments_of_next_entries(
+    log: &sled::Tree,
+    expected: u64,
+) -> Result<(sled::Batch, u64), LogError> {
+    let mut batch = sled::Batch::default();
+    let mut segment = SegmentBuilder::default();
+    let mut position = expected;
+    let entries = log
+        .scan_prefix(keys::prefix(KeyKind::Event))
+        .take(MIGRATE_BATCH_ENTRIES);
+    for entry in entries {
+        let (key, value) = entry?;
+        if keys::position_of_event_key(&key) != Some(position) {
+            return Err(LogError::Corrupt(format!(
+                "moving the events into segments: expected position {position}, found key {key:02x?}"
+            )));
+        }
+        if segment.is_full_for(value.len()) {
+            if let Some((key, value)) = segment.take()? {
+                batch.insert(key, value);
+            }
+        }
+        segment.push(position, &value);
+        batch.remove(key);
+        position += 1;
+    }
+    if let Some((key, value)) = segment.take()? {
+        batch.insert(key, value);
+    }
+    Ok((batch, position - expected))
 }
 
 /// Step 2 → 3: rewrites the views of a layout 2 store (JSON) in layout 3's
-/// form, from the log, then sets the marker. A store without a marker and
+/// form (still this release's), from the log, then sets the marker to
+/// [`LAYOUT_VERSION`] (its events are in segments by then). A store without a marker and
 /// without events is new: it only gets the marker.
 fn upgrade_views(
     reader: &LogReader,

@@ -24,6 +24,7 @@ use uuid::Uuid;
 use cpor_domain::state::State;
 
 use crate::keys::{self, KeyKind};
+use crate::segment;
 use crate::{
     causation_of, repair_projections, u64_at, CommandRecord, Head, LogError, LogReader,
     TAIL_CHECK_EVENTS,
@@ -192,7 +193,6 @@ fn cut_after(reader: &LogReader, keep: u64) -> Result<(sled::Batch, u64, u64), L
     for entry in reader.events_from(1) {
         let (position, bytes) = entry?;
         let commands = if position > keep {
-            batch.remove(keys::event(position));
             cut_events += 1;
             &mut cut_commands
         } else {
@@ -202,6 +202,7 @@ fn cut_after(reader: &LogReader, keep: u64) -> Result<(sled::Batch, u64, u64), L
             commands.insert(id);
         }
     }
+    segment::cut_after(&reader.log()?, &mut batch, keep)?;
     let cut_records = cut_command_records(reader, &mut batch, &cut_commands, &kept_commands)?;
     // The stream index is derived: rewritten with the projections.
     let hash = if keep == 0 {

@@ -484,11 +484,7 @@ fn a_damaged_tail_is_found_at_start_up() {
     let text = String::from_utf8(bytes).unwrap();
     let tampered = text.replace(r#""id":"cpor""#, r#""id":"cpoz""#);
     assert_ne!(tampered, text, "the tampering must change the event");
-    log.reader()
-        .log()
-        .unwrap()
-        .insert(keys::event(last), tampered.into_bytes())
-        .unwrap();
+    segment::replace(&log.reader().log().unwrap(), last, tampered.as_bytes()).unwrap();
     log.reader().flush_blocking().unwrap();
     drop(log);
     match Log::open(dir.path()) {
@@ -524,7 +520,7 @@ fn a_head_record_that_disagrees_with_the_events_is_reconciled() {
     let tree = log.reader().log().unwrap();
     tree.insert(keys::command(&command), record.to_bytes())
         .unwrap();
-    tree.remove(keys::event(last)).unwrap();
+    segment::remove_after(&tree, last - 1).unwrap();
     log.reader().flush_blocking().unwrap();
     drop(log);
     drop(tree);
@@ -685,9 +681,7 @@ fn start_up_cuts_a_tail_the_head_record_does_not_cover() {
             };
             tree.insert(keys::command(&cut_command), record.to_bytes())
                 .unwrap();
-            for position in before + 1..=after {
-                tree.remove(keys::event(position)).unwrap();
-            }
+            segment::remove_after(&tree, before).unwrap();
         }
         log.reader().flush_blocking().unwrap();
         drop(log);
@@ -913,7 +907,10 @@ fn a_layout_2_stores_json_views_are_rewritten_at_open() {
 
     let (log, _) = Log::open(dir.path()).unwrap();
     let reader = log.reader();
-    assert_eq!(reader.get_meta_u64("layout_version").unwrap(), Some(3));
+    assert_eq!(
+        reader.get_meta_u64("layout_version").unwrap(),
+        Some(LAYOUT_VERSION)
+    );
     assert_eq!(log.head(), &head, "the chain is unchanged");
     let after: Vec<_> = reader.events_from(1).map(Result::unwrap).collect();
     assert_eq!(after, events, "the events are unchanged");
@@ -924,6 +921,94 @@ fn a_layout_2_stores_json_views_are_rewritten_at_open() {
     let report = rebuild_projections(reader, |_| {}).unwrap();
     assert_eq!(report.difference_count, 0, "{:?}", report.differences);
     assert_eq!(migrate::upgrade_if_needed(reader).unwrap(), None);
+}
+
+/// A store of layout 3 kept one `log` entry per event. Opening it moves
+/// them into segments, their bytes unchanged, and sets layout 4; so does
+/// opening it after a stop half-way through that step (the first events
+/// already in segments, the rest still in entries of their own). A data
+/// dir written by the layout 3 release itself is tested in
+/// `tests/it/upgrade.rs`.
+#[test]
+fn a_layout_3_stores_events_move_into_segments_at_open() {
+    for moved_before_stop in [0, 7] {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut log, mut state) = Log::open(dir.path()).unwrap();
+        history(&mut log, &mut state);
+        let head = log.head().clone();
+        let reader = log.reader().clone();
+        let events: Vec<_> = reader.events_from(1).map(Result::unwrap).collect();
+        assert!(events.len() > 10, "{}", events.len());
+        // Back to layout 3: the events after `moved_before_stop` in
+        // entries of their own, none of them in a segment.
+        let tree = reader.log().unwrap();
+        segment::remove_after(&tree, moved_before_stop).unwrap();
+        for (position, bytes) in &events[moved_before_stop as usize..] {
+            tree.insert(keys::event(*position), bytes.as_slice())
+                .unwrap();
+        }
+        reader.put_meta_u64("layout_version", 3).unwrap();
+        reader.flush_blocking().unwrap();
+        drop((tree, reader, log));
+
+        let (log, reopened) = Log::open(dir.path()).unwrap();
+        let reader = log.reader();
+        assert_eq!(
+            reader.get_meta_u64("layout_version").unwrap(),
+            Some(LAYOUT_VERSION)
+        );
+        assert_eq!(log.head(), &head, "the chain is unchanged");
+        assert_eq!(reopened, state);
+        let after: Vec<_> = reader.events_from(1).map(Result::unwrap).collect();
+        assert_eq!(after, events, "the events are unchanged");
+        let old_entries = reader
+            .log()
+            .unwrap()
+            .scan_prefix(keys::prefix(KeyKind::Event))
+            .count();
+        assert_eq!(old_entries, 0);
+        for (position, bytes) in &events {
+            assert_eq!(&reader.event_bytes(*position).unwrap().unwrap(), bytes);
+        }
+        assert_eq!(migrate::upgrade_if_needed(reader).unwrap(), None);
+    }
+}
+
+/// Segments: a batch larger than one segment holds spreads over several,
+/// every read (in order, from any position, one position) gives each event
+/// back, and the last position is the last segment's last.
+#[test]
+fn a_large_batch_spreads_over_segments_and_reads_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut log, mut state) = Log::open(dir.path()).unwrap();
+    history(&mut log, &mut state);
+    let events: Vec<_> = log.reader().events_from(1).map(Result::unwrap).collect();
+    // Rewrite them as segments of a few events each, as a batch whose
+    // events pass `SEGMENT_RAW_BYTES_MAX` would be.
+    let tree = log.reader().log().unwrap();
+    segment::remove_after(&tree, 0).unwrap();
+    let mut builder = segment::SegmentBuilder::default();
+    let mut segments = 0;
+    for (position, bytes) in &events {
+        if builder.is_full_for(bytes.len()) || builder.len() == 3 {
+            let (key, value) = builder.take().unwrap().unwrap();
+            tree.insert(key, value).unwrap();
+            segments += 1;
+        }
+        builder.push(*position, bytes);
+    }
+    let (key, value) = builder.take().unwrap().unwrap();
+    tree.insert(key, value).unwrap();
+    assert!(segments >= 3, "{segments}");
+    let reader = log.reader();
+    assert_eq!(reader.last_position().unwrap(), events.len() as u64);
+    for from in 1..=events.len() as u64 + 1 {
+        let read: Vec<_> = reader.events_from(from).map(Result::unwrap).collect();
+        assert_eq!(read, events[from as usize - 1..], "from {from}");
+        let one = reader.event_bytes(from).unwrap();
+        assert_eq!(one.as_ref(), events.get(from as usize - 1).map(|e| &e.1));
+    }
+    assert_eq!(reader.event_bytes(0).unwrap(), None);
 }
 
 /// Opening a data dir whose layout is newer than this release's is

@@ -1129,26 +1129,39 @@ pub(crate) fn migrate(args: MigrateArgs) -> anyhow::Result<ExitCode> {
             args.data_dir.display(),
             cpor_log::LAYOUT_VERSION
         ),
-        Some(r) if r.from_layout == 1 => println!(
-            "upgraded {} from store layout 1 to {}: {} events, {} command records, {} other entries copied; \
-             the views written anew from {} events",
-            args.data_dir.display(),
-            cpor_log::LAYOUT_VERSION,
-            r.events,
-            r.command_records,
-            r.other_entries,
-            r.views_rewritten_from_events
-        ),
         Some(r) => println!(
-            "upgraded {} from store layout {} to {}: the views written anew from {} events \
-             (the events and command records are unchanged)",
+            "upgraded {} from store layout {} to {}: {}",
             args.data_dir.display(),
             r.from_layout,
             cpor_log::LAYOUT_VERSION,
-            r.views_rewritten_from_events
+            migrate_steps(&r).join("; ")
         ),
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// What each step of an upgrade did, one phrase each.
+fn migrate_steps(r: &cpor_log::MigrateReport) -> Vec<String> {
+    let mut steps = Vec::new();
+    if r.from_layout == 1 {
+        steps.push(format!(
+            "{} events, {} command records, {} other entries copied",
+            r.events, r.command_records, r.other_entries
+        ));
+    }
+    if r.events_into_segments > 0 || r.from_layout < cpor_log::LAYOUT_VERSION {
+        steps.push(format!(
+            "{} events moved into segments (their bytes unchanged)",
+            r.events_into_segments
+        ));
+    }
+    if r.views_rewritten_from_events > 0 {
+        steps.push(format!(
+            "the views written anew from {} events",
+            r.views_rewritten_from_events
+        ));
+    }
+    steps
 }
 
 pub(crate) fn rebuild(args: RebuildArgs) -> anyhow::Result<ExitCode> {
