@@ -227,6 +227,9 @@ pub fn try_generate(
         Ok(())
     })?;
     writer.flush()?;
+    // What a service's graceful stop leaves: a state snapshot at the head.
+    let snapshot = cpor_log::snapshot::encode(writer.state(), writer.log().head())?;
+    cpor_log::snapshot::write(dir, &snapshot)?;
     let state = writer.state();
     out.events = writer.log().head().position;
     out.claims = state.claims.len() as u64;

@@ -43,7 +43,7 @@ pub const RELAY_CATCH_UP_TIMEOUT: Duration = Duration::from_secs(3_600);
 /// How long `cpor serve` may take to answer its first query on a large log.
 pub const FIRST_QUERY_TIMEOUT: Duration = Duration::from_secs(600);
 /// The console the queries come from.
-const QUERY_ACTOR: &str = r#"{"type":"reviewer","id":"rev-1"}"#;
+pub(crate) const QUERY_ACTOR: &str = r#"{"type":"reviewer","id":"rev-1"}"#;
 
 fn say(text: impl AsRef<str>) {
     eprintln!("cpor-bench: {}", text.as_ref());
@@ -233,7 +233,7 @@ async fn list_page(
 }
 
 /// Polls `qry.claims.list` (one claim) until the service answers it.
-async fn wait_first_query(
+pub(crate) async fn wait_first_query(
     control: &async_nats::Client,
     prefix: &str,
     service: &mut Owned,
@@ -261,7 +261,10 @@ async fn wait_first_query(
 }
 
 /// Every claim's id, page after page (at most [`LIST_PAGES_MAX`] pages).
-async fn list_claims(control: &async_nats::Client, prefix: &str) -> anyhow::Result<Vec<String>> {
+pub(crate) async fn list_claims(
+    control: &async_nats::Client,
+    prefix: &str,
+) -> anyhow::Result<Vec<String>> {
     let mut ids = Vec::new();
     let mut after: Option<String> = None;
     for _ in 0..LIST_PAGES_MAX {

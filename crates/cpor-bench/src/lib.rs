@@ -17,6 +17,7 @@
 // The report's `json!` literal is deep.
 #![recursion_limit = "256"]
 
+pub mod coldstart;
 pub mod generate;
 pub mod growth;
 pub mod load;

@@ -107,6 +107,21 @@ enum Sub {
         #[arg(long, value_name = "DIR")]
         data_dir: PathBuf,
     },
+    /// Cold start and memory of `cpor serve` on a copy of an existing data
+    /// dir: time to the first answered query, RSS after listing and
+    /// reading claims; two starts in a row (the second from the state
+    /// snapshot the first stop wrote).
+    #[command(hide = true)]
+    ColdStart {
+        #[arg(long, value_name = "DIR")]
+        data_dir: PathBuf,
+        /// The `cpor` binary to measure (default: beside this executable).
+        #[arg(long, value_name = "PATH")]
+        cpor_bin: Option<PathBuf>,
+        /// Claims read one by one after the listing.
+        #[arg(long, default_value_t = 10_000)]
+        reads: usize,
+    },
     /// A trivial request/reply responder (the echo ceiling); runs until killed.
     #[command(hide = true)]
     Echo {
@@ -155,6 +170,11 @@ fn main() -> ExitCode {
             batch,
             seed,
         }) => raw_log(commands, batch, seed),
+        Some(Sub::ColdStart {
+            data_dir,
+            cpor_bin,
+            reads,
+        }) => cold_start(&data_dir, cpor_bin, reads),
         None => bench(&cli),
     };
     match result {
@@ -245,6 +265,7 @@ fn inspect_memory(dir: &Path) -> anyhow::Result<()> {
         cpor_log::Log::open(dir).with_context(|| format!("open {}", dir.display()))?;
     let open_s = started.elapsed().as_secs_f64();
     let opened = rss();
+    let head = log.head().clone();
     drop(log);
     let state_only = rss();
     let estimate = cpor_bench::memory::state_heap_bytes(&state) as f64 / (1024.0 * 1024.0);
@@ -256,6 +277,52 @@ fn inspect_memory(dir: &Path) -> anyhow::Result<()> {
         state.claims.len(),
         estimate * 1024.0 * 1024.0 / claims
     );
+    // What a state snapshot costs: the writer's encoding, a start's decoding.
+    let started = std::time::Instant::now();
+    let encoded = cpor_log::snapshot::encode(&state, &head)?;
+    let encode_s = started.elapsed().as_secs_f64();
+    drop(state);
+    let started = std::time::Instant::now();
+    let (_, _, decoded) =
+        cpor_log::snapshot::decode(encoded.bytes()).map_err(|e| anyhow::anyhow!(e))?;
+    println!(
+        "snapshot at position {}: {} bytes ({:.0} bytes/claim), encoded in {encode_s:.3} s, \
+         decoded in {:.3} s",
+        head.position,
+        encoded.len(),
+        encoded.len() as f64 / claims,
+        started.elapsed().as_secs_f64()
+    );
+    drop(decoded);
+    Ok(())
+}
+
+fn cold_start(dir: &Path, cpor_bin: Option<PathBuf>, reads: usize) -> anyhow::Result<()> {
+    let exe = std::env::current_exe().context("path of this executable")?;
+    let bin = match cpor_bin {
+        Some(bin) => bin,
+        None => exe.with_file_name(format!("cpor{}", std::env::consts::EXE_SUFFIX)),
+    };
+    let work = tempfile::Builder::new()
+        .prefix("cpor-coldstart-")
+        .tempdir()?;
+    let nats = cpor_bench::processes::find_nats_server()?;
+    let starts = cpor_bench::coldstart::cold_starts(&bin, &nats, dir, work.path(), reads)?;
+    for (round, s) in starts.iter().enumerate() {
+        println!(
+            "start {round}: first query after {:.2} s ({:.2} s CPU), RSS {:.0} MiB then, {:.0} MiB \
+             published, {:.0} MiB after listing {} and reading {} claims (peak {:.0} MiB); clean exit {}",
+            s.first_query_s,
+            s.cpu_to_first_query_s,
+            s.rss_first_query_mib,
+            s.rss_published_mib,
+            s.rss_served_mib,
+            s.listed,
+            s.read,
+            s.peak_rss_mib,
+            s.clean_exit
+        );
+    }
     Ok(())
 }
 

@@ -179,4 +179,10 @@ fn generated_logs_are_reproducible_and_consistent() {
     let report = cpor_log::rebuild_projections(&reader, |_| {}).expect("rebuild");
     assert_eq!(report.events, first.events);
     assert_eq!(report.difference_count, 0, "{:?}", report.differences);
+
+    // The state snapshot a service's stop leaves, at the head: a start from
+    // it gives the full fold of the benchmark's mix.
+    let started = cpor_log::startup::run(&reader).expect("start-up");
+    assert_eq!((started.snapshot, started.folded), (Some(first.events), 0));
+    assert_eq!(started.state, reader.fold_state(None).expect("fold"));
 }

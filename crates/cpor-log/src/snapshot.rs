@@ -81,6 +81,11 @@ impl Encoded {
     pub fn is_empty(&self) -> bool {
         self.bytes.is_empty()
     }
+
+    /// The file's bytes ([`decode`] reads them back).
+    pub fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
 }
 
 /// Encodes `state`, the fold of the log up to `head` (the caller's
