@@ -230,10 +230,12 @@ impl Log {
     }
 
     /// Re-reads head and state from the store, after a failed write left
-    /// the in-memory state ahead of it.
+    /// the in-memory state ahead of it: from the newest usable state
+    /// snapshot on, as a start does ([`snapshot::load`]).
     pub fn reload(&mut self) -> Result<State, LogError> {
         self.head = startup::check_tail(&self.reader)?;
-        self.reader.fold_state(None)
+        let (after, state) = snapshot::load(&self.reader, &self.head)?.unwrap_or_default();
+        Ok(self.reader.fold_onto(state, after, None)?.0)
     }
 
     pub fn head(&self) -> &Head {
