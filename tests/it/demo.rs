@@ -61,7 +61,7 @@ async fn streams_of(nats: &NatsServer, prefix: &str) -> Vec<String> {
 }
 
 fn data_dir(prefix: &str) -> PathBuf {
-    root().join(format!("data/demo-{prefix}"))
+    root().join(format!("demo-data/{prefix}"))
 }
 
 #[tokio::test(flavor = "multi_thread")]

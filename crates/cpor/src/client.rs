@@ -115,7 +115,7 @@ pub(crate) fn watch(args: WatchArgs) -> anyhow::Result<ExitCode> {
                 format!("{}.status.claim.{owner}.>", args.prefix),
             )
         };
-        wait_for_stream(&nats, &stream_name, &args.prefix).await?;
+        wait_for_stream(&nats, &stream_name, &args.prefix, &args.nats.nats_url).await?;
         // An ordered consumer: for statuses, the last view of every claim
         // first, then live changes; for events, the whole log, then live.
         let from = if args.events {
@@ -162,15 +162,22 @@ pub(crate) fn watch(args: WatchArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// Returns once `stream` exists: until the service has created it, says so
-/// on stderr (once) and looks again every [`WATCH_STREAM_RETRY`]. Other
+/// on stderr (once, naming the server `url`: a watch on the wrong server
+/// waits forever) and looks again every [`WATCH_STREAM_RETRY`]. Other
 /// errors (no JetStream, no permission) end the watch.
-async fn wait_for_stream(nats: &cpor_nats::Nats, stream: &str, prefix: &str) -> anyhow::Result<()> {
+async fn wait_for_stream(
+    nats: &cpor_nats::Nats,
+    stream: &str,
+    prefix: &str,
+    url: &str,
+) -> anyhow::Result<()> {
     let mut said = false;
     while !nats.stream_exists(stream).await? {
         if !said {
             eprintln!(
-                "cpor watch: no stream {stream} yet (no `cpor serve --prefix {prefix}` has \
-                 created it); waiting, looking again every {} s",
+                "cpor watch: no stream {stream} yet at {url} (no `cpor serve --prefix {prefix}` \
+                 has created it on this server; set --nats-url or CPOR_NATS_URL to the \
+                 service's); waiting, looking again every {} s",
                 WATCH_STREAM_RETRY.as_secs()
             );
             said = true;
@@ -192,8 +199,9 @@ fn view_line(view: &serde_json::Value) -> String {
         text("claim_id"),
         text("partner_id"),
         text("status"),
-        view["version"],
-        view["overdue"],
+        // `Value`'s Display ignores width and alignment: format a String.
+        view["version"].to_string(),
+        view["overdue"].to_string(),
         text("arbitration_case_id"),
     )
 }
