@@ -42,11 +42,20 @@
 //! sort buffer for the rare object whose map order is not already the UTF-16
 //! order). Recursion follows the nesting of the value; values parsed by
 //! `serde_json` are at most 128 levels deep.
+//!
+//! Text that is already canonical (every event the log stores) need not be
+//! parsed at all: [`CanonicalScanner`] proves it canonical in one pass over
+//! the bytes and hashes it from them (`scan.rs`), the fast path of
+//! `cpor verify`.
 
 use std::cmp::Ordering;
 
 use serde_json::{Map, Number, Value};
 use sha2::{Digest, Sha256};
+
+mod scan;
+
+pub use scan::{CanonicalObject, CanonicalScanner};
 
 /// Why a JSON value has no RFC 8785 form.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

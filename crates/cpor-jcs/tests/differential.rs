@@ -63,3 +63,49 @@ proptest! {
         prop_assert_eq!(cpor_jcs::canonical_json(&again).unwrap(), ours);
     }
 }
+
+/// Edits that make canonical text non-canonical (or leave it canonical).
+fn mutate(text: &str, at: usize, edit: u8) -> String {
+    let mut chars: Vec<char> = text.chars().collect();
+    let at = at % (chars.len() + 1);
+    match edit % 6 {
+        0 => chars.insert(at, ' '),
+        1 => chars.insert(at, '\\'),
+        2 if at < chars.len() => {
+            chars.remove(at);
+        }
+        3 if at + 1 < chars.len() => chars.swap(at, at + 1),
+        4 => chars.insert(at, '0'),
+        _ => chars.insert(at, '"'),
+    }
+    chars.into_iter().collect()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2_000))]
+
+    /// The fast path's `Some` is a proof: the text is the canonical form
+    /// of what it parses to, and the hash taken from the bytes is the hash
+    /// of the parsed value. Checked on canonical text and on edits of it.
+    #[test]
+    fn the_fast_path_accepts_only_canonical_text(
+        members in prop::collection::vec((name(), document()), 0..6),
+        at in any::<usize>(),
+        edit in any::<u8>(),
+    ) {
+        let mut object: Map<String, Value> = members.into_iter().collect();
+        object.insert("hash".into(), Value::String("stored".into()));
+        let canonical = cpor_jcs::canonical_json(&Value::Object(object)).expect("finite");
+        let mut scanner = cpor_jcs::CanonicalScanner::new();
+        for text in [canonical.clone(), mutate(&canonical, at, edit)] {
+            if let Some(scanned) = scanner.scan(text.as_bytes()) {
+                let parsed: Value = serde_json::from_str(&text).expect("accepted text is JSON");
+                prop_assert_eq!(cpor_jcs::canonical_json(&parsed).unwrap(), text.clone());
+                prop_assert_eq!(
+                    scanned.event_hash("previous"),
+                    cpor_jcs::event_hash("previous", &parsed).unwrap()
+                );
+            }
+        }
+    }
+}

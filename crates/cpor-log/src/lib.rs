@@ -20,6 +20,7 @@
 //! - `record`: command records (postcard) and their expiry.
 //! - `migrate`: upgrading an older store layout in place.
 //! - `envelope`: the CloudEvent form, sealing into the hash chain, decoding.
+//! - `decoded`: decoding the log for a replay, on every core.
 //! - `projection`: the read models written beside the events.
 //! - `stored`: the read models' compact stored form (postcard).
 //! - `query`: the typed reads the queries make of them.
@@ -31,6 +32,7 @@
 //! `cpor-jcs`, shared with the wire layer's idempotency fingerprints.
 
 pub mod checkpoint;
+mod decoded;
 pub mod envelope;
 mod keys;
 mod migrate;
@@ -51,6 +53,7 @@ use cpor_domain::event::{AggregateId, Event};
 use cpor_domain::state::State;
 use cpor_domain::types::Timestamp;
 
+pub use decoded::{DecodedEvents, DECODE_CHUNKS_QUEUED, DECODE_CHUNK_EVENTS, DECODE_THREADS_MAX};
 pub use envelope::{DecodedEvent, EventMeta};
 pub use migrate::{migrate, MigrateReport, LAYOUT_VERSION};
 pub use projection::{
@@ -858,7 +861,8 @@ impl LogReader {
     /// Folds the events after position `after` into `state` (the fold of
     /// the log up to `after`), up to `as_of` (event time) if given; checks
     /// that positions are gapless. Returns the state and how many events
-    /// it folded.
+    /// it folded. The events are decoded on threads of their own
+    /// ([`LogReader::decoded_from`]).
     pub fn fold_onto(
         &self,
         mut state: State,
@@ -866,14 +870,13 @@ impl LogReader {
         as_of: Option<Timestamp>,
     ) -> Result<(State, u64), LogError> {
         let mut folded = 0;
-        for (expected, entry) in (after + 1..).zip(self.events_from(after + 1)) {
-            let (position, bytes) = entry?;
+        for (expected, entry) in (after + 1..).zip(self.decoded_from(after + 1)) {
+            let (position, decoded) = entry?;
             if position != expected {
                 return Err(LogError::Corrupt(format!(
                     "gap: expected position {expected}, found {position}"
                 )));
             }
-            let decoded = envelope::decode(&bytes)?;
             if as_of.is_some_and(|t| decoded.time > t) {
                 break;
             }

@@ -8,6 +8,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use cpor_domain::event::{Event, EventData};
@@ -16,7 +17,7 @@ use cpor_domain::types::{DeadlineKind, Timestamp};
 use cpor_domain::view::{CaseView, ClaimView, CommentView};
 
 use crate::keys::{self, KeyKind};
-use crate::{envelope, stored, LogError, LogReader};
+use crate::{stored, LogError, LogReader};
 
 /// Events folded between two progress reports while rebuilding.
 pub const REBUILD_BATCH_EVENTS: usize = 10_000;
@@ -157,6 +158,16 @@ pub struct RebuildReport {
 }
 
 impl RebuildReport {
+    /// Adds the differences and entries another part of the comparison
+    /// found, after this one's.
+    fn absorb(&mut self, part: RebuildReport) {
+        self.entries += part.entries;
+        self.difference_count += part.difference_count;
+        let room = REBUILD_DIFFERENCES_LISTED.saturating_sub(self.differences.len());
+        self.differences
+            .extend(part.differences.into_iter().take(room));
+    }
+
     fn note(&mut self, text: String) {
         self.difference_count += 1;
         if self.differences.len() < REBUILD_DIFFERENCES_LISTED {
@@ -168,57 +179,75 @@ impl RebuildReport {
 /// Recomputes every projection from the log alone and compares it, entry
 /// by entry and byte for byte, with the stored projections.
 ///
-/// The recomputation goes through the same code the writer uses
-/// ([`ProjectionWriter`] for comments; the view and index encoders for the
-/// rest), folding the log once. Nothing is written: stored entries are
-/// compared in key order against recomputed ones generated in the same
-/// order, so memory holds the fold state and one kind's small index keys,
-/// never a second copy of the store. `progress` is called with the number
-/// of events folded so far, every [`REBUILD_BATCH_EVENTS`].
+/// The recomputation goes through the same code the writer uses (the view
+/// and index encoders), folding the log once, decoded on every core
+/// ([`LogReader::decoded_from`]). Nothing is written: each kind of entry
+/// is compared in one ordered merge of the stored entries (a scan in key
+/// order) with the recomputed ones generated or sorted into the same
+/// order, so memory holds the fold state, one kind's small index keys and
+/// a 57-byte digest per comment, never a second copy of the store. The
+/// three comparisons (comments, views, indexes) run on threads of their
+/// own; their differences are listed in that order. `progress` is called
+/// with the number of events folded so far, every
+/// [`REBUILD_BATCH_EVENTS`].
 pub fn rebuild_projections(
     reader: &LogReader,
     mut progress: impl FnMut(u64),
 ) -> Result<RebuildReport, LogError> {
     let mut report = RebuildReport::default();
-    let state = fold_and_compare_comments(reader, &mut progress, &mut report)?;
-    compare_views(reader, &state, &mut report)?;
-    compare_indexes(reader, &state, &mut report)?;
+    let (state, comments) = fold_recomputing_comments(reader, &mut progress, &mut report)?;
+    let (by_comments, by_views, by_indexes) = std::thread::scope(|scope| {
+        let comments = scope.spawn(|| {
+            let mut report = RebuildReport::default();
+            compare_comments(reader, comments, &mut report).map(|()| report)
+        });
+        let views = scope.spawn(|| {
+            let mut report = RebuildReport::default();
+            compare_views(reader, &state, &mut report).map(|()| report)
+        });
+        let mut by_indexes = RebuildReport::default();
+        let indexes = compare_indexes(reader, &state, &mut by_indexes).map(|()| by_indexes);
+        (
+            comments.join().expect("the comparison does not panic"),
+            views.join().expect("the comparison does not panic"),
+            indexes,
+        )
+    });
+    for part in [by_comments?, by_views?, by_indexes?] {
+        report.absorb(part);
+    }
     Ok(report)
 }
 
-/// Folds the whole log into a fresh state, comparing each comment with the
-/// stored one as it is recomputed (comments are per event, not per state).
-fn fold_and_compare_comments(
+/// A recomputed comment as the comparison keeps it: its key and the
+/// SHA-256 of its stored form. Comments are the one projection made per
+/// event, so their values are not kept: a stored value is equal when its
+/// digest is (a collision of SHA-256 is not a practical concern), and the
+/// rare difference is described by recomputing the comment from its event.
+struct RebuiltComment {
+    key: Vec<u8>,
+    digest: [u8; 32],
+}
+
+/// Folds the whole log into a fresh state and recomputes every comment
+/// (comments are per event, not per state), in key order.
+fn fold_recomputing_comments(
     reader: &LogReader,
     progress: &mut impl FnMut(u64),
     report: &mut RebuildReport,
-) -> Result<State, LogError> {
+) -> Result<(State, Vec<RebuiltComment>), LogError> {
     let mut state = State::new();
-    // Comments are per event: compared as they are recomputed.
-    let mut comments_recomputed = 0u64;
-    for entry in reader.events_from(1) {
-        let (position, bytes) = entry?;
-        let decoded = envelope::decode(&bytes)?;
+    let mut comments = Vec::new();
+    for entry in reader.decoded_from(1) {
+        let (position, decoded) = entry?;
         state
             .evolve(&decoded.event, decoded.time)
             .map_err(|e| LogError::Corrupt(format!("position {position}: {e}")))?;
         if let Some((claim_id, comment)) = CommentView::of(&decoded.event, decoded.time) {
-            comments_recomputed += 1;
-            let key = keys::comment(&claim_id, position);
-            let expected = stored::encode_comment(&comment);
-            match reader.views()?.get(&key)? {
-                Some(found) if found.as_ref() == expected.as_slice() => {}
-                Some(found) => report.note(format!(
-                    "Comment {}: stored {} != rebuilt {}",
-                    hex(&key),
-                    stored::describe(KeyKind::Comment, &found),
-                    stored::describe(KeyKind::Comment, &expected)
-                )),
-                None => report.note(format!(
-                    "Comment {}: rebuilt but missing from the store",
-                    hex(&key)
-                )),
-            }
+            comments.push(RebuiltComment {
+                key: keys::comment(&claim_id, position),
+                digest: Sha256::digest(stored::encode_comment(&comment)).into(),
+            });
         }
         report.events += 1;
         if report.events.is_multiple_of(REBUILD_BATCH_EVENTS as u64) {
@@ -228,21 +257,20 @@ fn fold_and_compare_comments(
     progress(report.events);
     report.claims = state.claims.len() as u64;
     report.cases = state.cases.len() as u64;
-    report.entries += comments_recomputed;
-    let comments_stored = reader
-        .views()?
-        .scan_prefix(keys::prefix(KeyKind::Comment))
-        .count() as u64;
-    if comments_stored > comments_recomputed {
-        // Every recomputed comment was looked up above; the surplus are
-        // entries no event explains.
-        report.note(format!(
-            "Comment: {} stored entries that no event produces",
-            comments_stored - comments_recomputed
-        ));
-    }
+    comments.sort_unstable_by(|a, b| a.key.cmp(&b.key));
+    Ok((state, comments))
+}
 
-    Ok(state)
+/// The stored comments against the recomputed ones.
+fn compare_comments(
+    reader: &LogReader,
+    comments: Vec<RebuiltComment>,
+    report: &mut RebuildReport,
+) -> Result<(), LogError> {
+    let recomputed = comments
+        .into_iter()
+        .map(|comment| (comment.key, Rebuilt::Digest(comment.digest)));
+    compare_kind(reader, KeyKind::Comment, recomputed, report)
 }
 
 /// Claim and case views against a recomputation from the folded state.
@@ -254,14 +282,14 @@ fn compare_views(
     // Views: the state's maps iterate in id order, which is key order.
     let claim_views = state.claims.values().map(|claim| {
         let view = stored::encode_claim(&ClaimView::of(claim));
-        (keys::claim_view(&claim.claim_id), view)
+        (keys::claim_view(&claim.claim_id), Rebuilt::Bytes(view))
     });
-    compare_kind(&reader.views()?, KeyKind::ClaimView, claim_views, report)?;
+    compare_kind(reader, KeyKind::ClaimView, claim_views, report)?;
     let case_views = state.cases.values().map(|case| {
         let view = stored::encode_case(&CaseView::of(case));
-        (keys::case_view(&case.case_id), view)
+        (keys::case_view(&case.case_id), Rebuilt::Bytes(view))
     });
-    compare_kind(&reader.views()?, KeyKind::CaseView, case_views, report)?;
+    compare_kind(reader, KeyKind::CaseView, case_views, report)?;
 
     Ok(())
 }
@@ -272,24 +300,25 @@ fn compare_indexes(
     state: &State,
     report: &mut RebuildReport,
 ) -> Result<(), LogError> {
-    let tree = reader.views()?;
     // Indexes: small entries, generated then sorted into key order.
     let sorted = |mut entries: Vec<(Vec<u8>, Vec<u8>)>| {
         entries.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-        entries.into_iter()
+        entries
+            .into_iter()
+            .map(|(key, value)| (key, Rebuilt::Bytes(value)))
     };
     let claim_order = state
         .claims
         .values()
         .map(|c| (keys::claim_order(c.seq), c.claim_id.as_bytes().to_vec()))
         .collect();
-    compare_kind(&tree, KeyKind::ClaimOrder, sorted(claim_order), report)?;
+    compare_kind(reader, KeyKind::ClaimOrder, sorted(claim_order), report)?;
     let case_order = state
         .cases
         .values()
         .map(|c| (keys::case_order(c.seq), c.case_id.as_bytes().to_vec()))
         .collect();
-    compare_kind(&tree, KeyKind::CaseOrder, sorted(case_order), report)?;
+    compare_kind(reader, KeyKind::CaseOrder, sorted(case_order), report)?;
     let partner_claims = state
         .claims
         .values()
@@ -301,7 +330,7 @@ fn compare_indexes(
         })
         .collect();
     compare_kind(
-        &tree,
+        reader,
         KeyKind::PartnerClaims,
         sorted(partner_claims),
         report,
@@ -316,75 +345,96 @@ fn compare_indexes(
             )
         })
         .collect();
-    compare_kind(&tree, KeyKind::TenantClaims, sorted(tenant_claims), report)?;
+    compare_kind(reader, KeyKind::TenantClaims, sorted(tenant_claims), report)?;
     let deadlines = state
         .claims
         .values()
         .flat_map(|c| c.watched_deadlines())
         .map(|(due, id, kind)| (keys::deadline(&due, &id, kind), Vec::new()))
         .collect();
-    compare_kind(&tree, KeyKind::Deadline, sorted(deadlines), report)?;
+    compare_kind(reader, KeyKind::Deadline, sorted(deadlines), report)?;
     Ok(())
+}
+
+/// A recomputed value, as the comparison holds it.
+enum Rebuilt {
+    /// The stored form itself.
+    Bytes(Vec<u8>),
+    /// The SHA-256 of a comment's stored form (see [`RebuiltComment`]).
+    Digest([u8; 32]),
+}
+
+impl Rebuilt {
+    /// Whether `stored` is this value, byte for byte.
+    fn is(&self, stored: &[u8]) -> bool {
+        match self {
+            Rebuilt::Bytes(bytes) => bytes.as_slice() == stored,
+            Rebuilt::Digest(digest) => Sha256::digest(stored).as_slice() == digest,
+        }
+    }
+
+    /// The value, for a difference's description: a comment is
+    /// recomputed from the event at the position its key ends with.
+    fn describe(&self, reader: &LogReader, kind: KeyKind, key: &[u8]) -> String {
+        match self {
+            Rebuilt::Bytes(bytes) => stored::describe(kind, bytes),
+            Rebuilt::Digest(_) => keys::trailing_u64(key)
+                .and_then(|position| reader.decoded_at(position).ok())
+                .and_then(|decoded| CommentView::of(&decoded.event, decoded.time))
+                .map_or_else(
+                    || "(a comment its event no longer gives)".to_string(),
+                    |(_, comment)| stored::describe(kind, &stored::encode_comment(&comment)),
+                ),
+        }
+    }
 }
 
 /// Merges the stored entries of one kind with the recomputed ones (both in
 /// key order) and notes every difference.
 fn compare_kind(
-    tree: &sled::Tree,
+    reader: &LogReader,
     kind: KeyKind,
-    recomputed: impl Iterator<Item = (Vec<u8>, Vec<u8>)>,
+    recomputed: impl Iterator<Item = (Vec<u8>, Rebuilt)>,
     report: &mut RebuildReport,
 ) -> Result<(), LogError> {
-    let mut left = tree.scan_prefix(keys::prefix(kind)).peekable();
+    let mut left = reader.views()?.scan_prefix(keys::prefix(kind)).peekable();
     let mut right = recomputed.peekable();
     loop {
         let stored_key = match left.peek() {
-            Some(Ok((key, _))) => Some(key.to_vec()),
+            Some(Ok((key, _))) => Some(key.clone()),
             Some(Err(e)) => return Err(LogError::from(e.clone())),
             None => None,
         };
-        match (stored_key, right.peek()) {
+        let order = match (&stored_key, right.peek()) {
             (None, None) => return Ok(()),
-            (Some(key), None) => {
+            (Some(_), None) => std::cmp::Ordering::Less,
+            (None, Some(_)) => std::cmp::Ordering::Greater,
+            (Some(stored_key), Some((key, _))) => stored_key.as_ref().cmp(key.as_slice()),
+        };
+        match order {
+            std::cmp::Ordering::Less => {
+                let key = stored_key.expect("a stored entry");
                 report.note(format!("{kind:?} {}: stored but not rebuilt", hex(&key)));
                 left.next();
             }
-            (None, Some((key, _))) => {
+            std::cmp::Ordering::Greater => {
+                let (key, _) = right.next().expect("a rebuilt entry");
                 report.note(format!(
                     "{kind:?} {}: rebuilt but missing from the store",
-                    hex(key)
+                    hex(&key)
                 ));
-                right.next();
             }
-            (Some(stored_key), Some((key, value))) => {
-                match stored_key.as_slice().cmp(key.as_slice()) {
-                    std::cmp::Ordering::Less => {
-                        report.note(format!(
-                            "{kind:?} {}: stored but not rebuilt",
-                            hex(&stored_key)
-                        ));
-                        left.next();
-                    }
-                    std::cmp::Ordering::Greater => {
-                        report.note(format!(
-                            "{kind:?} {}: rebuilt but missing from the store",
-                            hex(key)
-                        ));
-                        right.next();
-                    }
-                    std::cmp::Ordering::Equal => {
-                        report.entries += 1;
-                        let (_, stored_value) = left.next().expect("peeked")?;
-                        if stored_value.as_ref() != value.as_slice() {
-                            report.note(format!(
-                                "{kind:?} {}: stored {} != rebuilt {}",
-                                hex(key),
-                                stored::describe(kind, &stored_value),
-                                stored::describe(kind, value)
-                            ));
-                        }
-                        right.next();
-                    }
+            std::cmp::Ordering::Equal => {
+                report.entries += 1;
+                let (_, stored_value) = left.next().expect("peeked")?;
+                let (key, value) = right.next().expect("peeked");
+                if !value.is(&stored_value) {
+                    report.note(format!(
+                        "{kind:?} {}: stored {} != rebuilt {}",
+                        hex(&key),
+                        stored::describe(kind, &stored_value),
+                        value.describe(reader, kind, &key)
+                    ));
                 }
             }
         }
@@ -414,10 +464,9 @@ pub fn repair_projections(
     let mut stream = sled::Batch::default();
     let mut report = RebuildReport::default();
     let mut last = 0;
-    for entry in reader.events_from(1) {
-        let (position, bytes) = entry?;
+    for entry in reader.decoded_from(1) {
+        let (position, decoded) = entry?;
         last = position;
-        let decoded = envelope::decode(&bytes)?;
         writer.before(&state, &decoded.event);
         let version = state
             .evolve(&decoded.event, decoded.time)

@@ -323,28 +323,93 @@ pub(crate) fn verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
         let spec = args.source.resolve(args.input.as_deref(), true)?;
         let mut source = EventSource::open(&spec, 1)?;
         let described = source.describe();
-        let Some(startup) = startup_checks(&source, &described, args.json) else {
+        // A data dir's start-up checks (which fold the whole log) run on a
+        // thread of their own beside the chain pass: two passes over the
+        // private copy, one per core.
+        let startup_reader = source.log_reader().cloned();
+        let (startup, pass) = std::thread::scope(|scope| {
+            let startup = startup_reader.map(|reader| {
+                std::thread::Builder::new()
+                    .name("cpor-startup-check".into())
+                    .spawn_scoped(scope, move || cpor_log::startup::run_from_log(&reader))
+            });
+            let pass = chain_pass(&args, &spec, &mut source);
+            let startup = startup
+                .transpose()
+                .map(|handle| handle.map(|h| h.join().expect("the start-up checks do not panic")));
+            (startup, pass)
+        });
+        let Some(startup) = startup_outcome(startup?, &described, args.json) else {
             return Ok(ExitCode::from(1));
         };
-        let mut progress = Progress::new("verify", source.expected());
-        let mut verifier = if args.strict {
-            verify::Verifier::strict()
+        // Start-up changed the copy (cut a tail, rewrote projections) while
+        // the pass read it: verify what it left, as a start would serve it.
+        let changed = startup.as_ref().is_some_and(|actions| !actions.is_empty());
+        let pass = if changed {
+            chain_pass(&args, &spec, &mut source)?
         } else {
-            verify::Verifier::new()
+            pass?
         };
-        let mut trust = match &args.public_key {
-            Some(key_file) => {
-                match checkpoints::Trust::load(key_file, args.checkpoints.as_deref(), &source)? {
-                    Ok(trust) => Some(trust),
-                    Err(what) => {
-                        eprintln!("FAILED: {what}");
-                        return Ok(ExitCode::from(1));
-                    }
-                }
+        let trust = match pass.trust {
+            Err(what) => {
+                eprintln!("FAILED: {what}");
+                return Ok(ExitCode::from(1));
             }
-            None => None,
+            Ok(trust) => trust,
         };
-        let mut failure = None;
+        if let Some(failure) = pass.failure {
+            report_verify_failure(args.json, &described, &failure, pass.verifier.events());
+            return Ok(ExitCode::from(1));
+        }
+        let verified = Verified {
+            summary: pass.verifier.summary(),
+            foreign: source.foreign_messages(),
+            trust: trust.as_ref(),
+            startup,
+            elapsed: pass.elapsed,
+        };
+        if args.json {
+            println!("{}", verified.to_json());
+        } else {
+            print!("{}", verified.render(&described));
+        }
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+/// What one pass of `verify` over the events found.
+struct ChainPass {
+    verifier: verify::Verifier,
+    /// The signed checkpoints (with `--public-key`), or why they could not
+    /// be loaded.
+    trust: Result<Option<checkpoints::Trust>, String>,
+    /// The first failure, if any.
+    failure: Option<verify::Failure>,
+    elapsed: Duration,
+}
+
+/// Every event of `source` through the chain checks and, with
+/// `--public-key`, the signed checkpoints.
+fn chain_pass(
+    args: &VerifyArgs,
+    spec: &SourceSpec,
+    source: &mut EventSource,
+) -> anyhow::Result<ChainPass> {
+    let mut progress = Progress::new("verify", source.expected());
+    let mut verifier = if args.strict {
+        verify::Verifier::strict()
+    } else {
+        verify::Verifier::new()
+    };
+    let mut trust = match &args.public_key {
+        Some(key_file) => {
+            checkpoints::Trust::load(key_file, args.checkpoints.as_deref(), source)?.map(Some)
+        }
+        None => Ok(None),
+    };
+    let mut failure = None;
+    let by_data_dir = matches!(spec, SourceSpec::DataDir(_));
+    if let Ok(trust) = &mut trust {
         source.for_each_checked(|raw: Raw<'_>| {
             progress.inc();
             if let Some(conflict) = raw.conflict {
@@ -355,7 +420,6 @@ pub(crate) fn verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
                 });
                 return Ok(ControlFlow::Break(()));
             }
-            let by_data_dir = matches!(spec, SourceSpec::DataDir(_));
             match check_event(&mut verifier, trust.as_mut(), &raw, by_data_dir) {
                 Ok(()) => Ok(ControlFlow::Continue(())),
                 Err(f) => {
@@ -364,24 +428,13 @@ pub(crate) fn verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
                 }
             }
         })?;
-        let elapsed = progress.finish();
-        if let Some(failure) = failure {
-            report_verify_failure(args.json, &described, &failure, verifier.events());
-            return Ok(ExitCode::from(1));
-        }
-        let verified = Verified {
-            summary: verifier.summary(),
-            foreign: source.foreign_messages(),
-            trust: trust.as_ref(),
-            startup,
-            elapsed,
-        };
-        if args.json {
-            println!("{}", verified.to_json());
-        } else {
-            print!("{}", verified.render(&described));
-        }
-        Ok(ExitCode::SUCCESS)
+    }
+    let elapsed = progress.finish();
+    Ok(ChainPass {
+        verifier,
+        trust,
+        failure,
+        elapsed,
     })
 }
 
@@ -472,23 +525,22 @@ impl Verified<'_> {
     }
 }
 
-/// Runs the service's start-up checks (`cpor_log::startup`, the very
-/// checks `cpor serve` runs, but folding the whole log: no state snapshot
-/// is trusted here) on a data dir source's private copy, so the data dir
-/// itself is untouched: `Some(None)` for other sources,
-/// `Some(Some(what start-up would change))`, or `None` after printing why
-/// start-up would refuse (verification fails).
-fn startup_checks(
-    source: &EventSource,
+/// The outcome of the service's start-up checks (`cpor_log::startup`, the
+/// very checks `cpor serve` runs, but folding the whole log: no state
+/// snapshot is trusted here), run on a data dir source's private copy, so
+/// the data dir itself is untouched: `Some(None)` for
+/// other sources (`startup` is `None`), `Some(Some(what start-up would
+/// change))`, or `None` after printing why start-up would refuse
+/// (verification fails).
+fn startup_outcome(
+    startup: Option<Result<cpor_log::startup::Startup, cpor_log::LogError>>,
     described: &str,
     json: bool,
 ) -> Option<Option<Vec<String>>> {
-    let Some(reader) = source.log_reader() else {
-        return Some(None);
-    };
-    match cpor_log::startup::run_from_log(reader) {
-        Ok(startup) => Some(Some(startup.actions)),
-        Err(refusal) => {
+    match startup {
+        None => Some(None),
+        Some(Ok(startup)) => Some(Some(startup.actions)),
+        Some(Err(refusal)) => {
             if json {
                 println!(
                     "{}",

@@ -12,7 +12,7 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use cpor_domain::event::AggregateKind;
-use cpor_jcs::{event_hash, write_canonical_json};
+use cpor_jcs::{event_hash, write_canonical_json, CanonicalObject, CanonicalScanner};
 
 /// Where a failure is: the position the log should have there, and the
 /// line of the input (files only).
@@ -64,6 +64,8 @@ pub(crate) struct Verifier {
     versions: HashMap<AggregateKey, u64>,
     per_kind: BTreeMap<&'static str, u64>,
     canonical: String,
+    /// The fast path's buffers.
+    scanner: CanonicalScanner,
     /// Fail on a line that is not in canonical form (else count it).
     strict: bool,
     non_canonical: u64,
@@ -85,6 +87,56 @@ pub(crate) struct Summary {
     /// Events whose bytes are not the canonical form (content intact).
     pub(crate) non_canonical: u64,
     pub(crate) first_non_canonical: Option<u64>,
+}
+
+/// The attributes the checks read, from either path.
+struct Attributes<'a> {
+    position: u64,
+    type_name: Option<&'a str>,
+    subject: Option<&'a str>,
+    version: Option<u64>,
+    hash: Option<&'a str>,
+    /// Whether the bytes are canonical: `None` until known (the fast path
+    /// knows they are).
+    canonical: Option<bool>,
+    hasher: Hasher<'a>,
+}
+
+/// How the event's hash is recomputed.
+enum Hasher<'a> {
+    /// From the canonical bytes themselves (fast path).
+    Canonical(CanonicalObject<'a, 'a>),
+    /// From the parsed value (general path).
+    Value(&'a Value),
+}
+
+impl Hasher<'_> {
+    fn event_hash(&self, previous: &str) -> Result<String, String> {
+        match self {
+            Hasher::Canonical(object) => Ok(object.event_hash(previous)),
+            Hasher::Value(value) => {
+                event_hash(previous, value).map_err(|e| format!("cannot hash the event: {e}"))
+            }
+        }
+    }
+}
+
+impl<'a> Attributes<'a> {
+    /// The fast path's attributes: `None` unless every attribute the
+    /// checks read is there in its plain form (a positive integer
+    /// position, strings without escapes), so that every failure is
+    /// worded by the general path.
+    fn of_canonical(object: CanonicalObject<'a, 'a>) -> Option<Attributes<'a>> {
+        Some(Attributes {
+            position: object.u64("position").filter(|p| *p >= 1)?,
+            type_name: Some(object.string("type")?),
+            subject: Some(object.string("subject")?),
+            version: Some(object.u64("streamversion")?),
+            hash: Some(object.string("hash")?),
+            canonical: Some(true),
+            hasher: Hasher::Canonical(object),
+        })
+    }
 }
 
 /// The event as JSON and its `position`: an object with a positive
@@ -124,7 +176,29 @@ impl Verifier {
     /// Checks the next event. `stored_position` is where the source filed
     /// it (the data dir's key, a stream message's position), `line` the
     /// input line for files.
+    ///
+    /// Bytes already in canonical form (every event the service stores)
+    /// take the fast path: [`cpor_jcs::CanonicalScanner`] proves them
+    /// canonical and hashes them without parsing; anything it cannot prove
+    /// takes the general path, which decides and words every failure.
     pub(crate) fn check(
+        &mut self,
+        bytes: &[u8],
+        stored_position: Option<u64>,
+        line: Option<u64>,
+    ) -> Result<(), Failure> {
+        let mut scanner = std::mem::take(&mut self.scanner);
+        let result = match scanner.scan(bytes).and_then(Attributes::of_canonical) {
+            Some(attributes) => self.check_attributes(attributes, stored_position, line),
+            None => self.check_parsed(bytes, stored_position, line),
+        };
+        self.scanner = scanner;
+        result
+    }
+
+    /// The general path: parse, hash the value, compare with its canonical
+    /// form.
+    fn check_parsed(
         &mut self,
         bytes: &[u8],
         stored_position: Option<u64>,
@@ -132,26 +206,61 @@ impl Verifier {
     ) -> Result<(), Failure> {
         let expected = self.first_position.map(|_| self.last_position + 1);
         let here = expected.or(stored_position);
+        let (value, position) = parse_event(bytes).map_err(|what| Failure {
+            position: here,
+            line,
+            what,
+        })?;
+        let Value::Object(members) = &value else {
+            unreachable!("parse_event returns objects only");
+        };
+        let canonical = self.is_canonical(&value, bytes).map_err(|what| Failure {
+            position: Some(position),
+            line,
+            what,
+        });
+        let attributes = Attributes {
+            position,
+            type_name: members.get("type").and_then(Value::as_str),
+            subject: members.get("subject").and_then(Value::as_str),
+            version: members.get("streamversion").and_then(Value::as_u64),
+            hash: members.get("hash").and_then(Value::as_str),
+            canonical: Some(canonical?),
+            hasher: Hasher::Value(&value),
+        };
+        self.check_attributes(attributes, stored_position, line)
+    }
+
+    /// The checks of one event, whichever path read its attributes.
+    fn check_attributes(
+        &mut self,
+        attributes: Attributes<'_>,
+        stored_position: Option<u64>,
+        line: Option<u64>,
+    ) -> Result<(), Failure> {
+        let expected = self.first_position.map(|_| self.last_position + 1);
+        let position = attributes.position;
         let fail_at = |position: Option<u64>, what: String| Failure {
             position,
             line,
             what,
         };
-        let (value, position) = parse_event(bytes).map_err(|what| fail_at(here, what))?;
         self.check_position(expected, stored_position, position)
             .map_err(|(at, what)| fail_at(Some(at), what))?;
         let at = Some(position);
-        let Value::Object(attributes) = &value else {
-            unreachable!("parse_event returns objects only");
-        };
         let (key, kind, version) = self
-            .check_version(attributes, position)
+            .check_version(&attributes)
             .map_err(|what| fail_at(at, what))?;
         let stored_hash = self
-            .check_hash(&value, attributes, position)
+            .check_hash(&attributes)
             .map_err(|what| fail_at(at, what))?;
-        self.check_canonical(&value, bytes, position)
-            .map_err(|what| fail_at(at, what))?;
+        if attributes.canonical == Some(false) {
+            if self.strict {
+                return Err(fail_at(at, "not in canonical form: the bytes differ from the RFC 8785 serialization the service writes (reformatted or edited; the hash covers the content only)".to_string()));
+            }
+            self.non_canonical += 1;
+            self.first_non_canonical.get_or_insert(position);
+        }
 
         if self.first_position.is_none() {
             self.first_position = Some(position);
@@ -161,7 +270,7 @@ impl Verifier {
         }
         self.last_position = position;
         self.last_hash.clear();
-        self.last_hash.push_str(&stored_hash);
+        self.last_hash.push_str(stored_hash);
         self.events += 1;
         Ok(())
     }
@@ -210,24 +319,21 @@ impl Verifier {
     /// input starts at the log's start).
     fn check_version(
         &self,
-        attributes: &serde_json::Map<String, Value>,
-        position: u64,
+        attributes: &Attributes<'_>,
     ) -> Result<(AggregateKey, AggregateKind, u64), String> {
+        let position = attributes.position;
         let type_name = attributes
-            .get("type")
-            .and_then(Value::as_str)
+            .type_name
             .ok_or_else(|| "no `type` attribute".to_string())?;
         let kind = parse_type(type_name).ok_or_else(|| {
             format!("unknown type {type_name:?} (expected cpor.{{aggregate}}.{{event}})")
         })?;
         let subject = attributes
-            .get("subject")
-            .and_then(Value::as_str)
+            .subject
             .filter(|s| !s.is_empty())
             .ok_or_else(|| "no `subject` attribute (the aggregate id)".to_string())?;
         let version = attributes
-            .get("streamversion")
-            .and_then(Value::as_u64)
+            .version
             .filter(|v| *v >= 1)
             .ok_or_else(|| "no valid `streamversion` attribute (a positive integer)".to_string())?;
         let key = AggregateKey::of(kind, subject);
@@ -262,15 +368,10 @@ impl Verifier {
 
     /// The event's hash chains to the previous one (recomputed), or is at
     /// least a SHA-256 for the first event of an input that starts mid-log.
-    fn check_hash(
-        &self,
-        value: &Value,
-        attributes: &serde_json::Map<String, Value>,
-        position: u64,
-    ) -> Result<String, String> {
+    fn check_hash<'a>(&self, attributes: &Attributes<'a>) -> Result<&'a str, String> {
+        let position = attributes.position;
         let stored_hash = attributes
-            .get("hash")
-            .and_then(Value::as_str)
+            .hash
             .ok_or_else(|| "no `hash` attribute".to_string())?;
         let chained = self.first_position.is_some() || position == 1;
         if chained {
@@ -279,8 +380,7 @@ impl Verifier {
             } else {
                 ""
             };
-            let recomputed =
-                event_hash(previous, value).map_err(|e| format!("cannot hash the event: {e}"))?;
+            let recomputed = attributes.hasher.event_hash(previous)?;
             if recomputed != stored_hash {
                 return Err(format!(
                     "hash mismatch: the event says {stored_hash} but its content chained to the previous hash gives {recomputed} \
@@ -297,29 +397,16 @@ impl Verifier {
             ));
         }
 
-        Ok(stored_hash.to_string())
+        Ok(stored_hash)
     }
 
-    /// The bytes the service wrote: RFC 8785 canonical JSON. Counted, or a
-    /// failure when strict.
-    fn check_canonical(
-        &mut self,
-        value: &Value,
-        bytes: &[u8],
-        position: u64,
-    ) -> Result<(), String> {
+    /// Whether the bytes are the RFC 8785 serialization of `value`, which
+    /// the service writes.
+    fn is_canonical(&mut self, value: &Value, bytes: &[u8]) -> Result<bool, String> {
         self.canonical.clear();
         write_canonical_json(value, &mut self.canonical)
             .map_err(|e| format!("no canonical form: {e}"))?;
-        if self.canonical.as_bytes() != bytes {
-            if self.strict {
-                return Err("not in canonical form: the bytes differ from the RFC 8785 serialization the service writes (reformatted or edited; the hash covers the content only)".to_string());
-            }
-            self.non_canonical += 1;
-            self.first_non_canonical.get_or_insert(position);
-        }
-
-        Ok(())
+        Ok(self.canonical.as_bytes() == bytes)
     }
 
     pub(crate) fn events(&self) -> u64 {
