@@ -198,6 +198,32 @@ pub struct ArbitrationClosed {
     pub case_id: Uuid,
 }
 
+/// The length in bytes of `value`'s compact JSON as `serde_json` writes
+/// it, counted without building it (no allocation).
+///
+/// # Panics
+/// When `value` does not serialize to JSON (a map with non-string keys):
+/// the domain's plain data always does.
+pub fn compact_json_len<T: Serialize + ?Sized>(value: &T) -> usize {
+    let mut counter = ByteCounter(0);
+    serde_json::to_writer(&mut counter, value).expect("plain data serializes to JSON");
+    counter.0
+}
+
+/// An `io::Write` that keeps only the number of bytes written to it.
+struct ByteCounter(usize);
+
+impl std::io::Write for ByteCounter {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0 += bytes.len();
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 /// Generates the closed list of events with their names, aggregates and
 /// current schema versions, so the three can never drift apart.
 macro_rules! events {
@@ -234,6 +260,15 @@ macro_rules! events {
                     $( EventData::$variant(p) => serde_json::to_value(p), )*
                 };
                 value.expect("event payloads are plain data and always serialize")
+            }
+
+            /// The length in bytes of the payload's compact JSON (the
+            /// members [`EventData::to_value`] gives, as `serde_json`
+            /// writes them), counted without building it.
+            pub fn json_len(&self) -> usize {
+                match self {
+                    $( EventData::$variant(p) => compact_json_len(p), )*
+                }
             }
 
             /// Decodes a stored payload of any known schema version.

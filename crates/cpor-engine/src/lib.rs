@@ -1338,6 +1338,10 @@ impl Writer {
 
 /// The refusal of a decision with an event larger than `limit` bytes once
 /// sealed (see [`Engine::set_event_bytes_max`]), naming both sizes.
+///
+/// An event whose [`sealed_len_bound`] is within `limit` is not measured
+/// exactly: building and canonicalizing its CloudEvent once more cost as
+/// much as appending it (a fifth of the writer's CPU, docs/performance.md).
 fn oversized_event(
     decision: &cpor_domain::decide::Decision,
     envelope: &CommandEnvelope,
@@ -1345,6 +1349,9 @@ fn oversized_event(
     limit: usize,
 ) -> Result<Option<Rejection>, LogError> {
     for event in &decision.events {
+        if sealed_len_bound(event, envelope) <= limit {
+            continue;
+        }
         let meta = cpor_log::EventMeta {
             // Same length as the real id; the widths are what count.
             event_id: envelope.command_id,
@@ -1369,6 +1376,28 @@ fn oversized_event(
         }
     }
     Ok(None)
+}
+
+/// The fixed part of a sealed event, at most: every attribute's name and
+/// punctuation, the values of fixed width (`specversion`, `id`, `source`,
+/// `type`, `time`, `datacontenttype`, `dataschema`, `position`,
+/// `streamversion`, `causationid`, `hash`) and `data`'s `actor` member
+/// name. About 450 bytes; twice that for room.
+const SEALED_FIXED_BYTES_MAX: usize = 1_024;
+
+/// An upper bound of `event`'s size once sealed (stored, published), from
+/// its parts' compact JSON lengths, without building it: the sealed form is
+/// RFC 8785 JSON of the same members, whose escapes are at most 6 bytes
+/// (`\u001f`) for a character `serde_json` writes in at least 1, and whose
+/// integers (the domain has no floats) take at most one digit more. Hence
+/// 6 × the variable parts' compact lengths plus [`SEALED_FIXED_BYTES_MAX`].
+fn sealed_len_bound(event: &cpor_domain::event::Event, envelope: &CommandEnvelope) -> usize {
+    let variable = event.data.json_len()
+        + cpor_domain::event::compact_json_len(&event.actor)
+        + event.data.aggregate().id.len()
+        + envelope.correlation_id.as_ref().map_or(0, String::len)
+        + envelope.traceparent.as_ref().map_or(0, String::len);
+    SEALED_FIXED_BYTES_MAX + 6 * variable
 }
 
 /// Writes an accepted decision into the batch: folds and appends its events

@@ -709,3 +709,53 @@ async fn a_reply_implies_its_projections_are_visible() {
     let (log, _) = cpor_log::Log::open(dir.path()).unwrap();
     assert_eq!(log.head().position, head);
 }
+
+/// The size bound that spares the writer the exact measure of an event is
+/// never below the exact size, whatever the text holds: control characters
+/// (6-byte escapes in both writers), quotes and backslashes, multi-byte
+/// characters, and with every optional attribute at its longest.
+#[test]
+fn the_sealed_size_bound_is_never_below_the_sealed_size() {
+    use cpor_domain::event::{CommentAdded, Event, EventData};
+    let texts = [
+        String::new(),
+        "\u{1}\u{1f}\n".repeat(400),
+        "\"\\".repeat(300),
+        "plain words ".repeat(200),
+        "é€😀".repeat(150),
+    ];
+    for text in texts {
+        let mut envelope = envelope(partner(&"p".repeat(64)), comment(Uuid::new_v4()));
+        for (correlation, traceparent) in [
+            (None, None),
+            (Some("\u{2}c".repeat(64)), Some("00-".repeat(18))),
+        ] {
+            envelope.correlation_id = correlation;
+            envelope.traceparent = traceparent;
+            let event = Event {
+                actor: envelope.actor.clone(),
+                data: EventData::CommentAdded(CommentAdded {
+                    claim_id: Uuid::new_v4(),
+                    text: text.clone(),
+                    system: false,
+                }),
+            };
+            let meta = cpor_log::EventMeta {
+                event_id: Uuid::new_v4(),
+                time: at("2026-02-28T23:59:59.123456789Z"),
+                position: 0,
+                stream_version: 0,
+                causation_id: envelope.command_id,
+                correlation_id: envelope.correlation_id.clone(),
+                traceparent: envelope.traceparent.clone(),
+            };
+            let exact = cpor_log::envelope::sealed_len_max(&event, &meta).unwrap();
+            let bound = sealed_len_bound(&event, &envelope);
+            assert!(bound >= exact, "{bound} < {exact} for {text:?}");
+            // And not so loose that an ordinary event is measured exactly.
+            if text.len() < 3_000 {
+                assert!(bound < EVENT_BYTES_MAX_DEFAULT / 10, "{bound}");
+            }
+        }
+    }
+}
