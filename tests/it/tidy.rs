@@ -694,3 +694,36 @@ fn scripts_test_ends_with_one_summary_line() {
         shown(&test)
     );
 }
+
+/// `cpor`'s subcommands print through `outln!`/`out!` (a `writeln!`/`write!`
+/// to stdout whose error `main` turns into a quiet exit on a closed pipe),
+/// never `println!`/`print!`, which panic when the reader has gone:
+/// `cpor verify --data-dir D | head -0`.
+#[test]
+fn the_cli_never_panics_on_a_closed_pipe() {
+    let src = root().join("crates/cpor/src");
+    let mut violations = Vec::new();
+    let mut uses = 0;
+    for path in rust_files(&src) {
+        let text = read(&path);
+        uses += text.matches("outln!(").count();
+        violations.extend(
+            lines_with(&path, &text, "print")
+                .into_iter()
+                .filter(|line| {
+                    line.replace("eprint", "").contains("print!(")
+                        || line.replace("eprint", "").contains("println!(")
+                }),
+        );
+    }
+    // The rule reads the sources right: the macro's own uses are found.
+    assert!(
+        uses > 10,
+        "only {uses} `outln!` found under {}",
+        src.display()
+    );
+    assert_no_violations(
+        "print to stdout with `outln!(…)?` or `out!(…)?`, not `println!`/`print!`: they panic on a closed pipe",
+        &violations,
+    );
+}

@@ -197,7 +197,9 @@ async fn replay_as_of_now() {
 }
 
 /// `cpor request` and `cpor watch` whose reader went away (`| head -0`)
-/// end without a panic: a closed pipe is not an error of theirs.
+/// end without a panic: a closed pipe is not an error of theirs. So do the
+/// audit tools on the stopped service's data dir (`cpor rebuild | head -1`
+/// panicked in `println!` before they printed through `outln!`).
 #[tokio::test(flavor = "multi_thread")]
 async fn tools_end_quietly_on_a_closed_stdout() {
     let nats = NatsServer::shared_or_own();
@@ -216,16 +218,24 @@ async fn tools_end_quietly_on_a_closed_stdout() {
         &["watch", "--nats-url", nats.url(), "--prefix", &prefix],
     ];
     for args in runs {
-        let mut child = cpor(args);
-        // Close the read end before the tool prints anything.
-        drop(child.stdout.take());
-        let output = tokio::time::timeout(WATCH_TIMEOUT, child.wait_with_output())
-            .await
-            .unwrap_or_else(|_| panic!("{args:?} did not end on a closed stdout"))
-            .expect("run cpor");
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
-        assert_eq!(output.status.code(), Some(0), "{args:?}: {stderr}");
+        ends_quietly_on_a_closed_stdout(args).await;
     }
     service.terminate().await;
+    let data = service.data_dir().to_str().expect("UTF-8 path").to_string();
+    for tool in ["rebuild", "verify", "replay"] {
+        ends_quietly_on_a_closed_stdout(&[tool, "--data-dir", &data]).await;
+    }
+}
+
+async fn ends_quietly_on_a_closed_stdout(args: &[&str]) {
+    let mut child = cpor(args);
+    // Close the read end before the tool prints anything.
+    drop(child.stdout.take());
+    let output = tokio::time::timeout(WATCH_TIMEOUT, child.wait_with_output())
+        .await
+        .unwrap_or_else(|_| panic!("{args:?} did not end on a closed stdout"))
+        .expect("run cpor");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+    assert_eq!(output.status.code(), Some(0), "{args:?}: {stderr}");
 }

@@ -369,9 +369,9 @@ pub(crate) fn verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
             elapsed: pass.elapsed,
         };
         if args.json {
-            println!("{}", verified.to_json());
+            outln!("{}", verified.to_json())?;
         } else {
-            print!("{}", verified.render(&described));
+            out!("{}", verified.render(&described))?;
         }
         Ok(ExitCode::SUCCESS)
     })
@@ -460,7 +460,9 @@ fn check_event(
 /// and always the finding on stderr (escaped: it may quote the damaged line).
 fn report_verify_failure(json: bool, described: &str, failure: &verify::Failure, before: u64) {
     if json {
-        println!(
+        // A closed stdout changes nothing: the finding goes to stderr and
+        // the exit code says it failed.
+        let _ = outln!(
             "{}",
             json!({"ok": false, "position": failure.position, "line": failure.line,
                    "error": failure.what, "events_verified": before})
@@ -542,7 +544,9 @@ fn startup_outcome(
         Some(Ok(startup)) => Some(Some(startup.actions)),
         Some(Err(refusal)) => {
             if json {
-                println!(
+                // As in `report_verify_failure`: stderr and the exit code
+                // carry the finding.
+                let _ = outln!(
                     "{}",
                     json!({"ok": false, "startup": {"would_start": false, "refusal": refusal.to_string()}})
                 );
@@ -777,9 +781,9 @@ pub(crate) fn history(args: HistoryArgs) -> anyhow::Result<ExitCode> {
                 "claim": view,
                 "log_position": folded.last_position,
             });
-            println!("{}", serde_json::to_string_pretty(&out)?);
+            outln!("{}", serde_json::to_string_pretty(&out)?)?;
         } else {
-            print!(
+            out!(
                 "{}",
                 render_history(
                     &claim_id,
@@ -788,7 +792,7 @@ pub(crate) fn history(args: HistoryArgs) -> anyhow::Result<ExitCode> {
                     view.as_ref(),
                     &folded
                 )
-            );
+            )?;
         }
         if view.is_none() {
             eprintln!(
@@ -923,9 +927,9 @@ pub(crate) fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
         let folded = fold(&mut source, Some(args.as_of), |_, _, _| Ok(()))?;
         let report = replay_report(&folded, args.as_of, &source.describe());
         if args.json {
-            println!("{}", serde_json::to_string_pretty(&report)?);
+            outln!("{}", serde_json::to_string_pretty(&report)?)?;
         } else {
-            print!("{}", render_replay(&report));
+            out!("{}", render_replay(&report))?;
         }
         Ok(ExitCode::SUCCESS)
     })
@@ -1176,18 +1180,18 @@ pub(crate) fn migrate(args: MigrateArgs) -> anyhow::Result<ExitCode> {
     let report = cpor_log::migrate(&args.data_dir)
         .with_context(|| format!("cannot upgrade {}", args.data_dir.display()))?;
     match report {
-        None => println!(
+        None => outln!(
             "{} already has store layout {}: nothing to do",
             args.data_dir.display(),
             cpor_log::LAYOUT_VERSION
-        ),
-        Some(r) => println!(
+        )?,
+        Some(r) => outln!(
             "upgraded {} from store layout {} to {}: {}",
             args.data_dir.display(),
             r.from_layout,
             cpor_log::LAYOUT_VERSION,
             migrate_steps(&r).join("; ")
-        ),
+        )?,
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -1233,18 +1237,18 @@ pub(crate) fn rebuild(args: RebuildArgs) -> anyhow::Result<ExitCode> {
                 args.data_dir.display()
             )
         })?;
-        println!(
+        outln!(
             "rebuilt the projections of {} from its log: {} (claims {}, cases {})",
             args.data_dir.display(),
             progress::rate(report.events, elapsed),
             report.claims,
             report.cases
-        );
+        )?;
         if report.difference_count == 0 {
-            println!("no differences: every stored projection (claim and case views, comments, listings, deadlines) matches the log");
+            outln!("no differences: every stored projection (claim and case views, comments, listings, deadlines) matches the log")?;
             return Ok(ExitCode::SUCCESS);
         }
-        println!(
+        outln!(
             "{} difference(s) between the stored projections and the log{}:",
             report.difference_count,
             if report.difference_count > report.differences.len() as u64 {
@@ -1252,12 +1256,12 @@ pub(crate) fn rebuild(args: RebuildArgs) -> anyhow::Result<ExitCode> {
             } else {
                 String::new()
             }
-        );
+        )?;
         for difference in &report.differences {
-            println!("  {}", terminal_safe(&difference.to_string()));
+            outln!("  {}", terminal_safe(&difference.to_string()))?;
         }
         if !args.repair {
-            println!("run again with --repair to rewrite the projections from the log");
+            outln!("run again with --repair to rewrite the projections from the log")?;
             return Ok(ExitCode::from(1));
         }
         let mut progress = Progress::new("repair", Some(last));
@@ -1273,10 +1277,10 @@ pub(crate) fn rebuild(args: RebuildArgs) -> anyhow::Result<ExitCode> {
                 check.differences
             );
         }
-        println!(
+        outln!(
             "repaired: every projection rewritten from {} events; a second comparison finds no differences",
             repaired.events
-        );
+        )?;
         Ok(ExitCode::SUCCESS)
     })
 }

@@ -46,7 +46,7 @@ pub(crate) fn keys(args: KeysArgs) -> anyhow::Result<ExitCode> {
                     file.display()
                 )
             })?;
-            println!("{}", signer.public_key_hex());
+            outln!("{}", signer.public_key_hex())?;
             Ok(ExitCode::SUCCESS)
         }
     }

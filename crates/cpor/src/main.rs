@@ -3,6 +3,25 @@
 //! Thin glue: arguments are parsed (clap), validated into typed settings
 //! (`config`), and handed to the library crates. `anyhow` lives here only.
 
+/// `println!` that returns the write's `io::Result` instead of panicking
+/// on a closed pipe: `cpor rebuild | head -1` then ends quietly, since
+/// `main` treats `BrokenPipe` as success. Every subcommand prints through
+/// it (a tidy test bans `println!` in this crate).
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        writeln!(std::io::stdout().lock(), $($arg)*)
+    }};
+}
+
+/// `print!`'s counterpart of [`outln!`].
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        write!(std::io::stdout().lock(), $($arg)*)
+    }};
+}
+
 mod admin;
 mod audit;
 mod client;

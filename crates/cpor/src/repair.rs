@@ -41,17 +41,17 @@ pub(crate) fn repair(args: RepairArgs) -> anyhow::Result<ExitCode> {
     }
     let reader = crate::audit::source::open_data_dir_as(&args.data_dir, true)?;
     match cpor_log::startup::accept_log_end(&reader)? {
-        None => println!(
+        None => outln!(
             "nothing to repair: the log in {} is not behind what was published from it",
             args.data_dir.display()
-        ),
-        Some((published, end)) => println!(
+        )?,
+        Some((published, end)) => outln!(
             "the published position of {} moved back from {published} to the log's end, {end}. \
              Next: `cpor repair-stream --prefix PREFIX` (with the service's NATS options) \
              rebuilds the events stream from this log; then start the service. Subscribers \
              must drop what they saw after position {end}.",
             args.data_dir.display()
-        ),
+        )?,
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -29,13 +29,14 @@ pub(crate) fn repair_stream(args: RepairStreamArgs) -> anyhow::Result<ExitCode> 
             .await
             .map_err(|e| anyhow::anyhow!("repairing the streams of prefix {}: {e}", args.prefix))?;
         let (events, status) = cpor_nats::relay::stream_names(&args.prefix);
-        println!(
+        outln!(
             "deleted {events} ({} messages) and purged {status} ({} messages): \
              the running service recreates them from its log within seconds \
              (watch `qry.health`: published_position reaches log_position, trail.intact is true); \
              a stopped one does it at its next start",
-            repair.events_dropped, repair.statuses_purged
-        );
+            repair.events_dropped,
+            repair.statuses_purged
+        )?;
         nats.flush().await?;
         Ok(ExitCode::SUCCESS)
     })

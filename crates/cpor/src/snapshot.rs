@@ -24,12 +24,12 @@ pub(crate) fn snapshot(args: SnapshotArgs) -> anyhow::Result<ExitCode> {
     let started = std::time::Instant::now();
     let taken = cpor_log::snapshot::take(&args.data_dir)
         .with_context(|| format!("cannot snapshot {}", args.data_dir.display()))?;
-    println!(
+    outln!(
         "wrote {} ({} bytes): the decision state at position {}, folded from the log in {:.1} s",
         taken.path.display(),
         taken.bytes,
         taken.position,
         started.elapsed().as_secs_f64()
-    );
+    )?;
     Ok(ExitCode::SUCCESS)
 }
