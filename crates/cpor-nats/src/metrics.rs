@@ -3,7 +3,10 @@
 //! no-ops). Names follow the Prometheus conventions (`cpor_` prefix, base
 //! units, `_total` counters); `README.md` ("Operating it") lists them.
 
+use serde::Deserialize;
 use serde_json::Value;
+
+use cpor_domain::error::ErrorCode;
 
 /// Counter: requests answered, by `subject` (the subject name after the
 /// prefix with its partner or tenant id left out, e.g.
@@ -114,18 +117,19 @@ pub fn describe() {
 /// The bounded subject label of `tail` (the subject after `{prefix}.`):
 /// the partner or tenant id taken out, `other` for an unknown name.
 pub fn subject_name(tail: &str) -> &'static str {
-    let parts: Vec<&str> = tail.split('.').collect();
-    let name = match parts.as_slice() {
-        [kind @ ("cmd" | "qry"), scope @ ("partner" | "customer"), _id, rest @ ..] => {
-            format!("{kind}.{scope}.{}", rest.join("."))
+    // Compared token by token, without building the name (once per request).
+    let mut tokens = tail.splitn(4, '.');
+    let known = match (tokens.next(), tokens.next()) {
+        (Some(kind @ ("cmd" | "qry")), Some(scope @ ("partner" | "customer"))) => {
+            let rest = tokens.nth(1);
+            SUBJECT_NAMES.iter().find(|known| {
+                let mut parts = known.splitn(3, '.');
+                parts.next() == Some(kind) && parts.next() == Some(scope) && parts.next() == rest
+            })
         }
-        _ => tail.to_string(),
+        _ => SUBJECT_NAMES.iter().find(|known| **known == tail),
     };
-    SUBJECT_NAMES
-        .iter()
-        .find(|known| **known == name)
-        .copied()
-        .unwrap_or("other")
+    known.copied().unwrap_or("other")
 }
 
 /// The `kind` label of a request: the first token of a known subject name.
@@ -141,14 +145,14 @@ fn kind(subject: &'static str) -> &'static str {
 /// {"code": …}}` as its code (contract §6).
 pub(crate) fn record_request(tail: &str, reply: &Value, elapsed: std::time::Duration) {
     let subject = subject_name(tail);
+    // A `&'static str` label: no allocation for the label per request.
     let code = if reply.get("ok") == Some(&Value::Bool(true)) {
-        "OK".to_string()
+        "OK"
     } else {
         reply
             .pointer("/error/code")
-            .and_then(Value::as_str)
-            .unwrap_or("UNKNOWN")
-            .to_string()
+            .and_then(|code| ErrorCode::deserialize(code).ok())
+            .map_or("UNKNOWN", ErrorCode::as_str)
     };
     metrics::counter!(REQUESTS_TOTAL, "subject" => subject, "code" => code).increment(1);
     metrics::histogram!(REQUEST_SECONDS, "kind" => kind(subject)).record(elapsed);
@@ -171,6 +175,17 @@ mod tests {
         assert_eq!(subject_name("cmd.review.approve"), "cmd.review.approve");
         assert_eq!(subject_name("qry.health"), "qry.health");
         assert_eq!(subject_name("cmd.partner.P-100.nonsense"), "other");
+        assert_eq!(
+            subject_name("qry.partner.P-100.claim.get"),
+            "qry.partner.claim.get"
+        );
+        assert_eq!(
+            subject_name("cmd.customer.6f1c0c6e-0000-4000-8000-000000000001.decline"),
+            "cmd.customer.decline"
+        );
+        // The id left out, not the name: no known subject is three tokens here.
+        assert_eq!(subject_name("cmd.partner.submit"), "other");
+        assert_eq!(subject_name("cmd.partner.P-100.submit.more"), "other");
         assert_eq!(subject_name("anything.at.all"), "other");
         assert_eq!(kind(subject_name("admin.clock")), "admin");
         assert_eq!(kind("other"), "other");
