@@ -7,6 +7,7 @@ use uuid::Uuid;
 use cpor_domain::calendar::Calendar;
 use cpor_domain::command::{Command, CommandEnvelope, SubmitClaim};
 use cpor_domain::decide::{decide, Context};
+use cpor_domain::event::AggregateKind;
 use cpor_domain::state::State;
 use cpor_domain::types::*;
 use cpor_domain::view::ClaimView;
@@ -298,6 +299,61 @@ fn rebuild_reports_a_damaged_projection() {
     assert_eq!(repaired.events, log.head().position);
     let report = rebuild_projections(log.reader(), |_| {}).unwrap();
     assert_eq!(report.difference_count, 0, "{:?}", report.differences);
+}
+
+/// The stream index is a projection too: an entry pointing at another
+/// position, a missing one or an extra one is a difference, and
+/// `repair_projections` rewrites it.
+#[test]
+fn rebuild_reports_a_damaged_stream_index() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut log, mut state) = Log::open(dir.path()).unwrap();
+    let (_, c1, _) = history(&mut log, &mut state);
+    let stream = log.reader().stream().unwrap();
+    let claim = AggregateId {
+        kind: AggregateKind::Claim,
+        id: c1.to_string(),
+    };
+    let first = keys::stream(claim.kind, &claim.id, 1);
+    let stored = stream
+        .get(&first)
+        .unwrap()
+        .expect("the claim's first entry");
+    let damages: [&dyn Fn(); 3] = [
+        // Points at the next position.
+        &|| {
+            let position = u64::from_be_bytes(stored.as_ref().try_into().unwrap());
+            stream
+                .insert(&first, &(position + 1).to_be_bytes())
+                .unwrap();
+        },
+        // Missing.
+        &|| {
+            stream.remove(&first).unwrap();
+        },
+        // An extra version.
+        &|| {
+            stream
+                .insert(
+                    keys::stream(claim.kind, &claim.id, 999),
+                    &1u64.to_be_bytes(),
+                )
+                .unwrap();
+        },
+    ];
+    for damage in damages {
+        damage();
+        let report = rebuild_projections(log.reader(), |_| {}).unwrap();
+        assert_eq!(report.difference_count, 1, "{:?}", report.differences);
+        assert!(
+            report.differences[0].contains("stream index"),
+            "{:?}",
+            report.differences
+        );
+        repair_projections(log.reader(), |_| {}).unwrap();
+        let report = rebuild_projections(log.reader(), |_| {}).unwrap();
+        assert_eq!(report.difference_count, 0, "{:?}", report.differences);
+    }
 }
 
 #[test]

@@ -1245,7 +1245,7 @@ pub(crate) fn rebuild(args: RebuildArgs) -> anyhow::Result<ExitCode> {
             report.cases
         )?;
         if report.difference_count == 0 {
-            outln!("no differences: every stored projection (claim and case views, comments, listings, deadlines) matches the log")?;
+            outln!("no differences: every stored projection (claim and case views, comments, listings, deadlines, stream index) matches the log")?;
             return Ok(ExitCode::SUCCESS);
         }
         outln!(
