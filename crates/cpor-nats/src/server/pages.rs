@@ -73,25 +73,9 @@ pub fn bounded(reply: Value, max: usize) -> Value {
     crate::wire::error_reply(&too_large("the whole reply", bytes, max))
 }
 
-/// Counts the bytes serde_json writes, without keeping them.
-struct ByteCount(usize);
-
-impl std::io::Write for ByteCount {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0 += buf.len();
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-/// The length of `value` as the reply's JSON.
+/// The length of `value` as the reply's JSON (counted, not built).
 fn json_len(value: &Value) -> usize {
-    let mut count = ByteCount(0);
-    serde_json::to_writer(&mut count, value).expect("JSON values serialize");
-    count.0
+    cpor_domain::event::compact_json_len(value)
 }
 
 /// Where a list goes in a reply and how its cursor is given.
