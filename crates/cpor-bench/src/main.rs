@@ -107,6 +107,14 @@ enum Sub {
         #[arg(long, value_name = "DIR")]
         data_dir: PathBuf,
     },
+    /// Where a data dir's bytes go (issue 8 target 5): live entries by tree
+    /// and kind of record, beside the files and the events' canonical bytes.
+    /// Opens the store: run it on a stopped service's data dir.
+    #[command(hide = true)]
+    StoreSpace {
+        #[arg(long, value_name = "DIR")]
+        data_dir: PathBuf,
+    },
     /// Cold start and memory of `cpor serve` on a copy of an existing data
     /// dir: time to the first answered query, RSS after listing and
     /// reading claims; two starts in a row (the second from the state
@@ -165,6 +173,7 @@ fn main() -> ExitCode {
         Some(Sub::Echo { nats_url, subject }) => echo(&nats_url, &subject, false),
         Some(Sub::EchoJs { nats_url, subject }) => echo(&nats_url, &subject, true),
         Some(Sub::InspectMemory { data_dir }) => inspect_memory(&data_dir),
+        Some(Sub::StoreSpace { data_dir }) => store_space(&data_dir),
         Some(Sub::RawLog {
             commands,
             batch,
@@ -243,6 +252,42 @@ fn raw_log(commands: usize, batch: usize, seed: u64) -> anyhow::Result<()> {
         figures.seconds,
         figures.per_s(),
         figures.events_per_s()
+    );
+    Ok(())
+}
+
+fn store_space(dir: &Path) -> anyhow::Result<()> {
+    let reader =
+        cpor_log::LogReader::open(dir).with_context(|| format!("open {}", dir.display()))?;
+    let space = reader.space()?;
+    let per_event = |bytes: u64| bytes as f64 / space.events.max(1) as f64;
+    // What `cpor export` writes: each canonical event and a newline.
+    let export = space.event_bytes + space.events;
+    println!(
+        "{:<24} {:>12} {:>14} {:>14} {:>10}",
+        "tree/kind", "entries", "key bytes", "value bytes", "B/event"
+    );
+    for kind in &space.kinds {
+        println!(
+            "{:<24} {:>12} {:>14} {:>14} {:>10.1}",
+            kind.name,
+            kind.entries,
+            kind.key_bytes,
+            kind.value_bytes,
+            per_event(kind.key_bytes + kind.value_bytes)
+        );
+    }
+    let live = space.live_bytes();
+    println!(
+        "events {}: canonical export {export} B ({:.0} B/event); live entries {live} B ({:.2}× the export); \
+         files {} B ({:.0} B/event, {:.2}× the export, {:.2}× the live entries)",
+        space.events,
+        per_event(export),
+        live as f64 / export.max(1) as f64,
+        space.file_bytes,
+        per_event(space.file_bytes),
+        space.file_bytes as f64 / export.max(1) as f64,
+        space.file_bytes as f64 / live.max(1) as f64,
     );
     Ok(())
 }

@@ -41,6 +41,7 @@ mod query;
 mod record;
 mod segment;
 pub mod snapshot;
+mod space;
 pub mod startup;
 mod stored;
 
@@ -65,6 +66,7 @@ pub use query::{
     LIST_SCAN_MAX,
 };
 pub use record::{Accepted, CommandRecord};
+pub use space::{KindSpace, StoreSpace};
 
 use keys::KeyKind;
 

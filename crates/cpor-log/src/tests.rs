@@ -1088,3 +1088,35 @@ fn a_newer_layout_is_refused() {
     );
     assert!(message.contains(&newer), "{message}");
 }
+
+/// The space accounting counts every event once, with the bytes the export
+/// writes, and sorts each live entry under its kind.
+#[test]
+fn store_space_counts_the_events_and_every_kind_of_entry() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut log, mut state) = Log::open(dir.path()).unwrap();
+    history(&mut log, &mut state);
+    log.reader().flush_blocking().unwrap();
+    let space = log.reader().space().unwrap();
+
+    let mut events = 0;
+    let mut bytes = 0;
+    for entry in log.reader().events_from(1) {
+        let (_, event) = entry.unwrap();
+        events += 1;
+        bytes += event.len() as u64;
+    }
+    assert_eq!(space.events, events);
+    assert_eq!(space.event_bytes, bytes);
+    let kind = |name: &str| space.kinds.iter().find(|k| k.name == name);
+    assert!(kind("log/segment").is_some_and(|k| k.value_bytes > 0));
+    assert!(kind("stream/claim").is_some_and(|k| k.entries > 0));
+    assert!(kind("views/claim").is_some_and(|k| k.entries == state.claims.len() as u64));
+    assert!(kind("log/command")
+        .is_some_and(|k| k.entries == log.reader().command_records().unwrap() as u64));
+    assert!(
+        space.kinds.iter().all(|k| !k.name.ends_with("/other")),
+        "{space:?}"
+    );
+    assert!(space.live_bytes() > 0 && space.file_bytes > 0);
+}
