@@ -300,6 +300,29 @@ macro_rules! events {
                 EventData::decode(kind, name, version, value)
             }
 
+            /// Deserializes a payload written at its current schema
+            /// version straight from `deserializer`, in one pass: the
+            /// replays' hot path, for a deserializer that already stands
+            /// on the payload inside a larger document (other members,
+            /// such as `actor`, are the deserializer's to skip or take).
+            /// `None` when `(kind, name, version)` is not a known event at
+            /// its current version (the deserializer is then dropped
+            /// unused): older versions need [`EventData::decode`]'s
+            /// upcasters.
+            pub fn deserialize_current<'de, D: serde::Deserializer<'de>>(
+                kind: AggregateKind,
+                name: &str,
+                version: u32,
+                deserializer: D,
+            ) -> Option<Result<EventData, D::Error>> {
+                $(
+                    if kind == AggregateKind::$kind && name == $name && version == $version {
+                        return Some(<$payload as Deserialize>::deserialize(deserializer).map(EventData::$variant));
+                    }
+                )*
+                None
+            }
+
             /// Current schema version of a named event, if it exists.
             pub fn current_version(kind: AggregateKind, name: &str) -> Option<u32> {
                 $( if kind == AggregateKind::$kind && name == $name { return Some($version); } )*

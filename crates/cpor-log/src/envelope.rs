@@ -15,6 +15,10 @@ use cpor_domain::view::format_time;
 use crate::LogError;
 use cpor_jcs::{event_hash, write_canonical_json};
 
+mod one_pass;
+#[cfg(test)]
+mod tests;
+
 /// The CloudEvents `source` of every event this service writes.
 pub const EVENT_SOURCE: &str = "/cpor";
 /// Every CloudEvents `type` is `cpor.{aggregate}.{event}`, whatever the
@@ -165,7 +169,23 @@ struct ActorOnly {
 }
 
 /// Decodes stored or exported CloudEvent bytes, upcasting old schemas.
+///
+/// An event as this service stores it (canonical, at its current schema
+/// version) is decoded in one pass ([`one_pass`]); anything else, and every
+/// error, by the general path, which gives the same event for what both
+/// decode.
 pub fn decode(bytes: &[u8]) -> Result<DecodedEvent, LogError> {
+    match one_pass::decode(bytes) {
+        Some(decoded) => Ok(decoded),
+        None => decode_general(bytes),
+    }
+}
+
+/// The general decoder: the envelope with `data` kept as raw text, then the
+/// actor and the payload from that text (older schemas through the
+/// domain's upcasters); a text that is not even the envelope's shape goes
+/// through a `serde_json::Value`, which words what is wrong.
+pub(crate) fn decode_general(bytes: &[u8]) -> Result<DecodedEvent, LogError> {
     let raw: RawEnvelope<'_> = match serde_json::from_slice(bytes) {
         Ok(raw) => raw,
         // Not the shape we write: let the slow path say what is wrong.
