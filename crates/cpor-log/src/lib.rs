@@ -765,6 +765,30 @@ impl LogReader {
         Ok(reader)
     }
 
+    /// Ends a reader of a private copy ([`LogReader::open_copy`]) in a
+    /// process about to exit: the copy's files are removed now and sled's
+    /// store is left open instead of closed. Closing it walks sled's whole
+    /// page table and frees every cached page (about 7 % of a `cpor
+    /// rebuild`'s CPU at 20,000 claims), and flushes into files about to be
+    /// removed; the exit frees the memory at once. A reader of the data dir
+    /// itself, or one whose clones are still alive, is dropped as usual
+    /// (its close flushes, and the last clone removes a copy).
+    pub fn close_copy_at_exit(self) {
+        let LogReader { store, _copy, .. } = self;
+        match _copy.map(std::sync::Arc::try_unwrap) {
+            Some(Ok(copy)) => {
+                // Only sled's handles stay: its files are unlinked, its
+                // background threads end with the process.
+                std::mem::forget(store);
+                if let Err(error) = copy.close() {
+                    tracing::warn!(%error, "cannot remove the private copy of the data dir");
+                }
+            }
+            Some(Err(shared)) => drop((store, shared)),
+            None => drop(store),
+        }
+    }
+
     /// The data dir (sled's files, and the state snapshots beside them).
     pub fn dir(&self) -> &Path {
         self.dir.as_path()

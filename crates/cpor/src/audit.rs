@@ -322,59 +322,70 @@ pub(crate) fn verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
     run(|| {
         let spec = args.source.resolve(args.input.as_deref(), true)?;
         let mut source = EventSource::open(&spec, 1)?;
-        let described = source.describe();
-        // A data dir's start-up checks (which fold the whole log) run on a
-        // thread of their own beside the chain pass: two passes over the
-        // private copy, one per core.
-        let startup_reader = source.log_reader().cloned();
-        let (startup, pass) = std::thread::scope(|scope| {
-            let startup = startup_reader.map(|reader| {
-                std::thread::Builder::new()
-                    .name("cpor-startup-check".into())
-                    .spawn_scoped(scope, move || cpor_log::startup::run_from_log(&reader))
-            });
-            let pass = chain_pass(&args, &spec, &mut source);
-            let startup = startup
-                .transpose()
-                .map(|handle| handle.map(|h| h.join().expect("the start-up checks do not panic")));
-            (startup, pass)
-        });
-        let Some(startup) = startup_outcome(startup?, &described, args.json) else {
-            return Ok(ExitCode::from(1));
-        };
-        // Start-up changed the copy (cut a tail, rewrote projections) while
-        // the pass read it: verify what it left, as a start would serve it.
-        let changed = startup.as_ref().is_some_and(|actions| !actions.is_empty());
-        let pass = if changed {
-            chain_pass(&args, &spec, &mut source)?
-        } else {
-            pass?
-        };
-        let trust = match pass.trust {
-            Err(what) => {
-                eprintln!("FAILED: {what}");
-                return Ok(ExitCode::from(1));
-            }
-            Ok(trust) => trust,
-        };
-        if let Some(failure) = pass.failure {
-            report_verify_failure(args.json, &described, &failure, pass.verifier.events());
-            return Ok(ExitCode::from(1));
-        }
-        let verified = Verified {
-            summary: pass.verifier.summary(),
-            foreign: source.foreign_messages(),
-            trust: trust.as_ref(),
-            startup,
-            elapsed: pass.elapsed,
-        };
-        if args.json {
-            outln!("{}", verified.to_json())?;
-        } else {
-            out!("{}", verified.render(&described))?;
-        }
-        Ok(ExitCode::SUCCESS)
+        let outcome = verify_with(&args, &spec, &mut source);
+        source.close_at_exit();
+        outcome
     })
+}
+
+/// `cpor verify` on the opened source.
+fn verify_with(
+    args: &VerifyArgs,
+    spec: &SourceSpec,
+    source: &mut EventSource,
+) -> anyhow::Result<ExitCode> {
+    let described = source.describe();
+    // A data dir's start-up checks (which fold the whole log) run on a
+    // thread of their own beside the chain pass: two passes over the
+    // private copy, one per core.
+    let startup_reader = source.log_reader().cloned();
+    let (startup, pass) = std::thread::scope(|scope| {
+        let startup = startup_reader.map(|reader| {
+            std::thread::Builder::new()
+                .name("cpor-startup-check".into())
+                .spawn_scoped(scope, move || cpor_log::startup::run_from_log(&reader))
+        });
+        let pass = chain_pass(args, spec, source);
+        let startup = startup
+            .transpose()
+            .map(|handle| handle.map(|h| h.join().expect("the start-up checks do not panic")));
+        (startup, pass)
+    });
+    let Some(startup) = startup_outcome(startup?, &described, args.json) else {
+        return Ok(ExitCode::from(1));
+    };
+    // Start-up changed the copy (cut a tail, rewrote projections) while
+    // the pass read it: verify what it left, as a start would serve it.
+    let changed = startup.as_ref().is_some_and(|actions| !actions.is_empty());
+    let pass = if changed {
+        chain_pass(args, spec, source)?
+    } else {
+        pass?
+    };
+    let trust = match pass.trust {
+        Err(what) => {
+            eprintln!("FAILED: {what}");
+            return Ok(ExitCode::from(1));
+        }
+        Ok(trust) => trust,
+    };
+    if let Some(failure) = pass.failure {
+        report_verify_failure(args.json, &described, &failure, pass.verifier.events());
+        return Ok(ExitCode::from(1));
+    }
+    let verified = Verified {
+        summary: pass.verifier.summary(),
+        foreign: source.foreign_messages(),
+        trust: trust.as_ref(),
+        startup,
+        elapsed: pass.elapsed,
+    };
+    if args.json {
+        outln!("{}", verified.to_json())?;
+    } else {
+        out!("{}", verified.render(&described))?;
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// What one pass of `verify` over the events found.
@@ -1224,65 +1235,74 @@ pub(crate) fn rebuild(args: RebuildArgs) -> anyhow::Result<ExitCode> {
     run(|| {
         // Only --repair writes, and then into the data dir itself.
         let reader = source::open_data_dir_as(&args.data_dir, args.repair)?;
-        let last = reader.last_position()?;
-        let mut progress = Progress::new("rebuild", Some(last));
-        let result = cpor_log::rebuild_projections(&reader, |done| {
-            progress.set(done);
-        });
-        let elapsed = progress.finish();
-        progress::check()?;
-        let report = result.with_context(|| {
-            format!(
-                "cannot rebuild the projections of {} from its log; `cpor verify --data-dir` tells whether the log is intact",
-                args.data_dir.display()
-            )
-        })?;
-        outln!(
-            "rebuilt the projections of {} from its log: {} (claims {}, cases {})",
-            args.data_dir.display(),
-            progress::rate(report.events, elapsed),
-            report.claims,
-            report.cases
-        )?;
-        if report.difference_count == 0 {
-            outln!("no differences: every stored projection (claim and case views, comments, listings, deadlines, stream index) matches the log")?;
-            return Ok(ExitCode::SUCCESS);
-        }
-        outln!(
-            "{} difference(s) between the stored projections and the log{}:",
-            report.difference_count,
-            if report.difference_count > report.differences.len() as u64 {
-                format!(" (the first {} listed)", report.differences.len())
-            } else {
-                String::new()
-            }
-        )?;
-        for difference in &report.differences {
-            outln!("  {}", terminal_safe(&difference.to_string()))?;
-        }
-        if !args.repair {
-            outln!("run again with --repair to rewrite the projections from the log")?;
-            return Ok(ExitCode::from(1));
-        }
-        let mut progress = Progress::new("repair", Some(last));
-        let repaired = cpor_log::repair_projections(&reader, |done| progress.set(done));
-        progress.finish();
-        progress::check()?;
-        let repaired = repaired
-            .context("cannot rewrite the projections; run `cpor rebuild --repair` again")?;
-        let check = cpor_log::rebuild_projections(&reader, |_| {})?;
-        if check.difference_count != 0 {
-            anyhow::bail!(
-                "the projections still differ from the log after the repair: {:?}",
-                check.differences
-            );
-        }
-        outln!(
-            "repaired: every projection rewritten from {} events; a second comparison finds no differences",
-            repaired.events
-        )?;
-        Ok(ExitCode::SUCCESS)
+        let outcome = rebuild_with(&args, &reader);
+        // A private copy is thrown away without closing sled's store (a
+        // walk over all its pages); the data dir itself is closed, flushed.
+        reader.close_copy_at_exit();
+        outcome
     })
+}
+
+/// `cpor rebuild` on the opened data dir (or its private copy).
+fn rebuild_with(args: &RebuildArgs, reader: &cpor_log::LogReader) -> anyhow::Result<ExitCode> {
+    let last = reader.last_position()?;
+    let mut progress = Progress::new("rebuild", Some(last));
+    let result = cpor_log::rebuild_projections(reader, |done| {
+        progress.set(done);
+    });
+    let elapsed = progress.finish();
+    progress::check()?;
+    let report = result.with_context(|| {
+        format!(
+            "cannot rebuild the projections of {} from its log; `cpor verify --data-dir` tells whether the log is intact",
+            args.data_dir.display()
+        )
+    })?;
+    outln!(
+        "rebuilt the projections of {} from its log: {} (claims {}, cases {})",
+        args.data_dir.display(),
+        progress::rate(report.events, elapsed),
+        report.claims,
+        report.cases
+    )?;
+    if report.difference_count == 0 {
+        outln!("no differences: every stored projection (claim and case views, comments, listings, deadlines, stream index) matches the log")?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    outln!(
+        "{} difference(s) between the stored projections and the log{}:",
+        report.difference_count,
+        if report.difference_count > report.differences.len() as u64 {
+            format!(" (the first {} listed)", report.differences.len())
+        } else {
+            String::new()
+        }
+    )?;
+    for difference in &report.differences {
+        outln!("  {}", terminal_safe(&difference.to_string()))?;
+    }
+    if !args.repair {
+        outln!("run again with --repair to rewrite the projections from the log")?;
+        return Ok(ExitCode::from(1));
+    }
+    let mut progress = Progress::new("repair", Some(last));
+    let repaired = cpor_log::repair_projections(reader, |done| progress.set(done));
+    progress.finish();
+    progress::check()?;
+    let repaired =
+        repaired.context("cannot rewrite the projections; run `cpor rebuild --repair` again")?;
+    let check = cpor_log::rebuild_projections(reader, |_| {})?;
+    if check.difference_count != 0 {
+        anyhow::bail!(
+            "the projections still differ from the log after the repair: {:?}",
+            check.differences
+        );
+    }
+    outln!(
+        "repaired: every projection rewritten from {} events; a second comparison finds no differences",
+        repaired.events
+    )?;
+    Ok(ExitCode::SUCCESS)
 }
 
 #[cfg(test)]

@@ -213,6 +213,16 @@ impl EventSource {
         }
     }
 
+    /// Ends the source in a process about to exit: a data dir's private
+    /// copy is removed without closing sled's store
+    /// ([`LogReader::close_copy_at_exit`]); anything else is dropped.
+    pub(crate) fn close_at_exit(self) {
+        match self {
+            EventSource::DataDir { reader, .. } => reader.close_copy_at_exit(),
+            other => drop(other),
+        }
+    }
+
     /// Messages of a stream that were not events (counted, skipped).
     pub(crate) fn foreign_messages(&self) -> Option<u64> {
         match self {
