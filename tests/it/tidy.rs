@@ -9,6 +9,7 @@
 //! - `cpor-jcs` (RFC 8785) is a leaf: it depends on no other workspace crate,
 //!   and nothing outside `cpor-log` reaches canonical JSON through the log.
 //! - `anyhow` only in the binaries (`cpor`, `cpor-bench`).
+//! - The global allocator (jemalloc) only in the binaries (`cpor`, `cpor-bench`).
 //! - `cpor-testkit` is a dev-dependency only, and never published; the one
 //!   exception is the benchmark harness (`cpor-bench`, itself never
 //!   published), which starts nats-server as the tests do.
@@ -491,6 +492,57 @@ fn anyhow_only_in_the_binaries() {
     assert_no_violations(
         &format!(
             "anyhow only in the binaries {allowed:?}; libraries return typed errors (thiserror)"
+        ),
+        &violations,
+    );
+}
+
+/// The global allocator is the binaries' choice (jemalloc: see
+/// `crates/cpor/src/main.rs`): no library depends on an allocator crate or
+/// declares `#[global_allocator]`, since a program may have only one and a
+/// library's tests bring their own (`cpor-bench`'s memory test links the
+/// bench library with `stats_alloc` as its allocator). Test sources
+/// (`tests/` dirs) may declare one for their own test binary.
+#[test]
+fn only_the_binaries_choose_the_allocator() {
+    let binaries = ["crates/cpor/src/main.rs", "crates/cpor-bench/src/main.rs"];
+    let allocator_crates = ["tikv-jemallocator", "tikv-jemalloc-sys", "mimalloc"];
+    let needle = "#[global_allocator]";
+    let mut violations = Vec::new();
+    for package in crates().into_values() {
+        let binary = ["cpor", "cpor-bench"].contains(&package.name.as_str());
+        for (name, table) in package.dependencies(SHIPPED_DEPENDENCY_KINDS) {
+            if !binary && allocator_crates.contains(&name.as_str()) {
+                violations.push(format!(
+                    "{}: {table} has {name}",
+                    shown(&package.manifest_path)
+                ));
+            }
+        }
+    }
+    let mut declared = Vec::new();
+    for path in rust_files(&root().join("crates")) {
+        let shown_path = shown(&path);
+        if shown_path.split('/').any(|part| part == "tests") {
+            continue;
+        }
+        let found = lines_with(&path, &read(&path), needle);
+        if binaries.contains(&shown_path.as_str()) {
+            declared.extend(found);
+        } else {
+            violations.extend(found);
+        }
+    }
+    // The rule sees the binaries' own declarations: one in each.
+    assert_eq!(
+        declared.len(),
+        binaries.len(),
+        "one `{needle}` in each of {binaries:?}, found: {declared:?}"
+    );
+    assert_no_violations(
+        &format!(
+            "only the binaries {binaries:?} choose the global allocator; libraries use whatever \
+             their binary picked"
         ),
         &violations,
     );

@@ -8,6 +8,11 @@
 //! cargo run --release -p cpor-bench -- raw-log [--commands N] [--batch 64] [--seed S]
 //! ```
 
+/// jemalloc, as `cpor` (see its `main.rs` for why): the generator, the raw
+/// log and the in-process ceilings allocate as the service does.
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 

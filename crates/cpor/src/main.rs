@@ -34,6 +34,19 @@ mod serve;
 mod snapshot;
 mod telemetry;
 
+/// The process's allocator: jemalloc, not glibc's malloc. glibc's
+/// `malloc`/`free` were about a fifth of the CPU samples in every profile
+/// of this service (the writer's batches, sled's pages, events decoded on
+/// one thread and freed on another during a replay), and its per-thread
+/// arenas kept freed memory resident. In alternating rounds against glibc
+/// and mimalloc (docs/performance.md, "Global allocator") jemalloc took the
+/// least CPU per command and per replayed event and kept the least RSS
+/// serving 100k claims. It is chosen here, in the binaries, never in a
+/// library: a library's tests keep their own (`cpor-bench`'s memory test
+/// counts allocations with `stats_alloc`).
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser, Subcommand};
