@@ -72,7 +72,7 @@ fn accepted(events: usize) -> Accepted {
     Accepted {
         claim_id: None,
         version: 1,
-        events: vec!["cpor.claim.CommentAdded".into(); events],
+        events: vec!["cpor.claim.comment_added".into(); events],
         warnings: Vec::new(),
     }
 }
@@ -616,6 +616,30 @@ fn command_records_round_trip() {
     assert_eq!(log.reader().command_record(&id).unwrap(), Some(record));
     assert_eq!(log.reader().command_record(&Uuid::new_v4()).unwrap(), None);
     let _ = &mut state;
+}
+
+/// A data dir written before the tagged command records (issue 8 target
+/// 5) keeps its records: after a reopen (start-up reads every record to
+/// reconcile the head) a repeat of such a command finds its first reply.
+#[test]
+fn an_untagged_command_record_on_disk_still_answers_its_repeat() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut log, mut state) = Log::open(dir.path()).unwrap();
+    history(&mut log, &mut state);
+    let last = log.head().position;
+    let bytes = log.reader().event_bytes(last).unwrap().unwrap();
+    let command = causation_of(&bytes).unwrap();
+    let first = log.reader().command_record(&command).unwrap().unwrap();
+    assert!(!first.reply.events.is_empty());
+    let tree = log.reader().log().unwrap();
+    tree.insert(keys::command(&command), first.to_untagged_bytes())
+        .unwrap();
+    log.reader().flush_blocking().unwrap();
+    drop(log);
+    drop(tree);
+    let (log, _) = Log::open(dir.path()).unwrap();
+    assert_eq!(log.head().position, last, "its events are kept");
+    assert_eq!(log.reader().command_record(&command).unwrap(), Some(first));
 }
 
 #[test]
