@@ -2,7 +2,7 @@
 //!
 //! | tree | keys | values | written |
 //! |---|---|---|---|
-//! | [`TREE_LOG`] | kind byte ([`KeyKind::Segment`] then its first position, [`KeyKind::Command`] then the command id, [`KeyKind::CommandExpiry`] then time and id, [`KeyKind::Meta`] then the head's name) | a segment of events (`segment`: the canonical CloudEvents of a group commit, compressed) / compact command record / empty / head | one atomic batch per group commit: the synchronous write |
+//! | [`TREE_LOG`] | kind byte ([`KeyKind::Segment`] then its first position, [`KeyKind::Command`] then the command id, [`KeyKind::CommandBatchExpiry`] then time and first command id, [`KeyKind::CommandExpiry`] then time and id (before issue 8 target 5), [`KeyKind::Meta`] then the head's name) | a segment of events (`segment`: the canonical CloudEvents of a group commit, compressed) / compact command record / the batch's command ids (16 bytes each) / empty / head | one atomic batch per group commit: the synchronous write |
 //! | [`TREE_STREAM`] | aggregate byte, id (16 bytes for uuid ids, text and 0x00 for partner ids), version | position | after the log batch; derived |
 //! | [`TREE_VIEWS`] | kind byte (0x10..0x17) then the key | projections (views in `stored`'s postcard form, indexes as ids) | after the log batch; derived |
 //! | [`TREE_META`] | name | operational values (published position, clock, instance id, layout) | outside the batch path |
@@ -59,11 +59,19 @@ pub(crate) enum KeyKind {
     /// Layout 1 only: position → signed checkpoint (now `checkpoints`).
     Checkpoint = 0x05,
     /// recorded time (ms), command id → empty: which command records expire
-    /// first. Tree `log`.
+    /// first, one entry per command. Tree `log`. Written until issue 8
+    /// target 5 (and by the migration of layout 1's records); still read
+    /// and removed by `expire_commands`, so such entries drain within the
+    /// retention.
     CommandExpiry = 0x06,
     /// first position → segment: the events of (part of) a group commit,
     /// compressed (`segment`). Tree `log`, layout 4.
     Segment = 0x07,
+    /// the latest recorded time (ms) of a group commit's commands, the
+    /// first command id → the ids (16 bytes each) of the commands it
+    /// recorded: which command records expire first, one entry per group
+    /// commit instead of one per command. Tree `log`.
+    CommandBatchExpiry = 0x08,
     /// claim id → ClaimView (`stored`; JSON up to layout 2). Tree `views`.
     ClaimView = 0x10,
     /// claim id, position → CommentView (`stored`; JSON up to layout 2).
@@ -192,10 +200,20 @@ pub(crate) fn command_expiry(recorded_at: &Timestamp, command_id: &Uuid) -> Vec<
     )
 }
 
-/// The first expiry key at or after `time`: records recorded before it
-/// sort before this key.
-pub(crate) fn command_expiry_until(time: &Timestamp) -> Vec<u8> {
-    with(KeyKind::CommandExpiry, &[&sortable_millis(time)])
+/// The first expiry key of `kind` ([`KeyKind::CommandExpiry`] or
+/// [`KeyKind::CommandBatchExpiry`]) at or after `time`: records recorded
+/// before it sort before this key.
+pub(crate) fn command_expiry_until(kind: KeyKind, time: &Timestamp) -> Vec<u8> {
+    with(kind, &[&sortable_millis(time)])
+}
+
+/// A group commit's expiry entry: the latest time it recorded a command at
+/// (whole milliseconds), then its first command.
+pub(crate) fn command_batch_expiry(recorded_at: &Timestamp, first_command_id: &Uuid) -> Vec<u8> {
+    with(
+        KeyKind::CommandBatchExpiry,
+        &[&sortable_millis(recorded_at), first_command_id.as_bytes()],
+    )
 }
 
 pub(crate) fn claim_view(claim_id: &Uuid) -> Vec<u8> {

@@ -52,6 +52,7 @@ fn kind_name(tree: &str, key: &[u8]) -> String {
         (keys::TREE_LOG, Some(0x03)) => "command",
         (keys::TREE_LOG, Some(0x04)) => "head",
         (keys::TREE_LOG, Some(0x06)) => "command-expiry",
+        (keys::TREE_LOG, Some(0x08)) => "command-batch-expiry",
         (keys::TREE_LOG, Some(0x07)) => "segment",
         (keys::TREE_VIEWS, Some(0x10)) => "claim",
         (keys::TREE_VIEWS, Some(0x11)) => "comment",

@@ -224,7 +224,7 @@ fn cut_command_records(
     cut_commands: &HashSet<Uuid>,
     kept_commands: &HashSet<Uuid>,
 ) -> Result<u64, LogError> {
-    let mut cut_records = 0u64;
+    let mut cut = HashSet::new();
     for entry in reader.log()?.scan_prefix(keys::prefix(KeyKind::Command)) {
         let (key, value) = entry?;
         let Some(id) = Uuid::from_slice(&key[1..]).ok() else {
@@ -237,10 +237,30 @@ fn cut_command_records(
                 batch.remove(keys::command_expiry(&record.recorded_at, &id));
             }
             batch.remove(key);
-            cut_records += 1;
+            cut.insert(id);
         }
     }
-    Ok(cut_records)
+    // The batch expiry entries lose the cut commands: left there, an entry
+    // would later expire the record of the same command id decided anew
+    // (a retry of a cut command), before its retention.
+    if !cut.is_empty() {
+        let entries = keys::prefix(KeyKind::CommandBatchExpiry);
+        for entry in reader.log()?.scan_prefix(entries) {
+            let (key, ids) = entry?;
+            let kept: Vec<u8> = ids
+                .chunks_exact(16)
+                .filter(|id| Uuid::from_slice(id).is_ok_and(|id| !cut.contains(&id)))
+                .flatten()
+                .copied()
+                .collect();
+            if kept.is_empty() {
+                batch.remove(key);
+            } else if kept.len() != ids.len() {
+                batch.insert(key, kept);
+            }
+        }
+    }
+    Ok(cut.len() as u64)
 }
 
 /// Start-up check of the newest part of the log: the head record agrees

@@ -576,6 +576,11 @@ fn a_head_record_that_disagrees_with_the_events_is_reconciled() {
     let tree = log.reader().log().unwrap();
     tree.insert(keys::command(&command), record.to_bytes())
         .unwrap();
+    assert!(
+        tree.scan_prefix(keys::prefix(KeyKind::CommandBatchExpiry))
+            .any(|e| e.unwrap().1.chunks(16).any(|id| id == command.as_bytes())),
+        "its group commit's expiry entry names it"
+    );
     segment::remove_after(&tree, last - 1).unwrap();
     log.reader().flush_blocking().unwrap();
     drop(log);
@@ -583,6 +588,15 @@ fn a_head_record_that_disagrees_with_the_events_is_reconciled() {
     let (log, _) = Log::open(dir.path()).unwrap();
     assert_eq!(log.head().position, last - events_of_command);
     assert!(log.reader().command_record(&command).unwrap().is_none());
+    // Nor does its group commit's expiry entry name it any more (it
+    // would expire a retry of the command early).
+    let listed = log
+        .reader()
+        .log()
+        .unwrap()
+        .scan_prefix(keys::prefix(KeyKind::CommandBatchExpiry))
+        .any(|e| e.unwrap().1.chunks(16).any(|id| id == command.as_bytes()));
+    assert!(!listed, "the cut command's expiry entry is gone");
     let report = rebuild_projections(log.reader(), |_| {}).unwrap();
     assert_eq!(report.difference_count, 0, "{:?}", report.differences);
 }
@@ -877,16 +891,18 @@ fn command_records_expire_oldest_first_within_the_bound() {
         "2026-11-03T10:00:00Z",
     ];
     let ids: Vec<Uuid> = times.iter().map(|_| Uuid::new_v4()).collect();
-    let mut appender = log.begin();
+    // One group commit each (a batch's records expire together, at its
+    // latest time: see the next test).
     for (id, time) in ids.iter().zip(times) {
         let record = CommandRecord {
             fingerprint: "ab".repeat(32),
             recorded_at: at(time),
             reply: accepted(1),
         };
+        let mut appender = log.begin();
         appender.record_command(id, &record);
+        log.commit(appender, &state).unwrap();
     }
-    log.commit(appender, &state).unwrap();
     assert_eq!(log.reader().command_records().unwrap(), 3);
 
     // Cut-off after the first two, bound one: only the oldest goes.
@@ -908,6 +924,80 @@ fn command_records_expire_oldest_first_within_the_bound() {
     assert_eq!(appender.expire_commands(&reader, &cut, 100).unwrap(), 0);
     assert!(appender.is_empty(), "nothing expired, nothing to write");
     assert_eq!(log.reader().command_records().unwrap(), 1);
+}
+
+/// A group commit's commands share one expiry entry; the bound still
+/// holds within it (the entry is cut and the rest expire later, oldest
+/// first), and the per-command entries of data dirs written before it
+/// (issue 8 target 5) are read too, first.
+#[test]
+fn a_batch_expiry_entry_expires_within_the_bound_after_the_old_entries() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut log, state) = Log::open(dir.path()).unwrap();
+    let record = |time: &str| CommandRecord {
+        fingerprint: "ab".repeat(32),
+        recorded_at: at(time),
+        reply: accepted(1),
+    };
+    // An entry of the old kind, as a data dir written before has them.
+    let old = Uuid::new_v4();
+    let tree = log.reader().log().unwrap();
+    let old_record = record("2026-11-01T09:00:00Z");
+    tree.insert(keys::command(&old), old_record.to_untagged_bytes())
+        .unwrap();
+    tree.insert(keys::command_expiry(&old_record.recorded_at, &old), &[])
+        .unwrap();
+    // Five commands in one batch, two in a later one whose first command
+    // is older than the cut but its last is not: the batch stays whole.
+    let first: Vec<Uuid> = (0..5).map(|_| Uuid::new_v4()).collect();
+    let later: Vec<Uuid> = (0..2).map(|_| Uuid::new_v4()).collect();
+    let batches = [
+        (&first, ["2026-11-02T10:00:00Z", "2026-11-02T10:00:01Z"]),
+        (&later, ["2026-11-03T08:00:00Z", "2026-11-03T10:00:00Z"]),
+    ];
+    for (ids, [early, late]) in batches {
+        let mut appender = log.begin();
+        for (i, id) in ids.iter().enumerate() {
+            appender.record_command(id, &record(if i == 0 { early } else { late }));
+        }
+        log.commit(appender, &state).unwrap();
+    }
+    let batch_entries = || {
+        tree.scan_prefix(keys::prefix(KeyKind::CommandBatchExpiry))
+            .count()
+    };
+    assert_eq!(batch_entries(), 2, "one entry per group commit");
+    assert_eq!(log.reader().command_records().unwrap(), 8);
+
+    let reader = log.reader().clone();
+    let gone = |id: &Uuid| reader.command_record(id).unwrap().is_none();
+    let cut = at("2026-11-03T09:00:00Z");
+    // Bound 3: the old command, then the batch's first two.
+    let mut appender = log.begin();
+    assert_eq!(appender.expire_commands(&reader, &cut, 3).unwrap(), 3);
+    log.commit(appender, &state).unwrap();
+    assert!(gone(&old) && gone(&first[0]) && gone(&first[1]));
+    assert!(first[2..].iter().chain(&later).all(|id| !gone(id)));
+    assert_eq!(batch_entries(), 2, "the first entry keeps the rest");
+    // Bound 2: two more of the batch.
+    let mut appender = log.begin();
+    assert_eq!(appender.expire_commands(&reader, &cut, 2).unwrap(), 2);
+    log.commit(appender, &state).unwrap();
+    assert!(gone(&first[2]) && gone(&first[3]) && !gone(&first[4]));
+    // Unbounded: the last of the batch; the later batch is after the cut.
+    let mut appender = log.begin();
+    assert_eq!(appender.expire_commands(&reader, &cut, 100).unwrap(), 1);
+    log.commit(appender, &state).unwrap();
+    assert!(gone(&first[4]));
+    assert_eq!(batch_entries(), 1);
+    assert!(tree
+        .scan_prefix(keys::prefix(KeyKind::CommandExpiry))
+        .next()
+        .is_none());
+    assert_eq!(log.reader().command_records().unwrap(), 2);
+    let mut appender = log.begin();
+    assert_eq!(appender.expire_commands(&reader, &cut, 100).unwrap(), 0);
+    assert!(appender.is_empty(), "nothing expired, nothing to write");
 }
 
 /// A stop between the log batch and the derived trees' batches leaves
