@@ -251,12 +251,18 @@ fn raw_log(commands: usize, batch: usize, seed: u64) -> anyhow::Result<()> {
     let cpu_s = ticks().saturating_sub(before) as f64 / 100.0;
     println!(
         "raw log, {batch} commands per flush: {} commands, {} events in {:.2} s: \
-         {:.0} commands/s, {:.0} events/s; process CPU {cpu_s:.2} s",
+         {:.0} commands/s, {:.0} events/s; process CPU {cpu_s:.2} s; \
+         {} flushes, {:.0} % of the time waiting in them; \
+         disk ceiling {:.0} events/s ({:.0} durable 16 KiB appends/s, same directory)",
         figures.commands,
         figures.events,
         figures.seconds,
         figures.per_s(),
-        figures.events_per_s()
+        figures.events_per_s(),
+        figures.flushes,
+        100.0 * figures.flush_share(),
+        figures.sync_ceiling_events_per_s(),
+        figures.disk_syncs_per_s,
     );
     Ok(())
 }

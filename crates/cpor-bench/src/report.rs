@@ -69,9 +69,31 @@ pub struct RawFigures {
     pub commands: u64,
     pub events: u64,
     pub seconds: f64,
+    /// Group commits made durable (one `flush` each).
+    pub flushes: u64,
+    /// Of `seconds`, the time spent waiting in those flushes.
+    pub flush_seconds: f64,
+    /// The disk's ceiling, measured in the same directory just before:
+    /// appends made durable per second (a 16 KiB write and `fdatasync`,
+    /// one after the other), see [`crate::run::disk_syncs_per_s`].
+    pub disk_syncs_per_s: f64,
 }
 
 impl RawFigures {
+    /// The events/s this disk allows at this batch size if nothing but the
+    /// flushes took time: events per flush × the disk's durable appends
+    /// per second. sled 0.34 makes at least one such append per flush
+    /// (`pwrite` + `sync_file_range` of its buffer, often a second one for
+    /// a 24-byte header), so the writer cannot pass it.
+    pub fn sync_ceiling_events_per_s(&self) -> f64 {
+        self.events as f64 / self.flushes.max(1) as f64 * self.disk_syncs_per_s
+    }
+
+    /// The share of the wall time spent waiting for flushes.
+    pub fn flush_share(&self) -> f64 {
+        self.flush_seconds / self.seconds.max(1e-9)
+    }
+
     pub fn per_s(&self) -> f64 {
         self.commands as f64 / self.seconds.max(1e-9)
     }
@@ -372,6 +394,10 @@ impl Report {
                 "seconds": round3(r.seconds),
                 "appends_per_s": round(r.per_s()),
                 "events_per_s": round(r.events_per_s()),
+                "flushes": r.flushes,
+                "flush_share": round3(r.flush_share()),
+                "disk_syncs_per_s": round(r.disk_syncs_per_s),
+                "sync_ceiling_events_per_s": round(r.sync_ceiling_events_per_s()),
             })).collect::<Vec<_>>(),
             "levels": self.levels.iter().map(LevelFigures::to_json).collect::<Vec<_>>(),
             "replay": replay.to_json(),
@@ -414,19 +440,30 @@ impl Report {
     fn raw_section(&self, out: &mut String) {
         out.push_str("Raw log (the writer alone: decide + append + commit + flush, no NATS; best of two rounds)\n");
         out.push_str(&format!(
-            "  {:>14} {:>10} {:>10} {:>14} {:>14}\n",
-            "cmds/flush", "commands", "events", "commands/s", "events/s"
+            "  {:>14} {:>10} {:>10} {:>14} {:>14} {:>9} {:>18}\n",
+            "cmds/flush",
+            "commands",
+            "events",
+            "commands/s",
+            "events/s",
+            "in flush",
+            "disk ceiling ev/s"
         ));
         for r in &self.raw {
             out.push_str(&format!(
-                "  {:>14} {:>10} {:>10} {:>14} {:>14}\n",
+                "  {:>14} {:>10} {:>10} {:>14} {:>14} {:>8.0}% {:>18}\n",
                 r.batch,
                 r.commands,
                 r.events,
                 fmt_int(r.per_s()),
-                fmt_int(r.events_per_s())
+                fmt_int(r.events_per_s()),
+                100.0 * r.flush_share(),
+                fmt_int(r.sync_ceiling_events_per_s())
             ));
         }
+        out.push_str(
+            "  (disk ceiling: events per flush × durable 16 KiB appends/s of this disk, measured in the same directory just before)\n",
+        );
     }
 
     fn end_to_end_section(&self, out: &mut String) {

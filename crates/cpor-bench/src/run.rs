@@ -368,7 +368,10 @@ pub fn raw_log(dir: &Path, seed: u64, commands: usize, batch: usize) -> anyhow::
     writer.commit(appender)?;
     writer.flush()?;
     let before = writer.log().head().position;
+    let disk_syncs_per_s = disk_syncs_per_s(dir)?;
 
+    let mut flushes = 0;
+    let mut flush_seconds = 0.0;
     let started = Instant::now();
     for chunk in mix.chunks(batch.max(1)) {
         let mut appender = writer.begin();
@@ -381,7 +384,10 @@ pub fn raw_log(dir: &Path, seed: u64, commands: usize, batch: usize) -> anyhow::
             }
         }
         writer.commit(appender)?;
+        let flush_started = Instant::now();
         writer.flush()?;
+        flush_seconds += flush_started.elapsed().as_secs_f64();
+        flushes += 1;
     }
     let seconds = started.elapsed().as_secs_f64();
     Ok(RawFigures {
@@ -389,8 +395,38 @@ pub fn raw_log(dir: &Path, seed: u64, commands: usize, batch: usize) -> anyhow::
         commands: mix.len() as u64,
         events: writer.log().head().position - before,
         seconds,
+        flushes,
+        flush_seconds,
+        disk_syncs_per_s,
     })
 }
+
+/// Durable appends the disk under `dir` makes per second: [`DISK_PROBE_APPENDS`]
+/// writes of 16 KiB (a group commit's buffer is of that order), each
+/// followed by `fdatasync`, one after the other, in a scratch file that is
+/// removed after. The ceiling the raw log is held against: a writer that
+/// waits for each flush cannot make more group commits per second.
+///
+/// Errors: the scratch file cannot be written or synced.
+pub fn disk_syncs_per_s(dir: &Path) -> anyhow::Result<f64> {
+    use std::io::Write;
+    let path = dir.join("disk-probe");
+    let mut file = std::fs::File::create(&path).context("create the disk probe file")?;
+    let block = vec![0x5a_u8; 16 * 1024];
+    let started = Instant::now();
+    for _ in 0..DISK_PROBE_APPENDS {
+        file.write_all(&block).context("write the disk probe")?;
+        file.sync_data().context("fdatasync the disk probe")?;
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    drop(file);
+    std::fs::remove_file(&path).context("remove the disk probe file")?;
+    Ok(DISK_PROBE_APPENDS as f64 / seconds.max(1e-9))
+}
+
+/// Appends [`disk_syncs_per_s`] times: enough to average out a slow one,
+/// well under a second on an SSD.
+pub const DISK_PROBE_APPENDS: usize = 200;
 
 fn mib(kib: u64) -> f64 {
     kib as f64 / 1024.0
