@@ -797,7 +797,16 @@ async fn flusher(
             continue;
         }
         let started = std::time::Instant::now();
-        let flushed = reader.flush().await;
+        // sled's flush and the syncs that make it durable block for a disk
+        // round trip or two: off the async workers.
+        let flushing = reader.clone();
+        let flushed = tokio::task::spawn_blocking(move || flushing.flush_blocking())
+            .await
+            .unwrap_or_else(|join| {
+                Err(cpor_log::LogError::Storage(format!(
+                    "the flush task failed: {join}"
+                )))
+            });
         ::metrics::histogram!(metrics::FLUSH_SECONDS).record(started.elapsed());
         if let Err(error) = flushed {
             ::metrics::counter!(metrics::WRITE_ERRORS_TOTAL, "stage" => "flush").increment(1);

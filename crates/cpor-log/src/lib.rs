@@ -33,6 +33,7 @@
 
 pub mod checkpoint;
 mod decoded;
+mod durable;
 pub mod envelope;
 mod keys;
 mod migrate;
@@ -141,6 +142,8 @@ pub struct LogReader {
 #[derive(Clone)]
 struct Store {
     db: sled::Db,
+    /// Makes sled's flushes durable against a power cut (`durable`).
+    durable: std::sync::Arc<durable::DurableSync>,
     /// Events, command records and the head: the synchronous write
     /// (`keys::TREE_LOG`).
     log: sled::Tree,
@@ -658,6 +661,7 @@ fn open_sled(dir: &Path, cache_bytes: u64) -> Result<Store, LogError> {
         views: db.open_tree(keys::TREE_VIEWS)?,
         meta: db.open_tree(keys::TREE_META)?,
         checkpoints: db.open_tree(keys::TREE_CHECKPOINTS)?,
+        durable: std::sync::Arc::new(durable::DurableSync::open(dir)?),
         db,
     })
 }
@@ -868,17 +872,16 @@ impl LogReader {
         })
     }
 
-    /// Makes every write so far durable. Nothing is acknowledged or
-    /// published before this returns.
-    pub async fn flush(&self) -> Result<(), LogError> {
-        let db = self.store()?.db;
-        db.flush_async().await?;
-        Ok(())
-    }
-
+    /// Makes every write so far durable, against a power cut too: sled's
+    /// flush, then [`durable::DurableSync::sync`] (sled 0.34's flush alone
+    /// does not flush the disk's write cache nor the file's size). Nothing
+    /// is acknowledged or published before this returns. Blocking (one or
+    /// two disk syncs): call it from a thread that may block
+    /// (`spawn_blocking` in async code).
     pub fn flush_blocking(&self) -> Result<(), LogError> {
-        self.store()?.db.flush()?;
-        Ok(())
+        let store = self.store()?;
+        store.db.flush()?;
+        store.durable.sync()
     }
 
     /// The last event written, per the data itself (not the meta record):

@@ -1234,3 +1234,28 @@ fn store_space_counts_the_events_and_every_kind_of_entry() {
     );
     assert!(space.live_bytes() > 0 && space.file_bytes > 0);
 }
+
+/// A flush syncs every blob file sled wrote (page images over a quarter of
+/// its log segment go to `blobs/`, which sled itself never syncs) and
+/// `db`; a later flush syncs only new blobs, and forgets removed ones.
+#[test]
+fn a_flush_syncs_the_blob_files_sled_wrote() {
+    let dir = tempfile::tempdir().unwrap();
+    let (log, _) = Log::open(dir.path()).unwrap();
+    let reader = log.reader().clone();
+    let store = reader.store().unwrap();
+    // A value larger than a quarter of sled's 512 KiB segment: its page
+    // image is a blob.
+    store.meta.insert(b"big", vec![7u8; 300 * 1024]).unwrap();
+    reader.flush_blocking().unwrap();
+    let on_disk: std::collections::HashSet<_> = std::fs::read_dir(dir.path().join("blobs"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(!on_disk.is_empty(), "the large value went to a blob file");
+    let synced = store.durable.synced_blobs().clone();
+    assert!(
+        on_disk.is_subset(&synced),
+        "every blob synced: {on_disk:?} vs {synced:?}"
+    );
+}
